@@ -1,0 +1,156 @@
+//! The function's configuration: environment variables, read and validated once at start.
+
+use crate::Error;
+use crate::target::{AllowList, Target, parse_targets};
+
+/// Everything the environment configures. A bad value fails the start (an init error) rather
+/// than every invocation.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// `DEFAULT_TARGETS`: the targets of an event that names none.
+    pub default_targets: Option<Vec<Target>>,
+    /// `ALLOWED_PREFIXES`: when set, the only folders targets may lie in.
+    pub allowed: Option<AllowList>,
+    /// `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` is set: a local or S3-compatible server,
+    /// which needs path-style addressing (`http://host/bucket/key`).
+    pub custom_endpoint: bool,
+}
+
+impl Config {
+    /// Reads the process environment.
+    ///
+    /// # Errors
+    /// `InvalidConfig` as [`Config::from_lookup`].
+    pub fn from_env() -> Result<Config, Error> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `var`, so tests need not touch the process environment.
+    /// Empty values count as unset.
+    ///
+    /// # Errors
+    /// `InvalidConfig` when a variable does not parse, or a default target lies outside
+    /// `ALLOWED_PREFIXES`.
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Config, Error> {
+        let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let to_config = |e: Error| Error::InvalidConfig(e.to_string());
+        let allowed = var("ALLOWED_PREFIXES")
+            .map(|v| AllowList::parse(&v))
+            .transpose()?;
+        let default_targets = var("DEFAULT_TARGETS")
+            .map(|v| parse_targets(&v, "DEFAULT_TARGETS").map_err(to_config))
+            .transpose()?;
+        if let (Some(allowed), Some(targets)) = (&allowed, &default_targets) {
+            allowed.check(targets).map_err(to_config)?;
+        }
+        let custom_endpoint =
+            var("AWS_ENDPOINT_URL_S3").is_some() || var("AWS_ENDPOINT_URL").is_some();
+        Ok(Config {
+            default_targets,
+            allowed,
+            custom_endpoint,
+        })
+    }
+
+    /// The targets an event writes to: its own, else `DEFAULT_TARGETS`, checked against
+    /// `ALLOWED_PREFIXES`.
+    ///
+    /// # Errors
+    /// `InvalidEvent` when there are no targets at all; `TargetNotAllowed` for a target outside
+    /// the allowed folders.
+    pub fn resolve_targets(&self, from_event: Option<Vec<Target>>) -> Result<Vec<Target>, Error> {
+        let targets = from_event
+            .or_else(|| self.default_targets.clone())
+            .ok_or_else(|| {
+                Error::InvalidEvent(
+                    "the event has no `targets` and the function has no DEFAULT_TARGETS".into(),
+                )
+            })?;
+        if let Some(allowed) = &self.allowed {
+            allowed.check(&targets)?;
+        }
+        Ok(targets)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::Codec;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, Error> {
+        Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    const DEFAULTS: &str = r#"[{"prefix":"s3://b-1/out/parquet/","compression":"uncompressed"},{"prefix":"s3://b-1/out/parquet-snappy/","compression":"snappy"}]"#;
+
+    #[test]
+    fn nothing_set_means_no_defaults_and_no_policy() {
+        let c = config(&[("DEFAULT_TARGETS", " ")]).unwrap();
+        assert!(c.default_targets.is_none() && c.allowed.is_none() && !c.custom_endpoint);
+        let err = c.resolve_targets(None).unwrap_err();
+        assert_eq!(err.error_type(), "InvalidEvent");
+        assert!(err.to_string().contains("DEFAULT_TARGETS"), "{err}");
+    }
+
+    #[test]
+    fn default_targets_apply_only_when_the_event_has_none() {
+        let c = config(&[
+            ("DEFAULT_TARGETS", DEFAULTS),
+            ("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9000"),
+        ])
+        .unwrap();
+        assert!(c.custom_endpoint);
+        let defaults = c.resolve_targets(None).unwrap();
+        assert_eq!(
+            defaults.iter().map(|t| t.codec).collect::<Vec<_>>(),
+            [Codec::Uncompressed, Codec::Snappy]
+        );
+        let own = parse_targets(
+            r#"[{"prefix":"s3://b-2/x/","compression":"zstd"}]"#,
+            "targets",
+        )
+        .unwrap();
+        assert_eq!(c.resolve_targets(Some(own.clone())).unwrap(), own);
+    }
+
+    #[test]
+    fn bad_variables_fail_the_start() {
+        for vars in [
+            &[("DEFAULT_TARGETS", "not json")][..],
+            &[("DEFAULT_TARGETS", "[]")],
+            &[("ALLOWED_PREFIXES", "b-1/out")],
+            &[
+                ("ALLOWED_PREFIXES", "s3://b-2/only/"),
+                ("DEFAULT_TARGETS", DEFAULTS),
+            ],
+        ] {
+            let err = config(vars).expect_err(&format!("{vars:?}"));
+            assert_eq!(err.error_type(), "InvalidConfig", "{vars:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn allowed_prefixes_police_event_targets() {
+        let c = config(&[("ALLOWED_PREFIXES", "s3://b-1/out/")]).unwrap();
+        let inside = parse_targets(
+            r#"[{"prefix":"s3://b-1/out/x/","compression":"zstd"}]"#,
+            "targets",
+        )
+        .unwrap();
+        assert!(c.resolve_targets(Some(inside)).is_ok());
+        let outside = parse_targets(
+            r#"[{"prefix":"s3://b-1/elsewhere/","compression":"zstd"}]"#,
+            "targets",
+        )
+        .unwrap();
+        assert_eq!(
+            c.resolve_targets(Some(outside)).unwrap_err().error_type(),
+            "TargetNotAllowed"
+        );
+    }
+}

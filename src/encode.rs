@@ -1,0 +1,223 @@
+//! Rows to one Arrow batch (built once), then that batch to Parquet bytes per codec.
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use bytes::Bytes;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::Error;
+use crate::event::Row;
+use crate::target::Codec;
+
+/// The `created_by` written into every file, in the `<app> version <v> (build <b>)` form that
+/// parquet-mr and Arrow parse.
+pub const CREATED_BY: &str = concat!(
+    env!("CARGO_PKG_NAME"),
+    " version ",
+    env!("CARGO_PKG_VERSION"),
+    " (build parquet-rs)"
+);
+
+/// Builds the rows into one batch of `schema` (from [`crate::schema::infer`]).
+///
+/// # Errors
+/// `InvalidEvent` if a value does not fit its inferred column (not expected for a schema
+/// inferred from the same rows).
+pub fn to_batch(rows: &[Row], schema: SchemaRef) -> Result<RecordBatch, Error> {
+    let mut decoder = arrow_json::ReaderBuilder::new(schema)
+        .with_batch_size(rows.len().max(1))
+        .build_decoder()
+        .map_err(arrow_error)?;
+    decoder.serialize(rows).map_err(arrow_error)?;
+    decoder
+        .flush()
+        .map_err(arrow_error)?
+        .ok_or_else(|| Error::InvalidEvent("the event has no rows".into()))
+}
+
+fn arrow_error(e: arrow_schema::ArrowError) -> Error {
+    Error::InvalidEvent(format!("the rows could not be converted to Arrow: {e}"))
+}
+
+/// Writer settings every reader we target accepts: lists in the spec's three-level form, our
+/// `created_by`, page statistics and the page index (parquet-rs defaults), Parquet 1.0 pages.
+fn properties(codec: Codec) -> WriterProperties {
+    let compression = match codec {
+        Codec::Uncompressed => Compression::UNCOMPRESSED,
+        Codec::Snappy => Compression::SNAPPY,
+        Codec::Zstd => Compression::ZSTD(ZstdLevel::default()),
+        Codec::Gzip => Compression::GZIP(GzipLevel::default()),
+        Codec::Lz4 => Compression::LZ4_RAW,
+        Codec::Brotli => Compression::BROTLI(BrotliLevel::default()),
+    };
+    WriterProperties::builder()
+        .set_compression(compression)
+        .set_coerce_types(true)
+        .set_created_by(CREATED_BY.into())
+        .build()
+}
+
+/// One complete Parquet file (a single row group up to 1 Mi rows) holding `batch`.
+///
+/// # Errors
+/// `InvalidEvent` if Parquet cannot represent the batch (not expected for inferred schemas).
+pub fn to_parquet(batch: &RecordBatch, codec: Codec) -> Result<Bytes, Error> {
+    let parquet_error = |e: parquet::errors::ParquetError| {
+        Error::InvalidEvent(format!(
+            "the rows could not be written as Parquet ({}): {e}",
+            codec.name()
+        ))
+    };
+    let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(properties(codec)))
+        .map_err(parquet_error)?;
+    writer.write(batch).map_err(parquet_error)?;
+    Ok(Bytes::from(writer.into_inner().map_err(parquet_error)?))
+}
+
+/// Encodes `batch` once per distinct codec, in parallel, in the order given.
+///
+/// # Errors
+/// The first encoding error, as [`to_parquet`].
+pub fn to_parquet_all(batch: &RecordBatch, codecs: &[Codec]) -> Result<Vec<(Codec, Bytes)>, Error> {
+    let mut distinct: Vec<Codec> = Vec::with_capacity(codecs.len());
+    for &codec in codecs {
+        if !distinct.contains(&codec) {
+            distinct.push(codec);
+        }
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = distinct
+            .iter()
+            .map(|&codec| scope.spawn(move || to_parquet(batch, codec).map(|b| (codec, b))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type};
+    use arrow_array::{Array, StructArray};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    fn batch_of(json: &str) -> RecordBatch {
+        let rows = crate::event::parse(format!(r#"{{"rows": {json}}}"#).as_bytes())
+            .unwrap()
+            .rows;
+        to_batch(&rows, crate::schema::infer(&rows).unwrap()).unwrap()
+    }
+
+    fn read_back(bytes: Bytes) -> (RecordBatch, parquet::file::metadata::ParquetMetaData) {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+        let meta = builder.metadata().as_ref().clone();
+        let mut batches: Vec<_> = builder.build().unwrap().collect::<Result<_, _>>().unwrap();
+        assert_eq!(batches.len(), 1, "one batch expected for small inputs");
+        (batches.remove(0), meta)
+    }
+
+    fn as_json(batch: &RecordBatch) -> String {
+        let mut writer = arrow_json::ArrayWriter::new(Vec::new());
+        writer.write(batch).unwrap();
+        writer.finish().unwrap();
+        String::from_utf8(writer.into_inner()).unwrap()
+    }
+
+    const MIXED: &str = r#"[
+        {"name": "John Doe", "age": 30, "score": 1, "ok": true, "addr": {"zip": "10001", "geo": {"lat": 40.7}}, "tags": ["a", "b"]},
+        {"name": "Zoë 🚀 \"quoted\"\n\ttab\u0001", "score": 2.5, "ok": null, "addr": null, "tags": []},
+        {"age": -9223372036854775808, "addr": {"zip": null}, "tags": null, "extra": null}
+    ]"#;
+
+    #[test]
+    fn every_codec_round_trips_values_and_records_its_codec() {
+        let batch = batch_of(MIXED);
+        for codec in Codec::ALL {
+            let (back, meta) = read_back(to_parquet(&batch, codec).unwrap());
+            assert_eq!(as_json(&back), as_json(&batch), "{codec:?}");
+            for (read, written) in back.schema().fields().iter().zip(batch.schema().fields()) {
+                assert_eq!(read.name(), written.name());
+                // Lists are read back with Parquet's `element` name, so compare modulo names.
+                assert!(
+                    read.data_type().equals_datatype(written.data_type()),
+                    "{read:?} vs {written:?}"
+                );
+            }
+            let expected = match codec {
+                Codec::Uncompressed => "UNCOMPRESSED",
+                Codec::Snappy => "SNAPPY",
+                Codec::Zstd => "ZSTD",
+                Codec::Gzip => "GZIP",
+                Codec::Lz4 => "LZ4_RAW",
+                Codec::Brotli => "BROTLI",
+            };
+            for column in meta.row_group(0).columns() {
+                let name = format!("{:?}", column.compression());
+                assert!(name.starts_with(expected), "{codec:?}: {name}");
+            }
+            assert_eq!(meta.file_metadata().created_by(), Some(CREATED_BY));
+            assert_eq!(meta.file_metadata().num_rows(), 3);
+            assert_eq!(meta.num_row_groups(), 1);
+        }
+    }
+
+    #[test]
+    fn values_land_where_the_rows_put_them() {
+        let batch = batch_of(MIXED);
+        let col = |name: &str| batch.column_by_name(name).unwrap().clone();
+        let name = col("name");
+        assert_eq!(
+            name.as_string::<i32>().value(1),
+            "Zoë 🚀 \"quoted\"\n\ttab\u{1}"
+        );
+        assert!(name.is_null(2));
+        let age = col("age");
+        assert_eq!(age.as_primitive::<Int64Type>().value(2), i64::MIN);
+        assert!(age.is_null(1));
+        let score = col("score");
+        let score_values = score.as_primitive::<Float64Type>();
+        assert_eq!((score_values.value(0), score_values.value(1)), (1.0, 2.5));
+        assert!(score.is_null(2));
+        let addr = col("addr");
+        let addr: &StructArray = addr.as_struct();
+        assert!(addr.is_null(1) && addr.is_valid(2));
+        assert!(addr.column_by_name("zip").unwrap().is_null(2));
+        let tags = col("tags");
+        let tags = tags.as_list::<i32>();
+        assert_eq!(tags.value_length(0), 2);
+        assert_eq!(tags.value_length(1), 0);
+        assert!(tags.is_valid(1) && tags.is_null(2));
+        assert_eq!(col("extra").null_count(), 3);
+    }
+
+    #[test]
+    fn lists_use_the_three_level_element_form() {
+        let bytes = to_parquet(&batch_of(r#"[{"tags": ["x"]}]"#), Codec::Snappy).unwrap();
+        let (_, meta) = read_back(bytes);
+        let path = meta
+            .file_metadata()
+            .schema_descr()
+            .column(0)
+            .path()
+            .string();
+        assert_eq!(path, "tags.list.element");
+    }
+
+    #[test]
+    fn parallel_encoding_dedupes_codecs_and_keeps_order() {
+        let batch = batch_of(r#"[{"a": 1}]"#);
+        let out = to_parquet_all(&batch, &[Codec::Zstd, Codec::Snappy, Codec::Zstd]).unwrap();
+        let codecs: Vec<_> = out.iter().map(|(c, _)| *c).collect();
+        assert_eq!(codecs, [Codec::Zstd, Codec::Snappy]);
+        assert_eq!(out[1].1, to_parquet(&batch, Codec::Snappy).unwrap());
+    }
+}

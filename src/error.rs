@@ -1,0 +1,53 @@
+//! The one error type. Each variant names what went wrong from the caller's point of view, and
+//! its name is the Lambda `errorType`, so callers can branch on it without parsing messages.
+
+/// Why an invocation (or the function's start) failed.
+///
+/// Messages say what and where (row index, column path, target) but never quote a row value:
+/// they end up in CloudWatch and in the caller's terminal.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The event is not the documented shape: malformed JSON, missing or empty `rows`, a row
+    /// that is not an object, a type conflict, no targets at all.
+    #[error("{0}")]
+    InvalidEvent(String),
+    /// A target is malformed: not an `s3://bucket/path/` prefix, an unknown codec, a duplicate.
+    #[error("{0}")]
+    InvalidTarget(String),
+    /// A well-formed target that `ALLOWED_PREFIXES` (or the path rules) forbid.
+    #[error("{0}")]
+    TargetNotAllowed(String),
+    /// S3 refused or failed a write; whatever this invocation wrote has been removed.
+    #[error("{0}")]
+    S3WriteFailed(String),
+    /// The function's environment variables are wrong; raised at start, before any event.
+    #[error("{0}")]
+    InvalidConfig(String),
+}
+
+impl Error {
+    /// The Lambda `errorType`: the variant's name.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Error::InvalidEvent(_) => "InvalidEvent",
+            Error::InvalidTarget(_) => "InvalidTarget",
+            Error::TargetNotAllowed(_) => "TargetNotAllowed",
+            Error::S3WriteFailed(_) => "S3WriteFailed",
+            Error::InvalidConfig(_) => "InvalidConfig",
+        }
+    }
+}
+
+/// The JSON type of a value, for messages that must not quote the value itself.
+pub fn json_type(value: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(_) => "integer",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}

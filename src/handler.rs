@@ -1,0 +1,150 @@
+//! One invocation: validate the whole event, build every object in memory, then write them
+//! all or none.
+
+use std::time::Instant;
+
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::config::Config;
+use crate::store::{Object, S3Store};
+use crate::target::Target;
+use crate::{Error, encode, event, schema};
+
+/// S3's limit on a key's length in bytes.
+const MAX_KEY_BYTES: usize = 1024;
+
+/// The function's state, built once in `main` and shared by every invocation.
+#[derive(Debug)]
+pub struct Function {
+    store: S3Store,
+    config: Config,
+}
+
+/// What a successful invocation returns.
+#[derive(Debug, Serialize)]
+pub struct Response {
+    pub rows: usize,
+    pub objects: Vec<Written>,
+}
+
+/// One object written, in the order of the targets.
+#[derive(Debug, Serialize)]
+pub struct Written {
+    pub uri: String,
+    pub bucket: String,
+    pub key: String,
+    pub compression: &'static str,
+    pub bytes: usize,
+    pub rows: usize,
+    pub etag: Option<String>,
+}
+
+impl Function {
+    pub fn new(store: S3Store, config: Config) -> Function {
+        Function { store, config }
+    }
+
+    /// Handles one event. The payload is taken raw so that every shape error is ours to
+    /// report (as `InvalidEvent`) rather than the runtime's.
+    ///
+    /// # Errors
+    /// Any [`Error`]; for all but `S3WriteFailed` nothing was written, and for that one what
+    /// was written has been removed.
+    pub async fn handle(&self, event: LambdaEvent<Box<RawValue>>) -> Result<Response, Error> {
+        let started = Instant::now();
+        let request_id = event.context.request_id.as_str();
+        let result = self.run(event.payload.get().as_bytes(), request_id).await;
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        match &result {
+            Ok(response) => tracing::info!(
+                request_id,
+                rows = response.rows,
+                objects = response.objects.len(),
+                bytes = ?response.objects.iter().map(|o| o.bytes).collect::<Vec<_>>(),
+                keys = ?response.objects.iter().map(|o| o.uri.as_str()).collect::<Vec<_>>(),
+                ms,
+                "wrote parquet"
+            ),
+            Err(e) => {
+                tracing::warn!(request_id, error_type = e.error_type(), error = %e, ms, "invocation failed")
+            }
+        }
+        result
+    }
+
+    async fn run(&self, payload: &[u8], request_id: &str) -> Result<Response, Error> {
+        let event = event::parse(payload)?;
+        let targets = self.config.resolve_targets(event.targets)?;
+        let keys = targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| object_key(t, i, request_id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let schema = schema::infer(&event.rows)?;
+        let batch = encode::to_batch(&event.rows, schema)?;
+        drop(event.rows);
+        let rows = batch.num_rows();
+        let columns = batch.num_columns();
+        let codecs: Vec<_> = targets.iter().map(|t| t.codec).collect();
+        let encoded = encode::to_parquet_all(&batch, &codecs)?;
+        drop(batch);
+        let objects: Vec<Object> = targets
+            .iter()
+            .zip(keys)
+            .map(|(target, key)| Object {
+                bucket: target.prefix.bucket.clone(),
+                key,
+                body: encoded
+                    .iter()
+                    .find(|(codec, _)| *codec == target.codec)
+                    .map(|(_, bytes)| bytes.clone())
+                    .expect("every target's codec was encoded"),
+            })
+            .collect();
+        tracing::debug!(rows, columns, "encoded all targets");
+        let etags = self.store.put_all(&objects).await?;
+        let objects = objects
+            .into_iter()
+            .zip(etags)
+            .zip(&targets)
+            .map(|((object, etag), target)| Written {
+                uri: object.uri(),
+                bytes: object.body.len(),
+                bucket: object.bucket,
+                key: object.key,
+                compression: target.codec.name(),
+                rows,
+                etag,
+            })
+            .collect();
+        Ok(Response { rows, objects })
+    }
+}
+
+/// `<prefix>part-00000-<request id>-c000<suffix>`: Spark's naming for a single-partition
+/// write; the request id makes a retried invocation overwrite its own objects.
+fn object_key(target: &Target, index: usize, request_id: &str) -> Result<String, Error> {
+    let key = format!(
+        "{}part-00000-{request_id}-c000{}",
+        target.prefix.key_prefix,
+        target.codec.file_suffix()
+    );
+    if key.len() > MAX_KEY_BYTES {
+        return Err(Error::InvalidTarget(format!(
+            "targets[{index}].prefix: the object key would be {} bytes, over S3's {MAX_KEY_BYTES}",
+            key.len()
+        )));
+    }
+    Ok(key)
+}
+
+impl From<Error> for Diagnostic {
+    fn from(error: Error) -> Diagnostic {
+        Diagnostic {
+            error_type: error.error_type().into(),
+            error_message: error.to_string(),
+        }
+    }
+}

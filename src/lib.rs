@@ -1,0 +1,27 @@
+//! A Rust AWS Lambda that turns a JSON event of rows into Parquet objects in S3: one object
+//! per target, each in its own codec (uncompressed, Snappy, zstd, gzip, LZ4, Brotli), written
+//! all or none.
+//!
+//! # Layout
+//! - `main.rs`: the thin `bootstrap`; builds [`config::Config`] and the S3 client once.
+//! - [`handler`]: one invocation end to end, the response, and the Lambda `errorType` mapping.
+//! - [`event`]: the event contract, validated once into typed values.
+//! - [`target`]: S3 prefixes, codecs and the `ALLOWED_PREFIXES` policy.
+//! - [`schema`]: type inference over all rows.
+//! - [`encode`]: rows to one Arrow batch, the batch to Parquet bytes per codec.
+//! - [`store`]: concurrent PUTs and clean-up after a failed write (the only AWS code).
+//! - [`config`]: environment variables, read once at start.
+//! - [`Error`]: every failure, one variant per `errorType`.
+//!
+//! `event`, `target`, `schema`, `encode` and `config` use no AWS types and no network.
+
+pub mod config;
+pub mod encode;
+mod error;
+pub mod event;
+pub mod handler;
+pub mod schema;
+pub mod store;
+pub mod target;
+
+pub use error::Error;

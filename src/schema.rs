@@ -1,0 +1,312 @@
+//! Type inference: one deterministic pass over every row decides each column's Arrow type.
+//!
+//! Rules (the README's "Types" table): integers that fit i64 are Int64; integers mixed with
+//! floats are Float64; booleans Boolean; strings Utf8; objects Structs whose fields merge across
+//! rows; arrays Lists of their merged element type; a column that is null or missing everywhere
+//! is a nullable Utf8 (never Arrow's Null type, which Spark and Athena cannot read). Columns
+//! and struct fields keep the order of their first appearance. Any other mix is an error that
+//! names the column path and the first row that conflicts.
+
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
+use indexmap::IndexMap;
+use serde_json::Value;
+
+use crate::Error;
+use crate::error::json_type;
+use crate::event::Row;
+
+/// What the rows so far say about one column (or struct field, or list element).
+#[derive(Debug, Clone, PartialEq)]
+enum Kind {
+    /// Only nulls (or nothing) seen yet.
+    Null,
+    Int,
+    Float,
+    Bool,
+    Str,
+    Struct(IndexMap<String, Kind>),
+    List(Box<Kind>),
+}
+
+impl Kind {
+    fn describe(&self) -> &'static str {
+        match self {
+            Kind::Null => "null",
+            Kind::Int => "integer",
+            Kind::Float => "float",
+            Kind::Bool => "boolean",
+            Kind::Str => "string",
+            Kind::Struct(_) => "object",
+            Kind::List(_) => "array",
+        }
+    }
+
+    fn data_type(&self, path: &mut Vec<String>) -> Result<DataType, Error> {
+        Ok(match self {
+            Kind::Null | Kind::Str => DataType::Utf8,
+            Kind::Int => DataType::Int64,
+            Kind::Float => DataType::Float64,
+            Kind::Bool => DataType::Boolean,
+            Kind::List(element) => {
+                path.push("[]".into());
+                let element = element.data_type(path)?;
+                path.pop();
+                DataType::List(Arc::new(Field::new_list_field(element, true)))
+            }
+            Kind::Struct(fields) if fields.is_empty() => {
+                return Err(Error::InvalidEvent(format!(
+                    "column `{}` only ever holds empty objects; Parquet cannot store a struct with no fields",
+                    path.join(".")
+                )));
+            }
+            Kind::Struct(fields) => DataType::Struct(fields_of(fields, path)?),
+        })
+    }
+}
+
+fn fields_of(fields: &IndexMap<String, Kind>, path: &mut Vec<String>) -> Result<Fields, Error> {
+    fields
+        .iter()
+        .map(|(name, kind)| {
+            path.push(name.clone());
+            let field = Field::new(name.as_str(), kind.data_type(path)?, true);
+            path.pop();
+            Ok(field)
+        })
+        .collect()
+}
+
+/// Infers the Arrow schema of `rows`: every column nullable, in first-appearance order.
+///
+/// # Errors
+/// `InvalidEvent` naming the column path and the first conflicting row for a type mix outside
+/// the rules, an integer beyond i64, or a column holding only empty objects.
+///
+/// ```
+/// use arrow_schema::DataType;
+/// let event = rows_to_parquet::event::parse(br#"{"rows": [{"age": 30}, {"age": 30.5, "city": "Chicago"}]}"#).unwrap();
+/// let schema = rows_to_parquet::schema::infer(&event.rows).unwrap();
+/// assert_eq!(schema.field(0).data_type(), &DataType::Float64);
+/// assert_eq!(schema.field(1).data_type(), &DataType::Utf8);
+/// ```
+pub fn infer(rows: &[Row]) -> Result<SchemaRef, Error> {
+    let mut columns = IndexMap::new();
+    let mut path = Vec::new();
+    for (index, row) in rows.iter().enumerate() {
+        merge_object(&mut columns, row, index, &mut path)?;
+    }
+    let fields = fields_of(&columns, &mut Vec::new())?;
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+fn merge_object<'a>(
+    fields: &mut IndexMap<String, Kind>,
+    object: &'a serde_json::Map<String, Value>,
+    row: usize,
+    path: &mut Vec<&'a str>,
+) -> Result<(), Error> {
+    for (name, value) in object {
+        // Look up before inserting so the common case (a known column) allocates nothing.
+        let slot = match fields.get_index_of(name.as_str()) {
+            Some(i) => &mut fields[i],
+            None => fields.entry(name.clone()).or_insert(Kind::Null),
+        };
+        path.push(name);
+        merge(slot, value, row, path)?;
+        path.pop();
+    }
+    Ok(())
+}
+
+fn merge<'a>(
+    slot: &mut Kind,
+    value: &'a Value,
+    row: usize,
+    path: &mut Vec<&'a str>,
+) -> Result<(), Error> {
+    let scalar = match value {
+        Value::Null => return Ok(()),
+        Value::Bool(_) => Kind::Bool,
+        Value::String(_) => Kind::Str,
+        Value::Number(n) if n.is_i64() => Kind::Int,
+        Value::Number(n) if n.is_u64() => {
+            return Err(Error::InvalidEvent(format!(
+                "column `{}` at row {row}: integer beyond the 64-bit signed range (max 9223372036854775807)",
+                path.join(".")
+            )));
+        }
+        Value::Number(_) => Kind::Float,
+        Value::Object(object) => {
+            if *slot == Kind::Null {
+                *slot = Kind::Struct(IndexMap::new());
+            }
+            return match &mut *slot {
+                Kind::Struct(fields) => merge_object(fields, object, row, path),
+                _ => Err(conflict(slot, value, row, path)),
+            };
+        }
+        Value::Array(items) => {
+            if *slot == Kind::Null {
+                *slot = Kind::List(Box::new(Kind::Null));
+            }
+            let Kind::List(element) = &mut *slot else {
+                return Err(conflict(slot, value, row, path));
+            };
+            path.push("[]");
+            for item in items {
+                merge(element, item, row, path)?;
+            }
+            path.pop();
+            return Ok(());
+        }
+    };
+    match (&*slot, &scalar) {
+        (Kind::Null, _) | (Kind::Int, Kind::Float) => *slot = scalar,
+        (Kind::Float, Kind::Int) => {}
+        (seen, new) if seen == new => {}
+        _ => return Err(conflict(slot, value, row, path)),
+    }
+    Ok(())
+}
+
+fn conflict(seen: &Kind, value: &Value, row: usize, path: &[&str]) -> Error {
+    Error::InvalidEvent(format!(
+        "type conflict in column `{}` at row {row}: earlier rows hold {} values, this row holds a {}",
+        path.join("."),
+        seen.describe(),
+        json_type(value)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(json: &str) -> Vec<Row> {
+        crate::event::parse(format!(r#"{{"rows": {json}}}"#).as_bytes())
+            .unwrap()
+            .rows
+    }
+
+    fn types(json: &str) -> Vec<(String, DataType)> {
+        infer(&rows(json))
+            .unwrap()
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect()
+    }
+
+    fn list(dt: DataType) -> DataType {
+        DataType::List(Arc::new(Field::new_list_field(dt, true)))
+    }
+
+    #[test]
+    fn seed_rows() {
+        assert_eq!(
+            types(r#"[{"name": "John Doe", "age": 30, "city": "New York"}]"#),
+            [
+                ("name".into(), DataType::Utf8),
+                ("age".into(), DataType::Int64),
+                ("city".into(), DataType::Utf8)
+            ]
+        );
+    }
+
+    #[test]
+    fn scalar_rules_and_first_appearance_order() {
+        let t = types(
+            r#"[{"b": true, "i": 1, "f": 1},
+                {"f": 2.5, "late": "x", "n": null},
+                {"i": -9223372036854775808, "n": null}]"#,
+        );
+        assert_eq!(
+            t,
+            [
+                ("b".into(), DataType::Boolean),
+                ("i".into(), DataType::Int64),
+                ("f".into(), DataType::Float64),
+                ("late".into(), DataType::Utf8),
+                ("n".into(), DataType::Utf8),
+            ]
+        );
+    }
+
+    #[test]
+    fn nested_structs_merge_fields_and_lists_merge_elements() {
+        let t = types(
+            r#"[{"addr": {"zip": "10001"}, "tags": [], "m": [[1], null]},
+                {"addr": {"geo": {"lat": 1.5}, "zip": null}, "tags": ["a", null], "m": [[2.5]]}]"#,
+        );
+        let geo = DataType::Struct(vec![Field::new("lat", DataType::Float64, true)].into());
+        assert_eq!(
+            t[0].1,
+            DataType::Struct(
+                vec![
+                    Field::new("zip", DataType::Utf8, true),
+                    Field::new("geo", geo, true)
+                ]
+                .into()
+            )
+        );
+        assert_eq!(t[1].1, list(DataType::Utf8));
+        assert_eq!(t[2].1, list(list(DataType::Float64)));
+    }
+
+    #[test]
+    fn all_null_columns_and_empty_lists_become_utf8() {
+        let t = types(r#"[{"a": null, "l": []}, {"l": [null]}]"#);
+        assert_eq!(
+            t,
+            [
+                ("a".into(), DataType::Utf8),
+                ("l".into(), list(DataType::Utf8))
+            ]
+        );
+    }
+
+    #[test]
+    fn conflicts_name_column_path_and_first_conflicting_row() {
+        for (json, words) in [
+            (
+                r#"[{"age": 30}, {"age": 31}, {"age": "thirty"}]"#,
+                &["`age`", "row 2", "integer", "string"][..],
+            ),
+            (
+                r#"[{"a": {"b": "x"}}, {"a": {"b": {"c": 1}}}]"#,
+                &["`a.b`", "row 1", "object"],
+            ),
+            (
+                r#"[{"t": [1, 2]}, {"t": [true]}]"#,
+                &["`t.[]`", "row 1", "boolean"],
+            ),
+            (r#"[{"s": "x"}, {"s": {"k": 1}}]"#, &["`s`", "row 1"]),
+            (r#"[{"s": [1]}, {"s": 1}]"#, &["`s`", "array", "integer"]),
+            (r#"[{"s": 1}, {"s": [1]}]"#, &["`s`", "array"]),
+            (r#"[{"b": true}, {"b": 1}]"#, &["`b`", "boolean"]),
+        ] {
+            let err = infer(&rows(json)).expect_err(json);
+            assert_eq!(err.error_type(), "InvalidEvent");
+            for word in words {
+                assert!(err.to_string().contains(word), "{json}: {err} lacks {word}");
+            }
+        }
+    }
+
+    #[test]
+    fn conflict_messages_do_not_quote_values() {
+        let err = infer(&rows(r#"[{"a": 1}, {"a": "hunter2-secret"}]"#)).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_integers_and_empty_structs_are_errors() {
+        let err = infer(&rows(r#"[{"big": 18446744073709551615}]"#)).unwrap_err();
+        assert!(err.to_string().contains("`big` at row 0"), "{err}");
+        let err = infer(&rows(r#"[{"e": {}}, {"e": null}]"#)).unwrap_err();
+        assert!(err.to_string().contains("`e`"), "{err}");
+        assert!(infer(&rows(r#"[{"e": {}}, {"e": {"k": 1}}]"#)).is_ok());
+    }
+}

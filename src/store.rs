@@ -1,0 +1,132 @@
+//! S3 writes: concurrent PUTs of whole objects, and removal of this invocation's objects when
+//! any of them fails, so a reader never sees half an output.
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+use tokio::task::JoinSet;
+
+use crate::Error;
+
+/// The media type registered for Parquet.
+pub const CONTENT_TYPE: &str = "application/vnd.apache.parquet";
+
+/// One object to write.
+#[derive(Debug, Clone)]
+pub struct Object {
+    pub bucket: String,
+    pub key: String,
+    pub body: Bytes,
+}
+
+impl Object {
+    pub fn uri(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// The S3 client, built once per process and shared by every invocation.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: Client,
+}
+
+impl S3Store {
+    /// Loads the standard AWS configuration (credentials, region, `AWS_ENDPOINT_URL_S3`).
+    /// `path_style` is needed by local and most S3-compatible servers.
+    pub async fn from_env(path_style: bool) -> S3Store {
+        let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let config = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(path_style)
+            .build();
+        S3Store::new(Client::from_conf(config))
+    }
+
+    pub fn new(client: Client) -> S3Store {
+        S3Store { client }
+    }
+
+    /// Writes every object concurrently and returns their ETags in the same order.
+    ///
+    /// # Errors
+    /// `S3WriteFailed` naming each object that failed. Before it returns, every object of
+    /// this call is deleted (a failed PUT may still have landed); keys that could not be
+    /// deleted are listed in the message.
+    pub async fn put_all(&self, objects: &[Object]) -> Result<Vec<Option<String>>, Error> {
+        let mut puts = JoinSet::new();
+        for (index, object) in objects.iter().enumerate() {
+            let client = self.client.clone();
+            let object = object.clone();
+            puts.spawn(async move {
+                let result = client
+                    .put_object()
+                    .bucket(&object.bucket)
+                    .key(&object.key)
+                    .content_type(CONTENT_TYPE)
+                    .content_length(object.body.len() as i64)
+                    .body(ByteStream::from(object.body))
+                    .send()
+                    .await;
+                (
+                    index,
+                    result
+                        .map(|out| out.e_tag)
+                        .map_err(|e| DisplayErrorContext(e).to_string()),
+                )
+            });
+        }
+        let mut etags = vec![None; objects.len()];
+        let mut failures = Vec::new();
+        while let Some(joined) = puts.join_next().await {
+            match joined {
+                Ok((index, Ok(etag))) => etags[index] = etag,
+                Ok((index, Err(e))) => failures.push(format!("{}: {e}", objects[index].uri())),
+                Err(e) => failures.push(format!("a PUT task failed: {e}")),
+            }
+        }
+        if failures.is_empty() {
+            return Ok(etags);
+        }
+        failures.sort();
+        let mut message = format!("writing to S3 failed: {}", failures.join("; "));
+        let left = self.delete_all(objects).await;
+        if left.is_empty() {
+            message.push_str("; nothing of this invocation was left in S3");
+        } else {
+            tracing::error!(keys = ?left, "clean-up after a failed write could not delete objects");
+            message.push_str(&format!(
+                "; these objects could not be removed and may be partial output: {}",
+                left.join(", ")
+            ));
+        }
+        Err(Error::S3WriteFailed(message))
+    }
+
+    /// Deletes every object concurrently; returns `uri (error)` for each one that failed.
+    async fn delete_all(&self, objects: &[Object]) -> Vec<String> {
+        let mut deletes = JoinSet::new();
+        for object in objects {
+            let request = self
+                .client
+                .delete_object()
+                .bucket(&object.bucket)
+                .key(&object.key);
+            let uri = object.uri();
+            deletes.spawn(async move {
+                request
+                    .send()
+                    .await
+                    .map_err(|e| format!("{uri} ({})", DisplayErrorContext(e)))
+            });
+        }
+        let mut left: Vec<String> = deletes
+            .join_all()
+            .await
+            .into_iter()
+            .filter_map(Result::err)
+            .collect();
+        left.sort();
+        left
+    }
+}

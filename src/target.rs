@@ -1,0 +1,370 @@
+//! Where objects go: S3 prefixes, codecs, and the `ALLOWED_PREFIXES` policy.
+//!
+//! Targets are validated once, here, into typed values; nothing downstream re-checks a prefix.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::Error;
+
+/// A Parquet compression codec, as spelled in an event's `compression`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Codec {
+    Uncompressed,
+    Snappy,
+    Zstd,
+    Gzip,
+    /// Parquet's `LZ4_RAW`: the old Hadoop-framed `LZ4` is deprecated and unreadable by some
+    /// readers.
+    Lz4,
+    Brotli,
+}
+
+impl Codec {
+    pub const ALL: [Codec; 6] = [
+        Codec::Uncompressed,
+        Codec::Snappy,
+        Codec::Zstd,
+        Codec::Gzip,
+        Codec::Lz4,
+        Codec::Brotli,
+    ];
+
+    /// The event spelling (lower case).
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Uncompressed => "uncompressed",
+            Codec::Snappy => "snappy",
+            Codec::Zstd => "zstd",
+            Codec::Gzip => "gzip",
+            Codec::Lz4 => "lz4",
+            Codec::Brotli => "brotli",
+        }
+    }
+
+    /// The file name ending Spark (parquet-mr) gives this codec, so our objects sit next to
+    /// Spark-written ones without surprises.
+    pub fn file_suffix(self) -> &'static str {
+        match self {
+            Codec::Uncompressed => ".parquet",
+            Codec::Snappy => ".snappy.parquet",
+            Codec::Zstd => ".zstd.parquet",
+            Codec::Gzip => ".gz.parquet",
+            Codec::Lz4 => ".lz4raw.parquet",
+            Codec::Brotli => ".br.parquet",
+        }
+    }
+
+    /// Case-insensitive lookup of the event spelling.
+    pub fn from_name(name: &str) -> Option<Codec> {
+        Codec::ALL
+            .into_iter()
+            .find(|c| c.name().eq_ignore_ascii_case(name))
+    }
+}
+
+/// A folder in S3: a valid bucket name and a non-empty key prefix ending in `/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Prefix {
+    pub bucket: String,
+    /// Ends with `/`, never starts with one.
+    pub key_prefix: String,
+}
+
+impl S3Prefix {
+    /// Parses `s3://bucket/path/` (a missing trailing slash is added).
+    ///
+    /// # Errors
+    /// `InvalidTarget` for anything that is not such a URI, names an invalid bucket, or has
+    /// empty path segments; `TargetNotAllowed` for `.` or `..` segments, which would make the
+    /// key mean something else to tools that normalise paths. `what` says where the URI came
+    /// from, for the message.
+    pub fn parse(uri: &str, what: &str) -> Result<S3Prefix, Error> {
+        let invalid = |why: &str| Error::InvalidTarget(format!("{what}: {why}"));
+        let rest = uri
+            .strip_prefix("s3://")
+            .ok_or_else(|| invalid("must be an s3://bucket/path/ URI"))?;
+        let (bucket, path) = rest.split_once('/').unwrap_or((rest, ""));
+        check_bucket_name(bucket).map_err(|why| invalid(&why))?;
+        if path.is_empty() {
+            return Err(invalid(
+                "must name a folder inside the bucket (s3://bucket/path/), not the bucket alone",
+            ));
+        }
+        if path.chars().any(|c| c == '\\' || c.is_control()) {
+            return Err(invalid("contains a backslash or a control character"));
+        }
+        let path = path.strip_suffix('/').unwrap_or(path);
+        for segment in path.split('/') {
+            match segment {
+                "" => return Err(invalid("has an empty path segment (`//`)")),
+                "." | ".." => {
+                    return Err(Error::TargetNotAllowed(format!(
+                        "{what}: has a `{segment}` path segment"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Ok(S3Prefix {
+            bucket: bucket.to_owned(),
+            key_prefix: format!("{path}/"),
+        })
+    }
+
+    /// True when `other` is this folder or inside it.
+    pub fn contains(&self, other: &S3Prefix) -> bool {
+        self.bucket == other.bucket && other.key_prefix.starts_with(&self.key_prefix)
+    }
+}
+
+impl fmt::Display for S3Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key_prefix)
+    }
+}
+
+/// S3's bucket naming rules (general purpose buckets), so a typo fails here with a clear
+/// message rather than as an opaque S3 error after other targets were written.
+fn check_bucket_name(name: &str) -> Result<(), String> {
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    let alnum = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let looks_like_ip = name.split('.').count() == 4
+        && name
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if !(3..=63).contains(&name.len())
+        || !ok_chars
+        || !alnum(name.bytes().next())
+        || !alnum(name.bytes().last())
+        || name.contains("..")
+        || looks_like_ip
+    {
+        return Err(format!(
+            "bucket name `{name}` is not a valid S3 bucket name (3-63 characters: a-z, 0-9, `.`, `-`)"
+        ));
+    }
+    Ok(())
+}
+
+/// One output: a folder and the codec to write there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub prefix: S3Prefix,
+    pub codec: Codec,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    prefix: String,
+    compression: String,
+}
+
+/// Parses a JSON array of `{"prefix", "compression"}` (the event's `targets` or the
+/// `DEFAULT_TARGETS` variable, named by `origin` in messages).
+///
+/// # Errors
+/// `InvalidTarget` when the JSON is not such an array, is empty, names an unknown codec or a
+/// bad prefix, or names one prefix twice; `TargetNotAllowed` as [`S3Prefix::parse`].
+pub fn parse_targets(json: &str, origin: &str) -> Result<Vec<Target>, Error> {
+    let raw: Vec<RawTarget> = serde_json::from_str(json).map_err(|e| {
+        Error::InvalidTarget(format!(
+            "`{origin}` must be an array of {{\"prefix\": \"s3://bucket/path/\", \"compression\": \"snappy\"}} objects: {e}"
+        ))
+    })?;
+    if raw.is_empty() {
+        return Err(Error::InvalidTarget(format!("`{origin}` is empty")));
+    }
+    let mut targets: Vec<Target> = Vec::with_capacity(raw.len());
+    for (i, t) in raw.iter().enumerate() {
+        let codec = Codec::from_name(&t.compression).ok_or_else(|| {
+            Error::InvalidTarget(format!(
+                "{origin}[{i}].compression: unknown codec `{}` (use one of uncompressed, snappy, zstd, gzip, lz4, brotli)",
+                t.compression
+            ))
+        })?;
+        let prefix = S3Prefix::parse(&t.prefix, &format!("{origin}[{i}].prefix"))?;
+        if let Some(j) = targets.iter().position(|seen| seen.prefix == prefix) {
+            return Err(Error::InvalidTarget(format!(
+                "{origin}[{i}].prefix: {prefix} is already the prefix of {origin}[{j}]; give each target its own folder"
+            )));
+        }
+        targets.push(Target { prefix, codec });
+    }
+    Ok(targets)
+}
+
+/// The `ALLOWED_PREFIXES` policy: targets must lie inside one of these folders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowList(Vec<S3Prefix>);
+
+impl AllowList {
+    /// Parses a comma-separated list of `s3://` prefixes.
+    ///
+    /// # Errors
+    /// `InvalidConfig` when the list is empty or an entry is not a valid prefix.
+    pub fn parse(list: &str) -> Result<AllowList, Error> {
+        let prefixes = list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                S3Prefix::parse(s, "ALLOWED_PREFIXES")
+                    .map_err(|e| Error::InvalidConfig(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if prefixes.is_empty() {
+            return Err(Error::InvalidConfig(
+                "ALLOWED_PREFIXES is set but names no prefix".into(),
+            ));
+        }
+        Ok(AllowList(prefixes))
+    }
+
+    /// # Errors
+    /// `TargetNotAllowed` naming the first target outside every allowed folder.
+    pub fn check(&self, targets: &[Target]) -> Result<(), Error> {
+        match targets
+            .iter()
+            .find(|t| !self.0.iter().any(|allowed| allowed.contains(&t.prefix)))
+        {
+            None => Ok(()),
+            Some(t) => Err(Error::TargetNotAllowed(format!(
+                "target {} is outside ALLOWED_PREFIXES ({})",
+                t.prefix,
+                self.0
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefix(uri: &str) -> Result<S3Prefix, Error> {
+        S3Prefix::parse(uri, "t")
+    }
+
+    #[test]
+    fn prefix_adds_trailing_slash_and_splits_bucket() {
+        let p = prefix("s3://my-bucket/out/parquet").unwrap();
+        assert_eq!(p.bucket, "my-bucket");
+        assert_eq!(p.key_prefix, "out/parquet/");
+        assert_eq!(p.to_string(), "s3://my-bucket/out/parquet/");
+        assert_eq!(prefix("s3://my-bucket/out/parquet/").unwrap(), p);
+    }
+
+    #[test]
+    fn prefix_rejections_name_the_problem() {
+        for (uri, kind, word) in [
+            ("my-bucket/out/", "InvalidTarget", "s3://"),
+            ("https://my-bucket/out/", "InvalidTarget", "s3://"),
+            ("s3://my-bucket", "InvalidTarget", "folder"),
+            ("s3://my-bucket/", "InvalidTarget", "folder"),
+            ("s3:///out/", "InvalidTarget", "bucket name"),
+            ("s3://My_Bucket/out/", "InvalidTarget", "bucket name"),
+            ("s3://ab/out/", "InvalidTarget", "bucket name"),
+            ("s3://-bucket/out/", "InvalidTarget", "bucket name"),
+            ("s3://192.168.1.1/out/", "InvalidTarget", "bucket name"),
+            ("s3://bucket/a//b/", "InvalidTarget", "empty path segment"),
+            ("s3://bucket/a\\b/", "InvalidTarget", "backslash"),
+            ("s3://bucket/a/../b/", "TargetNotAllowed", "`..`"),
+            ("s3://bucket/./b/", "TargetNotAllowed", "`.`"),
+        ] {
+            let err = prefix(uri).expect_err(uri);
+            assert_eq!(err.error_type(), kind, "{uri}: {err}");
+            assert!(err.to_string().contains(word), "{uri}: {err}");
+        }
+    }
+
+    #[test]
+    fn codec_names_are_case_insensitive_and_suffixes_follow_spark() {
+        assert_eq!(Codec::from_name("SNAPPY"), Some(Codec::Snappy));
+        assert_eq!(Codec::from_name("Lz4"), Some(Codec::Lz4));
+        assert_eq!(Codec::from_name("lzo"), None);
+        for c in Codec::ALL {
+            assert_eq!(Codec::from_name(c.name()), Some(c));
+            assert!(c.file_suffix().ends_with(".parquet"));
+        }
+        assert_eq!(Codec::Gzip.file_suffix(), ".gz.parquet");
+    }
+
+    #[test]
+    fn targets_parse_and_reject() {
+        let t = parse_targets(
+            r#"[{"prefix":"s3://b-1/x","compression":"uncompressed"},{"prefix":"s3://b-1/y/","compression":"Snappy"}]"#,
+            "targets",
+        )
+        .unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[1].codec, Codec::Snappy);
+        assert_eq!(t[0].prefix.key_prefix, "x/");
+
+        for (json, word) in [
+            ("[]", "empty"),
+            ("{}", "must be an array"),
+            (r#"[{"prefix":"s3://b-1/x"}]"#, "compression"),
+            (
+                r#"[{"prefix":"s3://b-1/x","compression":null}]"#,
+                "must be an array",
+            ),
+            (
+                r#"[{"prefix":"s3://b-1/x","compression":"lzo"}]"#,
+                "unknown codec `lzo`",
+            ),
+            (
+                r#"[{"prefix":"s3://b-1/x","compression":"snappy","extra":1}]"#,
+                "extra",
+            ),
+            (
+                r#"[{"prefix":"s3://b-1/x","compression":"snappy"},{"prefix":"s3://b-1/x/","compression":"zstd"}]"#,
+                "targets[1].prefix",
+            ),
+            (
+                r#"[{"prefix":"b-1/x","compression":"snappy"}]"#,
+                "targets[0].prefix",
+            ),
+        ] {
+            let err = parse_targets(json, "targets").expect_err(json);
+            assert_eq!(err.error_type(), "InvalidTarget", "{json}: {err}");
+            assert!(err.to_string().contains(word), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn allow_list_is_folder_based() {
+        let allow = AllowList::parse("s3://b-1/out, s3://b-2/x/").unwrap();
+        let ok = parse_targets(
+            r#"[{"prefix":"s3://b-1/out/a/","compression":"snappy"},{"prefix":"s3://b-2/x/","compression":"zstd"}]"#,
+            "targets",
+        )
+        .unwrap();
+        allow.check(&ok).unwrap();
+        for uri in ["s3://b-1/output/", "s3://b-3/out/", "s3://b-2/y/"] {
+            let t = vec![Target {
+                prefix: prefix(uri).unwrap(),
+                codec: Codec::Snappy,
+            }];
+            let err = allow.check(&t).expect_err(uri);
+            assert_eq!(err.error_type(), "TargetNotAllowed");
+            assert!(err.to_string().contains(uri), "{err}");
+        }
+        assert_eq!(
+            AllowList::parse(" , ").unwrap_err().error_type(),
+            "InvalidConfig"
+        );
+        assert_eq!(
+            AllowList::parse("s3://b-1").unwrap_err().error_type(),
+            "InvalidConfig"
+        );
+    }
+}
