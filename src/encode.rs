@@ -20,6 +20,46 @@ pub const CREATED_BY: &str = concat!(
     " (build parquet-rs)"
 );
 
+/// Every codec's Parquet bytes for one set of rows.
+#[derive(Debug)]
+pub struct Encoded {
+    pub rows: usize,
+    pub columns: usize,
+    /// One entry per distinct codec, in the order first asked for.
+    pub files: Vec<(Codec, Bytes)>,
+}
+
+impl Encoded {
+    /// The bytes written for `codec` (one of those asked for).
+    pub fn file(&self, codec: Codec) -> Option<&Bytes> {
+        self.files.iter().find(|(c, _)| *c == codec).map(|(_, b)| b)
+    }
+}
+
+/// The whole conversion core: infers the schema, builds one batch (freeing the rows), and
+/// encodes it once per distinct codec.
+///
+/// # Errors
+/// As [`crate::schema::infer`], [`to_batch`] and [`to_parquet`].
+///
+/// ```
+/// use rows_to_parquet::{encode, event, target::Codec};
+/// let event = event::parse(br#"{"rows": [{"name": "John Doe", "age": 30}]}"#).unwrap();
+/// let encoded = encode::rows_to_parquet(event.rows, &[Codec::Uncompressed, Codec::Snappy]).unwrap();
+/// assert_eq!((encoded.rows, encoded.columns), (1, 2));
+/// assert!(encoded.file(Codec::Snappy).unwrap().starts_with(b"PAR1"));
+/// ```
+pub fn rows_to_parquet(rows: Vec<Row>, codecs: &[Codec]) -> Result<Encoded, Error> {
+    let schema = crate::schema::infer(&rows)?;
+    let batch = to_batch(&rows, schema)?;
+    drop(rows);
+    Ok(Encoded {
+        rows: batch.num_rows(),
+        columns: batch.num_columns(),
+        files: to_parquet_all(&batch, codecs)?,
+    })
+}
+
 /// Builds the rows into one batch of `schema` (from [`crate::schema::infer`]).
 ///
 /// # Errors

@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use crate::config::Config;
 use crate::store::{Object, S3Store};
 use crate::target::Target;
-use crate::{Error, encode, event, schema};
+use crate::{Error, encode, event};
 
 /// S3's limit on a key's length in bytes.
 const MAX_KEY_BYTES: usize = 1024;
@@ -82,14 +82,8 @@ impl Function {
             .enumerate()
             .map(|(i, t)| object_key(t, i, request_id))
             .collect::<Result<Vec<_>, _>>()?;
-        let schema = schema::infer(&event.rows)?;
-        let batch = encode::to_batch(&event.rows, schema)?;
-        drop(event.rows);
-        let rows = batch.num_rows();
-        let columns = batch.num_columns();
         let codecs: Vec<_> = targets.iter().map(|t| t.codec).collect();
-        let encoded = encode::to_parquet_all(&batch, &codecs)?;
-        drop(batch);
+        let encoded = encode::rows_to_parquet(event.rows, &codecs)?;
         let objects: Vec<Object> = targets
             .iter()
             .zip(keys)
@@ -97,13 +91,14 @@ impl Function {
                 bucket: target.prefix.bucket.clone(),
                 key,
                 body: encoded
-                    .iter()
-                    .find(|(codec, _)| *codec == target.codec)
-                    .map(|(_, bytes)| bytes.clone())
-                    .expect("every target's codec was encoded"),
+                    .file(target.codec)
+                    .expect("every target's codec was encoded")
+                    .clone(),
             })
             .collect();
-        tracing::debug!(rows, columns, "encoded all targets");
+        let rows = encoded.rows;
+        tracing::debug!(rows, columns = encoded.columns, "encoded all targets");
+        drop(encoded);
         let etags = self.store.put_all(&objects).await?;
         let objects = objects
             .into_iter()

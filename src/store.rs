@@ -2,7 +2,8 @@
 //! any of them fails, so a reader never sees half an output.
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use tokio::task::JoinSet;
@@ -114,10 +115,12 @@ impl S3Store {
                 .key(&object.key);
             let uri = object.uri();
             deletes.spawn(async move {
-                request
-                    .send()
-                    .await
-                    .map_err(|e| format!("{uri} ({})", DisplayErrorContext(e)))
+                match request.send().await {
+                    Ok(_) => Ok(()),
+                    // Nothing can be left where there is no bucket.
+                    Err(e) if e.code() == Some("NoSuchBucket") => Ok(()),
+                    Err(e) => Err(format!("{uri} ({})", describe(&e))),
+                }
             });
         }
         let mut left: Vec<String> = deletes
@@ -128,5 +131,25 @@ impl S3Store {
             .collect();
         left.sort();
         left
+    }
+}
+
+/// A one-line account of an SDK failure: S3's error code and message and the HTTP status for
+/// a refusal, the cause chain for a network failure or timeout.
+fn describe<E>(error: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match error {
+        SdkError::ServiceError(service) => {
+            let meta = service.err().meta();
+            format!(
+                "{} (HTTP {}){}",
+                meta.code().unwrap_or("unknown S3 error"),
+                service.raw().status().as_u16(),
+                meta.message().map(|m| format!(": {m}")).unwrap_or_default()
+            )
+        }
+        other => DisplayErrorContext(other).to_string(),
     }
 }

@@ -1,0 +1,45 @@
+//! Times the conversion core on an event file, with no network:
+//! `cargo run --release --example convert -- EVENT.json [REPEAT]`.
+//! Prints rows, columns, each codec's size and the median time of REPEAT runs.
+
+use std::time::Instant;
+
+use rows_to_parquet::{encode, event};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let path = args.next().ok_or("usage: convert EVENT.json [REPEAT]")?;
+    let repeat: usize = args
+        .next()
+        .map(|r| r.parse())
+        .transpose()?
+        .unwrap_or(1)
+        .max(1);
+    let bytes = std::fs::read(&path)?;
+    let mut times = Vec::with_capacity(repeat);
+    let mut last = None;
+    for _ in 0..repeat {
+        let started = Instant::now();
+        let event = event::parse(&bytes)?;
+        let codecs: Vec<_> = event.targets.iter().flatten().map(|t| t.codec).collect();
+        last = Some(encode::rows_to_parquet(event.rows, &codecs)?);
+        times.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    let encoded = last.expect("at least one run");
+    let sizes: Vec<String> = encoded
+        .files
+        .iter()
+        .map(|(c, b)| format!("{}={}", c.name(), b.len()))
+        .collect();
+    println!(
+        "{path}: {} bytes, rows={} columns={} {} median_ms={:.2} min_ms={:.2} runs={repeat}",
+        bytes.len(),
+        encoded.rows,
+        encoded.columns,
+        sizes.join(" "),
+        times[times.len() / 2],
+        times[0]
+    );
+    Ok(())
+}
