@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{LocalS3, invocation, read_parquet, without_nulls};
+use common::{LocalS3, invocation, read_parquet, same_data};
 use rows_to_parquet::store::CONTENT_TYPE;
 use serde_json::{Value, json};
 
@@ -96,7 +96,7 @@ async fn nested_sparse_unicode_rows_round_trip_in_every_codec() {
     for (object, codec) in response.objects.iter().zip(codecs) {
         assert_eq!(object.compression, codec);
         let (rows_back, meta) = read_parquet(s3.get(BUCKET, &object.key).await.0);
-        assert_eq!(Value::Array(rows_back), without_nulls(&rows), "{codec}");
+        assert!(same_data(&Value::Array(rows_back), &rows), "{codec}");
         let expected = if codec == "lz4" {
             "LZ4_RAW".to_owned()
         } else {

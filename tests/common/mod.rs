@@ -3,80 +3,20 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
-use std::path::{Path, PathBuf};
-
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use bytes::Bytes;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use lambda_runtime::{Context, LambdaEvent};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::ParquetMetaData;
 use rows_to_parquet::config::Config;
 use rows_to_parquet::handler::Function;
 use rows_to_parquet::store::S3Store;
-use s3s::access::{S3Access, S3AccessContext};
-use s3s::auth::SimpleAuth;
-use s3s::path::S3Path;
-use s3s::service::S3ServiceBuilder;
-use s3s::{S3Result, s3_error};
 use serde_json::Value;
 use serde_json::value::RawValue;
-use tokio::net::TcpListener;
 
-pub const ACCESS_KEY: &str = "local-test-key";
-pub const SECRET_KEY: &str = "local-test-secret";
-
-/// Makes s3s-fs answer like S3 where it is lenient: a request without valid credentials is
-/// `AccessDenied`, and one naming a bucket that does not exist is `NoSuchBucket` (s3s-fs would
-/// otherwise create the directory on PUT).
-struct LikeS3 {
-    root: PathBuf,
-}
-
-#[async_trait::async_trait]
-impl S3Access for LikeS3 {
-    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
-        if cx.credentials().is_none() {
-            return Err(s3_error!(AccessDenied, "credentials required"));
-        }
-        let bucket = match cx.s3_path() {
-            S3Path::Root => return Ok(()),
-            S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => bucket,
-        };
-        if !self.root.join(&**bucket).is_dir() {
-            return Err(s3_error!(NoSuchBucket));
-        }
-        Ok(())
-    }
-}
-
-/// Serves `root` (one directory per bucket) on `127.0.0.1:<free port>` until the runtime ends;
-/// returns the endpoint URL.
-pub async fn serve(root: &Path) -> String {
-    let service = {
-        let mut builder = S3ServiceBuilder::new(s3s_fs::FileSystem::new(root).unwrap());
-        builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-        builder.set_access(LikeS3 {
-            root: root.to_owned(),
-        });
-        builder.build()
-    };
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            let service = service.clone();
-            tokio::spawn(async move {
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(socket), service)
-                    .await;
-            });
-        }
-    });
-    endpoint
-}
+mod s3_server;
+pub use s3_server::{ACCESS_KEY, SECRET_KEY, serve};
 
 /// An S3 server on a fresh directory with the given buckets, and a client for it.
 pub struct LocalS3 {
@@ -91,7 +31,8 @@ impl LocalS3 {
         for bucket in buckets {
             std::fs::create_dir(root.path().join(bucket)).unwrap();
         }
-        let endpoint = serve(root.path()).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = serve(root.path(), listener);
         let config = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
@@ -175,7 +116,7 @@ pub fn read_parquet(bytes: Bytes) -> (Vec<Value>, ParquetMetaData) {
 }
 
 /// `value` without null object fields, the form `read_parquet` gives back.
-pub fn without_nulls(value: &Value) -> Value {
+fn without_nulls(value: &Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
             map.iter()
@@ -185,5 +126,22 @@ pub fn without_nulls(value: &Value) -> Value {
         ),
         Value::Array(items) => Value::Array(items.iter().map(without_nulls).collect()),
         other => other.clone(),
+    }
+}
+
+/// Whether `back` (read from Parquet) holds the same data as `sent` (from the event): null
+/// fields are absent from `back`, fields come in column order rather than the row's key order,
+/// and an integer sent into a float column reads back as a
+/// float of the same value.
+pub fn same_data(back: &Value, sent: &Value) -> bool {
+    match (back, without_nulls(sent)) {
+        (Value::Number(b), Value::Number(s)) if b.is_f64() || s.is_f64() => b.as_f64() == s.as_f64(),
+        (Value::Array(b), Value::Array(s)) => {
+            b.len() == s.len() && b.iter().zip(&s).all(|(b, s)| same_data(b, s))
+        }
+        (Value::Object(b), Value::Object(s)) => {
+            b.len() == s.len() && s.iter().all(|(k, sv)| b.get(k).is_some_and(|bv| same_data(bv, sv)))
+        }
+        (b, s) => *b == s,
     }
 }
