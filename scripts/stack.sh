@@ -47,7 +47,10 @@ stack_start() { # work dir for logs and the S3 data
         port_busy "$port" && fail "port $port is in use: stop what holds it, or set S3_PORT / INVOKE_PORT"
     done
     step "building the function and the local S3 server (minutes the first time)"
-    cargo build --quiet --bin "$FUNCTION_NAME" --example local-s3 || fail "cargo build failed"
+    # Two builds: the example brings the dev-dependencies' features, which the function built
+    # alone (as cargo lambda watch builds it) does not have; each is cached on its own.
+    cargo build --quiet --bin "$FUNCTION_NAME" || fail "cargo build of the function failed"
+    cargo build --quiet --example local-s3 || fail "cargo build of the local S3 server failed"
 
     step "starting the local S3 server on $S3_ENDPOINT (data in $dir/s3)"
     setsid "$CARGO_TARGET_DIR/debug/examples/local-s3" --port "$S3_PORT" --root "$dir/s3" \

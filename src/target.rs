@@ -81,12 +81,25 @@ impl S3Prefix {
     /// key mean something else to tools that normalise paths. `what` says where the URI came
     /// from, for the message.
     pub fn parse(uri: &str, what: &str) -> Result<S3Prefix, Error> {
+        S3Prefix::parse_with(uri, what, false)
+    }
+
+    /// As [`S3Prefix::parse`], but `whole_bucket` also accepts `s3://bucket` or `s3://bucket/`
+    /// (an empty key prefix): an allow-list may grant a whole bucket, a target may not write to
+    /// its root.
+    fn parse_with(uri: &str, what: &str, whole_bucket: bool) -> Result<S3Prefix, Error> {
         let invalid = |why: &str| Error::InvalidTarget(format!("{what}: {why}"));
         let rest = uri
             .strip_prefix("s3://")
             .ok_or_else(|| invalid("must be an s3://bucket/path/ URI"))?;
         let (bucket, path) = rest.split_once('/').unwrap_or((rest, ""));
         check_bucket_name(bucket).map_err(|why| invalid(&why))?;
+        if path.is_empty() && whole_bucket {
+            return Ok(S3Prefix {
+                bucket: bucket.to_owned(),
+                key_prefix: String::new(),
+            });
+        }
         if path.is_empty() {
             return Err(invalid(
                 "must name a folder inside the bucket (s3://bucket/path/), not the bucket alone",
@@ -203,7 +216,7 @@ pub fn parse_targets(json: &str, origin: &str) -> Result<Vec<Target>, Error> {
 pub struct AllowList(Vec<S3Prefix>);
 
 impl AllowList {
-    /// Parses a comma-separated list of `s3://` prefixes.
+    /// Parses a comma-separated list of `s3://bucket/path/` folders or whole `s3://bucket`s.
     ///
     /// # Errors
     /// `InvalidConfig` when the list is empty or an entry is not a valid prefix.
@@ -213,7 +226,7 @@ impl AllowList {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(|s| {
-                S3Prefix::parse(s, "ALLOWED_PREFIXES")
+                S3Prefix::parse_with(s, "ALLOWED_PREFIXES", true)
                     .map_err(|e| Error::InvalidConfig(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -362,9 +375,20 @@ mod tests {
             AllowList::parse(" , ").unwrap_err().error_type(),
             "InvalidConfig"
         );
+        for bad in ["b-1/out/", "s3://b-1/a//b/", "s3://B-1/"] {
+            assert_eq!(
+                AllowList::parse(bad).unwrap_err().error_type(),
+                "InvalidConfig",
+                "{bad}"
+            );
+        }
+
+        let whole_bucket = AllowList::parse("s3://b-2").unwrap();
+        assert_eq!(whole_bucket, AllowList::parse("s3://b-2/").unwrap());
+        whole_bucket.check(&ok[1..]).unwrap();
         assert_eq!(
-            AllowList::parse("s3://b-1").unwrap_err().error_type(),
-            "InvalidConfig"
+            whole_bucket.check(&ok[..1]).unwrap_err().error_type(),
+            "TargetNotAllowed"
         );
     }
 }

@@ -53,27 +53,62 @@ async fn every_sample_event_behaves_as_its_file_says() {
             let err = result.expect_err(&name.to_string());
             assert_eq!(err.error_type(), expect["errorType"], "{name}: {err}");
             let word = expect["messageContains"].as_str().unwrap();
-            assert!(err.to_string().contains(word), "{name}: `{err}` lacks `{word}`");
-            assert_eq!(s3.keys(BUCKET).await, Vec::<String>::new(), "{name} wrote something");
+            assert!(
+                err.to_string().contains(word),
+                "{name}: `{err}` lacks `{word}`"
+            );
+            assert_eq!(
+                s3.keys(BUCKET).await,
+                Vec::<String>::new(),
+                "{name} wrote something"
+            );
             continue;
         }
         valid += 1;
         let response = result.unwrap_or_else(|e| panic!("{name}: {} {e}", e.error_type()));
         let rows = &event["rows"];
-        let targets = event.get("targets").cloned().unwrap_or_else(|| serde_json::from_str(DEFAULT_TARGETS).unwrap());
-        assert_eq!(response.objects.len(), targets.as_array().unwrap().len(), "{name}");
-        assert_eq!(s3.keys(BUCKET).await.len(), response.objects.len(), "{name}");
+        let targets = event
+            .get("targets")
+            .cloned()
+            .unwrap_or_else(|| serde_json::from_str(DEFAULT_TARGETS).unwrap());
+        assert_eq!(
+            response.objects.len(),
+            targets.as_array().unwrap().len(),
+            "{name}"
+        );
+        assert_eq!(
+            s3.keys(BUCKET).await.len(),
+            response.objects.len(),
+            "{name}"
+        );
         for (object, target) in response.objects.iter().zip(targets.as_array().unwrap()) {
             let codec = target["compression"].as_str().unwrap().to_lowercase();
             assert_eq!(object.compression, codec, "{name}");
-            assert!(object.uri.starts_with(target["prefix"].as_str().unwrap()), "{name}: {}", object.uri);
+            assert!(
+                object.uri.starts_with(target["prefix"].as_str().unwrap()),
+                "{name}: {}",
+                object.uri
+            );
             let (back, meta) = read_parquet(s3.get(BUCKET, &object.key).await.0);
             let back = Value::Array(back);
-            assert!(same_data(&back, rows), "{name} ({codec}) read back as {back}");
+            assert!(
+                same_data(&back, rows),
+                "{name} ({codec}) read back as {back}"
+            );
             let written = format!("{:?}", meta.row_group(0).column(0).compression());
-            let expected = if codec == "lz4" { "LZ4_RAW".to_owned() } else { codec.to_uppercase() };
-            assert!(written.starts_with(&expected), "{name}: {written} for {codec}");
+            let expected = if codec == "lz4" {
+                "LZ4_RAW".to_owned()
+            } else {
+                codec.to_uppercase()
+            };
+            assert!(
+                written.starts_with(&expected),
+                "{name}: {written} for {codec}"
+            );
         }
     }
-    assert!(valid >= 5 && invalid >= 4, "events/ should hold valid and invalid samples ({valid}, {invalid})");
+    assert!(
+        valid >= 5 && invalid >= 4,
+        "events/ should hold valid and invalid samples ({valid}, {invalid})"
+    );
 }

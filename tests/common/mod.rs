@@ -135,12 +135,16 @@ fn without_nulls(value: &Value) -> Value {
 /// float of the same value.
 pub fn same_data(back: &Value, sent: &Value) -> bool {
     match (back, without_nulls(sent)) {
-        (Value::Number(b), Value::Number(s)) if b.is_f64() || s.is_f64() => b.as_f64() == s.as_f64(),
+        (Value::Number(b), Value::Number(s)) if b.is_f64() || s.is_f64() => {
+            b.as_f64() == s.as_f64()
+        }
         (Value::Array(b), Value::Array(s)) => {
             b.len() == s.len() && b.iter().zip(&s).all(|(b, s)| same_data(b, s))
         }
         (Value::Object(b), Value::Object(s)) => {
-            b.len() == s.len() && s.iter().all(|(k, sv)| b.get(k).is_some_and(|bv| same_data(bv, sv)))
+            b.len() == s.len()
+                && s.iter()
+                    .all(|(k, sv)| b.get(k).is_some_and(|bv| same_data(bv, sv)))
         }
         (b, s) => *b == s,
     }
