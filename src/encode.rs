@@ -1,14 +1,14 @@
-//! Rows to one Arrow batch (built once), then that batch to Parquet bytes per codec.
+//! The conversion core (rows to one Arrow batch, built once) and the batch to Parquet bytes
+//! per codec.
 
 use arrow_array::RecordBatch;
-use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::Error;
-use crate::event::Row;
+use crate::rows::Rows;
 use crate::target::Codec;
 
 /// The `created_by` written into every file, in the `<app> version <v> (build <b>)` form that
@@ -40,7 +40,7 @@ impl Encoded {
 /// encodes it once per distinct codec.
 ///
 /// # Errors
-/// As [`crate::schema::infer`], [`to_batch`] and [`to_parquet`].
+/// As [`crate::schema::infer`], [`crate::columns::build`] and [`to_parquet`].
 ///
 /// ```
 /// use rows_to_parquet::{encode, event, target::Codec};
@@ -49,36 +49,15 @@ impl Encoded {
 /// assert_eq!((encoded.rows, encoded.columns), (1, 2));
 /// assert!(encoded.file(Codec::Snappy).unwrap().starts_with(b"PAR1"));
 /// ```
-pub fn rows_to_parquet(rows: Vec<Row>, codecs: &[Codec]) -> Result<Encoded, Error> {
+pub fn rows_to_parquet(rows: Rows, codecs: &[Codec]) -> Result<Encoded, Error> {
     let schema = crate::schema::infer(&rows)?;
-    let batch = to_batch(&rows, schema)?;
+    let batch = crate::columns::build(&rows, schema)?;
     drop(rows);
     Ok(Encoded {
         rows: batch.num_rows(),
         columns: batch.num_columns(),
         files: to_parquet_all(&batch, codecs)?,
     })
-}
-
-/// Builds the rows into one batch of `schema` (from [`crate::schema::infer`]).
-///
-/// # Errors
-/// `InvalidEvent` if a value does not fit its inferred column (not expected for a schema
-/// inferred from the same rows).
-pub fn to_batch(rows: &[Row], schema: SchemaRef) -> Result<RecordBatch, Error> {
-    let mut decoder = arrow_json::ReaderBuilder::new(schema)
-        .with_batch_size(rows.len().max(1))
-        .build_decoder()
-        .map_err(arrow_error)?;
-    decoder.serialize(rows).map_err(arrow_error)?;
-    decoder
-        .flush()
-        .map_err(arrow_error)?
-        .ok_or_else(|| Error::InvalidEvent("the event has no rows".into()))
-}
-
-fn arrow_error(e: arrow_schema::ArrowError) -> Error {
-    Error::InvalidEvent(format!("the rows could not be converted to Arrow: {e}"))
 }
 
 /// Writer settings every reader we target accepts: lists in the spec's three-level form, our
@@ -151,10 +130,9 @@ mod tests {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     fn batch_of(json: &str) -> RecordBatch {
-        let rows = crate::event::parse(format!(r#"{{"rows": {json}}}"#).as_bytes())
-            .unwrap()
-            .rows;
-        to_batch(&rows, crate::schema::infer(&rows).unwrap()).unwrap()
+        let event = format!(r#"{{"rows": {json}}}"#);
+        let rows = crate::event::parse(event.as_bytes()).unwrap().rows;
+        crate::columns::build(&rows, crate::schema::infer(&rows).unwrap()).unwrap()
     }
 
     fn read_back(bytes: Bytes) -> (RecordBatch, parquet::file::metadata::ParquetMetaData) {

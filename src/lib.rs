@@ -6,20 +6,26 @@
 //! - `main.rs`: the thin `bootstrap`; builds [`config::Config`] and the S3 client once.
 //! - [`handler`]: one invocation end to end, the response, and the Lambda `errorType` mapping.
 //! - [`event`]: the event contract, validated once into typed values.
+//! - [`rows`]: the rows as a flat tape of JSON nodes, parsed with the event in one pass.
 //! - [`target`]: S3 prefixes, codecs and the `ALLOWED_PREFIXES` policy.
 //! - [`schema`]: type inference over all rows.
-//! - [`encode`]: rows to one Arrow batch, the batch to Parquet bytes per codec.
+//! - [`columns`]: Arrow columns built straight from the tape.
+//! - [`encode`]: the conversion core; the batch to Parquet bytes per codec.
 //! - [`store`]: concurrent PUTs and clean-up after a failed write (the only AWS code).
 //! - [`config`]: environment variables, read once at start.
 //! - [`Error`]: every failure, one variant per `errorType`.
 //!
-//! `event`, `target`, `schema`, `encode` and `config` use no AWS types and no network.
+//! `event`, `rows`, `target`, `schema`, `columns`, `encode` and `config` use no AWS types and
+//! no network.
 
+pub mod columns;
 pub mod config;
+pub mod ddl;
 pub mod encode;
 mod error;
 pub mod event;
 pub mod handler;
+pub mod rows;
 pub mod schema;
 pub mod store;
 pub mod target;

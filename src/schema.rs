@@ -11,11 +11,9 @@ use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 use indexmap::IndexMap;
-use serde_json::Value;
 
 use crate::Error;
-use crate::error::json_type;
-use crate::event::Row;
+use crate::rows::{Node, Rows, is_integer_text};
 
 /// What the rows so far say about one column (or struct field, or list element).
 #[derive(Debug, Clone, PartialEq)]
@@ -82,7 +80,8 @@ fn fields_of(fields: &IndexMap<String, Kind>, path: &mut Vec<String>) -> Result<
 ///
 /// # Errors
 /// `InvalidEvent` naming the column path and the first conflicting row for a type mix outside
-/// the rules, an integer beyond i64, or a column holding only empty objects.
+/// the rules, an integer beyond i64, a number beyond f64, or a column holding only empty
+/// objects.
 ///
 /// ```
 /// use arrow_schema::DataType;
@@ -91,11 +90,11 @@ fn fields_of(fields: &IndexMap<String, Kind>, path: &mut Vec<String>) -> Result<
 /// assert_eq!(schema.field(0).data_type(), &DataType::Float64);
 /// assert_eq!(schema.field(1).data_type(), &DataType::Utf8);
 /// ```
-pub fn infer(rows: &[Row]) -> Result<SchemaRef, Error> {
+pub fn infer(rows: &Rows) -> Result<SchemaRef, Error> {
     let mut columns = IndexMap::new();
     let mut path = Vec::new();
-    for (index, row) in rows.iter().enumerate() {
-        merge_object(&mut columns, row, index, &mut path)?;
+    for (index, start) in rows.starts().enumerate() {
+        merge_object(&mut columns, rows, start, index, &mut path)?;
     }
     let fields = fields_of(&columns, &mut Vec::new())?;
     Ok(Arc::new(Schema::new(fields)))
@@ -103,18 +102,19 @@ pub fn infer(rows: &[Row]) -> Result<SchemaRef, Error> {
 
 fn merge_object<'a>(
     fields: &mut IndexMap<String, Kind>,
-    object: &'a serde_json::Map<String, Value>,
+    rows: &'a Rows,
+    object: usize,
     row: usize,
     path: &mut Vec<&'a str>,
 ) -> Result<(), Error> {
-    for (name, value) in object {
+    for (name, value) in rows.members(object) {
         // Look up before inserting so the common case (a known column) allocates nothing.
-        let slot = match fields.get_index_of(name.as_str()) {
+        let slot = match fields.get_index_of(name) {
             Some(i) => &mut fields[i],
-            None => fields.entry(name.clone()).or_insert(Kind::Null),
+            None => fields.entry(name.to_owned()).or_insert(Kind::Null),
         };
         path.push(name);
-        merge(slot, value, row, path)?;
+        merge(slot, rows, value, row, path)?;
         path.pop();
     }
     Ok(())
@@ -122,41 +122,39 @@ fn merge_object<'a>(
 
 fn merge<'a>(
     slot: &mut Kind,
-    value: &'a Value,
+    rows: &'a Rows,
+    at: usize,
     row: usize,
     path: &mut Vec<&'a str>,
 ) -> Result<(), Error> {
-    let scalar = match value {
-        Value::Null => return Ok(()),
-        Value::Bool(_) => Kind::Bool,
-        Value::String(_) => Kind::Str,
-        Value::Number(n) if n.is_i64() => Kind::Int,
-        Value::Number(n) if n.is_u64() => {
-            return Err(Error::InvalidEvent(format!(
-                "column `{}` at row {row}: integer beyond the 64-bit signed range (max 9223372036854775807)",
-                path.join(".")
-            )));
-        }
-        Value::Number(_) => Kind::Float,
-        Value::Object(object) => {
+    let node = rows.node(at);
+    let scalar = match node {
+        Node::Null => return Ok(()),
+        Node::Bool(_) => Kind::Bool,
+        Node::Str(_) | Node::Key(_) => Kind::Str,
+        Node::Int(_) => Kind::Int,
+        Node::Number(text) => number_kind(text).map_err(|why| {
+            Error::InvalidEvent(format!("column `{}` at row {row}: {why}", path.join(".")))
+        })?,
+        Node::Object { .. } => {
             if *slot == Kind::Null {
                 *slot = Kind::Struct(IndexMap::new());
             }
             return match &mut *slot {
-                Kind::Struct(fields) => merge_object(fields, object, row, path),
-                _ => Err(conflict(slot, value, row, path)),
+                Kind::Struct(fields) => merge_object(fields, rows, at, row, path),
+                _ => Err(conflict(slot, node, row, path)),
             };
         }
-        Value::Array(items) => {
+        Node::Array { .. } => {
             if *slot == Kind::Null {
                 *slot = Kind::List(Box::new(Kind::Null));
             }
             let Kind::List(element) = &mut *slot else {
-                return Err(conflict(slot, value, row, path));
+                return Err(conflict(slot, node, row, path));
             };
             path.push("[]");
-            for item in items {
-                merge(element, item, row, path)?;
+            for item in rows.elements(at) {
+                merge(element, rows, item, row, path)?;
             }
             path.pop();
             return Ok(());
@@ -166,17 +164,32 @@ fn merge<'a>(
         (Kind::Null, _) | (Kind::Int, Kind::Float) => *slot = scalar,
         (Kind::Float, Kind::Int) => {}
         (seen, new) if seen == new => {}
-        _ => return Err(conflict(slot, value, row, path)),
+        _ => return Err(conflict(slot, node, row, path)),
     }
     Ok(())
 }
 
-fn conflict(seen: &Kind, value: &Value, row: usize, path: &[&str]) -> Error {
+/// The kind of a number that is not a plain i64: a float if it has a fraction or exponent
+/// and is finite as f64, an integer if it is `-0`; anything else cannot be stored.
+fn number_kind(text: &str) -> Result<Kind, String> {
+    if !is_integer_text(text) {
+        return match text.parse::<f64>() {
+            Ok(v) if v.is_finite() => Ok(Kind::Float),
+            _ => Err("number beyond the range of a 64-bit float".into()),
+        };
+    }
+    if text == "-0" {
+        return Ok(Kind::Int);
+    }
+    Err("integer beyond the 64-bit signed range (max 9223372036854775807)".into())
+}
+
+fn conflict(seen: &Kind, node: &Node, row: usize, path: &[&str]) -> Error {
     Error::InvalidEvent(format!(
         "type conflict in column `{}` at row {row}: earlier rows hold {} values, this row holds a {}",
         path.join("."),
         seen.describe(),
-        json_type(value)
+        node.json_type()
     ))
 }
 
@@ -184,14 +197,13 @@ fn conflict(seen: &Kind, value: &Value, row: usize, path: &[&str]) -> Error {
 mod tests {
     use super::*;
 
-    fn rows(json: &str) -> Vec<Row> {
-        crate::event::parse(format!(r#"{{"rows": {json}}}"#).as_bytes())
-            .unwrap()
-            .rows
+    fn infer_json(json: &str) -> Result<SchemaRef, Error> {
+        let event = format!(r#"{{"rows": {json}}}"#);
+        infer(&crate::event::parse(event.as_bytes()).unwrap().rows)
     }
 
     fn types(json: &str) -> Vec<(String, DataType)> {
-        infer(&rows(json))
+        infer_json(json)
             .unwrap()
             .fields()
             .iter()
@@ -287,7 +299,7 @@ mod tests {
             (r#"[{"s": 1}, {"s": [1]}]"#, &["`s`", "array"]),
             (r#"[{"b": true}, {"b": 1}]"#, &["`b`", "boolean"]),
         ] {
-            let err = infer(&rows(json)).expect_err(json);
+            let err = infer_json(json).expect_err(json);
             assert_eq!(err.error_type(), "InvalidEvent");
             for word in words {
                 assert!(err.to_string().contains(word), "{json}: {err} lacks {word}");
@@ -297,16 +309,22 @@ mod tests {
 
     #[test]
     fn conflict_messages_do_not_quote_values() {
-        let err = infer(&rows(r#"[{"a": 1}, {"a": "hunter2-secret"}]"#)).unwrap_err();
+        let err = infer_json(r#"[{"a": 1}, {"a": "hunter2-secret"}]"#).unwrap_err();
         assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]
-    fn out_of_range_integers_and_empty_structs_are_errors() {
-        let err = infer(&rows(r#"[{"big": 18446744073709551615}]"#)).unwrap_err();
+    fn out_of_range_numbers_and_empty_structs_are_errors() {
+        let err = infer_json(r#"[{"big": 18446744073709551615}]"#).unwrap_err();
         assert!(err.to_string().contains("`big` at row 0"), "{err}");
-        let err = infer(&rows(r#"[{"e": {}}, {"e": null}]"#)).unwrap_err();
+        let err = infer_json(r#"[{"f": 1.5}, {"f": 1e400}]"#).unwrap_err();
+        assert!(
+            err.to_string().contains("`f` at row 1: number beyond"),
+            "{err}"
+        );
+        assert_eq!(types(r#"[{"z": -0}]"#), [("z".into(), DataType::Int64)]);
+        let err = infer_json(r#"[{"e": {}}, {"e": null}]"#).unwrap_err();
         assert!(err.to_string().contains("`e`"), "{err}");
-        assert!(infer(&rows(r#"[{"e": {}}, {"e": {"k": 1}}]"#)).is_ok());
+        assert!(infer_json(r#"[{"e": {}}, {"e": {"k": 1}}]"#).is_ok());
     }
 }

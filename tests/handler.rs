@@ -146,7 +146,7 @@ async fn bad_events_are_refused_and_write_nothing() {
         (
             json!("just a string"),
             "InvalidEvent",
-            "not a valid JSON object",
+            "must be a JSON object",
         ),
         (
             json!({"rows": seed_rows(), "targets": [{"prefix": "s3://my-bucket/out/x/", "compression": "lzo"}]}),
