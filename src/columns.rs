@@ -1,26 +1,45 @@
 //! Arrow columns built straight from the rows' tape: one builder per column, nested for
-//! structs and lists, filled in a single pass over the rows.
+//! structs, lists and maps, filled in a single pass over the rows.
+//!
+//! Conversions are exact or an error naming the column, the row, the expected type and the
+//! JSON type found (never the value): integers are range-checked for their width, decimals
+//! come from the number's text, dates and timestamps from ISO-8601 text (timestamps also from
+//! epoch seconds), binary from base64.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    ArrayBuilder, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
+    ArrayBuilder, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder,
+    Float64Builder, Int8Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
-use arrow_array::{ArrayRef, ListArray, RecordBatch, StructArray};
+use arrow_array::{ArrayRef, ListArray, MapArray, RecordBatch, StructArray};
 use arrow_buffer::{NullBufferBuilder, OffsetBuffer};
-use arrow_schema::{DataType, FieldRef, Fields, SchemaRef};
+use arrow_schema::{DataType, FieldRef, Fields, SchemaRef, TimeUnit};
 
-use crate::Error;
 use crate::rows::{Node, Rows};
+use crate::{Error, convert, ddl};
+
+/// What to do with a row key that the schema does not name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UnknownKeys {
+    /// Refuse the event (the default: a typo in a key would otherwise lose data).
+    #[default]
+    Error,
+    /// Leave the key out.
+    Drop,
+}
 
 /// Builds the rows into one batch of `schema`.
 ///
 /// # Errors
-/// `InvalidEvent` naming the column and row of a value that does not fit its column's type
-/// (not expected for a schema inferred from the same rows), or a type this builder lacks.
-pub fn build(rows: &Rows, schema: SchemaRef) -> Result<RecordBatch, Error> {
-    let mut root = StructColumn::new(schema.fields(), "", rows.len())?;
+/// `InvalidEvent` naming the column and row of a value that does not convert exactly to its
+/// column's type, a null or missing value in a `NOT NULL` column, or (with
+/// [`UnknownKeys::Error`]) a key the schema lacks.
+pub fn build(rows: &Rows, schema: SchemaRef, unknown: UnknownKeys) -> Result<RecordBatch, Error> {
+    let mut root = StructColumn::new(schema.fields(), "", rows.len(), unknown)?;
     for (row, start) in rows.starts().enumerate() {
         root.append_object(rows, start, row)?;
     }
@@ -36,49 +55,101 @@ fn arrow_error(e: arrow_schema::ArrowError) -> Error {
     Error::InvalidEvent(format!("the rows could not be assembled into Arrow: {e}"))
 }
 
-/// A column being built, and its path (`addr.geo.lat`, `tags.[]`) for messages.
+/// A column being built, with its path (`addr.geo.lat`, `tags.[]`) and type for messages.
 struct Column {
     path: String,
+    data_type: DataType,
+    nullable: bool,
     builder: Builder,
 }
 
 enum Builder {
     Bool(BooleanBuilder),
+    Int8(Int8Builder),
+    Int16(Int16Builder),
+    Int32(Int32Builder),
     Int64(Int64Builder),
+    Float32(Float32Builder),
     Float64(Float64Builder),
+    Decimal(Decimal128Builder),
     Utf8(StringBuilder),
-    List {
-        field: FieldRef,
-        offsets: Vec<i32>,
-        nulls: NullBufferBuilder,
-        element: Box<Column>,
-    },
+    Binary(BinaryBuilder),
+    Date(Date32Builder),
+    Timestamp(TimestampMicrosecondBuilder),
+    List(Nested),
+    Map(Nested),
     Struct(StructColumn),
 }
 
+/// A list or map: offsets into its child (the elements, or the key/value entries).
+struct Nested {
+    field: FieldRef,
+    offsets: Vec<i32>,
+    nulls: NullBufferBuilder,
+    child: Box<Column>,
+}
+
 impl Column {
-    fn new(data_type: &DataType, path: String, capacity: usize) -> Result<Column, Error> {
-        let builder = match data_type {
+    fn new(
+        field: &arrow_schema::Field,
+        path: String,
+        capacity: usize,
+        unknown: UnknownKeys,
+    ) -> Result<Column, Error> {
+        let nested = |child_field: &FieldRef, child_path: String| -> Result<Nested, Error> {
+            let mut offsets = Vec::with_capacity(capacity + 1);
+            offsets.push(0);
+            Ok(Nested {
+                field: child_field.clone(),
+                offsets,
+                nulls: NullBufferBuilder::new(capacity),
+                child: Box::new(Column::new(child_field, child_path, capacity, unknown)?),
+            })
+        };
+        let builder = match field.data_type() {
             DataType::Boolean => Builder::Bool(BooleanBuilder::with_capacity(capacity)),
+            DataType::Int8 => Builder::Int8(Int8Builder::with_capacity(capacity)),
+            DataType::Int16 => Builder::Int16(Int16Builder::with_capacity(capacity)),
+            DataType::Int32 => Builder::Int32(Int32Builder::with_capacity(capacity)),
             DataType::Int64 => Builder::Int64(Int64Builder::with_capacity(capacity)),
+            DataType::Float32 => Builder::Float32(Float32Builder::with_capacity(capacity)),
             DataType::Float64 => Builder::Float64(Float64Builder::with_capacity(capacity)),
+            DataType::Decimal128(p, s) => Builder::Decimal(
+                Decimal128Builder::with_capacity(capacity)
+                    .with_precision_and_scale(*p, *s)
+                    .map_err(arrow_error)?,
+            ),
             DataType::Utf8 => Builder::Utf8(StringBuilder::with_capacity(capacity, capacity * 8)),
-            DataType::List(field) => {
-                let mut offsets = Vec::with_capacity(capacity + 1);
-                offsets.push(0);
-                Builder::List {
-                    field: field.clone(),
-                    offsets,
-                    nulls: NullBufferBuilder::new(capacity),
-                    element: Box::new(Column::new(
-                        field.data_type(),
-                        format!("{path}.[]"),
-                        capacity,
-                    )?),
+            DataType::Binary => {
+                Builder::Binary(BinaryBuilder::with_capacity(capacity, capacity * 8))
+            }
+            DataType::Date32 => Builder::Date(Date32Builder::with_capacity(capacity)),
+            DataType::Timestamp(TimeUnit::Microsecond, Some(tz)) if tz.as_ref() == ddl::UTC => {
+                Builder::Timestamp(
+                    TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone(ddl::UTC),
+                )
+            }
+            DataType::List(element) => Builder::List(nested(element, format!("{path}.[]"))?),
+            DataType::Map(entries, _) => {
+                let DataType::Struct(kv) = entries.data_type() else {
+                    unreachable!("map entries are a struct")
+                };
+                if !matches!(
+                    kv[0].data_type(),
+                    DataType::Utf8
+                        | DataType::Int8
+                        | DataType::Int16
+                        | DataType::Int32
+                        | DataType::Int64
+                ) {
+                    return Err(Error::InvalidEvent(format!(
+                        "column `{path}`: map keys come from JSON object keys, so they must be STRING or an integer type"
+                    )));
                 }
+                Builder::Map(nested(entries, path.clone())?)
             }
             DataType::Struct(fields) => {
-                Builder::Struct(StructColumn::new(fields, &path, capacity)?)
+                Builder::Struct(StructColumn::new(fields, &path, capacity, unknown)?)
             }
             other => {
                 return Err(Error::InvalidEvent(format!(
@@ -86,70 +157,172 @@ impl Column {
                 )));
             }
         };
-        Ok(Column { path, builder })
+        Ok(Column {
+            path,
+            data_type: field.data_type().clone(),
+            nullable: field.is_nullable(),
+            builder,
+        })
     }
 
     fn append(&mut self, rows: &Rows, at: usize, row: usize) -> Result<(), Error> {
         let node = rows.node(at);
-        match (&mut self.builder, node) {
-            (_, Node::Null) => self.append_null(),
+        if let Node::Null = node {
+            return self.append_null(row, "null");
+        }
+        let Column {
+            path,
+            data_type,
+            builder,
+            ..
+        } = self;
+        let unfit = |why: &str| {
+            let found = node.json_type();
+            column_error(
+                path,
+                row,
+                &format!(
+                    "expected {}, found a JSON {found} that {why}",
+                    ddl::spark_type(data_type)
+                ),
+            )
+        };
+        match (builder, node) {
             (Builder::Bool(b), Node::Bool(v)) => b.append_value(*v),
-            (Builder::Int64(b), Node::Int(v)) => b.append_value(*v),
-            (Builder::Int64(b), Node::Number(text)) if text == "-0" => b.append_value(0),
-            // Integers in a float column (the inference rule for mixed numbers).
-            (Builder::Float64(b), Node::Int(v)) => b.append_value(*v as f64),
-            (Builder::Float64(b), Node::Number(text)) => match text.parse::<f64>() {
-                Ok(v) if v.is_finite() => b.append_value(v),
-                _ => return Err(self.error(row, "number beyond the range of a 64-bit float")),
-            },
+            (Builder::Int8(b), _) => b.append_value(
+                integer(node)
+                    .and_then(|v| v.try_into().ok())
+                    .ok_or_else(|| unfit("is not an integer in range"))?,
+            ),
+            (Builder::Int16(b), _) => b.append_value(
+                integer(node)
+                    .and_then(|v| v.try_into().ok())
+                    .ok_or_else(|| unfit("is not an integer in range"))?,
+            ),
+            (Builder::Int32(b), _) => b.append_value(
+                integer(node)
+                    .and_then(|v| v.try_into().ok())
+                    .ok_or_else(|| unfit("is not an integer in range"))?,
+            ),
+            (Builder::Int64(b), _) => {
+                b.append_value(integer(node).ok_or_else(|| unfit("is not an integer in range"))?)
+            }
+            // Integers in a float column: the inference rule for mixed numbers, and what a
+            // FLOAT/DOUBLE schema column accepts.
+            (Builder::Float32(b), _) => b.append_value(
+                float(node)
+                    .map(|v| v as f32)
+                    .filter(|v| v.is_finite())
+                    .ok_or_else(|| unfit("is not a number in range"))?,
+            ),
+            (Builder::Float64(b), _) => {
+                b.append_value(float(node).ok_or_else(|| unfit("is not a number in range"))?)
+            }
+            (Builder::Decimal(b), _) => {
+                let (DataType::Decimal128(p, s), Some(text)) =
+                    (&*data_type, number_or_string(node))
+                else {
+                    return Err(unfit("is not a number or numeric string"));
+                };
+                b.append_value(convert::decimal(&text, *p, *s).map_err(|why| unfit(why))?);
+            }
             (Builder::Utf8(b), Node::Str(s)) => b.append_value(s),
-            (
-                Builder::List {
-                    offsets,
-                    nulls,
-                    element,
-                    ..
-                },
-                Node::Array { .. },
-            ) => {
+            (Builder::Binary(b), Node::Str(s)) => {
+                b.append_value(convert::binary(s).map_err(|why| unfit(why))?)
+            }
+            (Builder::Date(b), Node::Str(s)) => {
+                b.append_value(convert::date(s).map_err(|why| unfit(why))?)
+            }
+            (Builder::Timestamp(b), Node::Str(s)) => {
+                b.append_value(convert::timestamp(s).map_err(|why| unfit(why))?)
+            }
+            (Builder::Timestamp(b), Node::Int(_) | Node::Number(_)) => {
+                let text = number_or_string(node).expect("a number has text");
+                b.append_value(convert::epoch_seconds(&text).map_err(|why| unfit(why))?);
+            }
+            (Builder::List(list), Node::Array { .. }) => {
                 for item in rows.elements(at) {
-                    element.append(rows, item, row)?;
+                    list.child.append(rows, item, row)?;
                 }
-                let end = i32::try_from(element.len()).map_err(|_| {
-                    Error::InvalidEvent(format!("column `{}`: too many list elements", self.path))
-                })?;
-                offsets.push(end);
-                nulls.append_non_null();
+                list.close(path)?;
+            }
+            (Builder::Map(map), Node::Object { .. }) => {
+                let Builder::Struct(entries) = &mut map.child.builder else {
+                    unreachable!("map entries are a struct")
+                };
+                for (key, value) in rows.members(at) {
+                    entries.children[0].append_key(key, row)?;
+                    entries.children[1].append(rows, value, row)?;
+                    entries.nulls.append_non_null();
+                }
+                map.close(path)?;
             }
             (Builder::Struct(s), Node::Object { .. }) => {
                 s.append_object(rows, at, row)?;
                 s.nulls.append_non_null();
             }
-            (_, node) => {
-                let why = format!(
-                    "a JSON {} does not fit a column of {}",
-                    node.json_type(),
-                    self.type_name()
-                );
-                return Err(self.error(row, &why));
-            }
+            _ => return Err(unfit("does not convert")),
         }
         Ok(())
     }
 
-    fn append_null(&mut self) {
+    /// A map key (always a JSON string) into the entries' key column.
+    fn append_key(&mut self, key: &str, row: usize) -> Result<(), Error> {
+        let int = || key.parse::<i64>().ok();
+        let fits = match &mut self.builder {
+            Builder::Utf8(b) => Some(b.append_value(key)),
+            Builder::Int8(b) => int()
+                .and_then(|v| v.try_into().ok())
+                .map(|v| b.append_value(v)),
+            Builder::Int16(b) => int()
+                .and_then(|v| v.try_into().ok())
+                .map(|v| b.append_value(v)),
+            Builder::Int32(b) => int()
+                .and_then(|v| v.try_into().ok())
+                .map(|v| b.append_value(v)),
+            Builder::Int64(b) => int().map(|v| b.append_value(v)),
+            _ => None,
+        };
+        fits.ok_or_else(|| {
+            self.error(
+                row,
+                &format!("a key is not a {}", ddl::spark_type(&self.data_type)),
+            )
+        })
+    }
+
+    /// A null (or, with `why` = "missing", an absent key) in this column.
+    fn append_null(&mut self, row: usize, why: &str) -> Result<(), Error> {
+        if !self.nullable {
+            return Err(self.error(row, &format!("{why} in a NOT NULL column")));
+        }
+        self.push_null();
+        Ok(())
+    }
+
+    /// A null below a null parent: allowed even in a NOT NULL child.
+    fn push_null(&mut self) {
         match &mut self.builder {
             Builder::Bool(b) => b.append_null(),
+            Builder::Int8(b) => b.append_null(),
+            Builder::Int16(b) => b.append_null(),
+            Builder::Int32(b) => b.append_null(),
             Builder::Int64(b) => b.append_null(),
+            Builder::Float32(b) => b.append_null(),
             Builder::Float64(b) => b.append_null(),
+            Builder::Decimal(b) => b.append_null(),
             Builder::Utf8(b) => b.append_null(),
-            Builder::List { offsets, nulls, .. } => {
-                offsets.push(*offsets.last().expect("offsets start with 0"));
-                nulls.append_null();
+            Builder::Binary(b) => b.append_null(),
+            Builder::Date(b) => b.append_null(),
+            Builder::Timestamp(b) => b.append_null(),
+            Builder::List(n) | Builder::Map(n) => {
+                n.offsets
+                    .push(*n.offsets.last().expect("offsets start with 0"));
+                n.nulls.append_null();
             }
             Builder::Struct(s) => {
                 for child in &mut s.children {
-                    child.append_null();
+                    child.push_null();
                 }
                 s.nulls.append_null();
             }
@@ -159,51 +332,121 @@ impl Column {
     fn len(&self) -> usize {
         match &self.builder {
             Builder::Bool(b) => b.len(),
+            Builder::Int8(b) => b.len(),
+            Builder::Int16(b) => b.len(),
+            Builder::Int32(b) => b.len(),
             Builder::Int64(b) => b.len(),
+            Builder::Float32(b) => b.len(),
             Builder::Float64(b) => b.len(),
+            Builder::Decimal(b) => b.len(),
             Builder::Utf8(b) => b.len(),
-            Builder::List { offsets, .. } => offsets.len() - 1,
+            Builder::Binary(b) => b.len(),
+            Builder::Date(b) => b.len(),
+            Builder::Timestamp(b) => b.len(),
+            Builder::List(n) | Builder::Map(n) => n.offsets.len() - 1,
             Builder::Struct(s) => s.nulls.len(),
         }
     }
 
-    fn type_name(&self) -> &'static str {
-        match &self.builder {
-            Builder::Bool(_) => "booleans",
-            Builder::Int64(_) => "64-bit integers",
-            Builder::Float64(_) => "64-bit floats",
-            Builder::Utf8(_) => "strings",
-            Builder::List { .. } => "arrays",
-            Builder::Struct(_) => "objects",
-        }
-    }
-
     fn error(&self, row: usize, why: &str) -> Error {
-        Error::InvalidEvent(format!("column `{}` at row {row}: {why}", self.path))
+        column_error(&self.path, row, why)
     }
 
     fn finish(self) -> Result<ArrayRef, Error> {
         Ok(match self.builder {
             Builder::Bool(mut b) => Arc::new(b.finish()),
+            Builder::Int8(mut b) => Arc::new(b.finish()),
+            Builder::Int16(mut b) => Arc::new(b.finish()),
+            Builder::Int32(mut b) => Arc::new(b.finish()),
             Builder::Int64(mut b) => Arc::new(b.finish()),
+            Builder::Float32(mut b) => Arc::new(b.finish()),
             Builder::Float64(mut b) => Arc::new(b.finish()),
+            Builder::Decimal(mut b) => Arc::new(b.finish()),
             Builder::Utf8(mut b) => Arc::new(b.finish()),
-            Builder::List {
-                field,
-                offsets,
-                mut nulls,
-                element,
-            } => Arc::new(
-                ListArray::try_new(
-                    field,
-                    OffsetBuffer::new(offsets.into()),
-                    element.finish()?,
-                    nulls.finish(),
+            Builder::Binary(mut b) => Arc::new(b.finish()),
+            Builder::Date(mut b) => Arc::new(b.finish()),
+            Builder::Timestamp(mut b) => Arc::new(b.finish()),
+            Builder::List(n) => {
+                let (field, offsets, nulls, child) = n.into_parts()?;
+                Arc::new(ListArray::try_new(field, offsets, child, nulls).map_err(arrow_error)?)
+            }
+            Builder::Map(n) => {
+                let (field, offsets, nulls, child) = n.into_parts()?;
+                let entries = child
+                    .as_any()
+                    .downcast_ref::<StructArray>()
+                    .expect("map entries are a struct")
+                    .clone();
+                Arc::new(
+                    MapArray::try_new(field, offsets, entries, nulls, false)
+                        .map_err(arrow_error)?,
                 )
-                .map_err(arrow_error)?,
-            ),
+            }
             Builder::Struct(s) => Arc::new(s.finish()?),
         })
+    }
+}
+
+impl Nested {
+    /// Ends the current list or map at the child's length.
+    fn close(&mut self, path: &str) -> Result<(), Error> {
+        let end = i32::try_from(self.child.len())
+            .map_err(|_| Error::InvalidEvent(format!("column `{path}`: too many list elements")))?;
+        self.offsets.push(end);
+        self.nulls.append_non_null();
+        Ok(())
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn into_parts(
+        mut self,
+    ) -> Result<
+        (
+            FieldRef,
+            OffsetBuffer<i32>,
+            Option<arrow_buffer::NullBuffer>,
+            ArrayRef,
+        ),
+        Error,
+    > {
+        let nulls = self.nulls.finish();
+        Ok((
+            self.field,
+            OffsetBuffer::new(self.offsets.into()),
+            nulls,
+            self.child.finish()?,
+        ))
+    }
+}
+
+fn column_error(path: &str, row: usize, why: &str) -> Error {
+    Error::InvalidEvent(format!("column `{path}` at row {row}: {why}"))
+}
+
+/// An integer node's value: plain i64, or `-0`.
+fn integer(node: &Node) -> Option<i64> {
+    match node {
+        Node::Int(v) => Some(*v),
+        Node::Number(text) if text == "-0" => Some(0),
+        _ => None,
+    }
+}
+
+/// A number node's value as a finite f64.
+fn float(node: &Node) -> Option<f64> {
+    match node {
+        Node::Int(v) => Some(*v as f64),
+        Node::Number(text) => text.parse::<f64>().ok().filter(|v| v.is_finite()),
+        _ => None,
+    }
+}
+
+/// The text of a number or string node (decimals and epoch seconds read either).
+fn number_or_string<'n>(node: &'n Node) -> Option<Cow<'n, str>> {
+    match node {
+        Node::Number(text) | Node::Str(text) => Some(Cow::Borrowed(text)),
+        Node::Int(v) => Some(Cow::Owned(v.to_string())),
+        _ => None,
     }
 }
 
@@ -215,12 +458,18 @@ struct StructColumn {
     children: Vec<Column>,
     index: HashMap<String, usize>,
     nulls: NullBufferBuilder,
+    unknown: UnknownKeys,
     /// Which children received a value from the object being appended.
     filled: Vec<bool>,
 }
 
 impl StructColumn {
-    fn new(fields: &Fields, path: &str, capacity: usize) -> Result<StructColumn, Error> {
+    fn new(
+        fields: &Fields,
+        path: &str,
+        capacity: usize,
+        unknown: UnknownKeys,
+    ) -> Result<StructColumn, Error> {
         let children = fields
             .iter()
             .map(|f| {
@@ -229,7 +478,7 @@ impl StructColumn {
                 } else {
                     format!("{path}.{}", f.name())
                 };
-                Column::new(f.data_type(), child, capacity)
+                Column::new(f, child, capacity, unknown)
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(StructColumn {
@@ -243,6 +492,7 @@ impl StructColumn {
             filled: vec![false; children.len()],
             children,
             nulls: NullBufferBuilder::new(capacity),
+            unknown,
         })
     }
 
@@ -253,17 +503,18 @@ impl StructColumn {
             // Rows usually repeat the previous row's key order: try that position first.
             let child = match self.fields.get(ordinal) {
                 Some(f) if f.name() == key => ordinal,
-                _ => *self
-                    .index
-                    .get(key)
-                    .ok_or_else(|| self.unknown_key(key, row))?,
+                _ => match (self.index.get(key), self.unknown) {
+                    (Some(&child), _) => child,
+                    (None, UnknownKeys::Drop) => continue,
+                    (None, UnknownKeys::Error) => return Err(self.unknown_key(key, row)),
+                },
             };
             self.children[child].append(rows, value, row)?;
             self.filled[child] = true;
         }
         for (child, filled) in self.children.iter_mut().zip(&self.filled) {
             if !filled {
-                child.append_null();
+                child.append_null(row, "missing")?;
             }
         }
         Ok(())
@@ -276,7 +527,7 @@ impl StructColumn {
             format!(" of `{}`", self.path)
         };
         Error::InvalidEvent(format!(
-            "row {row}: key `{key}`{within} is not in the schema"
+            "row {row}: key `{key}`{within} is not in the schema (set \"unknown_keys\": \"drop\" to leave such keys out)"
         ))
     }
 

@@ -51,7 +51,7 @@ impl Encoded {
 /// ```
 pub fn rows_to_parquet(rows: Rows, codecs: &[Codec]) -> Result<Encoded, Error> {
     let schema = crate::schema::infer(&rows)?;
-    let batch = crate::columns::build(&rows, schema)?;
+    let batch = crate::columns::build(&rows, schema, crate::columns::UnknownKeys::Error)?;
     drop(rows);
     Ok(Encoded {
         rows: batch.num_rows(),
@@ -132,7 +132,12 @@ mod tests {
     fn batch_of(json: &str) -> RecordBatch {
         let event = format!(r#"{{"rows": {json}}}"#);
         let rows = crate::event::parse(event.as_bytes()).unwrap().rows;
-        crate::columns::build(&rows, crate::schema::infer(&rows).unwrap()).unwrap()
+        crate::columns::build(
+            &rows,
+            crate::schema::infer(&rows).unwrap(),
+            Default::default(),
+        )
+        .unwrap()
     }
 
     fn read_back(bytes: Bytes) -> (RecordBatch, parquet::file::metadata::ParquetMetaData) {

@@ -20,6 +20,7 @@
 
 pub mod columns;
 pub mod config;
+pub mod convert;
 pub mod ddl;
 pub mod encode;
 mod error;
