@@ -22,7 +22,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let started = Instant::now();
         let event = event::parse(&bytes)?;
         let codecs: Vec<_> = event.targets.iter().flatten().map(|t| t.codec).collect();
-        last = Some(encode::rows_to_parquet(event.rows, &codecs)?);
+        last = Some(encode::rows_to_parquet(
+            event.rows,
+            event.schema,
+            event.unknown_keys,
+            &codecs,
+        )?);
         times.push(started.elapsed().as_secs_f64() * 1e3);
     }
     times.sort_by(f64::total_cmp);
@@ -36,7 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{path}: {} bytes, rows={} columns={} {} median_ms={:.2} min_ms={:.2} runs={repeat}",
         bytes.len(),
         encoded.rows,
-        encoded.columns,
+        encoded.schema.fields().len(),
         sizes.join(" "),
         times[times.len() / 2],
         times[0]

@@ -224,21 +224,21 @@ impl Column {
                 else {
                     return Err(unfit("is not a number or numeric string"));
                 };
-                b.append_value(convert::decimal(&text, *p, *s).map_err(|why| unfit(why))?);
+                b.append_value(convert::decimal(&text, *p, *s).map_err(&unfit)?);
             }
             (Builder::Utf8(b), Node::Str(s)) => b.append_value(s),
             (Builder::Binary(b), Node::Str(s)) => {
-                b.append_value(convert::binary(s).map_err(|why| unfit(why))?)
+                b.append_value(convert::binary(s).map_err(&unfit)?)
             }
             (Builder::Date(b), Node::Str(s)) => {
-                b.append_value(convert::date(s).map_err(|why| unfit(why))?)
+                b.append_value(convert::date(s).map_err(&unfit)?)
             }
             (Builder::Timestamp(b), Node::Str(s)) => {
-                b.append_value(convert::timestamp(s).map_err(|why| unfit(why))?)
+                b.append_value(convert::timestamp(s).map_err(&unfit)?)
             }
             (Builder::Timestamp(b), Node::Int(_) | Node::Number(_)) => {
                 let text = number_or_string(node).expect("a number has text");
-                b.append_value(convert::epoch_seconds(&text).map_err(|why| unfit(why))?);
+                b.append_value(convert::epoch_seconds(&text).map_err(&unfit)?);
             }
             (Builder::List(list), Node::Array { .. }) => {
                 for item in rows.elements(at) {
@@ -270,7 +270,10 @@ impl Column {
     fn append_key(&mut self, key: &str, row: usize) -> Result<(), Error> {
         let int = || key.parse::<i64>().ok();
         let fits = match &mut self.builder {
-            Builder::Utf8(b) => Some(b.append_value(key)),
+            Builder::Utf8(b) => {
+                b.append_value(key);
+                Some(())
+            }
             Builder::Int8(b) => int()
                 .and_then(|v| v.try_into().ok())
                 .map(|v| b.append_value(v)),
@@ -286,7 +289,10 @@ impl Column {
         fits.ok_or_else(|| {
             self.error(
                 row,
-                &format!("a key is not a {}", ddl::spark_type(&self.data_type)),
+                &format!(
+                    "a map key does not convert to {}",
+                    ddl::spark_type(&self.data_type)
+                ),
             )
         })
     }
@@ -539,5 +545,168 @@ impl StructColumn {
             .map(Column::finish)
             .collect::<Result<Vec<_>, _>>()?;
         StructArray::try_new(self.fields, children, nulls).map_err(arrow_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{
+        Date32Type, Decimal128Type, Float32Type, Int8Type, Int16Type, Int32Type, Int64Type,
+        TimestampMicrosecondType,
+    };
+
+    const SCHEMA: &str = "name STRING NOT NULL, age INT, tiny TINYINT, small SMALLINT, big BIGINT, ratio FLOAT, \
+        price DECIMAL(10,2), born DATE, seen TIMESTAMP, blob BINARY, ok BOOLEAN, tags ARRAY<STRING>, \
+        addr STRUCT<zip: STRING, geo: STRUCT<lat: DOUBLE>>, attrs MAP<STRING, BIGINT>";
+
+    fn build_json(schema: &str, rows: &str, unknown: UnknownKeys) -> Result<RecordBatch, Error> {
+        let event = format!(r#"{{"rows": {rows}}}"#);
+        let rows = crate::event::parse(event.as_bytes()).unwrap().rows;
+        build(&rows, Arc::new(ddl::parse(schema).unwrap()), unknown)
+    }
+
+    #[test]
+    fn declared_types_convert_exactly() {
+        let batch = build_json(
+            SCHEMA,
+            r#"[{"name": "John Doe", "age": 30, "tiny": -128, "small": 32767, "big": -9223372036854775808,
+                 "ratio": 0.5, "price": "0.10", "born": "1990-05-17", "seen": "2025-11-27T14:00:00+02:00",
+                 "blob": "aGk=", "ok": true, "tags": ["a", null], "addr": {"zip": "10001", "geo": {"lat": 40}},
+                 "attrs": {"x": 1, "y": null}},
+                {"name": "Jane", "price": 12345678.99, "seen": 1764244800.5, "attrs": {}},
+                {"name": "Mike", "price": -1e-2, "age": -0, "addr": null}]"#,
+            UnknownKeys::Error,
+        )
+        .unwrap();
+        let col = |name: &str| batch.column_by_name(name).unwrap().clone();
+        assert_eq!(col("age").as_primitive::<Int32Type>().value(0), 30);
+        assert_eq!(col("age").as_primitive::<Int32Type>().value(2), 0);
+        assert!(col("age").is_null(1));
+        assert_eq!(col("tiny").as_primitive::<Int8Type>().value(0), -128);
+        assert_eq!(col("small").as_primitive::<Int16Type>().value(0), 32767);
+        assert_eq!(col("big").as_primitive::<Int64Type>().value(0), i64::MIN);
+        assert_eq!(col("ratio").as_primitive::<Float32Type>().value(0), 0.5);
+        let price = col("price");
+        let price = price.as_primitive::<Decimal128Type>();
+        assert_eq!(
+            (price.value(0), price.value(1), price.value(2)),
+            (10, 1_234_567_899, -1)
+        );
+        assert_eq!(col("born").as_primitive::<Date32Type>().value(0), 7_441);
+        let seen = col("seen");
+        let seen = seen.as_primitive::<TimestampMicrosecondType>();
+        assert_eq!(
+            (seen.value(0), seen.value(1)),
+            (1_764_244_800_000_000, 1_764_244_800_500_000)
+        );
+        assert_eq!(col("blob").as_binary::<i32>().value(0), b"hi");
+        assert!(col("ok").as_boolean().value(0));
+        let tags = col("tags");
+        assert_eq!(tags.as_list::<i32>().value(0).len(), 2);
+        assert!(tags.is_null(1));
+        let addr = col("addr");
+        assert!(addr.is_valid(0) && addr.is_null(1) && addr.is_null(2));
+        let attrs = col("attrs");
+        let attrs = attrs.as_map();
+        assert_eq!((attrs.value_length(0), attrs.value_length(1)), (2, 0));
+        assert_eq!(attrs.keys().as_string::<i32>().value(1), "y");
+        assert!(attrs.values().is_null(1));
+        assert!(attrs.is_null(2));
+    }
+
+    #[test]
+    fn conversion_errors_name_column_row_and_types_but_not_values() {
+        for (schema, rows, words) in [
+            (
+                "t TINYINT",
+                r#"[{"t": 1}, {"t": 128}]"#,
+                &["`t` at row 1", "expected TINYINT", "JSON integer"][..],
+            ),
+            ("n INT", r#"[{"n": "5"}]"#, &["expected INT", "JSON string"]),
+            ("n INT", r#"[{"n": 1.5}]"#, &["expected INT", "JSON float"]),
+            (
+                "p DECIMAL(4,2)",
+                r#"[{"p": 123.4}]"#,
+                &["`p` at row 0", "DECIMAL(4,2)", "precision"],
+            ),
+            ("p DECIMAL(4,2)", r#"[{"p": "0.125"}]"#, &["scale"]),
+            (
+                "d DATE",
+                r#"[{"d": "2026-02-30"}]"#,
+                &["expected DATE", "ISO-8601 date"],
+            ),
+            (
+                "s TIMESTAMP",
+                r#"[{"s": "noon"}]"#,
+                &["expected TIMESTAMP", "ISO-8601 timestamp"],
+            ),
+            ("b BINARY", r#"[{"b": "%%%"}]"#, &["base64"]),
+            (
+                "s STRING",
+                r#"[{"s": 5}]"#,
+                &["expected STRING", "JSON integer"],
+            ),
+            (
+                "n STRING NOT NULL",
+                r#"[{"n": "a"}, {"n": null}]"#,
+                &["`n` at row 1", "null in a NOT NULL column"],
+            ),
+            (
+                "n STRING NOT NULL",
+                r#"[{"m": "a"}]"#,
+                &["key `m`", "not in the schema"],
+            ),
+            (
+                "n STRING NOT NULL, m STRING",
+                r#"[{"m": "a"}]"#,
+                &["`n` at row 0", "missing in a NOT NULL"],
+            ),
+            (
+                "a STRUCT<x: INT>",
+                r#"[{"a": {"y": 1}}]"#,
+                &["key `y` of `a`"],
+            ),
+            (
+                "m MAP<INT, STRING>",
+                r#"[{"m": {"1": "a", "one": "b"}}]"#,
+                &["`m.key` at row 0", "does not convert to INT"],
+            ),
+            (
+                "l ARRAY<INT>",
+                r#"[{"l": [1, "x"]}]"#,
+                &["`l.[]` at row 0", "expected INT"],
+            ),
+        ] {
+            let err = build_json(schema, rows, UnknownKeys::Error).expect_err(rows);
+            assert_eq!(err.error_type(), "InvalidEvent");
+            for word in words {
+                assert!(
+                    err.to_string().contains(word),
+                    "{schema} {rows}: `{err}` lacks `{word}`"
+                );
+            }
+            for value in ["128", "\"5\"", "0.125", "2026-02-30", "noon", "%%%"] {
+                assert!(!err.to_string().contains(value), "{err} quotes a value");
+            }
+        }
+        assert!(matches!(
+            build_json("m MAP<DATE, STRING>", r#"[{"m": {}}]"#, UnknownKeys::Error),
+            Err(Error::InvalidEvent(msg)) if msg.contains("STRING or an integer")
+        ));
+    }
+
+    #[test]
+    fn unknown_keys_can_be_dropped_and_null_parents_hide_not_null_children() {
+        let batch = build_json(
+            "a STRUCT<x: INT NOT NULL>",
+            r#"[{"a": {"x": 1, "y": 2}, "extra": true}, {"a": null}]"#,
+            UnknownKeys::Drop,
+        )
+        .unwrap();
+        assert_eq!(batch.num_columns(), 1);
+        assert!(batch.column(0).is_null(1));
     }
 }

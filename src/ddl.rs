@@ -12,8 +12,10 @@ use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Fields, Schema, TimeUnit};
 
-/// The time zone of every timestamp column: instants, stored as UTC microseconds.
-pub const UTC: &str = "UTC";
+/// The time zone of every timestamp column: instants, stored as UTC microseconds (Parquet's
+/// `isAdjustedToUTC = true`). An offset rather than the name `UTC`, which Arrow can only
+/// resolve with a time-zone database.
+pub const UTC: &str = "+00:00";
 
 /// Parses a Spark DDL field list.
 ///
@@ -280,6 +282,39 @@ pub fn to_spark(schema: &Schema) -> String {
     out
 }
 
+/// An Athena (Hive DDL) `CREATE EXTERNAL TABLE` over the Parquet objects in the folder
+/// `location` (`s3://bucket/path/`), named after the folder's last segment.
+pub fn athena_create_table(schema: &Schema, location: &str) -> String {
+    let folder = location
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or("rows");
+    let mut table: String = folder
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if !table.starts_with(|c: char| c.is_ascii_lowercase()) {
+        table.insert_str(0, "t_");
+    }
+    let columns: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| format!("  {} {}", quote(f.name(), '`'), athena_type(f.data_type())))
+        .collect();
+    format!(
+        "CREATE EXTERNAL TABLE IF NOT EXISTS `{table}` (\n{}\n)\nSTORED AS PARQUET\nLOCATION '{}'",
+        columns.join(",\n"),
+        location.replace('\'', "''")
+    )
+}
+
 /// The Spark SQL name of a type produced by this crate.
 pub fn spark_type(data_type: &DataType) -> String {
     type_name(data_type, true)
@@ -398,6 +433,26 @@ mod tests {
             athena_type(schema.field(7).data_type()),
             "struct<zip:string,geo:struct<lat:double,lon:double>>"
         );
+    }
+
+    #[test]
+    fn athena_ddl_names_the_table_after_the_folder_and_lists_the_columns() {
+        let schema = parse(ISSUE_EXAMPLE).unwrap();
+        let ddl = athena_create_table(&schema, "s3://my-bucket/out/parquet-snappy/");
+        assert!(
+            ddl.starts_with(
+                "CREATE EXTERNAL TABLE IF NOT EXISTS `parquet_snappy` (\n  name string,\n  age int,"
+            ),
+            "{ddl}"
+        );
+        assert!(
+            ddl.ends_with(")\nSTORED AS PARQUET\nLOCATION 's3://my-bucket/out/parquet-snappy/'"),
+            "{ddl}"
+        );
+        // The column list reads back as the schema it describes.
+        let columns = &ddl[ddl.find('(').unwrap() + 1..ddl.rfind(')').unwrap()];
+        assert_eq!(parse(columns).unwrap(), schema);
+        assert!(athena_create_table(&schema, "s3://b-1/2026/").contains("`t_2026`"));
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //! per codec.
 
 use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::Error;
+use crate::columns::UnknownKeys;
 use crate::rows::Rows;
 use crate::target::Codec;
 
@@ -23,8 +25,9 @@ pub const CREATED_BY: &str = concat!(
 /// Every codec's Parquet bytes for one set of rows.
 #[derive(Debug)]
 pub struct Encoded {
+    /// The schema written: the declared one, or the one inferred from the rows.
+    pub schema: SchemaRef,
     pub rows: usize,
-    pub columns: usize,
     /// One entry per distinct codec, in the order first asked for.
     pub files: Vec<(Codec, Bytes)>,
 }
@@ -36,8 +39,8 @@ impl Encoded {
     }
 }
 
-/// The whole conversion core: infers the schema, builds one batch (freeing the rows), and
-/// encodes it once per distinct codec.
+/// The whole conversion core: takes the declared schema or infers one, builds one batch
+/// (freeing the rows), and encodes it once per distinct codec.
 ///
 /// # Errors
 /// As [`crate::schema::infer`], [`crate::columns::build`] and [`to_parquet`].
@@ -45,17 +48,26 @@ impl Encoded {
 /// ```
 /// use rows_to_parquet::{encode, event, target::Codec};
 /// let event = event::parse(br#"{"rows": [{"name": "John Doe", "age": 30}]}"#).unwrap();
-/// let encoded = encode::rows_to_parquet(event.rows, &[Codec::Uncompressed, Codec::Snappy]).unwrap();
-/// assert_eq!((encoded.rows, encoded.columns), (1, 2));
+/// let codecs = [Codec::Uncompressed, Codec::Snappy];
+/// let encoded = encode::rows_to_parquet(event.rows, None, Default::default(), &codecs).unwrap();
+/// assert_eq!((encoded.rows, encoded.schema.fields().len()), (1, 2));
 /// assert!(encoded.file(Codec::Snappy).unwrap().starts_with(b"PAR1"));
 /// ```
-pub fn rows_to_parquet(rows: Rows, codecs: &[Codec]) -> Result<Encoded, Error> {
-    let schema = crate::schema::infer(&rows)?;
-    let batch = crate::columns::build(&rows, schema, crate::columns::UnknownKeys::Error)?;
+pub fn rows_to_parquet(
+    rows: Rows,
+    schema: Option<SchemaRef>,
+    unknown: UnknownKeys,
+    codecs: &[Codec],
+) -> Result<Encoded, Error> {
+    let schema = match schema {
+        Some(declared) => declared,
+        None => crate::schema::infer(&rows)?,
+    };
+    let batch = crate::columns::build(&rows, schema.clone(), unknown)?;
     drop(rows);
     Ok(Encoded {
+        schema,
         rows: batch.num_rows(),
-        columns: batch.num_columns(),
         files: to_parquet_all(&batch, codecs)?,
     })
 }
@@ -233,6 +245,46 @@ mod tests {
             .path()
             .string();
         assert_eq!(path, "tags.list.element");
+    }
+
+    #[test]
+    fn declared_types_survive_parquet_with_reader_friendly_logical_types() {
+        let event = br#"{"rows": [{"d": "2026-11-27", "t": "2026-11-27T10:00:00Z", "p": "1.25", "i": 7, "m": {"k": 1}, "b": "aGk="}],
+                         "schema": "d DATE, t TIMESTAMP, p DECIMAL(10,2), i INT NOT NULL, m MAP<STRING, BIGINT>, b BINARY"}"#;
+        let event = crate::event::parse(event).unwrap();
+        let encoded = rows_to_parquet(
+            event.rows,
+            event.schema,
+            event.unknown_keys,
+            &[Codec::Snappy],
+        )
+        .unwrap();
+        let (back, meta) = read_back(encoded.files[0].1.clone());
+        assert_eq!(back.schema().fields().len(), 6);
+        for (read, written) in back.schema().fields().iter().zip(encoded.schema.fields()) {
+            assert!(
+                read.data_type().equals_datatype(written.data_type()),
+                "{read:?} vs {written:?}"
+            );
+            assert_eq!(read.is_nullable(), written.is_nullable(), "{read:?}");
+        }
+        let descr = meta.file_metadata().schema_descr();
+        let logical = |i: usize| format!("{:?}", descr.column(i).logical_type_ref());
+        assert!(
+            logical(1).contains("is_adjusted_to_u_t_c: true") && logical(1).contains("MICROS"),
+            "{}",
+            logical(1)
+        );
+        assert!(
+            logical(2).contains("Decimal") && logical(2).contains("scale: 2"),
+            "{}",
+            logical(2)
+        );
+        assert_eq!(descr.column(4).path().string(), "m.key_value.key");
+        assert_eq!(
+            as_json(&back),
+            r#"[{"d":"2026-11-27","t":"2026-11-27T10:00:00Z","p":1.25,"i":7,"m":{"k":1},"b":"6869"}]"#
+        );
     }
 
     #[test]

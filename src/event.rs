@@ -1,13 +1,23 @@
-//! The event contract: `{"rows": [...], "targets": [...]}`, validated into typed values.
+//! The event contract: `{"rows": [...], "targets": [...], "schema": ..., "unknown_keys": ...,
+//! "dry_run": ...}`, validated into typed values.
 
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::Error;
+use std::sync::Arc;
+
+use arrow_schema::{Field, Schema, SchemaRef};
+use serde::Deserialize;
+
+use crate::columns::UnknownKeys;
 use crate::rows::Rows;
 use crate::target::{Target, parse_targets};
+use crate::{Error, ddl};
+
+/// The optional top-level fields besides `rows`.
+const OPTIONAL_FIELDS: [&str; 4] = ["targets", "schema", "unknown_keys", "dry_run"];
 
 /// A validated event: at least one row, every row an object, borrowing the event's bytes.
 #[derive(Debug)]
@@ -15,6 +25,11 @@ pub struct Event<'a> {
     pub rows: Rows<'a>,
     /// `None` when the event has no `targets`: the function's `DEFAULT_TARGETS` apply.
     pub targets: Option<Vec<Target>>,
+    /// The declared schema; `None` infers one from the rows.
+    pub schema: Option<SchemaRef>,
+    pub unknown_keys: UnknownKeys,
+    /// Build everything, write nothing, describe what would be written.
+    pub dry_run: bool,
 }
 
 /// Parses and validates an event's bytes in one pass (the rows go straight onto a tape).
@@ -35,7 +50,7 @@ pub struct Event<'a> {
 /// ```
 pub fn parse(bytes: &[u8]) -> Result<Event<'_>, Error> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let parts = EventVisitor
+    let mut parts = EventVisitor
         .deserialize(&mut deserializer)
         .and_then(|parts| deserializer.end().map(|()| parts))
         .map_err(|e| match e.classify() {
@@ -44,6 +59,7 @@ pub fn parse(bytes: &[u8]) -> Result<Event<'_>, Error> {
         })?;
     let rows = parts
         .rows
+        .take()
         .ok_or_else(|| Error::InvalidEvent("the event has no `rows` array".into()))?;
     if rows.is_empty() {
         return Err(Error::InvalidEvent(
@@ -51,17 +67,106 @@ pub fn parse(bytes: &[u8]) -> Result<Event<'_>, Error> {
         ));
     }
     let targets = parts
-        .targets
-        .filter(|t| t.get() != "null")
-        .map(|t| parse_targets(t.get(), "targets"))
+        .field("targets")
+        .map(|t| parse_targets(t, "targets"))
         .transpose()?;
-    Ok(Event { rows, targets })
+    let schema = parts.field("schema").map(parse_schema).transpose()?;
+    let unknown_keys = match (parts.field("unknown_keys"), &schema) {
+        (None, _) => UnknownKeys::default(),
+        (Some(_), None) => {
+            return Err(Error::InvalidEvent(
+                "`unknown_keys` applies only to an event with a `schema`".into(),
+            ));
+        }
+        (Some(r#""error""#), Some(_)) => UnknownKeys::Error,
+        (Some(r#""drop""#), Some(_)) => UnknownKeys::Drop,
+        (Some(_), Some(_)) => {
+            return Err(Error::InvalidEvent(
+                r#"`unknown_keys` must be "error" or "drop""#.into(),
+            ));
+        }
+    };
+    let dry_run = match parts.field("dry_run") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(Error::InvalidEvent(
+                "`dry_run` must be true or false".into(),
+            ));
+        }
+    };
+    Ok(Event {
+        rows,
+        targets,
+        schema,
+        unknown_keys,
+        dry_run,
+    })
 }
 
-/// The top-level fields, each left to its own parser.
+/// One field of the JSON form of a schema.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SchemaField {
+    name: String,
+    #[serde(rename = "type")]
+    data_type: String,
+    #[serde(default = "nullable_by_default")]
+    nullable: bool,
+}
+
+fn nullable_by_default() -> bool {
+    true
+}
+
+/// A schema as Spark DDL (`"name STRING, age INT NOT NULL"`) or as a JSON list of
+/// `{"name", "type", "nullable"}`.
+fn parse_schema(json: &str) -> Result<SchemaRef, Error> {
+    let invalid = |why: String| Error::InvalidEvent(format!("`schema`: {why}"));
+    let schema = if json.starts_with('"') {
+        let ddl: String = serde_json::from_str(json).map_err(|e| invalid(e.to_string()))?;
+        ddl::parse(&ddl).map_err(invalid)?
+    } else {
+        let fields: Vec<SchemaField> = serde_json::from_str(json).map_err(|e| {
+            invalid(format!(
+                r#"must be a Spark DDL string or a list of {{"name", "type", "nullable"}}: {e}"#
+            ))
+        })?;
+        let mut out: Vec<Field> = Vec::with_capacity(fields.len());
+        for f in fields {
+            if out
+                .iter()
+                .any(|seen| seen.name().eq_ignore_ascii_case(&f.name))
+            {
+                return Err(invalid(format!("field `{}` appears twice", f.name)));
+            }
+            let data_type = ddl::parse_type(&f.data_type)
+                .map_err(|e| invalid(format!("field `{}`: {e}", f.name)))?;
+            out.push(Field::new(f.name, data_type, f.nullable));
+        }
+        Schema::new(out)
+    };
+    if schema.fields().is_empty() {
+        return Err(invalid("names no field".into()));
+    }
+    Ok(Arc::new(schema))
+}
+
+/// The top-level fields: the rows on their tape, the others raw for their own parsers.
 struct Parts<'a> {
     rows: Option<Rows<'a>>,
-    targets: Option<&'a RawValue>,
+    others: Vec<(&'static str, &'a RawValue)>,
+}
+
+impl Parts<'_> {
+    /// The raw JSON of an optional field; `null` counts as absent.
+    fn field(&self, name: &str) -> Option<&str> {
+        self.others
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, raw)| raw.get())
+            .filter(|raw| *raw != "null")
+    }
 }
 
 struct EventVisitor;
@@ -104,22 +209,28 @@ impl<'de> Visitor<'de> for EventVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parts<'de>, A::Error> {
         let mut parts = Parts {
             rows: None,
-            targets: None,
+            others: Vec::new(),
         };
         while let Some(key) = map.next_key::<String>()? {
-            match key.as_str() {
-                "rows" if parts.rows.is_some() => return Err(twice("rows")),
-                "rows" => parts.rows = Some(map.next_value_seed(Rows::seed())?),
-                "targets" if parts.targets.is_some() => return Err(twice("targets")),
-                "targets" => parts.targets = Some(map.next_value()?),
-                // Rejected so a typo such as `target` fails loudly instead of silently
-                // writing to the default targets.
-                other => {
-                    return Err(de::Error::custom(format_args!(
-                        "unknown field `{other}` in the event (expected `rows` and optionally `targets`)"
-                    )));
+            if key == "rows" {
+                if parts.rows.is_some() {
+                    return Err(twice("rows"));
                 }
+                parts.rows = Some(map.next_value_seed(Rows::seed())?);
+                continue;
             }
+            // Unknown fields are rejected so a typo such as `target` fails loudly instead of
+            // silently writing to the default targets.
+            let Some(&name) = OPTIONAL_FIELDS.iter().find(|f| **f == key) else {
+                return Err(de::Error::custom(format_args!(
+                    "unknown field `{key}` in the event (expected `rows`, and optionally {})",
+                    OPTIONAL_FIELDS.map(|f| format!("`{f}`")).join(", ")
+                )));
+            };
+            if parts.others.iter().any(|(n, _)| *n == name) {
+                return Err(twice(name));
+            }
+            parts.others.push((name, map.next_value()?));
         }
         Ok(parts)
     }
@@ -182,6 +293,54 @@ mod tests {
             (
                 r#"{"rows": [{"a": 1}], "target": []}"#,
                 "unknown field `target`",
+            ),
+        ] {
+            let e = err(json);
+            assert_eq!(e.error_type(), "InvalidEvent", "{json}: {e}");
+            assert!(e.to_string().contains(word), "{json}: {e}");
+        }
+    }
+
+    #[test]
+    fn schema_options_and_dry_run() {
+        let e = parse(br#"{"rows": [{"a": 1}], "schema": "a INT NOT NULL", "unknown_keys": "drop", "dry_run": true}"#).unwrap();
+        assert_eq!(ddl::to_spark(e.schema.as_ref().unwrap()), "a INT NOT NULL");
+        assert_eq!((e.unknown_keys, e.dry_run), (UnknownKeys::Drop, true));
+        let listed = parse(br#"{"rows": [{"a": 1}], "schema": [{"name": "a", "type": "int", "nullable": false}, {"name": "b", "type": "array<string>"}]}"#).unwrap();
+        assert_eq!(
+            ddl::to_spark(listed.schema.as_ref().unwrap()),
+            "a INT NOT NULL, b ARRAY<STRING>"
+        );
+        assert_eq!(
+            (listed.unknown_keys, listed.dry_run),
+            (UnknownKeys::Error, false)
+        );
+        for (json, word) in [
+            (
+                r#"{"rows": [{"a": 1}], "schema": "a INTEGR"}"#,
+                "`schema`: schema: expected a type",
+            ),
+            (
+                r#"{"rows": [{"a": 1}], "schema": [{"name": "a"}]}"#,
+                "missing field `type`",
+            ),
+            (
+                r#"{"rows": [{"a": 1}], "schema": [{"name": "a", "type": "int"}, {"name": "A", "type": "int"}]}"#,
+                "appears twice",
+            ),
+            (r#"{"rows": [{"a": 1}], "schema": []}"#, "names no field"),
+            (
+                r#"{"rows": [{"a": 1}], "unknown_keys": "drop"}"#,
+                "only to an event with a `schema`",
+            ),
+            (
+                r#"{"rows": [{"a": 1}], "schema": "a INT", "unknown_keys": "keep"}"#,
+                "\"error\" or \"drop\"",
+            ),
+            (r#"{"rows": [{"a": 1}], "dry_run": "yes"}"#, "true or false"),
+            (
+                r#"{"rows": [{"a": 1}], "dry_run": true, "dry_run": false}"#,
+                "`dry_run` twice",
             ),
         ] {
             let e = err(json);

@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use arrow_schema::Schema;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -10,7 +11,7 @@ use serde_json::value::RawValue;
 use crate::config::Config;
 use crate::store::{Object, S3Store};
 use crate::target::Target;
-use crate::{Error, encode, event};
+use crate::{Error, ddl, encode, event};
 
 /// S3's limit on a key's length in bytes.
 const MAX_KEY_BYTES: usize = 1024;
@@ -27,6 +28,44 @@ pub struct Function {
 pub struct Response {
     pub rows: usize,
     pub objects: Vec<Written>,
+    /// Only for `"dry_run": true`, when nothing was written.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// The schema written (declared or inferred); only for a dry run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<SchemaDescription>,
+}
+
+/// A schema as Spark DDL and as the JSON list form an event's `schema` also accepts.
+#[derive(Debug, Serialize)]
+pub struct SchemaDescription {
+    pub ddl: String,
+    pub fields: Vec<SchemaField>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SchemaField {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub data_type: String,
+    pub nullable: bool,
+}
+
+impl SchemaDescription {
+    fn of(schema: &Schema) -> SchemaDescription {
+        SchemaDescription {
+            ddl: ddl::to_spark(schema),
+            fields: schema
+                .fields()
+                .iter()
+                .map(|f| SchemaField {
+                    name: f.name().clone(),
+                    data_type: ddl::spark_type(f.data_type()),
+                    nullable: f.is_nullable(),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// One object written, in the order of the targets.
@@ -38,7 +77,11 @@ pub struct Written {
     pub compression: &'static str,
     pub bytes: usize,
     pub rows: usize,
+    /// `None` in a dry run.
     pub etag: Option<String>,
+    /// An Athena `CREATE EXTERNAL TABLE` for the target's folder; only in a dry run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub athena_ddl: Option<String>,
 }
 
 impl Function {
@@ -83,7 +126,9 @@ impl Function {
             .map(|(i, t)| object_key(t, i, request_id))
             .collect::<Result<Vec<_>, _>>()?;
         let codecs: Vec<_> = targets.iter().map(|t| t.codec).collect();
-        let encoded = encode::rows_to_parquet(event.rows, &codecs)?;
+        let dry_run = event.dry_run;
+        let encoded =
+            encode::rows_to_parquet(event.rows, event.schema, event.unknown_keys, &codecs)?;
         let objects: Vec<Object> = targets
             .iter()
             .zip(keys)
@@ -97,24 +142,58 @@ impl Function {
             })
             .collect();
         let rows = encoded.rows;
-        tracing::debug!(rows, columns = encoded.columns, "encoded all targets");
+        let schema = encoded.schema.clone();
         drop(encoded);
+        if dry_run {
+            let objects = objects
+                .into_iter()
+                .zip(&targets)
+                .map(|(object, target)| {
+                    let athena = ddl::athena_create_table(&schema, &target.prefix.to_string());
+                    Written::new(object, target, rows, None, Some(athena))
+                })
+                .collect();
+            return Ok(Response {
+                rows,
+                objects,
+                dry_run,
+                schema: Some(SchemaDescription::of(&schema)),
+            });
+        }
         let etags = self.store.put_all(&objects).await?;
         let objects = objects
             .into_iter()
             .zip(etags)
             .zip(&targets)
-            .map(|((object, etag), target)| Written {
-                uri: object.uri(),
-                bytes: object.body.len(),
-                bucket: object.bucket,
-                key: object.key,
-                compression: target.codec.name(),
-                rows,
-                etag,
-            })
+            .map(|((object, etag), target)| Written::new(object, target, rows, etag, None))
             .collect();
-        Ok(Response { rows, objects })
+        Ok(Response {
+            rows,
+            objects,
+            dry_run,
+            schema: None,
+        })
+    }
+}
+
+impl Written {
+    fn new(
+        object: Object,
+        target: &Target,
+        rows: usize,
+        etag: Option<String>,
+        athena_ddl: Option<String>,
+    ) -> Written {
+        Written {
+            uri: object.uri(),
+            bytes: object.body.len(),
+            bucket: object.bucket,
+            key: object.key,
+            compression: target.codec.name(),
+            rows,
+            etag,
+            athena_ddl,
+        }
     }
 }
 

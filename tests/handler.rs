@@ -265,3 +265,82 @@ async fn default_targets_serve_events_without_targets_within_allowed_prefixes() 
     );
     assert_eq!(s3.keys(BUCKET).await.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_writes_nothing_and_describes_what_would_be_written() {
+    let s3 = LocalS3::start(&[BUCKET]).await;
+    let function = s3.function(&[]);
+    let mut event = json!({
+        "rows": seed_rows(),
+        "targets": two_targets(),
+        "schema": "name STRING NOT NULL, age INT, city STRING",
+        "dry_run": true
+    });
+    let dry = function
+        .handle(invocation(&event.to_string(), "req-7"))
+        .await
+        .unwrap();
+    assert_eq!(s3.keys(BUCKET).await, Vec::<String>::new());
+
+    let json = serde_json::to_value(&dry).unwrap();
+    assert_eq!(json["dry_run"], true);
+    assert_eq!(
+        json["schema"]["ddl"],
+        "name STRING NOT NULL, age INT, city STRING"
+    );
+    assert_eq!(
+        json["schema"]["fields"][1],
+        json!({"name": "age", "type": "INT", "nullable": true})
+    );
+    assert_eq!(
+        dry.objects[0].key,
+        "out/parquet/part-00000-req-7-c000.parquet"
+    );
+    assert!(dry.objects.iter().all(|o| o.etag.is_none() && o.bytes > 0));
+    let athena = dry.objects[1].athena_ddl.as_deref().unwrap();
+    assert!(
+        athena.starts_with("CREATE EXTERNAL TABLE IF NOT EXISTS `parquet_snappy` ("),
+        "{athena}"
+    );
+    assert!(athena.contains("  age int,\n"), "{athena}");
+    assert!(
+        athena.ends_with("LOCATION 's3://my-bucket/out/parquet-snappy/'"),
+        "{athena}"
+    );
+
+    // The real run writes exactly what the dry run described.
+    event["dry_run"] = json!(false);
+    let real = function
+        .handle(invocation(&event.to_string(), "req-7"))
+        .await
+        .unwrap();
+    let json = serde_json::to_value(&real).unwrap();
+    assert!(
+        json.get("dry_run").is_none() && json.get("schema").is_none(),
+        "{json}"
+    );
+    for (d, r) in dry.objects.iter().zip(&real.objects) {
+        assert_eq!((&d.key, d.bytes), (&r.key, r.bytes));
+        let (_, meta) = read_parquet(s3.get(BUCKET, &r.key).await.0);
+        let age = meta.file_metadata().schema_descr().column(1);
+        assert_eq!(format!("{:?}", age.physical_type()), "INT32");
+        assert!(r.athena_ddl.is_none());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_violation_writes_nothing() {
+    let s3 = LocalS3::start(&[BUCKET]).await;
+    let event = json!({"rows": seed_rows(), "targets": two_targets(), "schema": "name STRING, age TINYINT"});
+    let err = s3
+        .function(&[])
+        .handle(invocation(&event.to_string(), "req-8"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "InvalidEvent");
+    assert!(
+        err.to_string().contains("key `city` is not in the schema"),
+        "{err}"
+    );
+    assert_eq!(s3.keys(BUCKET).await, Vec::<String>::new());
+}
