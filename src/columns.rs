@@ -230,9 +230,7 @@ impl Column {
             (Builder::Binary(b), Node::Str(s)) => {
                 b.append_value(convert::binary(s).map_err(&unfit)?)
             }
-            (Builder::Date(b), Node::Str(s)) => {
-                b.append_value(convert::date(s).map_err(&unfit)?)
-            }
+            (Builder::Date(b), Node::Str(s)) => b.append_value(convert::date(s).map_err(&unfit)?),
             (Builder::Timestamp(b), Node::Str(s)) => {
                 b.append_value(convert::timestamp(s).map_err(&unfit)?)
             }

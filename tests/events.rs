@@ -1,13 +1,15 @@
 //! Every file in `events/` goes through the handler against the local S3 server. A file with
 //! a sibling `NAME.expect.json` (`{"errorType", "messageContains"}`) must fail that way and
-//! write nothing; any other must succeed, and every object it writes must read back as its
-//! rows in the codec its target named. A new file is tested without touching this code.
+//! write nothing; a dry run must write nothing; any other must succeed, and every object it
+//! writes must be in the codec its target named and read back as its rows (without a
+//! `schema`) or with the declared schema (with one; tests/e2e checks those values per
+//! reader). A new file is tested without touching this code.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{LocalS3, invocation, read_parquet, same_data};
+use common::{LocalS3, invocation, read_parquet, read_schema, same_data};
 use serde_json::Value;
 
 const BUCKET: &str = "my-bucket";
@@ -66,6 +68,21 @@ async fn every_sample_event_behaves_as_its_file_says() {
         }
         valid += 1;
         let response = result.unwrap_or_else(|e| panic!("{name}: {} {e}", e.error_type()));
+        if response.dry_run {
+            assert_eq!(
+                s3.keys(BUCKET).await,
+                Vec::<String>::new(),
+                "{name} wrote in a dry run"
+            );
+            assert!(
+                response.objects.iter().all(|o| o.athena_ddl.is_some()),
+                "{name}"
+            );
+            continue;
+        }
+        let declared = rows_to_parquet::event::parse(payload.as_bytes())
+            .unwrap()
+            .schema;
         let rows = &event["rows"];
         let targets = event
             .get("targets")
@@ -91,10 +108,32 @@ async fn every_sample_event_behaves_as_its_file_says() {
             );
             let (back, meta) = read_parquet(s3.get(BUCKET, &object.key).await.0);
             let back = Value::Array(back);
-            assert!(
-                same_data(&back, rows),
-                "{name} ({codec}) read back as {back}"
-            );
+            match &declared {
+                None => assert!(
+                    same_data(&back, rows),
+                    "{name} ({codec}) read back as {back}"
+                ),
+                Some(declared) => {
+                    let file = read_schema(s3.get(BUCKET, &object.key).await.0);
+                    assert_eq!(file.fields().len(), declared.fields().len(), "{name}");
+                    for (read, want) in file.fields().iter().zip(declared.fields()) {
+                        assert_eq!(
+                            (read.name(), read.is_nullable()),
+                            (want.name(), want.is_nullable()),
+                            "{name}"
+                        );
+                        assert!(
+                            read.data_type().equals_datatype(want.data_type()),
+                            "{name}: {read:?} vs {want:?}"
+                        );
+                    }
+                    assert_eq!(
+                        back.as_array().unwrap().len(),
+                        rows.as_array().unwrap().len(),
+                        "{name}"
+                    );
+                }
+            }
             let written = format!("{:?}", meta.row_group(0).column(0).compression());
             let expected = if codec == "lz4" {
                 "LZ4_RAW".to_owned()

@@ -115,6 +115,14 @@ pub fn read_parquet(bytes: Bytes) -> (Vec<Value>, ParquetMetaData) {
     (rows, meta)
 }
 
+/// The Arrow schema a Parquet file reads back as.
+pub fn read_schema(bytes: Bytes) -> arrow_schema::SchemaRef {
+    ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .unwrap()
+        .schema()
+        .clone()
+}
+
 /// `value` without null object fields, the form `read_parquet` gives back.
 fn without_nulls(value: &Value) -> Value {
     match value {
