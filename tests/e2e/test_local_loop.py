@@ -1,11 +1,15 @@
 """End to end: every sample event in events/ is sent with the AWS CLI v2 (`aws lambda invoke`)
 to the built function running under `cargo lambda watch`, which writes to the embedded S3
-server. Every object written is read back with pyarrow and with DuckDB and compared with the
-event's rows: values, types, and the codec its target asked for. Invalid events must come back
-as function errors with the errorType their `.expect.json` names.
+server. Every object written is read back with pyarrow, DuckDB, polars and PySpark 3.5 (what
+Glue runs), and each reader's column types and values must equal what the event asked for:
+the types the README's inference rules give (or the declared `schema`), the rows' values, and
+the codec its target named. Invalid events must come back as function errors with the
+errorType their `.expect.json` names.
 
 Run by scripts/test, which starts the local loop and sets S3_ENDPOINT, INVOKE_ENDPOINT and
 FUNCTION_NAME."""
+import datetime
+import decimal
 import json
 import os
 import pathlib
@@ -14,6 +18,7 @@ import urllib.error
 import urllib.request
 
 import duckdb
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -28,6 +33,46 @@ DEFAULT_TARGETS = [
 # Parquet's LZ4_RAW "LZ4", and the deprecated Hadoop-framed one "LZ4_HADOOP").
 PARQUET_CODEC = {"uncompressed": "UNCOMPRESSED", "snappy": "SNAPPY", "zstd": "ZSTD",
                  "gzip": "GZIP", "lz4": "LZ4", "brotli": "BROTLI"}
+UTC = datetime.timezone.utc
+
+
+def ts(*parts, micros=0):
+    return datetime.datetime(*parts, microsecond=micros, tzinfo=UTC)
+
+
+# Events with a declared schema: the Spark types and the values every reader must give back,
+# written out by hand from the event and the README's conversion rules.
+DECLARED = {
+    "typed-every-type": {
+        "types": ["string", "int", "string", "date", "timestamp", "decimal(10,2)", "array<string>",
+                  "struct<zip:string,geo:struct<lat:double,lon:double>>", "map<string,bigint>",
+                  "tinyint", "smallint", "bigint", "float", "double", "boolean", "binary"],
+        "rows": [
+            {"name": "John Doe", "age": 30, "city": "New York", "born": datetime.date(1995, 3, 14),
+             "seen": ts(2026, 11, 27, 9, 30), "price": decimal.Decimal("19.99"), "tags": ["new", "vip"],
+             "addr": {"zip": "10001", "geo": {"lat": 40.7128, "lon": -74.006}},
+             "attrs": {"visits": 12, "orders": 3}, "level": 3, "rank": 1200, "total": 9007199254740993,
+             "ratio": 0.25, "score": 0.1, "active": True, "avatar": b"hello"},
+            {"name": "Jane Smith", "age": 25, "city": "Los Angeles", "born": datetime.date(1999, 12, 31),
+             "seen": ts(2026, 11, 27, 10, 0, 0, micros=123456), "price": decimal.Decimal("1234567.89"),
+             "tags": [], "addr": {"zip": "90001", "geo": None}, "attrs": {}, "level": -128,
+             "rank": -32768, "total": -1, "ratio": -1.5, "score": 1e-10, "active": False, "avatar": b""},
+            {"name": "Mike Johnson", "age": None, "city": None, "born": None,
+             "seen": datetime.datetime.fromtimestamp(1764236400, UTC), "price": None, "tags": None,
+             "addr": None, "attrs": None, "level": None, "rank": None, "total": None, "ratio": None,
+             "score": None, "active": None, "avatar": None},
+        ],
+        "not_null": ["name"],
+    },
+    "typed-json-schema-drop-unknown": {
+        "types": ["bigint", "decimal(12,4)", "date"],
+        "rows": [
+            {"id": 1, "amount": decimal.Decimal("0.1000"), "day": datetime.date(2026, 1, 31)},
+            {"id": 2, "amount": decimal.Decimal("2.5000"), "day": datetime.date(2026, 2, 1)},
+        ],
+        "not_null": ["id"],
+    },
+}
 
 
 def aws(*args, check=True):
@@ -38,7 +83,7 @@ def aws(*args, check=True):
 
 def invoke(event_path, out_path):
     """`aws lambda invoke` exactly as against AWS, plus the local endpoint. Returns the CLI's
-    exit code, its output, and the function's response."""
+    completed process and the function's response."""
     done = aws("lambda", "invoke", "--endpoint-url", os.environ["INVOKE_ENDPOINT"],
                "--function-name", os.environ["FUNCTION_NAME"], "--cli-binary-format",
                "raw-in-base64-out", "--cli-read-timeout", "300",
@@ -60,13 +105,14 @@ def invoke_raw(event_path):
 
 
 def download(uri, directory):
-    local = directory / uri.rsplit("/", 1)[1]
+    local = directory / uri.split("/", 3)[3].replace("/", "_")
     aws("s3", "cp", "--endpoint-url", os.environ["S3_ENDPOINT"], uri, str(local))
     return local
 
 
+# --- what the README's inference rules give, computed independently in Python -------------
+
 def arrow_type(values):
-    """The Arrow type the README's type rules give a column holding `values`."""
     present = [v for v in values if v is not None]
     if not present:
         return pa.string()
@@ -82,23 +128,8 @@ def arrow_type(values):
         names = list(dict.fromkeys(k for v in present for k in v))
         return pa.struct([(n, arrow_type([v.get(n) for v in present])) for n in names])
     if all(isinstance(v, list) for v in present):
-        return pa.list_(pa.field("element", arrow_type([x for v in present for x in v])))
+        return pa.list_(arrow_type([x for v in present for x in v]))
     raise AssertionError(f"mixed column in a valid sample event: {[type(v) for v in present]}")
-
-
-def duckdb_type(typ):
-    """The DuckDB SQL type a reader of our Parquet should see for an Arrow type."""
-    if pa.types.is_struct(typ):
-        return "STRUCT(" + ", ".join(f"{f.name} {duckdb_type(f.type)}" for f in typ) + ")"
-    if pa.types.is_list(typ):
-        return duckdb_type(typ.value_type) + "[]"
-    return {pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.string(): "VARCHAR",
-            pa.bool_(): "BOOLEAN"}[typ]
-
-
-def expected_schema(rows):
-    names = list(dict.fromkeys(k for row in rows for k in row))
-    return pa.schema([(n, arrow_type([row.get(n) for row in rows])) for n in names])
 
 
 def filled(value, typ):
@@ -115,14 +146,131 @@ def filled(value, typ):
     return value
 
 
-def expected_rows(rows, schema):
-    return [{f.name: filled(row.get(f.name), f.type) for f in schema} for row in rows]
+def expected(event_name, event):
+    """(column names, Spark types, NOT NULL columns, rows) the readers must report."""
+    if event_name in DECLARED:
+        declared = DECLARED[event_name]
+        return list(declared["rows"][0]), declared["types"], declared["not_null"], declared["rows"]
+    rows = event["rows"]
+    names = list(dict.fromkeys(k for row in rows for k in row))
+    types = {n: arrow_type([row.get(n) for row in rows]) for n in names}
+    want = [{n: filled(row.get(n), types[n]) for n in names} for row in rows]
+    return names, [spark_of_arrow(types[n]) for n in names], [], want
 
 
-@pytest.mark.parametrize("event_path", EVENTS, ids=[p.stem for p in EVENTS])
-def test_sample_event(event_path, tmp_path):
+# --- each reader's types, as Spark's simpleString ------------------------------------------
+
+def spark_of_arrow(t):
+    if pa.types.is_struct(t):
+        return "struct<" + ",".join(f"{f.name}:{spark_of_arrow(f.type)}" for f in t) + ">"
+    if pa.types.is_map(t):
+        return f"map<{spark_of_arrow(t.key_type)},{spark_of_arrow(t.item_type)}>"
+    if pa.types.is_list(t):
+        return f"array<{spark_of_arrow(t.value_type)}>"
+    if pa.types.is_decimal(t):
+        return f"decimal({t.precision},{t.scale})"
+    if pa.types.is_timestamp(t):
+        assert t.unit == "us" and t.tz in ("+00:00", "UTC"), t
+        return "timestamp"
+    return {pa.string(): "string", pa.int8(): "tinyint", pa.int16(): "smallint", pa.int32(): "int",
+            pa.int64(): "bigint", pa.float32(): "float", pa.float64(): "double", pa.bool_(): "boolean",
+            pa.binary(): "binary", pa.date32(): "date"}[t]
+
+
+def spark_of_duckdb(t):
+    if t.id == "struct":
+        return "struct<" + ",".join(f"{n}:{spark_of_duckdb(c)}" for n, c in t.children) + ">"
+    if t.id == "list":
+        return f"array<{spark_of_duckdb(t.children[0][1])}>"
+    if t.id == "map":
+        (_, key), (_, value) = t.children
+        return f"map<{spark_of_duckdb(key)},{spark_of_duckdb(value)}>"
+    if t.id == "decimal":
+        (_, precision), (_, scale) = t.children
+        return f"decimal({precision},{scale})"
+    return {"varchar": "string", "tinyint": "tinyint", "smallint": "smallint", "integer": "int",
+            "bigint": "bigint", "float": "float", "double": "double", "boolean": "boolean",
+            "blob": "binary", "date": "date", "timestamp with time zone": "timestamp"}[t.id]
+
+
+def spark_of_polars(t):
+    if isinstance(t, pl.Struct):
+        return "struct<" + ",".join(f"{f.name}:{spark_of_polars(f.dtype)}" for f in t.fields) + ">"
+    if isinstance(t, pl.Map):
+        return f"map<{spark_of_polars(t.key)},{spark_of_polars(t.value)}>"
+    if isinstance(t, pl.List):
+        return f"array<{spark_of_polars(t.inner)}>"
+    if isinstance(t, pl.Decimal):
+        return f"decimal({t.precision},{t.scale})"
+    if isinstance(t, pl.Datetime):
+        assert t.time_unit == "us" and t.time_zone == "UTC", t
+        return "timestamp"
+    for dtype, name in [(pl.String, "string"), (pl.Int8, "tinyint"), (pl.Int16, "smallint"),
+                        (pl.Int32, "int"), (pl.Int64, "bigint"), (pl.Float32, "float"),
+                        (pl.Float64, "double"), (pl.Boolean, "boolean"), (pl.Binary, "binary"),
+                        (pl.Date, "date")]:
+        if t == dtype:
+            return name
+    raise AssertionError(f"unexpected polars type {t}")
+
+
+def canon(value):
+    """One representation for every reader's Python values."""
+    if hasattr(value, "asDict"):  # a PySpark Row
+        value = value.asDict(recursive=False)
+    if isinstance(value, datetime.datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)  # Spark: session time zone UTC
+        return aware.astimezone(UTC).isoformat()
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return format(value, "f")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, dict):
+        return {k: canon(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [canon(v) for v in value]
+    return value
+
+
+# --- the run: every event invoked once, its objects downloaded -----------------------------
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    results = {}
+    for event_path in EVENTS:
+        work = tmp_path_factory.mktemp(event_path.stem)
+        done, response = invoke(event_path, work / "out.json")
+        files = []
+        if done.returncode == 0 and response and not response.get("dry_run"):
+            files = [(obj, download(obj["uri"], work)) for obj in response.get("objects", [])]
+        results[event_path.stem] = (event_path, done, response, files)
+    return results
+
+
+@pytest.fixture(scope="module")
+def spark(tmp_path_factory):
+    from pyspark.sql import SparkSession
+    # Hive support: Spark then parses Hive DDL, the dialect of Athena's CREATE EXTERNAL TABLE.
+    hive = tmp_path_factory.mktemp("hive")
+    session = (SparkSession.builder.master("local[1]").appName("rows-to-parquet-e2e")
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.ui.enabled", "false")
+               .config("spark.driver.host", "127.0.0.1")
+               .config("spark.driver.bindAddress", "127.0.0.1")
+               .config("spark.sql.warehouse.dir", str(hive / "warehouse"))
+               .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={hive}")
+               .enableHiveSupport()
+               .getOrCreate())
+    yield session
+    session.stop()
+
+
+@pytest.mark.parametrize("name", [p.stem for p in EVENTS])
+def test_invocation(runs, name):
+    event_path, done, response, files = runs[name]
     event = json.loads(event_path.read_text())
-    done, response = invoke(event_path, tmp_path / "out.json")
     expect_path = event_path.with_name(event_path.stem + ".expect.json")
     if expect_path.exists():
         expect = json.loads(expect_path.read_text())
@@ -134,35 +282,108 @@ def test_sample_event(event_path, tmp_path):
         assert error["errorType"] == expect["errorType"], error
         assert expect["messageContains"] in error["errorMessage"], error
         return
-
     assert done.returncode == 0, done.stderr
     assert "FunctionError" not in json.loads(done.stdout), response
     targets = event.get("targets", DEFAULT_TARGETS)
     assert response["rows"] == len(event["rows"])
     assert [o["compression"] for o in response["objects"]] == [t["compression"].lower() for t in targets]
-    schema = expected_schema(event["rows"])
-    want = expected_rows(event["rows"], schema)
     for obj, target in zip(response["objects"], targets):
         assert obj["uri"].startswith(target["prefix"].rstrip("/") + "/"), obj
-        path = download(obj["uri"], tmp_path)
+    if event.get("dry_run"):
+        assert response["schema"]["ddl"] == event["schema"]
+        assert all(o["etag"] is None and "LOCATION 's3://" in o["athena_ddl"] for o in response["objects"])
+        return
+    for obj, path in files:
         assert path.stat().st_size == obj["bytes"]
-
-        # pyarrow: types, values, codec
-        parquet = pq.ParquetFile(path)
-        table = parquet.read()
-        assert table.schema.remove_metadata() == schema, (table.schema, schema)
-        assert table.to_pylist() == want
-        meta = parquet.metadata
+        meta = pq.ParquetFile(path).metadata
         codecs = {meta.row_group(0).column(i).compression for i in range(meta.num_columns)}
         assert codecs == {PARQUET_CODEC[obj["compression"]]}, codecs
+        assert meta.created_by.startswith("rows-to-parquet version "), meta.created_by
 
-        # DuckDB: the same values, and SQL types that follow from the Arrow ones
-        relation = duckdb.sql(f"SELECT * FROM read_parquet('{path}')")
-        assert relation.columns == schema.names
-        assert relation.fetchall() == [tuple(row.values()) for row in want]
-        # (DuckDB quotes field names that are SQL keywords; compare without quotes)
-        assert [str(t).replace('"', "") for t in relation.types] == [duckdb_type(f.type) for f in schema]
+
+def read_pyarrow(path, spark):
+    table = pq.read_table(path)
+    return ([f.name for f in table.schema], [spark_of_arrow(f.type) for f in table.schema],
+            [f.name for f in table.schema if not f.nullable], table.to_pylist(maps_as_pydicts="strict"))
+
+
+def read_duckdb(path, spark):
+    relation = duckdb.sql(f"SELECT * FROM read_parquet('{path}')")
+    rows = [dict(zip(relation.columns, row)) for row in relation.fetchall()]
+    return relation.columns, [spark_of_duckdb(t) for t in relation.types], None, rows
+
+
+def read_polars(path, spark):
+    frame = pl.read_parquet(path)
+    return frame.columns, [spark_of_polars(t) for t in frame.dtypes], None, frame.to_dicts()
+
+
+def read_spark(path, spark):
+    frame = spark.read.parquet(str(path))
+    fields = frame.schema.fields
+    # Spark reports every column of a file source as nullable, whatever the file says.
+    return [f.name for f in fields], [f.dataType.simpleString() for f in fields], None, frame.collect()
+
+
+# What a reader cannot read, and the error that says why (the README's compatibility table):
+# Spark's distribution (and so Glue's) ships no Brotli codec for Parquet.
+UNREADABLE = {("pyspark", "brotli"): "BrotliCodec"}
+READERS = {"pyarrow": read_pyarrow, "duckdb": read_duckdb, "polars": read_polars, "pyspark": read_spark}
+WRITTEN = [p.stem for p in EVENTS
+           if not p.with_name(p.stem + ".expect.json").exists() and not json.loads(p.read_text()).get("dry_run")]
+
+
+@pytest.mark.parametrize("reader", list(READERS))
+@pytest.mark.parametrize("name", WRITTEN)
+def test_reader_gets_back_the_types_and_values_asked_for(runs, spark, name, reader):
+    event_path, done, response, files = runs[name]
+    assert files, f"{name} wrote nothing: {done.stderr} {response}"
+    names, types, not_null, rows = expected(name, json.loads(event_path.read_text()))
+    for obj, path in files:
+        if (reader, obj["compression"]) in UNREADABLE:
+            with pytest.raises(Exception, match=UNREADABLE[reader, obj["compression"]]):
+                READERS[reader](path, spark)
+            continue
+        got_names, got_types, got_not_null, got_rows = READERS[reader](path, spark)
+        assert list(got_names) == names, obj["uri"]
+        assert got_types == types, obj["uri"]
+        if got_not_null is not None:
+            assert got_not_null == not_null, obj["uri"]
+        assert canon(got_rows) == canon(rows), obj["uri"]
 
 
 def test_every_sample_event_was_collected():
-    assert len(EVENTS) >= 9, [p.name for p in EVENTS]
+    assert len(EVENTS) >= 14 and len(WRITTEN) >= 8, [p.name for p in EVENTS]
+
+
+@pytest.mark.parametrize("name", WRITTEN)
+def test_athena_ddl_of_a_dry_run_reads_what_was_written(runs, spark, name, tmp_path):
+    """The same event as a dry run returns a CREATE EXTERNAL TABLE per target; Spark's Hive
+    DDL parser accepts it, and a table made from it over the object written earlier reads
+    back the asked-for types and values."""
+    event_path, done, response, files = runs[name]
+    event = json.loads(event_path.read_text())
+    dry_path = tmp_path / "dry.json"
+    dry_path.write_text(json.dumps({**event, "dry_run": True}))
+    dry_done, dry = invoke(dry_path, tmp_path / "dry-out.json")
+    assert dry_done.returncode == 0, dry_done.stderr
+    names, types, _, rows = expected(name, event)
+    for i, ((obj, path), described) in enumerate(zip(files, dry["objects"])):
+        assert described["bytes"] == obj["bytes"], "the dry run and the run build the same bytes"
+        if ("pyspark", obj["compression"]) in UNREADABLE:
+            continue
+        prefix = obj["uri"].rsplit("/", 1)[0] + "/"
+        ddl = described["athena_ddl"]
+        assert ddl.startswith("CREATE EXTERNAL TABLE IF NOT EXISTS `") and f"LOCATION '{prefix}'" in ddl, ddl
+        folder = tmp_path / f"table{i}"
+        folder.mkdir()
+        (folder / path.name).write_bytes(path.read_bytes())
+        table = f"{name.replace('-', '_')}_{i}"
+        local = ddl.replace(f"LOCATION '{prefix}'", f"LOCATION '{folder.as_uri()}/'")
+        local = f"CREATE EXTERNAL TABLE `{table}`" + local[local.index(" (\n"):]
+        spark.sql(local)
+        frame = spark.table(table)
+        assert [f.name for f in frame.schema.fields] == [n.lower() for n in names]
+        assert [f.dataType.simpleString() for f in frame.schema.fields] == types
+        assert canon(frame.collect()) == canon(rows)
+
