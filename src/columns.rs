@@ -298,7 +298,8 @@ impl Column {
     /// A null (or, with `why` = "missing", an absent key) in this column.
     fn append_null(&mut self, row: usize, why: &str) -> Result<(), Error> {
         if !self.nullable {
-            return Err(self.error(row, &format!("{why} in a NOT NULL column")));
+            let expected = ddl::spark_type(&self.data_type);
+            return Err(self.error(row, &format!("{why} in a NOT NULL {expected} column")));
         }
         self.push_null();
         Ok(())
@@ -650,7 +651,7 @@ mod tests {
             (
                 "n STRING NOT NULL",
                 r#"[{"n": "a"}, {"n": null}]"#,
-                &["`n` at row 1", "null in a NOT NULL column"],
+                &["`n` at row 1", "null in a NOT NULL STRING column"],
             ),
             (
                 "n STRING NOT NULL",
@@ -660,7 +661,7 @@ mod tests {
             (
                 "n STRING NOT NULL, m STRING",
                 r#"[{"m": "a"}]"#,
-                &["`n` at row 0", "missing in a NOT NULL"],
+                &["`n` at row 0", "missing in a NOT NULL STRING column"],
             ),
             (
                 "a STRUCT<x: INT>",

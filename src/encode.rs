@@ -281,6 +281,18 @@ mod tests {
             logical(2)
         );
         assert_eq!(descr.column(4).path().string(), "m.key_value.key");
+        // Statistics in every column chunk, and the page index readers use to skip pages.
+        assert!(
+            meta.row_group(0)
+                .columns()
+                .iter()
+                .all(|c| c.statistics().is_some())
+        );
+        assert!(
+            meta.row_group(0).columns().iter().all(|c| {
+                c.column_index_offset().is_some() && c.offset_index_offset().is_some()
+            })
+        );
         assert_eq!(
             as_json(&back),
             r#"[{"d":"2026-11-27","t":"2026-11-27T10:00:00Z","p":1.25,"i":7,"m":{"k":1},"b":"6869"}]"#

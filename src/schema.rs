@@ -81,7 +81,7 @@ fn fields_of(fields: &IndexMap<String, Kind>, path: &mut Vec<String>) -> Result<
 /// # Errors
 /// `InvalidEvent` naming the column path and the first conflicting row for a type mix outside
 /// the rules, an integer beyond i64, a number beyond f64, or a column holding only empty
-/// objects.
+/// objects; and when every row is an empty object.
 ///
 /// ```
 /// use arrow_schema::DataType;
@@ -95,6 +95,11 @@ pub fn infer(rows: &Rows) -> Result<SchemaRef, Error> {
     let mut path = Vec::new();
     for (index, start) in rows.starts().enumerate() {
         merge_object(&mut columns, rows, start, index, &mut path)?;
+    }
+    if columns.is_empty() {
+        return Err(Error::InvalidEvent(
+            "every row is an empty object: there are no columns to write".into(),
+        ));
     }
     let fields = fields_of(&columns, &mut Vec::new())?;
     Ok(Arc::new(Schema::new(fields)))
@@ -326,5 +331,7 @@ mod tests {
         let err = infer_json(r#"[{"e": {}}, {"e": null}]"#).unwrap_err();
         assert!(err.to_string().contains("`e`"), "{err}");
         assert!(infer_json(r#"[{"e": {}}, {"e": {"k": 1}}]"#).is_ok());
+        let err = infer_json(r#"[{}, {}]"#).unwrap_err();
+        assert!(err.to_string().contains("no columns"), "{err}");
     }
 }
