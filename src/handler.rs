@@ -105,10 +105,11 @@ impl Function {
                 request_id,
                 rows = response.rows,
                 objects = response.objects.len(),
+                dry_run = response.dry_run,
                 bytes = ?response.objects.iter().map(|o| o.bytes).collect::<Vec<_>>(),
                 keys = ?response.objects.iter().map(|o| o.uri.as_str()).collect::<Vec<_>>(),
                 ms,
-                "wrote parquet"
+                "built parquet"
             ),
             Err(e) => {
                 tracing::warn!(request_id, error_type = e.error_type(), error = %e, ms, "invocation failed")
