@@ -1,6 +1,7 @@
 //! Times the conversion core on an event file, with no network:
 //! `cargo run --release --example convert -- EVENT.json [REPEAT]`.
-//! Prints rows, columns, each codec's size and the median time of REPEAT runs.
+//! Prints rows, columns, each codec's size, the median time of REPEAT runs and the process's
+//! peak RSS.
 
 use std::time::Instant;
 
@@ -38,13 +39,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|(c, b)| format!("{}={}", c.name(), b.len()))
         .collect();
     println!(
-        "{path}: {} bytes, rows={} columns={} {} median_ms={:.2} min_ms={:.2} runs={repeat}",
+        "{path}: {} bytes, rows={} columns={} {} median_ms={:.2} min_ms={:.2} runs={repeat} peak_rss_kib={}",
         bytes.len(),
         encoded.rows,
         encoded.schema.fields().len(),
         sizes.join(" "),
         times[times.len() / 2],
-        times[0]
+        times[0],
+        peak_rss_kib()
     );
     Ok(())
+}
+
+/// This process's peak resident set (Linux `VmHWM`), or 0 where /proc is not available.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
 }

@@ -112,9 +112,14 @@ fn merge_object<'a>(
     row: usize,
     path: &mut Vec<&'a str>,
 ) -> Result<(), Error> {
-    for (name, value) in rows.members(object) {
-        // Look up before inserting so the common case (a known column) allocates nothing.
-        let slot = match fields.get_index_of(name) {
+    for (ordinal, (name, value)) in rows.members(object).enumerate() {
+        // Rows usually repeat the previous row's key order: try that position before hashing,
+        // and look up before inserting so a known column allocates nothing.
+        let index = match fields.get_index(ordinal) {
+            Some((known, _)) if known == name => Some(ordinal),
+            _ => fields.get_index_of(name),
+        };
+        let slot = match index {
             Some(i) => &mut fields[i],
             None => fields.entry(name.to_owned()).or_insert(Kind::Null),
         };

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""The benchmark behind scripts/bench: our conversion core against the Python anchors, on the
+same events, in one run on this machine; then a size sweep and the release binary's size.
+Writes bench/RESULTS.md (and prints it).
+
+usage: run.py CONVERT_BIN BOOTSTRAP_BIN SHARED_BENCH_DIR WORK_DIR [--with-spark]
+
+Times are in-process, warm, median of REPEAT runs (the anchors' own measurement, and the
+`convert` example's for ours: event bytes -> the uncompressed and the Snappy Parquet bytes, no
+network). Peak RSS is the whole process's: ours as the `convert` example reads it (`VmHWM`), the
+anchors' from `wait4` (measured before this script loads anything large, since a child's
+figure includes its parent's at fork)."""
+import datetime
+import json
+import os
+import pathlib
+import platform
+import re
+import subprocess
+import sys
+
+REPEAT = 15
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def timed(cmd):
+    """stdout and peak RSS (MiB) of one run of cmd."""
+    import tempfile
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([str(c) for c in cmd], stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        text = out.read()
+        if proc.returncode:
+            sys.exit(f"{' '.join(map(str, cmd))} failed:\n{text}\n{err.read()}")
+    return text, usage.ru_maxrss / 1024
+
+
+def field(text, name):
+    match = re.search(rf"{name}=([0-9.]+)", text)
+    if not match:
+        sys.exit(f"no {name} in: {text}")
+    return float(match.group(1))
+
+
+def cpu_model():
+    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def sweep_events(seed_6mb, work):
+    """Prefixes of the 6 MB seed event's rows, of about 1 KB, 100 KB, 1 MB and 6 MB."""
+    event = json.loads(seed_6mb.read_text())
+    rows = event["rows"]
+    per_row = len(seed_6mb.read_bytes()) / len(rows)
+    out = []
+    for label, size in [("1 KB", 1_000), ("100 KB", 100_000), ("1 MB", 1_000_000), ("6 MB", None)]:
+        n = len(rows) if size is None else max(1, int(size / per_row))
+        path = work / f"sweep-{n}.json"
+        path.write_text(json.dumps({**event, "rows": rows[:n]}, separators=(",", ":")))
+        out.append((label, n, path))
+    return out
+
+
+def main():
+    convert, bootstrap, shared, work = (pathlib.Path(a) for a in sys.argv[1:5])
+    with_spark = "--with-spark" in sys.argv
+    events_dir = work / "events"
+    events_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, shared / "gen_events.py", events_dir], check=True, capture_output=True)
+    anchors_out = work / "anchors"
+    anchors_out.mkdir(exist_ok=True)
+
+    results = []
+    for name in ["seed", "seed-6mb", "wide-6mb"]:
+        event = events_dir / f"{name}.json"
+        size_mb = event.stat().st_size / 1e6
+        ours, _ = timed([convert, event, str(REPEAT)])
+        row = {"event": name, "MB": size_mb, "ours_ms": field(ours, "median_ms"),
+               "ours_rss": field(ours, "peak_rss_kib") / 1024,
+               "ours_snappy": field(ours, "snappy")}
+        for anchor in ["pyarrow", "polars", "duckdb"]:
+            text, rss = timed([sys.executable, shared / f"anchor_{anchor}.py", event, anchors_out, str(REPEAT)])
+            row[f"{anchor}_ms"] = field(text, "convert_median_s") * 1e3
+            row[f"{anchor}_rss"] = rss
+            if anchor == "pyarrow":
+                row["pyarrow_snappy"] = int(re.search(r"'snappy': (\d+)", text).group(1))
+        if with_spark and name == "seed-6mb":
+            text, _ = timed([sys.executable, shared / "anchor_pyspark.py", event, anchors_out])
+            row["pyspark_ms"] = field(text, "convert_s") * 1e3
+        results.append(row)
+
+    sweep = []
+    for label, n, path in sweep_events(events_dir / "seed-6mb.json", work):
+        text, _ = timed([convert, path, str(REPEAT)])
+        sweep.append((label, n, path.stat().st_size, field(text, "median_ms"), field(text, "peak_rss_kib") / 1024))
+
+    size = bootstrap.stat().st_size
+    lines = [
+        "# Benchmark results",
+        "",
+        f"One run of `scripts/bench` on {datetime.date.today()}, commit "
+        f"`{subprocess.run(['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True).stdout.strip()}`, "
+        f"CPU: {cpu_model()} ({os.cpu_count()} cores), {platform.machine()}.",
+        "",
+        "## Conversion core: event bytes to uncompressed and Snappy Parquet bytes (no network)",
+        "",
+        f"Warm, median of {REPEAT} in-process runs each; ratio = anchor time / our time (above 1: we are faster).",
+        "",
+        "| event | MB | ours ms | MB/s | pyarrow ms | ×pyarrow | polars ms | ×polars | duckdb ms | ×duckdb |"
+        + (" pyspark ms | ×pyspark |" if with_spark else ""),
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |" + (" --- | --- |" if with_spark else ""),
+    ]
+    for r in results:
+        cells = [r["event"], f"{r['MB']:.2f}", f"{r['ours_ms']:.1f}", f"{r['MB'] / (r['ours_ms'] / 1e3):.0f}"]
+        for anchor in ["pyarrow", "polars", "duckdb"]:
+            cells += [f"{r[anchor + '_ms']:.1f}", f"{r[anchor + '_ms'] / r['ours_ms']:.2f}"]
+        if with_spark:
+            spark = r.get("pyspark_ms")
+            cells += [f"{spark:.0f}", f"{spark / r['ours_ms']:.1f}"] if spark else ["", ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Peak RSS of the whole process (MiB; Python's includes its interpreter and imports):",
+        "",
+        "| event | ours | pyarrow | polars | duckdb |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in results:
+        lines.append(f"| {r['event']} | {r['ours_rss']:.0f} | {r['pyarrow_rss']:.0f} | {r['polars_rss']:.0f} | {r['duckdb_rss']:.0f} |")
+    lines += [
+        "",
+        "Snappy object size (bytes):",
+        "",
+        "| event | ours | pyarrow |",
+        "| --- | --- | --- |",
+    ]
+    for r in results:
+        lines.append(f"| {r['event']} | {r['ours_snappy']:.0f} | {r['pyarrow_snappy']} |")
+    lines += [
+        "",
+        "## Sweep: prefixes of the 6 MB seed event",
+        "",
+        "| size | rows | bytes | ms | µs per row | peak RSS MiB |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for label, n, nbytes, ms, rss in sweep:
+        lines.append(f"| {label} | {n} | {nbytes} | {ms:.2f} | {ms * 1e3 / n:.2f} | {rss:.0f} |")
+    lines += [
+        "",
+        "## Release binary",
+        "",
+        f"`rows-to-parquet` for {platform.machine()}, stripped (release profile: LTO, one codegen unit): "
+        f"{size} bytes ({size / 2**20:.1f} MiB).",
+        "",
+    ]
+    text = "\n".join(lines)
+    (ROOT / "bench" / "RESULTS.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
