@@ -63,6 +63,7 @@ pub fn rows_to_parquet(
         Some(declared) => declared,
         None => crate::schema::infer(&rows)?,
     };
+    crate::schema::check_names(schema.fields())?;
     let batch = crate::columns::build(&rows, schema.clone(), unknown)?;
     drop(rows);
     Ok(Encoded {

@@ -96,9 +96,20 @@ impl Function {
     /// Any [`Error`]; for all but `S3WriteFailed` nothing was written, and for that one what
     /// was written has been removed.
     pub async fn handle(&self, event: LambdaEvent<Box<RawValue>>) -> Result<Response, Error> {
-        let started = Instant::now();
         let request_id = event.context.request_id.as_str();
-        let result = self.run(event.payload.get().as_bytes(), request_id).await;
+        self.invoke(event.payload.get().as_bytes(), request_id)
+            .await
+    }
+
+    /// Handles one event's bytes as they arrived, logging one summary line. The runtime only
+    /// passes well-formed JSON to [`Function::handle`]; this takes any bytes, so tests can show
+    /// what any input does.
+    ///
+    /// # Errors
+    /// As [`Function::handle`].
+    pub async fn invoke(&self, payload: &[u8], request_id: &str) -> Result<Response, Error> {
+        let started = Instant::now();
+        let result = self.run(payload, request_id).await;
         let ms = started.elapsed().as_secs_f64() * 1e3;
         match &result {
             Ok(response) => tracing::info!(

@@ -7,6 +7,7 @@
 //! and struct fields keep the order of their first appearance. Any other mix is an error that
 //! names the column path and the first row that conflicts.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
@@ -103,6 +104,85 @@ pub fn infer(rows: &Rows) -> Result<SchemaRef, Error> {
     }
     let fields = fields_of(&columns, &mut Vec::new())?;
     Ok(Arc::new(Schema::new(fields)))
+}
+
+/// Longest column or field name accepted, in bytes (the Glue Data Catalog's limit).
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// Most columns accepted, counting every leaf of nested types (wider tables are beyond what
+/// Athena and Spark handle well, and a 6 MB event of them is almost surely a mistake).
+pub const MAX_COLUMNS: usize = 10_000;
+
+/// Checks that every reader can use the names and the width: names non-empty, at most
+/// [`MAX_NAME_BYTES`], unique among their siblings ignoring case (Athena, Hive and Spark fold
+/// case, so `Name` and `name` would be one column), and at most [`MAX_COLUMNS`] leaves.
+///
+/// # Errors
+/// `InvalidEvent` naming the offending field path.
+pub fn check_names(fields: &Fields) -> Result<(), Error> {
+    let leaves = check_level(fields, "")?;
+    if leaves > MAX_COLUMNS {
+        return Err(Error::InvalidEvent(format!(
+            "the rows have {leaves} columns (counting nested fields); at most {MAX_COLUMNS} are written"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks one level of fields and those below; returns the number of leaf columns.
+fn check_level(fields: &Fields, parent: &str) -> Result<usize, Error> {
+    let mut seen: HashMap<String, &str> = HashMap::with_capacity(fields.len());
+    let mut leaves = 0;
+    for field in fields {
+        let name = field.name().as_str();
+        let path = if parent.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{parent}.{name}")
+        };
+        if name.is_empty() {
+            let within = if parent.is_empty() {
+                String::new()
+            } else {
+                format!(" in `{parent}`")
+            };
+            return Err(Error::InvalidEvent(format!(
+                "an empty column name{within}: every key needs a name"
+            )));
+        }
+        if name.len() > MAX_NAME_BYTES {
+            let start: String = name.chars().take(20).collect();
+            return Err(Error::InvalidEvent(format!(
+                "column `{start}…` is {} bytes long, longer than {MAX_NAME_BYTES}",
+                name.len()
+            )));
+        }
+        if let Some(first) = seen.insert(name.to_lowercase(), name) {
+            return Err(Error::InvalidEvent(format!(
+                "columns `{first}` and `{name}`{} differ only in case; Athena and Spark would read them as one",
+                if parent.is_empty() {
+                    String::new()
+                } else {
+                    format!(" in `{parent}`")
+                }
+            )));
+        }
+        leaves += match field.data_type() {
+            DataType::Struct(children) => check_level(children, &path)?,
+            DataType::List(element) => check_nested(element.data_type(), &path)?,
+            DataType::Map(entries, _) => check_nested(entries.data_type(), &path)?,
+            _ => 1,
+        };
+    }
+    Ok(leaves)
+}
+
+fn check_nested(data_type: &DataType, path: &str) -> Result<usize, Error> {
+    match data_type {
+        DataType::Struct(children) => check_level(children, path),
+        DataType::List(element) => check_nested(element.data_type(), path),
+        _ => Ok(1),
+    }
 }
 
 fn merge_object<'a>(
@@ -315,6 +395,36 @@ mod tests {
                 assert!(err.to_string().contains(word), "{json}: {err} lacks {word}");
             }
         }
+    }
+
+    #[test]
+    fn names_must_be_usable_by_every_reader() {
+        let check = |json: &str| check_names(infer_json(json).unwrap().fields());
+        assert!(check(r#"[{"name": 1, "addr": {"Name": 1, "zip": 2}}]"#).is_ok());
+        for (json, word) in [
+            (
+                r#"[{"Name": "a"}, {"name": "b"}]"#,
+                "`Name` and `name` differ only in case",
+            ),
+            (r#"[{"a": {"X": 1, "x": 2}}]"#, "in `a`"),
+            (r#"[{"a": [{"Ü": 1, "ü": 2}]}]"#, "differ only in case"),
+            (r#"[{"": 1}]"#, "empty column name"),
+            (r#"[{"a": {"": 1}}]"#, "empty column name in `a`"),
+        ] {
+            let err = check(json).expect_err(json);
+            assert_eq!(err.error_type(), "InvalidEvent");
+            assert!(err.to_string().contains(word), "{json}: {err}");
+        }
+        let long = format!(r#"[{{"{}": 1}}]"#, "k".repeat(300));
+        assert!(
+            check(&long)
+                .unwrap_err()
+                .to_string()
+                .contains("300 bytes long")
+        );
+        let wide: Vec<String> = (0..10_001).map(|i| format!(r#""c{i}": {i}"#)).collect();
+        let err = check(&format!("[{{{}}}]", wide.join(","))).unwrap_err();
+        assert!(err.to_string().contains("10001 columns"), "{err}");
     }
 
     #[test]
