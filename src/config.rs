@@ -14,6 +14,8 @@ pub struct Config {
     /// `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` is set: a local or S3-compatible server,
     /// which needs path-style addressing (`http://host/bucket/key`).
     pub custom_endpoint: bool,
+    /// `EXPECTED_BUCKET_OWNER`: the 12-digit account id every bucket written to must belong to.
+    pub expected_bucket_owner: Option<String>,
 }
 
 impl Config {
@@ -45,10 +47,19 @@ impl Config {
         }
         let custom_endpoint =
             var("AWS_ENDPOINT_URL_S3").is_some() || var("AWS_ENDPOINT_URL").is_some();
+        let expected_bucket_owner = var("EXPECTED_BUCKET_OWNER").map(|v| v.trim().to_owned());
+        if let Some(owner) = &expected_bucket_owner
+            && !(owner.len() == 12 && owner.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(Error::InvalidConfig(
+                "EXPECTED_BUCKET_OWNER must be a 12-digit AWS account id".into(),
+            ));
+        }
         Ok(Config {
             default_targets,
             allowed,
             custom_endpoint,
+            expected_bucket_owner,
         })
     }
 
@@ -105,6 +116,8 @@ mod tests {
         ])
         .unwrap();
         assert!(c.custom_endpoint);
+        let owned = config(&[("EXPECTED_BUCKET_OWNER", " 123456789012 ")]).unwrap();
+        assert_eq!(owned.expected_bucket_owner.as_deref(), Some("123456789012"));
         let defaults = c.resolve_targets(None).unwrap();
         assert_eq!(
             defaults.iter().map(|t| t.codec).collect::<Vec<_>>(),
@@ -123,6 +136,8 @@ mod tests {
         for vars in [
             &[("DEFAULT_TARGETS", "not json")][..],
             &[("DEFAULT_TARGETS", "[]")],
+            &[("EXPECTED_BUCKET_OWNER", "my-account")],
+            &[("EXPECTED_BUCKET_OWNER", "1234567890123")],
             &[("ALLOWED_PREFIXES", "b-1/out")],
             &[
                 ("ALLOWED_PREFIXES", "s3://b-2/only/"),

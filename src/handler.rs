@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::config::Config;
-use crate::store::{Object, S3Store};
+use crate::store::{Object, S3Store, Stored};
 use crate::target::Target;
 use crate::{Error, ddl, encode, event};
 
@@ -79,6 +79,8 @@ pub struct Written {
     pub rows: usize,
     /// `None` in a dry run.
     pub etag: Option<String>,
+    /// The CRC32C (base64) sent with the PUT and verified by S3; `None` in a dry run.
+    pub checksum_crc32c: Option<String>,
     /// An Athena `CREATE EXTERNAL TABLE` for the target's folder; only in a dry run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub athena_ddl: Option<String>,
@@ -162,7 +164,7 @@ impl Function {
                 .zip(&targets)
                 .map(|(object, target)| {
                     let athena = ddl::athena_create_table(&schema, &target.prefix.to_string());
-                    Written::new(object, target, rows, None, Some(athena))
+                    Written::new(object, target, rows, Stored::default(), Some(athena))
                 })
                 .collect();
             return Ok(Response {
@@ -172,12 +174,12 @@ impl Function {
                 schema: Some(SchemaDescription::of(&schema)),
             });
         }
-        let etags = self.store.put_all(&objects).await?;
+        let stored = self.store.put_all(&objects).await?;
         let objects = objects
             .into_iter()
-            .zip(etags)
+            .zip(stored)
             .zip(&targets)
-            .map(|((object, etag), target)| Written::new(object, target, rows, etag, None))
+            .map(|((object, stored), target)| Written::new(object, target, rows, stored, None))
             .collect();
         Ok(Response {
             rows,
@@ -193,7 +195,7 @@ impl Written {
         object: Object,
         target: &Target,
         rows: usize,
-        etag: Option<String>,
+        stored: Stored,
         athena_ddl: Option<String>,
     ) -> Written {
         Written {
@@ -203,7 +205,8 @@ impl Written {
             key: object.key,
             compression: target.codec.name(),
             rows,
-            etag,
+            etag: stored.etag,
+            checksum_crc32c: stored.checksum_crc32c,
             athena_ddl,
         }
     }

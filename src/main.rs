@@ -10,7 +10,8 @@ use rows_to_parquet::store::S3Store;
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = Config::from_env()?;
-    let store = S3Store::from_env(config.custom_endpoint).await;
+    let store =
+        S3Store::from_env(config.custom_endpoint, config.expected_bucket_owner.clone()).await;
     let function = Function::new(store, config);
     run(service_fn(|event| function.handle(event))).await
 }

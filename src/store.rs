@@ -5,6 +5,9 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ChecksumAlgorithm;
+use std::time::Duration;
+
 use bytes::Bytes;
 use tokio::task::JoinSet;
 
@@ -27,67 +30,94 @@ impl Object {
     }
 }
 
+/// Time to open a connection to S3.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Time for one attempt of a request (a 6 MB PUT takes well under a second in-region).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Time for a request with all its retries (the SDK's standard mode: 3 attempts).
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// What S3 said about a stored object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stored {
+    pub etag: Option<String>,
+    /// The CRC32C that S3 verified against the body (base64).
+    pub checksum_crc32c: Option<String>,
+}
+
 /// The S3 client, built once per process and shared by every invocation.
 #[derive(Debug, Clone)]
 pub struct S3Store {
     client: Client,
+    /// Sent with every request, so a bucket that changed hands is refused.
+    expected_bucket_owner: Option<String>,
 }
 
 impl S3Store {
-    /// Loads the standard AWS configuration (credentials, region, `AWS_ENDPOINT_URL_S3`).
-    /// `path_style` is needed by local and most S3-compatible servers.
-    pub async fn from_env(path_style: bool) -> S3Store {
-        let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    /// Loads the standard AWS configuration (credentials, region, `AWS_ENDPOINT_URL_S3`) and
+    /// sets explicit timeouts. `path_style` is needed by local and most S3-compatible servers.
+    pub async fn from_env(path_style: bool, expected_bucket_owner: Option<String>) -> S3Store {
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+            .operation_timeout(OPERATION_TIMEOUT)
+            .build();
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(timeouts)
+            .load()
+            .await;
         let config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(path_style)
             .build();
-        S3Store::new(Client::from_conf(config))
+        S3Store::new(Client::from_conf(config), expected_bucket_owner)
     }
 
-    pub fn new(client: Client) -> S3Store {
-        S3Store { client }
+    pub fn new(client: Client, expected_bucket_owner: Option<String>) -> S3Store {
+        S3Store {
+            client,
+            expected_bucket_owner,
+        }
     }
 
-    /// Writes every object concurrently and returns their ETags in the same order.
+    /// Writes every object concurrently, each with a CRC32C that S3 verifies, and returns what
+    /// S3 stored, in the same order.
     ///
     /// # Errors
     /// `S3WriteFailed` naming each object that failed. Before it returns, every object of
     /// this call is deleted (a failed PUT may still have landed); keys that could not be
     /// deleted are listed in the message.
-    pub async fn put_all(&self, objects: &[Object]) -> Result<Vec<Option<String>>, Error> {
+    pub async fn put_all(&self, objects: &[Object]) -> Result<Vec<Stored>, Error> {
         let mut puts = JoinSet::new();
         for (index, object) in objects.iter().enumerate() {
-            let client = self.client.clone();
-            let object = object.clone();
+            let request = self
+                .client
+                .put_object()
+                .bucket(&object.bucket)
+                .key(&object.key)
+                .content_type(CONTENT_TYPE)
+                .content_length(object.body.len() as i64)
+                .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+                .set_expected_bucket_owner(self.expected_bucket_owner.clone())
+                .body(ByteStream::from(object.body.clone()));
             puts.spawn(async move {
-                let result = client
-                    .put_object()
-                    .bucket(&object.bucket)
-                    .key(&object.key)
-                    .content_type(CONTENT_TYPE)
-                    .content_length(object.body.len() as i64)
-                    .body(ByteStream::from(object.body))
-                    .send()
-                    .await;
-                (
-                    index,
-                    result
-                        .map(|out| out.e_tag)
-                        .map_err(|e| DisplayErrorContext(e).to_string()),
-                )
+                let result = request.send().await.map(|out| Stored {
+                    etag: out.e_tag,
+                    checksum_crc32c: out.checksum_crc32_c,
+                });
+                (index, result.map_err(|e| describe(&e)))
             });
         }
-        let mut etags = vec![None; objects.len()];
+        let mut stored = vec![Stored::default(); objects.len()];
         let mut failures = Vec::new();
         while let Some(joined) = puts.join_next().await {
             match joined {
-                Ok((index, Ok(etag))) => etags[index] = etag,
+                Ok((index, Ok(object))) => stored[index] = object,
                 Ok((index, Err(e))) => failures.push(format!("{}: {e}", objects[index].uri())),
                 Err(e) => failures.push(format!("a PUT task failed: {e}")),
             }
         }
         if failures.is_empty() {
-            return Ok(etags);
+            return Ok(stored);
         }
         failures.sort();
         let mut message = format!("writing to S3 failed: {}", failures.join("; "));
@@ -112,7 +142,8 @@ impl S3Store {
                 .client
                 .delete_object()
                 .bucket(&object.bucket)
-                .key(&object.key);
+                .key(&object.key)
+                .set_expected_bucket_owner(self.expected_bucket_owner.clone());
             let uri = object.uri();
             deletes.spawn(async move {
                 match request.send().await {

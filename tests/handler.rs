@@ -55,6 +55,18 @@ async fn seed_rows_become_an_uncompressed_and_a_snappy_object() {
         assert_eq!(object.bucket, BUCKET);
         assert_eq!(object.rows, 3);
         assert!(object.etag.as_deref().is_some_and(|e| !e.is_empty()));
+        // The PUT carried a CRC32C that the server verified and reports back on GET.
+        let checksum = object.checksum_crc32c.as_deref().expect("a CRC32C");
+        let got = s3
+            .client
+            .get_object()
+            .bucket(BUCKET)
+            .key(&object.key)
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.checksum_crc32_c(), Some(checksum));
         let (bytes, content_type) = s3.get(BUCKET, &object.key).await;
         assert_eq!(bytes.len(), object.bytes);
         assert_eq!(content_type.as_deref(), Some(CONTENT_TYPE));
@@ -218,6 +230,11 @@ async fn a_failed_put_removes_what_the_invocation_wrote() {
     assert!(
         message.contains("nothing of this invocation was left"),
         "{message}"
+    );
+    assert!(message.contains("NoSuchBucket (HTTP 404)"), "{message}");
+    assert!(
+        message.len() < 500,
+        "a one-line account, not a dump: {message}"
     );
     assert_eq!(s3.keys(BUCKET).await, Vec::<String>::new());
 }

@@ -57,7 +57,10 @@ impl LocalS3 {
                 .map(|(_, v)| v.to_string())
         })
         .unwrap();
-        Function::new(S3Store::new(self.client.clone()), config)
+        Function::new(
+            S3Store::new(self.client.clone(), config.expected_bucket_owner.clone()),
+            config,
+        )
     }
 
     /// Every key in `bucket`, sorted.

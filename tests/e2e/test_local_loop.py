@@ -295,6 +295,7 @@ def test_invocation(runs, name):
         return
     for obj, path in files:
         assert path.stat().st_size == obj["bytes"]
+        assert obj["etag"] and obj["checksum_crc32c"], obj
         meta = pq.ParquetFile(path).metadata
         codecs = {meta.row_group(0).column(i).compression for i in range(meta.num_columns)}
         assert codecs == {PARQUET_CODEC[obj["compression"]]}, codecs
