@@ -1,7 +1,7 @@
 //! One invocation: validate the whole event, build every object in memory, then write them
 //! all or none.
 
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arrow_schema::Schema;
 use lambda_runtime::{Diagnostic, LambdaEvent};
@@ -15,6 +15,27 @@ use crate::{Error, ddl, encode, event};
 
 /// S3's limit on a key's length in bytes.
 const MAX_KEY_BYTES: usize = 1024;
+
+/// Time kept back from the invocation deadline to delete partial output and answer.
+pub const CLEANUP_RESERVE: Duration = Duration::from_secs(3);
+
+/// How long the PUTs may take: the time left before the deadline less [`CLEANUP_RESERVE`];
+/// `None` without a deadline.
+fn write_budget(deadline_ms: u64, now: SystemTime) -> Result<Option<Duration>, Error> {
+    if deadline_ms == 0 {
+        return Ok(None);
+    }
+    let deadline = UNIX_EPOCH + Duration::from_millis(deadline_ms);
+    let left = deadline.duration_since(now).unwrap_or_default();
+    match left.checked_sub(CLEANUP_RESERVE) {
+        Some(budget) if !budget.is_zero() => Ok(Some(budget)),
+        _ => Err(Error::S3WriteFailed(format!(
+            "only {} ms were left before the invocation deadline, less than the {} ms kept to clean up; nothing was written (raise the function's timeout)",
+            left.as_millis(),
+            CLEANUP_RESERVE.as_millis()
+        ))),
+    }
+}
 
 /// The function's state, built once in `main` and shared by every invocation.
 #[derive(Debug)]
@@ -98,9 +119,13 @@ impl Function {
     /// Any [`Error`]; for all but `S3WriteFailed` nothing was written, and for that one what
     /// was written has been removed.
     pub async fn handle(&self, event: LambdaEvent<Box<RawValue>>) -> Result<Response, Error> {
-        let request_id = event.context.request_id.as_str();
-        self.invoke(event.payload.get().as_bytes(), request_id)
-            .await
+        let context = &event.context;
+        self.invoke(
+            event.payload.get().as_bytes(),
+            &context.request_id,
+            context.deadline,
+        )
+        .await
     }
 
     /// Handles one event's bytes as they arrived, logging one summary line. The runtime only
@@ -109,9 +134,17 @@ impl Function {
     ///
     /// # Errors
     /// As [`Function::handle`].
-    pub async fn invoke(&self, payload: &[u8], request_id: &str) -> Result<Response, Error> {
+    ///
+    /// `deadline_ms` is the invocation's deadline in milliseconds since the Unix epoch (0 for
+    /// none): the PUTs get the time left minus [`CLEANUP_RESERVE`].
+    pub async fn invoke(
+        &self,
+        payload: &[u8],
+        request_id: &str,
+        deadline_ms: u64,
+    ) -> Result<Response, Error> {
         let started = Instant::now();
-        let result = self.run(payload, request_id).await;
+        let result = self.run(payload, request_id, deadline_ms).await;
         let ms = started.elapsed().as_secs_f64() * 1e3;
         match &result {
             Ok(response) => tracing::info!(
@@ -131,7 +164,12 @@ impl Function {
         result
     }
 
-    async fn run(&self, payload: &[u8], request_id: &str) -> Result<Response, Error> {
+    async fn run(
+        &self,
+        payload: &[u8],
+        request_id: &str,
+        deadline_ms: u64,
+    ) -> Result<Response, Error> {
         let event = event::parse(payload)?;
         let targets = self.config.resolve_targets(event.targets)?;
         let keys = targets
@@ -174,7 +212,8 @@ impl Function {
                 schema: Some(SchemaDescription::of(&schema)),
             });
         }
-        let stored = self.store.put_all(&objects).await?;
+        let budget = write_budget(deadline_ms, SystemTime::now())?;
+        let stored = self.store.put_all(&objects, budget).await?;
         let objects = objects
             .into_iter()
             .zip(stored)
@@ -234,6 +273,27 @@ impl From<Error> for Diagnostic {
         Diagnostic {
             error_type: error.error_type().into(),
             error_message: error.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_write_budget_keeps_time_to_clean_up() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let at = |secs: u64| (1_000_000 + secs) * 1000;
+        assert_eq!(write_budget(0, now).unwrap(), None);
+        assert_eq!(
+            write_budget(at(60), now).unwrap(),
+            Some(Duration::from_secs(57))
+        );
+        for deadline in [at(3), at(1), 1_000_000 * 1000 - 5] {
+            let err = write_budget(deadline, now).unwrap_err();
+            assert_eq!(err.error_type(), "S3WriteFailed");
+            assert!(err.to_string().contains("nothing was written"), "{err}");
         }
     }
 }

@@ -82,11 +82,18 @@ impl S3Store {
     /// Writes every object concurrently, each with a CRC32C that S3 verifies, and returns what
     /// S3 stored, in the same order.
     ///
+    /// With a `budget`, PUTs still running when it is spent are abandoned (so the invocation
+    /// ends cleanly before its deadline rather than being killed mid-write).
+    ///
     /// # Errors
-    /// `S3WriteFailed` naming each object that failed. Before it returns, every object of
-    /// this call is deleted (a failed PUT may still have landed); keys that could not be
-    /// deleted are listed in the message.
-    pub async fn put_all(&self, objects: &[Object]) -> Result<Vec<Stored>, Error> {
+    /// `S3WriteFailed` naming each object that failed, or saying the budget ran out. Before it
+    /// returns, every object of this call is deleted (a failed PUT may still have landed);
+    /// keys that could not be deleted are listed in the message.
+    pub async fn put_all(
+        &self,
+        objects: &[Object],
+        budget: Option<Duration>,
+    ) -> Result<Vec<Stored>, Error> {
         let mut puts = JoinSet::new();
         for (index, object) in objects.iter().enumerate() {
             let request = self
@@ -109,7 +116,24 @@ impl S3Store {
         }
         let mut stored = vec![Stored::default(); objects.len()];
         let mut failures = Vec::new();
-        while let Some(joined) = puts.join_next().await {
+        let give_up = budget.map(|b| tokio::time::Instant::now() + b);
+        loop {
+            let next = match give_up {
+                Some(at) => match tokio::time::timeout_at(at, puts.join_next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        puts.abort_all();
+                        failures.push(format!(
+                            "{} of {} PUTs had not finished when the time left before the invocation deadline ran out",
+                            puts.len(),
+                            objects.len()
+                        ));
+                        break;
+                    }
+                },
+                None => puts.join_next().await,
+            };
+            let Some(joined) = next else { break };
             match joined {
                 Ok((index, Ok(object))) => stored[index] = object,
                 Ok((index, Err(e))) => failures.push(format!("{}: {e}", objects[index].uri())),

@@ -90,7 +90,7 @@ async fn every_bad_input_is_a_clear_error_that_writes_nothing() {
     );
     for (name, bytes, error_type, word) in all {
         let started = std::time::Instant::now();
-        let err = function.invoke(&bytes, "corpus").await.expect_err(&name);
+        let err = function.invoke(&bytes, "corpus", 0).await.expect_err(&name);
         assert_eq!(err.error_type(), error_type, "{name}: {err}");
         assert!(
             err.to_string().contains(&word),
@@ -114,7 +114,7 @@ async fn every_bad_input_is_a_clear_error_that_writes_nothing() {
     }
     let valid = format!(r#"{{"rows": [{{"name": "John Doe", "age": 30}}], {TARGETS}}}"#);
     let response = function
-        .invoke(valid.as_bytes(), "after-corpus")
+        .invoke(valid.as_bytes(), "after-corpus", 0)
         .await
         .unwrap();
     assert_eq!(response.rows, 1);

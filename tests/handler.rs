@@ -361,3 +361,31 @@ async fn a_schema_violation_writes_nothing() {
     );
     assert_eq!(s3.keys(BUCKET).await, Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_invocation_deadline_is_respected() {
+    let s3 = LocalS3::start(&[BUCKET]).await;
+    let function = s3.function(&[]);
+    let event = json!({"rows": seed_rows(), "targets": two_targets()}).to_string();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+
+    // Too little time left to write and still clean up: refused before any PUT.
+    let mut late = invocation(&event, "req-9");
+    late.context.deadline = now_ms + 1_000;
+    let err = function.handle(late).await.unwrap_err();
+    assert_eq!(err.error_type(), "S3WriteFailed");
+    assert!(
+        err.to_string().contains("before the invocation deadline"),
+        "{err}"
+    );
+    assert_eq!(s3.keys(BUCKET).await, Vec::<String>::new());
+
+    // Enough time: the PUTs run within the budget.
+    let mut timely = invocation(&event, "req-10");
+    timely.context.deadline = now_ms + 60_000;
+    assert_eq!(function.handle(timely).await.unwrap().objects.len(), 2);
+    assert_eq!(s3.keys(BUCKET).await.len(), 2);
+}
