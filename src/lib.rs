@@ -8,15 +8,17 @@
 //! - [`event`]: the event contract, validated once into typed values.
 //! - [`rows`]: the rows as a flat tape of JSON nodes, parsed with the event in one pass.
 //! - [`target`]: S3 prefixes, codecs and the `ALLOWED_PREFIXES` policy.
-//! - [`schema`]: type inference over all rows.
+//! - [`schema`]: type inference over all rows, and the column-name rules.
+//! - [`ddl`]: Spark DDL schemas in, Spark and Athena DDL out.
+//! - [`convert`]: exact conversions to declared types (decimals, dates, timestamps, base64).
 //! - [`columns`]: Arrow columns built straight from the tape.
 //! - [`encode`]: the conversion core; the batch to Parquet bytes per codec.
-//! - [`store`]: concurrent PUTs and clean-up after a failed write (the only AWS code).
+//! - [`store`]: concurrent, checksummed PUTs and clean-up after a failed write (the only AWS
+//!   code).
 //! - [`config`]: environment variables, read once at start.
 //! - [`Error`]: every failure, one variant per `errorType`.
 //!
-//! `event`, `rows`, `target`, `schema`, `columns`, `encode` and `config` use no AWS types and
-//! no network.
+//! Everything but `store`, `handler` and `main.rs` uses no AWS types and no network.
 
 pub mod columns;
 pub mod config;
