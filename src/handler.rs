@@ -19,13 +19,19 @@ const MAX_KEY_BYTES: usize = 1024;
 /// Time kept back from the invocation deadline to delete partial output and answer.
 pub const CLEANUP_RESERVE: Duration = Duration::from_secs(3);
 
+/// The invocation's deadline from the runtime's milliseconds since the Unix epoch. `0`, or a
+/// time already past on arrival (from a tool that does not model deadlines, such as cargo
+/// lambda's emulator; Lambda's is always ahead), means none.
+fn deadline_from(deadline_ms: u64, now: SystemTime) -> Option<SystemTime> {
+    Some(UNIX_EPOCH + Duration::from_millis(deadline_ms)).filter(|deadline| *deadline > now)
+}
+
 /// How long the PUTs may take: the time left before the deadline less [`CLEANUP_RESERVE`];
 /// `None` without a deadline.
-fn write_budget(deadline_ms: u64, now: SystemTime) -> Result<Option<Duration>, Error> {
-    if deadline_ms == 0 {
+fn write_budget(deadline: Option<SystemTime>, now: SystemTime) -> Result<Option<Duration>, Error> {
+    let Some(deadline) = deadline else {
         return Ok(None);
-    }
-    let deadline = UNIX_EPOCH + Duration::from_millis(deadline_ms);
+    };
     let left = deadline.duration_since(now).unwrap_or_default();
     match left.checked_sub(CLEANUP_RESERVE) {
         Some(budget) if !budget.is_zero() => Ok(Some(budget)),
@@ -144,14 +150,8 @@ impl Function {
         deadline_ms: u64,
     ) -> Result<Response, Error> {
         let started = Instant::now();
-        // A deadline already past on arrival comes from a tool that does not model deadlines
-        // (cargo lambda's emulator); Lambda's is always ahead. Such a deadline is ignored.
-        let deadline_ms = if UNIX_EPOCH + Duration::from_millis(deadline_ms) > SystemTime::now() {
-            deadline_ms
-        } else {
-            0
-        };
-        let result = self.run(payload, request_id, deadline_ms).await;
+        let deadline = deadline_from(deadline_ms, SystemTime::now());
+        let result = self.run(payload, request_id, deadline).await;
         let ms = started.elapsed().as_secs_f64() * 1e3;
         match &result {
             Ok(response) => tracing::info!(
@@ -175,7 +175,7 @@ impl Function {
         &self,
         payload: &[u8],
         request_id: &str,
-        deadline_ms: u64,
+        deadline: Option<SystemTime>,
     ) -> Result<Response, Error> {
         let event = event::parse(payload)?;
         let targets = self.config.resolve_targets(event.targets)?;
@@ -219,7 +219,7 @@ impl Function {
                 schema: Some(SchemaDescription::of(&schema)),
             });
         }
-        let budget = write_budget(deadline_ms, SystemTime::now())?;
+        let budget = write_budget(deadline, SystemTime::now())?;
         let stored = self.store.put_all(&objects, budget).await?;
         let objects = objects
             .into_iter()
@@ -291,16 +291,29 @@ mod tests {
     #[test]
     fn the_write_budget_keeps_time_to_clean_up() {
         let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let at = |secs: u64| (1_000_000 + secs) * 1000;
-        assert_eq!(write_budget(0, now).unwrap(), None);
+        let at = |secs: u64| Some(now + Duration::from_secs(secs));
+        assert_eq!(write_budget(None, now).unwrap(), None);
         assert_eq!(
             write_budget(at(60), now).unwrap(),
             Some(Duration::from_secs(57))
         );
-        for deadline in [at(3), at(1), 1_000_000 * 1000 - 5] {
+        // A deadline that passes while the objects are built leaves no time either.
+        let passed = Some(now - Duration::from_millis(5));
+        for deadline in [at(3), at(1), passed] {
             let err = write_budget(deadline, now).unwrap_err();
             assert_eq!(err.error_type(), "S3WriteFailed");
             assert!(err.to_string().contains("nothing was written"), "{err}");
         }
+    }
+
+    #[test]
+    fn no_deadline_or_one_already_past_on_arrival_means_none() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(deadline_from(0, now), None);
+        assert_eq!(deadline_from(1_000_000 * 1000, now), None);
+        assert_eq!(
+            deadline_from(1_000_060 * 1000, now),
+            Some(now + Duration::from_secs(60))
+        );
     }
 }
