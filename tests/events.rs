@@ -9,7 +9,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{LocalS3, invocation, read_parquet, read_schema, same_data};
+use common::{Expectation, LocalS3, invocation, read_parquet, read_schema, same_data};
 use serde_json::Value;
 
 const BUCKET: &str = "my-bucket";
@@ -48,17 +48,10 @@ async fn every_sample_event_behaves_as_its_file_says() {
         let function = s3.function(&[("DEFAULT_TARGETS", DEFAULT_TARGETS)]);
         let result = function.handle(invocation(&payload, "events-test")).await;
 
-        let expect_path = path.with_extension("expect.json");
-        if expect_path.exists() {
+        if let Some(expect) = Expectation::beside(path) {
             invalid += 1;
-            let expect = read_json(&expect_path);
             let err = result.expect_err(&name.to_string());
-            assert_eq!(err.error_type(), expect["errorType"], "{name}: {err}");
-            let word = expect["messageContains"].as_str().unwrap();
-            assert!(
-                err.to_string().contains(word),
-                "{name}: `{err}` lacks `{word}`"
-            );
+            expect.assert_matches(&err, &name.to_string());
             assert_eq!(
                 s3.keys(BUCKET).await,
                 Vec::<String>::new(),

@@ -95,6 +95,42 @@ impl LocalS3 {
     }
 }
 
+/// How an input must be refused, as its sibling `NAME.expect.json` says
+/// (`{"errorType", "messageContains"}`; in `events/` and `tests/corpus/`).
+pub struct Expectation {
+    pub error_type: String,
+    pub word: String,
+}
+
+impl Expectation {
+    /// The expectation beside `input` (`x.json` → `x.expect.json`), if there is one.
+    pub fn beside(input: &std::path::Path) -> Option<Expectation> {
+        let path = input.with_extension("expect.json");
+        let expect: Value = serde_json::from_slice(&std::fs::read(&path).ok()?)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let field = |name: &str| {
+            expect[name]
+                .as_str()
+                .unwrap_or_else(|| panic!("{}: no {name}", path.display()))
+                .to_owned()
+        };
+        Some(Expectation {
+            error_type: field("errorType"),
+            word: field("messageContains"),
+        })
+    }
+
+    /// Asserts that `err` is this refusal; `what` names the input in the failure message.
+    pub fn assert_matches(&self, err: &rows_to_parquet::Error, what: &str) {
+        assert_eq!(err.error_type(), self.error_type, "{what}: {err}");
+        assert!(
+            err.to_string().contains(&self.word),
+            "{what}: `{err}` lacks `{}`",
+            self.word
+        );
+    }
+}
+
 /// An invocation as the Lambda runtime delivers it.
 pub fn invocation(payload: &str, request_id: &str) -> LambdaEvent<Box<RawValue>> {
     let mut context = Context::default();
