@@ -4,37 +4,15 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-use common::{LocalS3, invocation};
+use common::{CapturedLogs, LocalS3, invocation};
 use serde_json::json;
 
 const SECRET: &str = "AKIA-FAKE-SECRET!0123";
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 // One thread, so the subscriber set for this test sees the handler and the S3 calls.
 #[tokio::test(flavor = "current_thread")]
 async fn secrets_in_rows_appear_in_neither_logs_nor_errors() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = CapturedLogs::start();
 
     let s3 = LocalS3::start(&["my-bucket"]).await;
     let function = s3.function(&[]);
@@ -87,7 +65,7 @@ async fn secrets_in_rows_appear_in_neither_logs_nor_errors() {
             (other, _) => panic!("unexpected outcome for {event}: {other:?}"),
         }
     }
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(
         logs.contains("invocation failed") && logs.contains("built parquet"),
         "{logs}"

@@ -4,6 +4,8 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use bytes::Bytes;
 use lambda_runtime::{Context, LambdaEvent};
@@ -14,9 +16,62 @@ use rows_to_parquet::handler::Function;
 use rows_to_parquet::store::S3Store;
 use serde_json::Value;
 use serde_json::value::RawValue;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+pub mod proxy;
 mod s3_server;
 pub use s3_server::{ACCESS_KEY, SECRET_KEY, serve};
+
+/// A client for `endpoint` (the server, or a proxy in front of it) signing with the server's
+/// credentials. `timeouts` as the function sets them in production, or shorter; the retry is
+/// the SDK's standard one (3 attempts) with a short first backoff, so retry tests stay quick.
+pub fn client(endpoint: &str, timeouts: TimeoutConfig) -> Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            ACCESS_KEY, SECRET_KEY, None, None, "tests",
+        ))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .timeout_config(timeouts)
+        .retry_config(RetryConfig::standard().with_initial_backoff(Duration::from_millis(20)))
+        .build();
+    Client::from_conf(config)
+}
+
+/// Log output captured from a `tracing_subscriber::fmt` subscriber (every level).
+#[derive(Clone, Default)]
+pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    /// Captures this thread's logs until the guard is dropped (use a current-thread runtime).
+    pub fn start() -> (CapturedLogs, tracing::subscriber::DefaultGuard) {
+        let logs = CapturedLogs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+impl Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 /// An S3 server on a fresh directory with the given buckets, and a client for it.
 pub struct LocalS3 {
@@ -33,24 +88,21 @@ impl LocalS3 {
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = serve(root.path(), listener);
-        let config = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new(
-                ACCESS_KEY, SECRET_KEY, None, None, "tests",
-            ))
-            .endpoint_url(&endpoint)
-            .force_path_style(true)
-            .build();
+        let client = client(&endpoint, TimeoutConfig::disabled());
         LocalS3 {
             root,
             endpoint,
-            client: Client::from_conf(config),
+            client,
         }
     }
 
     /// The function as `main` builds it, with `vars` as its environment.
     pub fn function(&self, vars: &[(&str, &str)]) -> Function {
+        self.function_with(self.client.clone(), vars)
+    }
+
+    /// The function writing through `client` (to a proxy, say), with `vars` as its environment.
+    pub fn function_with(&self, client: Client, vars: &[(&str, &str)]) -> Function {
         let config = Config::from_lookup(|name| {
             vars.iter()
                 .find(|(k, _)| *k == name)
@@ -58,7 +110,7 @@ impl LocalS3 {
         })
         .unwrap();
         Function::new(
-            S3Store::new(self.client.clone(), config.expected_bucket_owner.clone()),
+            S3Store::new(client, config.expected_bucket_owner.clone()),
             config,
         )
     }

@@ -1,0 +1,186 @@
+//! A fault-injecting HTTP proxy between `aws-sdk-s3` and the local S3 server, on loopback.
+//! Each request is either forwarded unchanged (the SDK's signature still holds: the `Host`
+//! header is kept) or answered with the first programmed [`Fault`] whose rule matches. The
+//! proxy lives on the test's runtime and stops with it; a hung answer is bounded too.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Either, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+/// What the proxy does instead of forwarding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// An S3 error document with this HTTP status and error code (`503`, `SlowDown`).
+    Status(u16, &'static str),
+    /// Reads the first part of the request body, then drops the connection unanswered.
+    DropMidBody,
+    /// Never answers (the proxy gives up after two minutes; the client should long before).
+    Hang,
+}
+
+/// One request as the proxy saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: Method,
+    /// The path, `/bucket/key` (path-style addressing).
+    pub path: String,
+    pub fault: Option<Fault>,
+    /// For [`Fault::DropMidBody`]: the body bytes read before the drop, and the length the
+    /// request announced.
+    pub body_read: Option<(usize, u64)>,
+}
+
+struct Rule {
+    method: Method,
+    path_contains: String,
+    fault: Fault,
+    /// How many more requests this rule faults; `None` for all of them.
+    left: Option<usize>,
+}
+
+#[derive(Default)]
+struct State {
+    rules: Vec<Rule>,
+    seen: Vec<Seen>,
+}
+
+type Body = Either<Incoming, Full<Bytes>>;
+
+/// The proxy's address and its programme.
+#[derive(Clone)]
+pub struct Proxy {
+    pub endpoint: String,
+    state: Arc<Mutex<State>>,
+}
+
+impl Proxy {
+    /// Starts a proxy in front of `upstream` (`http://host:port`) on a fresh loopback port.
+    pub async fn start(upstream: &str) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = Proxy {
+            endpoint: format!("http://{}", listener.local_addr().unwrap()),
+            state: Arc::default(),
+        };
+        let client: Client<HttpConnector, Incoming> =
+            Client::builder(TokioExecutor::new()).build_http();
+        let upstream: Arc<str> = upstream.into();
+        let state = proxy.state.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let (client, upstream, state) = (client.clone(), upstream.clone(), state.clone());
+                let service = hyper::service::service_fn(move |request| {
+                    answer(request, client.clone(), upstream.clone(), state.clone())
+                });
+                tokio::spawn(async move {
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(socket), service)
+                        .await;
+                });
+            }
+        });
+        proxy
+    }
+
+    /// Faults the next `times` requests (`None`: every request) whose method is `method` and
+    /// whose path contains `path_contains`. Rules are tried in the order they were added.
+    pub fn fault(&self, method: Method, path_contains: &str, fault: Fault, times: Option<usize>) {
+        self.state.lock().unwrap().rules.push(Rule {
+            method,
+            path_contains: path_contains.into(),
+            fault,
+            left: times,
+        });
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+
+    /// The requests with `method` whose path contains `path_contains`, and how many of them
+    /// were faulted.
+    pub fn count(&self, method: Method, path_contains: &str) -> (usize, usize) {
+        let seen = self.seen();
+        let matching = seen
+            .iter()
+            .filter(|s| s.method == method && s.path.contains(path_contains));
+        let faulted = matching.clone().filter(|s| s.fault.is_some()).count();
+        (matching.count(), faulted)
+    }
+}
+
+/// Records `request`, then applies the first matching rule or forwards it.
+async fn answer(
+    request: Request<Incoming>,
+    client: Client<HttpConnector, Incoming>,
+    upstream: Arc<str>,
+    state: Arc<Mutex<State>>,
+) -> Result<Response<Body>, Box<dyn std::error::Error + Send + Sync>> {
+    let path = request.uri().path().to_owned();
+    let (index, fault) = {
+        let mut state = state.lock().unwrap();
+        let fault = state
+            .rules
+            .iter_mut()
+            .find(|r| {
+                r.method == request.method() && path.contains(&r.path_contains) && r.left != Some(0)
+            })
+            .map(|rule| {
+                rule.left = rule.left.map(|n| n - 1);
+                rule.fault
+            });
+        state.seen.push(Seen {
+            method: request.method().clone(),
+            path,
+            fault,
+            body_read: None,
+        });
+        (state.seen.len() - 1, fault)
+    };
+    match fault {
+        None => {
+            let (mut parts, body) = request.into_parts();
+            let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            parts.uri = format!("{upstream}{path_and_query}").parse()?;
+            let response = client.request(Request::from_parts(parts, body)).await?;
+            Ok(response.map(Either::Left))
+        }
+        Some(Fault::Status(status, code)) => {
+            let document = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>injected by the test proxy</Message><RequestId>fault</RequestId></Error>"
+            );
+            Ok(Response::builder()
+                .status(StatusCode::from_u16(status)?)
+                .header("content-type", "application/xml")
+                .body(Either::Right(Full::new(Bytes::from(document))))?)
+        }
+        Some(Fault::DropMidBody) => {
+            let announced = request
+                .headers()
+                .get("content-length")
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+                .unwrap_or(0);
+            let mut body = request.into_body();
+            let read = match body.frame().await {
+                Some(Ok(frame)) => frame.data_ref().map_or(0, Bytes::len),
+                _ => 0,
+            };
+            state.lock().unwrap().seen[index].body_read = Some((read, announced));
+            // An error from the service makes hyper close the connection with no answer.
+            Err("dropped mid-body by the test proxy".into())
+        }
+        Some(Fault::Hang) => {
+            tokio::time::sleep(Duration::from_secs(120)).await;
+            Err("the test proxy stopped hanging".into())
+        }
+    }
+}

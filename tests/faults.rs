@@ -1,0 +1,226 @@
+//! S3 faults injected on loopback: a proxy between the SDK and the local S3 server answers
+//! chosen requests with errors, drops them mid-body or never answers. Whatever happens, the
+//! function either writes exactly one object per target or reports `S3WriteFailed` and leaves
+//! nothing behind (or names what it could not remove).
+
+mod common;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use common::proxy::{Fault, Proxy};
+use common::{CapturedLogs, LocalS3, invocation, read_parquet};
+use http::Method;
+use rows_to_parquet::handler::{CLEANUP_RESERVE, Function};
+use serde_json::{Value, json};
+
+const BUCKET: &str = "my-bucket";
+/// The first target's prefix; the second's is `out/second/`.
+const FIRST: &str = "/out/first/";
+const SECOND: &str = "/out/second/";
+
+fn event(rows: usize) -> Value {
+    let rows: Vec<Value> = (0..rows)
+        .map(|i| json!({"id": i, "name": format!("name {i}"), "score": i as f64 / 4.0}))
+        .collect();
+    json!({
+        "rows": rows,
+        "targets": [
+            {"prefix": "s3://my-bucket/out/first/", "compression": "uncompressed"},
+            {"prefix": "s3://my-bucket/out/second/", "compression": "snappy"}
+        ]
+    })
+}
+
+/// The production timeouts, but seconds instead of tens of seconds.
+fn short_timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(Duration::from_millis(500))
+        .operation_timeout(Duration::from_secs(5))
+        .build()
+}
+
+/// A local S3 server, a proxy in front of it, and the function writing through the proxy.
+async fn through_proxy(timeouts: TimeoutConfig) -> (LocalS3, Proxy, Function) {
+    let s3 = LocalS3::start(&[BUCKET]).await;
+    let proxy = Proxy::start(&s3.endpoint).await;
+    let function = s3.function_with(common::client(&proxy.endpoint, timeouts), &[]);
+    (s3, proxy, function)
+}
+
+async fn run(function: &Function, event: &Value) -> Result<Vec<String>, rows_to_parquet::Error> {
+    let response = function
+        .handle(invocation(&event.to_string(), "req-fault"))
+        .await?;
+    Ok(response.objects.into_iter().map(|o| o.key).collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_and_server_errors_are_retried_into_one_object_per_target() {
+    let (s3, proxy, function) = through_proxy(short_timeouts()).await;
+    // Two failures per target: the third (last) attempt of each must get through.
+    proxy.fault(Method::PUT, FIRST, Fault::Status(503, "SlowDown"), Some(2));
+    proxy.fault(
+        Method::PUT,
+        SECOND,
+        Fault::Status(500, "InternalError"),
+        Some(2),
+    );
+    let sent = event(50);
+
+    let keys = run(&function, &sent).await.unwrap();
+
+    assert_eq!(proxy.count(Method::PUT, FIRST), (3, 2));
+    assert_eq!(proxy.count(Method::PUT, SECOND), (3, 2));
+    assert_eq!(proxy.count(Method::DELETE, "/").0, 0, "nothing to clean up");
+    let mut stored = s3.keys(BUCKET).await;
+    stored.sort();
+    let mut reported = keys.clone();
+    reported.sort();
+    assert_eq!(stored, reported, "exactly one object per target");
+    for key in &keys {
+        let (rows, _) = read_parquet(s3.get(BUCKET, key).await.0);
+        assert_eq!(rows.len(), 50);
+        assert_eq!(rows[49]["name"], "name 49");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_outlasting_the_retries_on_the_second_target_removes_the_first() {
+    let (s3, proxy, function) = through_proxy(short_timeouts()).await;
+    proxy.fault(Method::PUT, SECOND, Fault::Status(503, "SlowDown"), None);
+
+    let err = run(&function, &event(50)).await.unwrap_err();
+
+    assert_eq!(err.error_type(), "S3WriteFailed");
+    let message = err.to_string();
+    assert!(
+        message.contains("s3://my-bucket/out/second/part-00000-req-fault-c000.snappy.parquet")
+            && message.contains("SlowDown (HTTP 503)")
+            && message.contains("nothing of this invocation was left"),
+        "{message}"
+    );
+    assert!(!message.contains("out/first/"), "{message}");
+    // The first target's PUT landed, then its DELETE removed it.
+    assert_eq!(proxy.count(Method::PUT, FIRST), (1, 0));
+    assert_eq!(proxy.count(Method::PUT, SECOND), (3, 3));
+    assert_eq!(proxy.count(Method::DELETE, FIRST), (1, 0));
+    assert_eq!(s3.keys(BUCKET).await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_dropped_mid_body_is_retried_and_one_that_keeps_dropping_is_cleaned_up() {
+    let (s3, proxy, function) = through_proxy(short_timeouts()).await;
+    // Enough rows that the uncompressed body arrives in more than one piece.
+    let sent = event(20_000);
+    proxy.fault(Method::PUT, FIRST, Fault::DropMidBody, Some(1));
+
+    let keys = run(&function, &sent).await.unwrap();
+
+    let drops: Vec<_> = proxy
+        .seen()
+        .into_iter()
+        .filter_map(|s| s.body_read)
+        .collect();
+    assert_eq!(drops.len(), 1);
+    let (read, announced) = drops[0];
+    assert!(
+        0 < read && (read as u64) < announced,
+        "{read} of {announced}"
+    );
+    assert_eq!(proxy.count(Method::PUT, FIRST), (2, 1));
+    assert_eq!(s3.keys(BUCKET).await.len(), 2);
+    let (rows, _) = read_parquet(s3.get(BUCKET, &keys[0]).await.0);
+    assert_eq!(rows.len(), 20_000);
+
+    // Every attempt dropped: the write fails and the other target's object goes too.
+    let (s3, proxy, function) = through_proxy(short_timeouts()).await;
+    proxy.fault(Method::PUT, FIRST, Fault::DropMidBody, None);
+    let err = run(&function, &sent).await.unwrap_err();
+    assert_eq!(err.error_type(), "S3WriteFailed");
+    assert!(err.to_string().contains("out/first/"), "{err}");
+    assert_eq!(proxy.count(Method::PUT, FIRST), (3, 3));
+    assert_eq!(s3.keys(BUCKET).await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_that_never_comes_ends_in_the_attempt_timeout() {
+    let (s3, proxy, function) = through_proxy(short_timeouts()).await;
+    proxy.fault(Method::PUT, SECOND, Fault::Hang, None);
+
+    let started = Instant::now();
+    let err = run(&function, &event(50)).await.unwrap_err();
+
+    assert_eq!(err.error_type(), "S3WriteFailed");
+    assert!(err.to_string().contains("timeout"), "{err}");
+    // Three attempts of 500 ms each, not the proxy's two minutes.
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(proxy.count(Method::PUT, SECOND), (3, 3));
+    assert_eq!(s3.keys(BUCKET).await, Vec::<String>::new());
+}
+
+// One thread, so the captured subscriber sees the store's log line.
+#[tokio::test(flavor = "current_thread")]
+async fn a_failing_clean_up_lists_every_key_it_could_not_remove_and_logs_it() {
+    let (logs, _guard) = CapturedLogs::start();
+    let (s3, proxy, function) = through_proxy(short_timeouts()).await;
+    proxy.fault(
+        Method::PUT,
+        SECOND,
+        Fault::Status(500, "InternalError"),
+        None,
+    );
+    proxy.fault(Method::DELETE, "/", Fault::Status(503, "SlowDown"), None);
+
+    let err = run(&function, &event(50)).await.unwrap_err();
+
+    assert_eq!(err.error_type(), "S3WriteFailed");
+    let message = err.to_string();
+    let first = "s3://my-bucket/out/first/part-00000-req-fault-c000.parquet";
+    let second = "s3://my-bucket/out/second/part-00000-req-fault-c000.snappy.parquet";
+    let (_, left) = message
+        .split_once("could not be removed")
+        .unwrap_or_else(|| panic!("{message}"));
+    assert!(left.contains(first) && left.contains(second), "{message}");
+    assert!(!message.contains("nothing of this invocation was left"));
+    // The first object really is still there: the error is the only record of it.
+    assert_eq!(
+        s3.keys(BUCKET).await,
+        ["out/first/part-00000-req-fault-c000.parquet"]
+    );
+    let logs = logs.text();
+    assert!(
+        logs.contains("could not delete") && logs.contains("out/first/part-00000-req-fault"),
+        "{logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_the_deadline_the_puts_stop_and_are_cleaned_up_with_time_to_spare() {
+    // Attempts may take a minute: only the invocation's deadline can stop the hung PUT.
+    let patient = TimeoutConfig::builder()
+        .operation_attempt_timeout(Duration::from_secs(60))
+        .build();
+    let (s3, proxy, function) = through_proxy(patient).await;
+    proxy.fault(Method::PUT, SECOND, Fault::Hang, None);
+    let deadline = SystemTime::now() + CLEANUP_RESERVE + Duration::from_secs(1);
+    let deadline_ms = deadline.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+
+    let err = function
+        .invoke(event(50).to_string().as_bytes(), "req-fault", deadline_ms)
+        .await
+        .unwrap_err();
+
+    let spare = deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    assert!(spare > Duration::from_secs(1), "only {spare:?} to spare");
+    assert_eq!(err.error_type(), "S3WriteFailed");
+    assert!(
+        err.to_string().contains("deadline") && err.to_string().contains("nothing"),
+        "{err}"
+    );
+    assert_eq!(proxy.count(Method::DELETE, "/").0, 2);
+    assert_eq!(s3.keys(BUCKET).await, Vec::<String>::new());
+}
