@@ -108,6 +108,13 @@ impl S3Prefix {
         if path.chars().any(|c| c == '\\' || c.is_control()) {
             return Err(invalid("contains a backslash or a control character"));
         }
+        // S3 keys are literal, so `%2e%2e` would be stored as typed, while consoles, URL-based
+        // tools and allow-list readers that decode would see `..`: refuse the ambiguity.
+        if let Some(c) = path.chars().find(|c| matches!(c, '%' | '?' | '#')) {
+            return Err(Error::TargetNotAllowed(format!(
+                "{what}: contains `{c}` (percent-encoding or URL syntax); write the key as plain text"
+            )));
+        }
         let path = path.strip_suffix('/').unwrap_or(path);
         for segment in path.split('/') {
             match segment {
@@ -155,9 +162,15 @@ fn check_bucket_name(name: &str) -> Result<(), String> {
         || !alnum(name.bytes().last())
         || name.contains("..")
         || looks_like_ip
+        || ["xn--", "sthree-", "amzn-s3-demo-"]
+            .iter()
+            .any(|p| name.starts_with(p))
+        || ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"]
+            .iter()
+            .any(|s| name.ends_with(s))
     {
         return Err(format!(
-            "bucket name `{name}` is not a valid S3 bucket name (3-63 characters: a-z, 0-9, `.`, `-`)"
+            "bucket name `{name}` is not a valid S3 bucket name (3-63 characters: a-z, 0-9, `.`, `-`; no reserved prefix or suffix such as `xn--` or `-s3alias`)"
         ));
     }
     Ok(())
@@ -292,6 +305,19 @@ mod tests {
             ("s3://bucket/a\\b/", "InvalidTarget", "backslash"),
             ("s3://bucket/a/../b/", "TargetNotAllowed", "`..`"),
             ("s3://bucket/./b/", "TargetNotAllowed", "`.`"),
+            ("s3://bucket/out/%2e%2e/b/", "TargetNotAllowed", "`%`"),
+            (
+                "s3://bucket/out%2F..%2Fother/",
+                "TargetNotAllowed",
+                "percent-encoding",
+            ),
+            ("s3://bucket/out/x?y/", "TargetNotAllowed", "`?`"),
+            ("s3://bucket/out/\\..\\other/", "InvalidTarget", "backslash"),
+            ("s3://bucket//out/", "InvalidTarget", "empty path segment"),
+            ("s3://my%2Dbucket/out/", "InvalidTarget", "bucket name"),
+            ("s3://bucket..name/out/", "InvalidTarget", "bucket name"),
+            ("s3://xn--bucket/out/", "InvalidTarget", "bucket name"),
+            ("s3://bucket-s3alias/out/", "InvalidTarget", "bucket name"),
         ] {
             let err = prefix(uri).expect_err(uri);
             assert_eq!(err.error_type(), kind, "{uri}: {err}");
@@ -375,7 +401,14 @@ mod tests {
             AllowList::parse(" , ").unwrap_err().error_type(),
             "InvalidConfig"
         );
-        for bad in ["b-1/out/", "s3://b-1/a//b/", "s3://B-1/"] {
+        for bad in [
+            "b-1/out/",
+            "s3://b-1/a//b/",
+            "s3://B-1/",
+            "s3://b-1/out/%2e%2e/",
+            "s3://b-1/a\\b/",
+            "s3://b_1/",
+        ] {
             assert_eq!(
                 AllowList::parse(bad).unwrap_err().error_type(),
                 "InvalidConfig",
