@@ -2,6 +2,8 @@
 //! any of them fails, so a reader never sees half an output.
 
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::SharedHttpClient;
+use aws_smithy_http_client::tls;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
@@ -37,6 +39,14 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Time for a request with all its retries (the SDK's standard mode: 3 attempts).
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(40);
 
+/// The SDK's HTTPS client on rustls with ring. Connections, and the read of the system's root
+/// certificates, wait for the first request: nothing here slows the cold start.
+pub fn http_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+        .build_https()
+}
+
 /// What S3 said about a stored object.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stored {
@@ -63,6 +73,7 @@ impl S3Store {
             .operation_timeout(OPERATION_TIMEOUT)
             .build();
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(http_client())
             .timeout_config(timeouts)
             .load()
             .await;

@@ -36,6 +36,7 @@ pub fn client(endpoint: &str, timeouts: TimeoutConfig) -> Client {
         ))
         .endpoint_url(endpoint)
         .force_path_style(true)
+        .http_client(rows_to_parquet::store::http_client())
         .timeout_config(timeouts)
         .retry_config(RetryConfig::standard().with_initial_backoff(Duration::from_millis(20)))
         .build();

@@ -1,0 +1,189 @@
+"""A Lambda Runtime API emulator on loopback, for running the built `bootstrap` as Lambda runs
+it: the process polls `GET /2018-06-01/runtime/invocation/next`, gets one event with its
+request id and deadline, and posts `/response` or `/error`. Also starts the embedded S3 server
+(`examples/local-s3.rs`) the function writes to. Used by bench/run.py (init time, latency,
+peak RSS) and bench/soak.py (1,000 mixed invocations, RSS drift).
+
+Only the standard library: it runs before and without the virtualenv's packages."""
+import http.server
+import json
+import os
+import pathlib
+import queue
+import socket
+import subprocess
+import threading
+import time
+import uuid
+
+API = "/2018-06-01/runtime"
+ACCESS_KEY, SECRET_KEY = "local-test-key", "local-test-secret"  # tests/common/s3_server.rs
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, seconds, what, proc):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {seconds} s")
+
+
+def status_kib(pid, field):
+    """`VmRSS` / `VmHWM` of a live process, in KiB."""
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} for pid {pid}")
+
+
+class LocalS3:
+    """examples/local-s3 serving a fresh directory with the given buckets."""
+
+    def __init__(self, binary, root, buckets=("my-bucket",)):
+        self.root = pathlib.Path(root)
+        self.port = free_port()
+        args = [str(binary), "--port", str(self.port), "--root", str(self.root)]
+        for bucket in buckets:
+            args += ["--bucket", bucket]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, 30, "the local S3 server", self.proc)
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+
+    def objects(self, bucket="my-bucket"):
+        """Every stored key (s3s-fs keeps its own metadata in hidden files)."""
+        base = self.root / bucket
+        return sorted(
+            str(p.relative_to(base)) for p in base.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(base).parts)
+        )
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+class Emulator:
+    """Runs `bootstrap` against this emulator; `invoke` hands it one event at a time."""
+
+    def __init__(self, bootstrap, env, timeout_s=30):
+        self.timeout_s = timeout_s
+        self.pending = queue.Queue()
+        self.done = {}
+        self.cond = threading.Condition()
+        self.first_poll = None
+        emulator = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def reply(self, status, body=b"", headers=()):
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                if self.path != f"{API}/invocation/next":
+                    return self.reply(404)
+                if emulator.first_poll is None:
+                    emulator.first_poll = time.perf_counter()
+                request_id, payload, deadline_ms = emulator.pending.get()
+                with emulator.cond:
+                    emulator.done[request_id] = {"sent": time.perf_counter()}
+                self.reply(200, payload, [
+                    ("Lambda-Runtime-Aws-Request-Id", request_id),
+                    ("Lambda-Runtime-Deadline-Ms", str(deadline_ms)),
+                    ("Lambda-Runtime-Invoked-Function-Arn",
+                     "arn:aws:lambda:us-east-1:123456789012:function:rows-to-parquet"),
+                    ("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000"),
+                    ("Content-Type", "application/json"),
+                ])
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                parts = self.path[len(API):].strip("/").split("/")
+                if parts[:2] == ["init", "error"]:
+                    emulator.init_error = body
+                    self.reply(202, b'{"status":"OK"}')
+                    return
+                if len(parts) != 3 or parts[0] != "invocation" or parts[2] not in ("response", "error"):
+                    return self.reply(404)
+                with emulator.cond:
+                    entry = emulator.done.setdefault(parts[1], {})
+                    entry.update(kind=parts[2], body=body, answered=time.perf_counter())
+                    emulator.cond.notify_all()
+                self.reply(202, b'{"status":"OK"}')
+
+        self.init_error = None
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        port = self.server.server_address[1]
+        full_env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}",
+            "AWS_LAMBDA_FUNCTION_NAME": "rows-to-parquet",
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+            "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/rows-to-parquet",
+            "AWS_LAMBDA_LOG_STREAM_NAME": "local",
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            **env,
+        }
+        self.log = open(os.devnull, "w")
+        self.spawned = time.perf_counter()
+        self.proc = subprocess.Popen([str(bootstrap)], env=full_env, stdout=self.log, stderr=self.log)
+
+    def init_ms(self):
+        """Spawn to the first `/next` poll."""
+        end = time.monotonic() + 30
+        while self.first_poll is None:
+            if self.proc.poll() is not None or time.monotonic() > end:
+                raise RuntimeError(f"the function never polled (exit {self.proc.poll()}, init error {self.init_error!r})")
+            time.sleep(0.0005)
+        return (self.first_poll - self.spawned) * 1e3
+
+    def invoke(self, payload, deadline_s=None):
+        """Returns ("response" | "error", parsed body, ms from handing the event over to the answer)."""
+        request_id = str(uuid.uuid4())
+        deadline_ms = int((time.time() + (deadline_s or self.timeout_s)) * 1000)
+        self.pending.put((request_id, payload, deadline_ms))
+        end = time.monotonic() + self.timeout_s + 5
+        with self.cond:
+            while "kind" not in self.done.get(request_id, {}):
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"the function exited ({self.proc.returncode}) during {request_id}")
+                if not self.cond.wait(timeout=max(0.0, end - time.monotonic())) and time.monotonic() >= end:
+                    raise RuntimeError(f"no answer for {request_id} within {self.timeout_s + 5} s")
+            entry = self.done.pop(request_id)
+        return entry["kind"], json.loads(entry["body"]), (entry["answered"] - entry["sent"]) * 1e3
+
+    def rss_kib(self):
+        return status_kib(self.proc.pid, "VmRSS")
+
+    def peak_rss_kib(self):
+        return status_kib(self.proc.pid, "VmHWM")
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.server.shutdown()
+        self.log.close()
