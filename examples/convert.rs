@@ -1,7 +1,8 @@
 //! Times the conversion core on an event file, with no network:
 //! `cargo run --release --example convert -- EVENT.json [REPEAT]`.
-//! Prints rows, columns, each codec's size, the median time of REPEAT runs and the process's
-//! peak RSS.
+//! Prints rows, columns, each codec's size, the median time of REPEAT runs (and of each
+//! phase: parsing the event onto the tape, building the Arrow batch, encoding the codecs in
+//! parallel) and the process's peak RSS.
 
 use std::time::Instant;
 
@@ -17,11 +18,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(1)
         .max(1);
     let bytes = std::fs::read(&path)?;
-    let mut times = Vec::with_capacity(repeat);
+    // Total, parse, build, encode: milliseconds per run.
+    let mut times: [Vec<f64>; 4] = Default::default();
     let mut last = None;
     for _ in 0..repeat {
         let started = Instant::now();
         let event = event::parse(&bytes)?;
+        let parse = started.elapsed();
         let codecs: Vec<_> = event.targets.iter().flatten().map(|t| t.codec).collect();
         last = Some(encode::rows_to_parquet(
             event.rows,
@@ -29,9 +32,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             event.unknown_keys,
             &codecs,
         )?);
-        times.push(started.elapsed().as_secs_f64() * 1e3);
+        let total = started.elapsed();
+        let encoded = last.as_ref().expect("just set");
+        for (phase, t) in
+            times
+                .iter_mut()
+                .zip([total, parse, encoded.build_time, encoded.encode_time])
+        {
+            phase.push(t.as_secs_f64() * 1e3);
+        }
     }
-    times.sort_by(f64::total_cmp);
+    let [total, parse, build, encode] = times.map(|mut t| {
+        t.sort_by(f64::total_cmp);
+        (t[t.len() / 2], t[0])
+    });
     let encoded = last.expect("at least one run");
     let sizes: Vec<String> = encoded
         .files
@@ -39,13 +53,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|(c, b)| format!("{}={}", c.name(), b.len()))
         .collect();
     println!(
-        "{path}: {} bytes, rows={} columns={} {} median_ms={:.2} min_ms={:.2} runs={repeat} peak_rss_kib={}",
+        "{path}: {} bytes, rows={} columns={} {} median_ms={:.2} min_ms={:.2} parse_ms={:.2} build_ms={:.2} encode_ms={:.2} runs={repeat} peak_rss_kib={}",
         bytes.len(),
         encoded.rows,
         encoded.schema.fields().len(),
         sizes.join(" "),
-        times[times.len() / 2],
-        times[0],
+        total.0,
+        total.1,
+        parse.0,
+        build.0,
+        encode.0,
         peak_rss_kib()
     );
     Ok(())

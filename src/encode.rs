@@ -1,12 +1,18 @@
 //! The conversion core (rows to one Arrow batch, built once) and the batch to Parquet bytes
 //! per codec.
 
-use arrow_array::RecordBatch;
-use arrow_schema::SchemaRef;
+use std::time::{Duration, Instant};
+
+use std::collections::HashSet;
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::{DataType, SchemaRef};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use crate::Error;
 use crate::columns::UnknownKeys;
@@ -30,6 +36,10 @@ pub struct Encoded {
     pub rows: usize,
     /// One entry per distinct codec, in the order first asked for.
     pub files: Vec<(Codec, Bytes)>,
+    /// Time spent inferring the schema and building the batch.
+    pub build_time: Duration,
+    /// Time spent encoding every codec (in parallel).
+    pub encode_time: Duration,
 }
 
 impl Encoded {
@@ -59,6 +69,7 @@ pub fn rows_to_parquet(
     unknown: UnknownKeys,
     codecs: &[Codec],
 ) -> Result<Encoded, Error> {
+    let started = Instant::now();
     let schema = match schema {
         Some(declared) => declared,
         None => crate::schema::infer(&rows)?,
@@ -66,16 +77,78 @@ pub fn rows_to_parquet(
     crate::schema::check_names(schema.fields())?;
     let batch = crate::columns::build(&rows, schema.clone(), unknown)?;
     drop(rows);
+    let built = Instant::now();
+    let files = to_parquet_all(&batch, codecs)?;
     Ok(Encoded {
         schema,
         rows: batch.num_rows(),
-        files: to_parquet_all(&batch, codecs)?,
+        files,
+        build_time: built - started,
+        encode_time: built.elapsed(),
     })
 }
 
+/// How many leading values of a column are sampled to choose its encoding.
+const DICTIONARY_SAMPLE: usize = 1024;
+
+/// The leaf columns of `batch` whose sampled values are mostly distinct (ids, timestamps,
+/// free text, measurements): for those a dictionary costs more than it saves (each value once
+/// in the dictionary plus an index per row, and a hash per value to build it), so they are
+/// written plain. Columns inside lists and maps keep the default.
+fn plain_columns(batch: &RecordBatch) -> Vec<ColumnPath> {
+    fn visit(path: &mut Vec<String>, array: &dyn Array, out: &mut Vec<ColumnPath>) {
+        if let Some(strukt) = array.as_struct_opt() {
+            for (field, child) in strukt.fields().iter().zip(strukt.columns()) {
+                path.push(field.name().clone());
+                visit(path, child.as_ref(), out);
+                path.pop();
+            }
+        } else if mostly_distinct(array) {
+            out.push(ColumnPath::new(path.clone()));
+        }
+    }
+    let mut out = Vec::new();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        visit(&mut vec![field.name().clone()], column.as_ref(), &mut out);
+    }
+    out
+}
+
+/// Whether more than half of the first [`DICTIONARY_SAMPLE`] non-null values differ (false
+/// below 64 values, or for a type without fixed-width or string values).
+fn mostly_distinct(array: &dyn Array) -> bool {
+    let data = array.to_data();
+    let rows = (0..data.len().min(DICTIONARY_SAMPLE)).filter(|&i| data.is_valid(i));
+    let mut seen: HashSet<&[u8]> = HashSet::with_capacity(DICTIONARY_SAMPLE);
+    let mut sampled = 0;
+    match data.data_type() {
+        DataType::Utf8 | DataType::Binary => {
+            let offsets = data.buffer::<i32>(0);
+            let values = data.buffers()[1].as_slice();
+            for i in rows {
+                seen.insert(&values[offsets[i] as usize..offsets[i + 1] as usize]);
+                sampled += 1;
+            }
+        }
+        DataType::Boolean => return false,
+        other => {
+            let Some(width) = other.primitive_width() else {
+                return false;
+            };
+            let values = &data.buffers()[0].as_slice()[data.offset() * width..];
+            for i in rows {
+                seen.insert(&values[i * width..(i + 1) * width]);
+                sampled += 1;
+            }
+        }
+    }
+    sampled >= 64 && seen.len() * 2 > sampled
+}
+
 /// Writer settings every reader we target accepts: lists in the spec's three-level form, our
-/// `created_by`, page statistics and the page index (parquet-rs defaults), Parquet 1.0 pages.
-fn properties(codec: Codec) -> WriterProperties {
+/// `created_by`, page statistics and the page index (parquet-rs defaults), Parquet 1.0 pages,
+/// dictionaries except for the `plain` columns.
+fn properties(codec: Codec, plain: &[ColumnPath]) -> WriterProperties {
     let compression = match codec {
         Codec::Uncompressed => Compression::UNCOMPRESSED,
         Codec::Snappy => Compression::SNAPPY,
@@ -84,11 +157,14 @@ fn properties(codec: Codec) -> WriterProperties {
         Codec::Lz4 => Compression::LZ4_RAW,
         Codec::Brotli => Compression::BROTLI(BrotliLevel::default()),
     };
-    WriterProperties::builder()
+    let mut builder = WriterProperties::builder()
         .set_compression(compression)
         .set_coerce_types(true)
-        .set_created_by(CREATED_BY.into())
-        .build()
+        .set_created_by(CREATED_BY.into());
+    for path in plain {
+        builder = builder.set_column_dictionary_enabled(path.clone(), false);
+    }
+    builder.build()
 }
 
 /// One complete Parquet file (a single row group up to 1 Mi rows) holding `batch`.
@@ -96,14 +172,19 @@ fn properties(codec: Codec) -> WriterProperties {
 /// # Errors
 /// `InvalidEvent` if Parquet cannot represent the batch (not expected for inferred schemas).
 pub fn to_parquet(batch: &RecordBatch, codec: Codec) -> Result<Bytes, Error> {
+    write(batch, codec, &plain_columns(batch))
+}
+
+fn write(batch: &RecordBatch, codec: Codec, plain: &[ColumnPath]) -> Result<Bytes, Error> {
     let parquet_error = |e: parquet::errors::ParquetError| {
         Error::InvalidEvent(format!(
             "the rows could not be written as Parquet ({}): {e}",
             codec.name()
         ))
     };
-    let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(properties(codec)))
-        .map_err(parquet_error)?;
+    let mut writer =
+        ArrowWriter::try_new(Vec::new(), batch.schema(), Some(properties(codec, plain)))
+            .map_err(parquet_error)?;
     writer.write(batch).map_err(parquet_error)?;
     Ok(Bytes::from(writer.into_inner().map_err(parquet_error)?))
 }
@@ -119,10 +200,11 @@ pub fn to_parquet_all(batch: &RecordBatch, codecs: &[Codec]) -> Result<Vec<(Code
             distinct.push(codec);
         }
     }
+    let plain = &plain_columns(batch);
     std::thread::scope(|scope| {
         let handles: Vec<_> = distinct
             .iter()
-            .map(|&codec| scope.spawn(move || to_parquet(batch, codec).map(|b| (codec, b))))
+            .map(|&codec| scope.spawn(move || write(batch, codec, plain).map(|b| (codec, b))))
             .collect();
         handles
             .into_iter()
@@ -137,9 +219,8 @@ pub fn to_parquet_all(batch: &RecordBatch, codecs: &[Codec]) -> Result<Vec<(Code
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow_array::cast::AsArray;
+    use arrow_array::StructArray;
     use arrow_array::types::{Float64Type, Int64Type};
-    use arrow_array::{Array, StructArray};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     fn batch_of(json: &str) -> RecordBatch {
@@ -298,6 +379,49 @@ mod tests {
             as_json(&back),
             r#"[{"d":"2026-11-27","t":"2026-11-27T10:00:00Z","p":1.25,"i":7,"m":{"k":1},"b":"6869"}]"#
         );
+    }
+
+    #[test]
+    fn mostly_distinct_columns_are_written_without_a_dictionary() {
+        let rows: Vec<String> = (0..200)
+            .map(|i| {
+                format!(
+                    r#"{{"id": {i}, "city": "c{}", "ok": true, "geo": {{"lat": {i}.5, "zone": {}}}, "tags": [{i}]}}"#,
+                    i % 7,
+                    i % 3
+                )
+            })
+            .collect();
+        let batch = batch_of(&format!("[{}]", rows.join(",")));
+        let plain: Vec<String> = plain_columns(&batch).iter().map(|p| p.string()).collect();
+        assert_eq!(plain, ["id", "geo.lat"]);
+
+        let (back, meta) = read_back(to_parquet(&batch, Codec::Snappy).unwrap());
+        assert_eq!(as_json(&back), as_json(&batch));
+        let has_dictionary: Vec<(String, bool)> = meta
+            .row_group(0)
+            .columns()
+            .iter()
+            .map(|c| {
+                (
+                    c.column_path().string(),
+                    c.dictionary_page_offset().is_some(),
+                )
+            })
+            .collect();
+        let expected = [
+            ("id", false),
+            ("city", true),
+            ("ok", false),
+            ("geo.lat", false),
+            ("geo.zone", true),
+            ("tags.list.element", true),
+        ];
+        let expected: Vec<(String, bool)> =
+            expected.iter().map(|(p, d)| (p.to_string(), *d)).collect();
+        assert_eq!(has_dictionary, expected);
+        // Too few values to judge: the default (a dictionary) stays.
+        assert!(plain_columns(&batch_of(r#"[{"id": 1}, {"id": 2}]"#)).is_empty());
     }
 
     #[test]

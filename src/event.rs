@@ -1,17 +1,13 @@
 //! The event contract: `{"rows": [...], "targets": [...], "schema": ..., "unknown_keys": ...,
 //! "dry_run": ...}`, validated into typed values.
 
-use std::fmt;
-
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
-
 use std::sync::Arc;
 
 use arrow_schema::{Field, Schema, SchemaRef};
 use serde::Deserialize;
 
 use crate::columns::UnknownKeys;
+use crate::json::Scanner;
 use crate::rows::Rows;
 use crate::target::{Target, parse_targets};
 use crate::{Error, ddl};
@@ -49,14 +45,9 @@ pub struct Event<'a> {
 /// assert_eq!(event.targets.unwrap()[0].prefix.key_prefix, "out/");
 /// ```
 pub fn parse(bytes: &[u8]) -> Result<Event<'_>, Error> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let mut parts = EventVisitor
-        .deserialize(&mut deserializer)
-        .and_then(|parts| deserializer.end().map(|()| parts))
-        .map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => Error::InvalidEvent(e.to_string()),
-            _ => Error::InvalidEvent(format!("the event is not valid JSON: {e}")),
-        })?;
+    let mut scanner = Scanner::new(bytes)?;
+    let mut parts = Parts::scan(&mut scanner)?;
+    scanner.end()?;
     let rows = parts
         .rows
         .take()
@@ -155,95 +146,71 @@ fn parse_schema(json: &str) -> Result<SchemaRef, Error> {
 /// The top-level fields: the rows on their tape, the others raw for their own parsers.
 struct Parts<'a> {
     rows: Option<Rows<'a>>,
-    others: Vec<(&'static str, &'a RawValue)>,
+    others: Vec<(&'static str, &'a str)>,
 }
 
-impl Parts<'_> {
-    /// The raw JSON of an optional field; `null` counts as absent.
-    fn field(&self, name: &str) -> Option<&str> {
-        self.others
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, raw)| raw.get())
-            .filter(|raw| *raw != "null")
-    }
-}
-
-struct EventVisitor;
-
-impl<'de> DeserializeSeed<'de> for EventVisitor {
-    type Value = Parts<'de>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Parts<'de>, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for EventVisitor {
-    type Value = Parts<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("the event: a JSON object with `rows` and optionally `targets`")
-    }
-
-    // Other JSON types are refused here rather than by serde, whose message would quote them.
-    fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<Parts<'de>, A::Error> {
-        not_an_object("an array")
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Parts<'de>, E> {
-        not_an_object("null")
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Parts<'de>, E> {
-        not_an_object("a boolean")
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Parts<'de>, E> {
-        not_an_object("a number")
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Parts<'de>, E> {
-        not_an_object("a number")
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Parts<'de>, E> {
-        not_an_object("a string")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parts<'de>, A::Error> {
+impl<'a> Parts<'a> {
+    /// Reads the event object, refusing unknown and repeated fields.
+    fn scan(scanner: &mut Scanner<'a>) -> Result<Parts<'a>, Error> {
+        let not_an_object = match scanner.peek() {
+            Some(b'{') => None,
+            Some(b'[') => Some("an array"),
+            Some(b'"') => Some("a string"),
+            Some(b'-' | b'0'..=b'9') => Some("a number"),
+            Some(b't' | b'f') => Some("a boolean"),
+            Some(b'n') => Some("null"),
+            _ => return Err(scanner.syntax("expected a value")),
+        };
+        if let Some(what) = not_an_object {
+            // Malformed JSON is reported as such; the value itself is never quoted.
+            scanner.raw_value()?;
+            return Err(scanner.refuse(&format!(
+                "the event must be a JSON object with `rows` and optionally `targets`, not {what}"
+            )));
+        }
+        scanner.enter(0)?;
         let mut parts = Parts {
             rows: None,
             others: Vec::new(),
         };
-        while let Some(key) = map.next_key::<String>()? {
+        if scanner.empty(b'}') {
+            return Ok(parts);
+        }
+        loop {
+            let key = scanner.key()?;
             if key == "rows" {
                 if parts.rows.is_some() {
-                    return Err(twice("rows"));
+                    return Err(scanner.refuse("the event has `rows` twice"));
                 }
-                parts.rows = Some(map.next_value_seed(Rows::seed())?);
-                continue;
+                parts.rows = Some(Rows::parse(scanner, 1)?);
+            } else {
+                // Unknown fields are refused so a typo such as `target` fails loudly instead
+                // of silently writing to the default targets.
+                let Some(&name) = OPTIONAL_FIELDS.iter().find(|f| **f == key) else {
+                    return Err(scanner.refuse(&format!(
+                        "unknown field `{key}` in the event (expected `rows`, and optionally {})",
+                        OPTIONAL_FIELDS.map(|f| format!("`{f}`")).join(", ")
+                    )));
+                };
+                if parts.others.iter().any(|(n, _)| *n == name) {
+                    return Err(scanner.refuse(&format!("the event has `{name}` twice")));
+                }
+                parts.others.push((name, scanner.raw_value()?));
             }
-            // Unknown fields are rejected so a typo such as `target` fails loudly instead of
-            // silently writing to the default targets.
-            let Some(&name) = OPTIONAL_FIELDS.iter().find(|f| **f == key) else {
-                return Err(de::Error::custom(format_args!(
-                    "unknown field `{key}` in the event (expected `rows`, and optionally {})",
-                    OPTIONAL_FIELDS.map(|f| format!("`{f}`")).join(", ")
-                )));
-            };
-            if parts.others.iter().any(|(n, _)| *n == name) {
-                return Err(twice(name));
+            if !scanner.more(b'}')? {
+                return Ok(parts);
             }
-            parts.others.push((name, map.next_value()?));
         }
-        Ok(parts)
     }
-}
 
-fn not_an_object<'de, E: de::Error>(what: &str) -> Result<Parts<'de>, E> {
-    Err(E::custom(format_args!(
-        "the event must be a JSON object with `rows` and optionally `targets`, not {what}"
-    )))
-}
-
-fn twice<E: de::Error>(field: &str) -> E {
-    E::custom(format_args!("the event has `{field}` twice"))
+    /// The raw JSON of an optional field; `null` counts as absent.
+    fn field(&self, name: &str) -> Option<&'a str> {
+        self.others
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, raw)| *raw)
+            .filter(|raw| *raw != "null")
+    }
 }
 
 #[cfg(test)]

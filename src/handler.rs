@@ -177,7 +177,9 @@ impl Function {
         request_id: &str,
         deadline: Option<SystemTime>,
     ) -> Result<Response, Error> {
+        let started = Instant::now();
         let event = event::parse(payload)?;
+        let parse_time = started.elapsed();
         let targets = self.config.resolve_targets(event.targets)?;
         let keys = targets
             .iter()
@@ -188,6 +190,13 @@ impl Function {
         let dry_run = event.dry_run;
         let encoded =
             encode::rows_to_parquet(event.rows, event.schema, event.unknown_keys, &codecs)?;
+        tracing::debug!(
+            request_id,
+            parse_ms = parse_time.as_secs_f64() * 1e3,
+            build_ms = encoded.build_time.as_secs_f64() * 1e3,
+            encode_ms = encoded.encode_time.as_secs_f64() * 1e3,
+            "converted"
+        );
         let objects: Vec<Object> = targets
             .iter()
             .zip(keys)

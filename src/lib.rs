@@ -6,6 +6,7 @@
 //! - `main.rs`: the thin `bootstrap`; builds [`config::Config`] and the S3 client once.
 //! - [`handler`]: one invocation end to end, the response, and the Lambda `errorType` mapping.
 //! - [`event`]: the event contract, validated once into typed values.
+//! - [`json`]: a strict JSON scanner over the event's bytes (no value tree).
 //! - [`rows`]: the rows as a flat tape of JSON nodes, parsed with the event in one pass.
 //! - [`target`]: S3 prefixes, codecs and the `ALLOWED_PREFIXES` policy.
 //! - [`schema`]: type inference over all rows, and the column-name rules.
@@ -28,6 +29,7 @@ pub mod encode;
 mod error;
 pub mod event;
 pub mod handler;
+pub mod json;
 pub mod rows;
 pub mod schema;
 pub mod store;

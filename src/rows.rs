@@ -1,19 +1,16 @@
 //! The event's rows as a flat tape of JSON nodes, built in the same pass that parses the event.
 //!
-//! serde_json does the lexing (escapes, surrogates, nesting limits); this module keeps what it
-//! finds as a `Vec` of small nodes instead of a `serde_json::Value` tree: no map per row,
-//! strings borrowed from the event wherever they have no escapes, and numbers other than
-//! plain i64 kept as written, so a decimal never passes through f64. Objects are checked for
-//! duplicate keys here, once.
+//! [`crate::json`] does the lexing (escapes, surrogates, nesting limits); this module keeps
+//! what it finds as a `Vec` of small nodes instead of a `serde_json::Value` tree: no map per
+//! row, strings borrowed from the event wherever they have no escapes, and numbers other than
+//! plain i64 borrowed as written, so a decimal never passes through f64. Objects are checked
+//! for duplicate keys here, once.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-
-/// The key under which serde_json (feature `arbitrary_precision`) hands over a number's text.
-const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+use crate::Error;
+use crate::json::{Number, Scanner};
 
 /// Objects with more members than this are checked for duplicate keys with a hash set.
 const SMALL_OBJECT: usize = 16;
@@ -126,9 +123,100 @@ impl<'a> Rows<'a> {
         })
     }
 
-    /// Parses a JSON array of objects into rows (used as the seed of the event's `rows`).
-    pub fn seed() -> RowsSeed<'a> {
-        RowsSeed(std::marker::PhantomData)
+    /// Parses the `rows` array at the scanner onto a fresh tape; `depth` is the array's
+    /// nesting level in the event.
+    ///
+    /// # Errors
+    /// `InvalidEvent` for malformed JSON, `rows` that is not an array, a row that is not an
+    /// object (naming its index) and an object with a repeated key (naming the row and key).
+    pub fn parse(scanner: &mut Scanner<'a>, depth: usize) -> Result<Rows<'a>, Error> {
+        let what = match scanner.peek() {
+            Some(b'[') => None,
+            Some(b'{') => Some("a JSON object"),
+            Some(b'"') => Some("a JSON string"),
+            Some(b'-' | b'0'..=b'9') => Some("a JSON number"),
+            Some(b't' | b'f') => Some("a JSON boolean"),
+            Some(b'n') => Some("null"),
+            _ => return Err(scanner.syntax("expected a value")),
+        };
+        if let Some(what) = what {
+            scanner.raw_value()?;
+            return Err(scanner.refuse(&format!("`rows` must be an array of objects, not {what}")));
+        }
+        scanner.enter(depth)?;
+        let mut rows = Rows::default();
+        if scanner.empty(b']') {
+            return Ok(rows);
+        }
+        loop {
+            let row = rows.starts.len();
+            let start = rows.nodes.len();
+            rows.value(scanner, depth + 1, row)?;
+            if !matches!(rows.nodes[start], Node::Object { .. }) {
+                return Err(scanner.refuse(&format!(
+                    "row {row} is a JSON {}, not an object",
+                    rows.nodes[start].json_type()
+                )));
+            }
+            rows.starts.push(start as u32);
+            if !scanner.more(b']')? {
+                return Ok(rows);
+            }
+        }
+    }
+
+    /// Appends the value at the scanner (and everything inside it) to the tape.
+    fn value(&mut self, scanner: &mut Scanner<'a>, depth: usize, row: usize) -> Result<(), Error> {
+        let node = match scanner.peek() {
+            Some(b'{') => {
+                scanner.enter(depth)?;
+                let start = self.push(Node::Object { end: 0 });
+                if !scanner.empty(b'}') {
+                    loop {
+                        let key = scanner.key()?;
+                        self.push(Node::Key(key));
+                        self.value(scanner, depth + 1, row)?;
+                        if !scanner.more(b'}')? {
+                            break;
+                        }
+                    }
+                }
+                self.close(start);
+                if let Some(key) = self.duplicate_key(start) {
+                    // Keys are column names, not row values: safe to show.
+                    return Err(scanner.refuse(&format!(
+                        "row {row}: key `{key}` appears twice in one object"
+                    )));
+                }
+                return Ok(());
+            }
+            Some(b'[') => {
+                scanner.enter(depth)?;
+                let start = self.push(Node::Array { end: 0 });
+                if !scanner.empty(b']') {
+                    loop {
+                        self.value(scanner, depth + 1, row)?;
+                        if !scanner.more(b']')? {
+                            break;
+                        }
+                    }
+                }
+                self.close(start);
+                return Ok(());
+            }
+            Some(b'"') => Node::Str(scanner.string()?),
+            Some(b'-' | b'0'..=b'9') => match scanner.number()? {
+                Number::Int(v) => Node::Int(v),
+                Number::Text(text) => Node::Number(Cow::Borrowed(text)),
+            },
+            Some(_) => match scanner.literal()? {
+                Some(v) => Node::Bool(v),
+                None => Node::Null,
+            },
+            None => return Err(scanner.syntax("EOF while parsing a value")),
+        };
+        self.nodes.push(node);
+        Ok(())
     }
 
     fn push(&mut self, node: Node<'a>) -> usize {
@@ -145,235 +233,22 @@ impl<'a> Rows<'a> {
         }
     }
 
+    /// A key that appears twice in the object at `object` (small objects compare pairwise,
+    /// without allocating).
     fn duplicate_key(&self, object: usize) -> Option<&str> {
-        let keys: Vec<&str> = self.members(object).map(|(k, _)| k).collect();
-        if keys.len() <= SMALL_OBJECT {
-            return keys
-                .iter()
-                .enumerate()
-                .find(|(i, k)| keys[..*i].contains(k))
-                .map(|(_, k)| *k);
+        let mut members = self.members(object);
+        if members.by_ref().nth(SMALL_OBJECT).is_none() {
+            return self.members(object).enumerate().find_map(|(i, (key, _))| {
+                self.members(object)
+                    .take(i)
+                    .any(|(earlier, _)| earlier == key)
+                    .then_some(key)
+            });
         }
-        let mut seen = HashSet::with_capacity(keys.len());
-        keys.into_iter().find(|k| !seen.insert(*k))
-    }
-}
-
-/// Deserializes the `rows` array onto a fresh tape.
-pub struct RowsSeed<'a>(std::marker::PhantomData<&'a ()>);
-
-impl<'de> DeserializeSeed<'de> for RowsSeed<'de> {
-    type Value = Rows<'de>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Rows<'de>, D::Error> {
-        deserializer.deserialize_any(RowsVisitor)
-    }
-}
-
-struct RowsVisitor;
-
-impl RowsVisitor {
-    fn not_an_array<E: de::Error>(what: &str) -> Result<Rows<'static>, E> {
-        Err(E::custom(format_args!(
-            "`rows` must be an array of objects, not {what}"
-        )))
-    }
-}
-
-impl<'de> Visitor<'de> for RowsVisitor {
-    type Value = Rows<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("`rows`: an array of objects")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Rows<'de>, A::Error> {
-        let mut rows = Rows::default();
-        loop {
-            let row = rows.starts.len();
-            let start = rows.nodes.len();
-            let seed = NodeSeed {
-                rows: &mut rows,
-                row,
-            };
-            if seq.next_element_seed(seed)?.is_none() {
-                break;
-            }
-            if !matches!(rows.nodes[start], Node::Object { .. }) {
-                return Err(de::Error::custom(format_args!(
-                    "row {row} is a JSON {}, not an object",
-                    rows.nodes[start].json_type()
-                )));
-            }
-            rows.starts.push(start as u32);
-        }
-        Ok(rows)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Rows<'de>, A::Error> {
-        Self::not_an_array("a JSON object or number")
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Rows<'de>, E> {
-        Self::not_an_array("null")
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Rows<'de>, E> {
-        Self::not_an_array("a JSON boolean")
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Rows<'de>, E> {
-        Self::not_an_array("a JSON number")
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Rows<'de>, E> {
-        Self::not_an_array("a JSON number")
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Rows<'de>, E> {
-        Self::not_an_array("a JSON number")
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Rows<'de>, E> {
-        Self::not_an_array("a JSON string")
-    }
-}
-
-/// Appends one value (and everything inside it) to the tape.
-struct NodeSeed<'t, 'de> {
-    rows: &'t mut Rows<'de>,
-    /// For messages.
-    row: usize,
-}
-
-impl<'de> DeserializeSeed<'de> for NodeSeed<'_, 'de> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for NodeSeed<'_, 'de> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_unit<E>(self) -> Result<(), E> {
-        self.rows.push(Node::Null);
-        Ok(())
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
-        self.rows.push(Node::Bool(v));
-        Ok(())
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
-        self.rows.push(Node::Int(v));
-        Ok(())
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
-        self.rows.push(match i64::try_from(v) {
-            Ok(v) => Node::Int(v),
-            Err(_) => Node::Number(Cow::Owned(v.to_string())),
-        });
-        Ok(())
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
-        // Only reached without serde_json's `arbitrary_precision`; Rust prints the shortest
-        // text that reads back as the same f64.
-        self.rows.push(Node::Number(Cow::Owned(format!("{v:?}"))));
-        Ok(())
-    }
-
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<(), E> {
-        self.rows.push(Node::Str(Cow::Borrowed(v)));
-        Ok(())
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<(), E> {
-        self.rows.push(Node::Str(Cow::Owned(v.to_owned())));
-        Ok(())
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<(), E> {
-        self.rows.push(Node::Str(Cow::Owned(v)));
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let start = self.rows.push(Node::Array { end: 0 });
-        while seq
-            .next_element_seed(NodeSeed {
-                rows: &mut *self.rows,
-                row: self.row,
-            })?
-            .is_some()
-        {}
-        self.rows.close(start);
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let Some(first) = map.next_key_seed(CowStr)? else {
-            let start = self.rows.push(Node::Object { end: 0 });
-            self.rows.close(start);
-            return Ok(());
-        };
-        if first == NUMBER_TOKEN {
-            let text = map.next_value_seed(CowStr)?;
-            self.rows.push(Node::Number(text));
-            return Ok(());
-        }
-        let start = self.rows.push(Node::Object { end: 0 });
-        let mut key = Some(first);
-        while let Some(k) = key {
-            self.rows.push(Node::Key(k));
-            map.next_value_seed(NodeSeed {
-                rows: &mut *self.rows,
-                row: self.row,
-            })?;
-            key = map.next_key_seed(CowStr)?;
-        }
-        self.rows.close(start);
-        if let Some(key) = self.rows.duplicate_key(start) {
-            // Keys are column names, not row values: safe to show.
-            return Err(de::Error::custom(format_args!(
-                "row {}: key `{key}` appears twice in one object",
-                self.row
-            )));
-        }
-        Ok(())
-    }
-}
-
-/// A string borrowed from the input when it has no escapes (serde's own `Cow` always copies).
-struct CowStr;
-
-impl<'de> DeserializeSeed<'de> for CowStr {
-    type Value = Cow<'de, str>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Cow<'de, str>, D::Error> {
-        deserializer.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for CowStr {
-    type Value = Cow<'de, str>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string")
-    }
-
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
-        Ok(Cow::Borrowed(v))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Cow<'de, str>, E> {
-        Ok(Cow::Owned(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Cow<'de, str>, E> {
-        Ok(Cow::Owned(v))
+        let mut seen = HashSet::new();
+        self.members(object)
+            .map(|(k, _)| k)
+            .find(|k| !seen.insert(*k))
     }
 }
 
@@ -381,8 +256,8 @@ impl<'de> Visitor<'de> for CowStr {
 mod tests {
     use super::*;
 
-    fn rows(json: &str) -> Result<Rows<'_>, serde_json::Error> {
-        Rows::seed().deserialize(&mut serde_json::Deserializer::from_str(json))
+    fn rows(json: &str) -> Result<Rows<'_>, Error> {
+        Rows::parse(&mut Scanner::new(json.as_bytes())?, 1)
     }
 
     #[test]
@@ -410,6 +285,7 @@ mod tests {
             .map(|(k, v)| (k, rows.node(v).clone()))
             .collect();
         assert!(matches!(second[0].1, Node::Str(Cow::Borrowed("plain"))));
+        assert!(matches!(second[1].1, Node::Number(Cow::Borrowed(_))));
         assert_eq!(second[1].1, Node::Number("-0".into()));
         assert_eq!(second[2].1, Node::Number("18446744073709551616".into()));
         assert_eq!(second[2].1.json_type(), "integer");
@@ -430,6 +306,7 @@ mod tests {
             (r#"{"a": 1}"#, "must be an array"),
             ("null", "not null"),
             (r#""x""#, "not a JSON string"),
+            ("7", "not a JSON number"),
             (r#"[{"a": 1}, [1]]"#, "row 1 is a JSON array"),
             (r#"[{"a": 1}, 2]"#, "row 1 is a JSON integer"),
             (r#"[{"a": 1, "a": 2}]"#, "row 0: key `a` appears twice"),

@@ -3,11 +3,11 @@
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::SharedHttpClient;
-use aws_smithy_http_client::tls;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ChecksumAlgorithm;
+use aws_smithy_http_client::tls;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -43,7 +43,9 @@ pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(40);
 /// certificates, wait for the first request: nothing here slows the cold start.
 pub fn http_client() -> SharedHttpClient {
     aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
         .build_https()
 }
 

@@ -1,0 +1,464 @@
+//! A strict JSON scanner over the event's bytes (RFC 8259: UTF-8, no BOM, no trailing
+//! commas, no lone surrogates, nothing after the value), written for this one job: the rows
+//! go straight onto their tape ([`crate::rows`]) with strings and numbers borrowed from the
+//! input, and the few other top-level fields are handed on as raw text. No value tree, no
+//! allocation per value unless a string has escapes.
+
+use std::borrow::Cow;
+
+use crate::Error;
+
+/// Containers may nest this deep (serde_json's limit); deeper input is refused, not recursed.
+pub const MAX_DEPTH: usize = 128;
+
+/// A position in the event and the text before it (whitespace skipped where it is allowed).
+pub struct Scanner<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+/// A JSON number, as the scanner found it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Number<'a> {
+    /// An integer that fits in i64.
+    Int(i64),
+    /// Any other number, exactly as written.
+    Text(&'a str),
+}
+
+impl<'a> Scanner<'a> {
+    /// # Errors
+    /// `InvalidEvent` if the bytes are not UTF-8 (naming where).
+    pub fn new(bytes: &'a [u8]) -> Result<Scanner<'a>, Error> {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Ok(Scanner { text, pos: 0 }),
+            Err(e) => Err(Scanner {
+                text: std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
+                pos: e.valid_up_to(),
+            }
+            .syntax("invalid UTF-8")),
+        }
+    }
+
+    /// "the event is not valid JSON: `what` at line L column C" (here).
+    pub fn syntax(&self, what: &str) -> Error {
+        Error::InvalidEvent(format!("the event is not valid JSON: {what} {}", self.at()))
+    }
+
+    /// A well-formed event that breaks the contract: `what`, and where.
+    pub fn refuse(&self, what: &str) -> Error {
+        Error::InvalidEvent(format!("{what} {}", self.at()))
+    }
+
+    /// "at line L column C", 1-based, counting characters, like serde_json's messages.
+    fn at(&self) -> String {
+        let before = &self.text[..self.pos.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+        format!("at line {line} column {column}")
+    }
+
+    /// The next byte after whitespace, not consumed; `None` at the end.
+    pub fn peek(&mut self) -> Option<u8> {
+        let text = self.text;
+        let bytes = text.as_bytes();
+        while let Some(&b) = bytes.get(self.pos) {
+            if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+                return Some(b);
+            }
+            self.pos += 1;
+        }
+        None
+    }
+
+    /// Consumes `byte` (after whitespace) or fails naming what was expected.
+    pub fn expect(&mut self, byte: u8, what: &str) -> Result<(), Error> {
+        match self.peek() {
+            Some(b) if b == byte => {
+                self.pos += 1;
+                Ok(())
+            }
+            Some(_) => Err(self.syntax(&format!("expected {what}"))),
+            None => Err(self.syntax(&format!("EOF while expecting {what}"))),
+        }
+    }
+
+    /// After a member or element: `true` if another follows (a `,` was consumed), `false` at
+    /// `close` (consumed).
+    pub fn more(&mut self, close: u8) -> Result<bool, Error> {
+        match self.peek() {
+            Some(b',') => {
+                self.pos += 1;
+                Ok(true)
+            }
+            Some(b) if b == close => {
+                self.pos += 1;
+                Ok(false)
+            }
+            Some(_) => Err(self.syntax(&format!("expected `,` or `{}`", close as char))),
+            None => Err(self.syntax("EOF while parsing a list or an object")),
+        }
+    }
+
+    /// Consumes `close` (after whitespace) if it is next: an empty container.
+    pub fn empty(&mut self, close: u8) -> bool {
+        let empty = self.peek() == Some(close);
+        if empty {
+            self.pos += 1;
+        }
+        empty
+    }
+
+    /// A member's key and its `:`.
+    pub fn key(&mut self) -> Result<Cow<'a, str>, Error> {
+        if self.peek() != Some(b'"') {
+            return Err(self.syntax("expected a string key"));
+        }
+        let key = self.string()?;
+        self.expect(b':', "`:`")?;
+        Ok(key)
+    }
+
+    /// Only whitespace may follow the event.
+    pub fn end(&mut self) -> Result<(), Error> {
+        match self.peek() {
+            None => Ok(()),
+            Some(_) => Err(self.syntax("trailing characters")),
+        }
+    }
+
+    /// The string starting at the current `"`: borrowed unless it has escapes.
+    pub fn string(&mut self) -> Result<Cow<'a, str>, Error> {
+        let text = self.text;
+        let bytes = text.as_bytes();
+        let start = self.pos + 1;
+        let mut i = start;
+        // The common case: no escape before the closing quote.
+        while let Some(&b) = bytes.get(i) {
+            match b {
+                b'"' => {
+                    self.pos = i + 1;
+                    return Ok(Cow::Borrowed(&text[start..i]));
+                }
+                b'\\' => break,
+                0..=0x1f => {
+                    self.pos = i;
+                    return Err(self.syntax("control character in a string"));
+                }
+                _ => i += 1,
+            }
+        }
+        let mut out = String::with_capacity(i - start + 16);
+        let mut run = start;
+        loop {
+            let Some(&b) = bytes.get(i) else {
+                self.pos = i;
+                return Err(self.syntax("EOF while parsing a string"));
+            };
+            match b {
+                b'"' => {
+                    out.push_str(&text[run..i]);
+                    self.pos = i + 1;
+                    return Ok(Cow::Owned(out));
+                }
+                b'\\' => {
+                    out.push_str(&text[run..i]);
+                    self.pos = i;
+                    i = self.escape(&mut out)?;
+                    run = i;
+                }
+                0..=0x1f => {
+                    self.pos = i;
+                    return Err(self.syntax("control character in a string"));
+                }
+                _ => i += 1,
+            }
+        }
+    }
+
+    /// Decodes the escape at `self.pos` (a `\`) into `out`; returns the index after it.
+    fn escape(&mut self, out: &mut String) -> Result<usize, Error> {
+        let text = self.text;
+        let bytes = text.as_bytes();
+        let i = self.pos + 1;
+        let simple = match bytes.get(i) {
+            Some(b'"') => '"',
+            Some(b'\\') => '\\',
+            Some(b'/') => '/',
+            Some(b'b') => '\u{8}',
+            Some(b'f') => '\u{c}',
+            Some(b'n') => '\n',
+            Some(b'r') => '\r',
+            Some(b't') => '\t',
+            Some(b'u') => {
+                let high = self.hex4(i + 1)?;
+                let (code, next) = match high {
+                    0xD800..=0xDBFF => {
+                        if bytes.get(i + 5..i + 7) != Some(b"\\u") {
+                            return Err(self.syntax("lone leading surrogate in a \\u escape"));
+                        }
+                        let low = self.hex4(i + 7)?;
+                        if !(0xDC00..=0xDFFF).contains(&low) {
+                            return Err(self.syntax("lone leading surrogate in a \\u escape"));
+                        }
+                        (0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00), i + 11)
+                    }
+                    0xDC00..=0xDFFF => {
+                        return Err(self.syntax("lone trailing surrogate in a \\u escape"));
+                    }
+                    _ => (high, i + 5),
+                };
+                out.push(char::from_u32(code).expect("surrogates were handled"));
+                return Ok(next);
+            }
+            _ => return Err(self.syntax("invalid escape")),
+        };
+        out.push(simple);
+        Ok(i + 1)
+    }
+
+    /// The four hex digits at `at`.
+    fn hex4(&mut self, at: usize) -> Result<u32, Error> {
+        let text = self.text;
+        let digits = text.as_bytes().get(at..at + 4);
+        digits
+            .filter(|d| d.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|d| u32::from_str_radix(std::str::from_utf8(d).ok()?, 16).ok())
+            .ok_or_else(|| {
+                self.pos = at;
+                self.syntax("invalid \\u escape")
+            })
+    }
+
+    /// The number starting here (`-` or a digit), checked against JSON's grammar.
+    pub fn number(&mut self) -> Result<Number<'a>, Error> {
+        let text = self.text;
+        let bytes = text.as_bytes();
+        let start = self.pos;
+        let mut i = start;
+        let negative = bytes[i] == b'-';
+        if negative {
+            i += 1;
+        }
+        let digits = i;
+        let mut value: u64 = 0;
+        match bytes.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => {
+                while let Some(&d @ b'0'..=b'9') = bytes.get(i) {
+                    value = value.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+                    i += 1;
+                }
+            }
+            _ => {
+                self.pos = i;
+                return Err(self.syntax("invalid number"));
+            }
+        }
+        let integer_digits = i - digits;
+        let mut plain_integer = true;
+        if bytes.get(i) == Some(&b'.') {
+            plain_integer = false;
+            i += 1;
+            i = self.digits(i)?;
+        }
+        if matches!(bytes.get(i), Some(b'e' | b'E')) {
+            plain_integer = false;
+            i += 1;
+            if matches!(bytes.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            i = self.digits(i)?;
+        }
+        self.pos = i;
+        let text = &text[start..i];
+        // `-0` stays text, so a float column keeps its sign.
+        if !plain_integer || text == "-0" {
+            return Ok(Number::Text(text));
+        }
+        // Up to 18 digits cannot overflow.
+        if integer_digits <= 18 {
+            let value = value as i64;
+            return Ok(Number::Int(if negative { -value } else { value }));
+        }
+        Ok(text.parse().map_or(Number::Text(text), Number::Int))
+    }
+
+    /// One or more digits at `i`; returns the index after them.
+    fn digits(&mut self, mut i: usize) -> Result<usize, Error> {
+        let text = self.text;
+        let bytes = text.as_bytes();
+        let first = i;
+        while bytes.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == first {
+            self.pos = i;
+            return Err(self.syntax("invalid number"));
+        }
+        Ok(i)
+    }
+
+    /// `true`, `false` or `null` here.
+    pub fn literal(&mut self) -> Result<Option<bool>, Error> {
+        let rest = &self.text.as_bytes()[self.pos..];
+        for (word, value) in [
+            (&b"true"[..], Some(true)),
+            (b"false", Some(false)),
+            (b"null", None),
+        ] {
+            if rest.starts_with(word) {
+                self.pos += word.len();
+                return Ok(value);
+            }
+        }
+        Err(self.syntax("expected a value"))
+    }
+
+    /// Checks the value here and returns its text, for fields parsed elsewhere.
+    pub fn raw_value(&mut self) -> Result<&'a str, Error> {
+        self.peek();
+        let start = self.pos;
+        self.skip_value(0)?;
+        Ok(&self.text[start..self.pos])
+    }
+
+    fn skip_value(&mut self, depth: usize) -> Result<(), Error> {
+        match self.peek() {
+            Some(b'{') => {
+                self.enter(depth)?;
+                if !self.empty(b'}') {
+                    loop {
+                        self.key()?;
+                        self.skip_value(depth + 1)?;
+                        if !self.more(b'}')? {
+                            break;
+                        }
+                    }
+                }
+            }
+            Some(b'[') => {
+                self.enter(depth)?;
+                if !self.empty(b']') {
+                    loop {
+                        self.skip_value(depth + 1)?;
+                        if !self.more(b']')? {
+                            break;
+                        }
+                    }
+                }
+            }
+            Some(b'"') => {
+                self.string()?;
+            }
+            Some(b'-' | b'0'..=b'9') => {
+                self.number()?;
+            }
+            Some(_) => {
+                self.literal()?;
+            }
+            None => return Err(self.syntax("EOF while parsing a value")),
+        }
+        Ok(())
+    }
+
+    /// Consumes the `{` or `[` here, refusing to go deeper than [`MAX_DEPTH`].
+    pub fn enter(&mut self, depth: usize) -> Result<(), Error> {
+        if depth >= MAX_DEPTH {
+            return Err(self.syntax(&format!(
+                "nested more than {MAX_DEPTH} levels deep (recursion limit)"
+            )));
+        }
+        self.pos += 1;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(json: &str) -> Scanner<'_> {
+        Scanner::new(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn strings_borrow_unless_escaped_and_decode_every_escape() {
+        assert!(matches!(
+            scan(r#""plain é""#).string().unwrap(),
+            Cow::Borrowed("plain é")
+        ));
+        let escaped = scan(r#""a\"b\\c\/d\b\f\n\r\t\u00e9\ud83d\ude80 z""#)
+            .string()
+            .unwrap();
+        assert_eq!(escaped, "a\"b\\c/d\u{8}\u{c}\n\r\té🚀 z");
+        for bad in [
+            r#""\ud800""#,
+            r#""\ud800\u0041""#,
+            r#""\udc00""#,
+            r#""\x""#,
+            r#""\u12""#,
+            "\"a\u{1}\"",
+            r#""open"#,
+        ] {
+            let err = scan(bad).string().unwrap_err().to_string();
+            assert!(err.contains("not valid JSON"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn numbers_follow_the_grammar_and_keep_their_text() {
+        fn number(text: &str) -> Result<Number<'_>, Error> {
+            scan(text).number()
+        }
+        assert_eq!(number("0").unwrap(), Number::Int(0));
+        assert_eq!(number("-42").unwrap(), Number::Int(-42));
+        assert_eq!(
+            number("9223372036854775807").unwrap(),
+            Number::Int(i64::MAX)
+        );
+        assert_eq!(
+            number("-9223372036854775808").unwrap(),
+            Number::Int(i64::MIN)
+        );
+        for text in [
+            "9223372036854775808",
+            "18446744073709551616",
+            "-0",
+            "1.50",
+            "1e400",
+            "-2.5E-3",
+        ] {
+            assert_eq!(number(text).unwrap(), Number::Text(text));
+        }
+        for bad in ["-", "01x", "1.", "1.e5", "1e", "-a"] {
+            let mut s = scan(bad);
+            let whole = s.number().map(|_| s.pos == bad.len());
+            assert!(!matches!(whole, Ok(true)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn raw_values_are_checked_and_positions_reported() {
+        let mut s = scan(r#" {"a": [1, {"b": null}], "c": "x"} , "#);
+        assert_eq!(
+            s.raw_value().unwrap(),
+            r#"{"a": [1, {"b": null}], "c": "x"}"#
+        );
+        let err = scan("{\n  \"a\": [1, 2,]\n}").raw_value().unwrap_err();
+        assert!(err.to_string().ends_with("at line 2 column 14"), "{err}");
+        let deep = "[".repeat(MAX_DEPTH + 1);
+        assert!(
+            scan(&deep)
+                .raw_value()
+                .unwrap_err()
+                .to_string()
+                .contains("recursion limit")
+        );
+        let err = Scanner::new(b"{\"a\": \"\xff\"}")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("invalid UTF-8 at line 1 column 8"), "{err}");
+    }
+}
