@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """The benchmark behind scripts/bench: our conversion core against the Python anchors, on the
-same events, in one run on this machine; then a size sweep and the release binary's size.
+same events, in one run on this machine; a size sweep; the release function end to end under
+a Lambda Runtime API emulator (init, latency, RSS); and the release binaries' sizes.
 Writes bench/RESULTS.md (and prints it).
 
-usage: run.py CONVERT_BIN BOOTSTRAP_BIN SHARED_BENCH_DIR WORK_DIR [--with-spark]
+usage: run.py CONVERT_BIN BOOTSTRAP_BIN LOCAL_S3_BIN SHARED_BENCH_DIR WORK_DIR
+              [--with-spark] [--arm64 BIN] [--bloat FILE]
 
 Times are in-process, warm, median of REPEAT runs (the anchors' own measurement, and the
 `convert` example's for ours: event bytes -> the uncompressed and the Snappy Parquet bytes, no
@@ -17,9 +19,14 @@ import pathlib
 import platform
 import re
 import subprocess
+import statistics
 import sys
 
+from emulator import Emulator, LocalS3
+
 REPEAT = 15
+INVOKES = 50
+INIT_SPAWNS = 20
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -66,9 +73,50 @@ def sweep_events(seed_6mb, work):
     return out
 
 
+def option(name):
+    return pathlib.Path(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else None
+
+
+def percentile(values, p):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def end_to_end(bootstrap, local_s3, events_dir, work):
+    """Init (spawn to the first poll) over fresh processes, then per event a fresh process:
+    INVOKES invocations (latency: event handed over to response posted, PUTs to the embedded
+    S3 included) and the process's peak RSS."""
+    inits = []
+    for _ in range(INIT_SPAWNS):
+        function = Emulator(bootstrap, {"AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9"})
+        inits.append(function.init_ms())
+        function.stop()
+    s3 = LocalS3(local_s3, work / "s3", buckets=["bench-bucket"])
+    rows = []
+    try:
+        for name in ["seed", "seed-6mb", "wide-6mb"]:
+            payload = (events_dir / f"{name}.json").read_bytes()
+            function = Emulator(bootstrap, {"AWS_ENDPOINT_URL_S3": s3.endpoint}, timeout_s=60)
+            try:
+                latencies = []
+                for _ in range(INVOKES):
+                    kind, body, ms = function.invoke(payload)
+                    if kind != "response":
+                        sys.exit(f"{name}: the function failed: {body}")
+                    latencies.append(ms)
+                rows.append((name, statistics.median(latencies), percentile(latencies, 99),
+                             function.peak_rss_kib() / 1024, function.rss_kib() / 1024))
+            finally:
+                function.stop()
+    finally:
+        s3.stop()
+    return statistics.median(inits), max(inits), rows
+
+
 def main():
-    convert, bootstrap, shared, work = (pathlib.Path(a) for a in sys.argv[1:5])
+    convert, bootstrap, local_s3, shared, work = (pathlib.Path(a) for a in sys.argv[1:6])
     with_spark = "--with-spark" in sys.argv
+    arm64, bloat = option("--arm64"), option("--bloat")
     events_dir = work / "events"
     events_dir.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, shared / "gen_events.py", events_dir], check=True, capture_output=True)
@@ -82,7 +130,8 @@ def main():
         ours, _ = timed([convert, event, str(REPEAT)])
         row = {"event": name, "MB": size_mb, "ours_ms": field(ours, "median_ms"),
                "ours_rss": field(ours, "peak_rss_kib") / 1024,
-               "ours_snappy": field(ours, "snappy")}
+               "ours_snappy": field(ours, "snappy"),
+               "phases": [field(ours, p) for p in ["parse_ms", "build_ms", "encode_ms"]]}
         for anchor in ["pyarrow", "polars", "duckdb"]:
             text, rss = timed([sys.executable, shared / f"anchor_{anchor}.py", event, anchors_out, str(REPEAT)])
             row[f"{anchor}_ms"] = field(text, "convert_median_s") * 1e3
@@ -99,6 +148,7 @@ def main():
         text, _ = timed([convert, path, str(REPEAT)])
         sweep.append((label, n, path.stat().st_size, field(text, "median_ms"), field(text, "peak_rss_kib") / 1024))
 
+    init_ms, init_max, e2e = end_to_end(bootstrap, local_s3, events_dir, work)
     size = bootstrap.stat().st_size
     lines = [
         "# Benchmark results",
@@ -123,6 +173,16 @@ def main():
             spark = r.get("pyspark_ms")
             cells += [f"{spark:.0f}", f"{spark / r['ours_ms']:.1f}"] if spark else ["", ""]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Where our time goes (median ms of each phase): parsing the event onto the tape, "
+        "inferring the schema and building the Arrow batch, encoding both codecs in parallel:",
+        "",
+        "| event | parse | build | encode |",
+        "| --- | --- | --- | --- |",
+    ]
+    for r in results:
+        lines.append(f"| {r['event']} | " + " | ".join(f"{p:.1f}" for p in r["phases"]) + " |")
     lines += [
         "",
         "Peak RSS of the whole process (MiB; Python's includes its interpreter and imports):",
@@ -152,12 +212,34 @@ def main():
         lines.append(f"| {label} | {n} | {nbytes} | {ms:.2f} | {ms * 1e3 / n:.2f} | {rss:.0f} |")
     lines += [
         "",
+        "## End to end: the release `bootstrap` under a Lambda Runtime API emulator",
+        "",
+        f"`bench/emulator.py` serves the Runtime API on loopback; the function writes to the embedded S3 "
+        f"server (`examples/local-s3.rs`, release) over HTTP. Init = process spawn to its first "
+        f"`/next` poll, with environment credentials: median {init_ms:.1f} ms, worst {init_max:.1f} ms "
+        f"of {INIT_SPAWNS} spawns. Latency = event handed over to response posted (both PUTs "
+        f"included), over {INVOKES} invocations of one warm process per event.",
+        "",
+        "| event | p50 ms | p99 ms | peak RSS MiB | RSS after MiB |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, p50, p99, peak, after in e2e:
+        lines.append(f"| {name} | {p50:.1f} | {p99:.1f} | {peak:.1f} | {after:.1f} |")
+    lines += [
+        "",
         "## Release binary",
         "",
-        f"`rows-to-parquet` for {platform.machine()}, stripped (release profile: LTO, one codegen unit): "
-        f"{size} bytes ({size / 2**20:.1f} MiB).",
+        f"Stripped (release profile: LTO, one codegen unit, `panic = \"abort\"`): "
+        f"{platform.machine()} {size} bytes ({size / 2**20:.1f} MiB)"
+        + (f"; aarch64 (`cargo lambda build --release --arm64`, what SAM deploys) "
+           f"{arm64.stat().st_size} bytes ({arm64.stat().st_size / 2**20:.1f} MiB)" if arm64 else "")
+        + ".",
         "",
     ]
+    if bloat:
+        lines += ["Largest crates in the x86_64 `.text` (`cargo bloat --profile bloat --crates`):", "", "```"]
+        lines += [l for l in bloat.read_text().splitlines() if l.strip() and not l.startswith(("Compiling", "   Compiling"))]
+        lines += ["```", ""]
     text = "\n".join(lines)
     (ROOT / "bench" / "RESULTS.md").write_text(text)
     print(text)

@@ -166,7 +166,7 @@ impl Column {
     }
 
     fn append(&mut self, rows: &Rows, at: usize, row: usize) -> Result<(), Error> {
-        let node = rows.node(at);
+        let node = &rows.node(at);
         if let Node::Null = node {
             return self.append_null(row, "null");
         }
@@ -432,7 +432,7 @@ fn column_error(path: &str, row: usize, why: &str) -> Error {
 fn integer(node: &Node) -> Option<i64> {
     match node {
         Node::Int(v) => Some(*v),
-        Node::Number(text) if text == "-0" => Some(0),
+        Node::Number(text) if *text == "-0" => Some(0),
         _ => None,
     }
 }
@@ -449,7 +449,7 @@ fn float(node: &Node) -> Option<f64> {
 /// The text of a number or string node (decimals and epoch seconds read either).
 fn number_or_string<'n>(node: &'n Node) -> Option<Cow<'n, str>> {
     match node {
-        Node::Number(text) | Node::Str(text) => Some(Cow::Borrowed(text)),
+        Node::Number(text) | Node::Str(text) => Some(Cow::Borrowed(*text)),
         Node::Int(v) => Some(Cow::Owned(v.to_string())),
         _ => None,
     }

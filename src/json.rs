@@ -30,6 +30,10 @@ impl<'a> Scanner<'a> {
     /// # Errors
     /// `InvalidEvent` if the bytes are not UTF-8 (naming where).
     pub fn new(bytes: &'a [u8]) -> Result<Scanner<'a>, Error> {
+        // The tape addresses the event with 31-bit offsets; Lambda's limit is 6 MB.
+        if bytes.len() >= 1 << 31 {
+            return Err(Error::InvalidEvent("the event is larger than 2 GiB".into()));
+        }
         match std::str::from_utf8(bytes) {
             Ok(text) => Ok(Scanner { text, pos: 0 }),
             Err(e) => Err(Scanner {
@@ -38,6 +42,11 @@ impl<'a> Scanner<'a> {
             }
             .syntax("invalid UTF-8")),
         }
+    }
+
+    /// The whole event's text.
+    pub fn source(&self) -> &'a str {
+        self.text
     }
 
     /// "the event is not valid JSON: `what` at line L column C" (here).

@@ -217,7 +217,7 @@ fn merge<'a>(
     row: usize,
     path: &mut Vec<&'a str>,
 ) -> Result<(), Error> {
-    let node = rows.node(at);
+    let node = &rows.node(at);
     let scalar = match node {
         Node::Null => return Ok(()),
         Node::Bool(_) => Kind::Bool,
