@@ -17,6 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .transpose()?
         .unwrap_or(1)
         .max(1);
+    // As the function runs it.
+    rows_to_parquet::memory::use_one_arena();
     let bytes = std::fs::read(&path)?;
     // Total, parse, build, encode: milliseconds per run.
     let mut times: [Vec<f64>; 4] = Default::default();

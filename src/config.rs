@@ -18,6 +18,29 @@ pub struct Config {
     pub expected_bucket_owner: Option<String>,
 }
 
+/// Logs as Lambda's logging controls ask: JSON lines with `AWS_LAMBDA_LOG_FORMAT=JSON`, else
+/// text; the level from `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG` (a plain level such as
+/// `debug`), else INFO. To stdout, without timestamps (CloudWatch adds its own).
+pub fn init_logging() {
+    use tracing_subscriber::filter::LevelFilter;
+    let var = |name| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let level = match var("AWS_LAMBDA_LOG_LEVEL").or_else(|| var("RUST_LOG")) {
+        Some(v) if v.trim().eq_ignore_ascii_case("fatal") => LevelFilter::ERROR,
+        Some(v) => v.trim().parse().unwrap_or(LevelFilter::INFO),
+        None => LevelFilter::INFO,
+    };
+    let json = var("AWS_LAMBDA_LOG_FORMAT").is_some_and(|f| f.trim().eq_ignore_ascii_case("json"));
+    let logs = tracing_subscriber::fmt()
+        .with_target(false)
+        .without_time()
+        .with_max_level(level);
+    if json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+}
+
 impl Config {
     /// Reads the process environment.
     ///

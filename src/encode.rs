@@ -75,13 +75,13 @@ pub fn rows_to_parquet(
         None => crate::schema::infer(&rows)?,
     };
     crate::schema::check_names(schema.fields())?;
-    let batch = crate::columns::build(&rows, schema.clone(), unknown)?;
+    let batches = crate::columns::build(&rows, schema.clone(), unknown)?;
     drop(rows);
     let built = Instant::now();
-    let files = to_parquet_all(&batch, codecs)?;
+    let files = to_parquet_all(&batches, codecs)?;
     Ok(Encoded {
         schema,
-        rows: batch.num_rows(),
+        rows: batches.iter().map(RecordBatch::num_rows).sum(),
         files,
         build_time: built - started,
         encode_time: built.elapsed(),
@@ -172,39 +172,49 @@ fn properties(codec: Codec, plain: &[ColumnPath]) -> WriterProperties {
 /// # Errors
 /// `InvalidEvent` if Parquet cannot represent the batch (not expected for inferred schemas).
 pub fn to_parquet(batch: &RecordBatch, codec: Codec) -> Result<Bytes, Error> {
-    write(batch, codec, &plain_columns(batch))
+    write(std::slice::from_ref(batch), codec, &plain_columns(batch))
 }
 
-fn write(batch: &RecordBatch, codec: Codec, plain: &[ColumnPath]) -> Result<Bytes, Error> {
+/// One Parquet file of `batches` (one schema, at least one batch) in one row group.
+fn write(batches: &[RecordBatch], codec: Codec, plain: &[ColumnPath]) -> Result<Bytes, Error> {
     let parquet_error = |e: parquet::errors::ParquetError| {
         Error::InvalidEvent(format!(
             "the rows could not be written as Parquet ({}): {e}",
             codec.name()
         ))
     };
-    let mut writer =
-        ArrowWriter::try_new(Vec::new(), batch.schema(), Some(properties(codec, plain)))
-            .map_err(parquet_error)?;
-    writer.write(batch).map_err(parquet_error)?;
+    let mut writer = ArrowWriter::try_new(
+        Vec::new(),
+        batches[0].schema(),
+        Some(properties(codec, plain)),
+    )
+    .map_err(parquet_error)?;
+    for batch in batches {
+        writer.write(batch).map_err(parquet_error)?;
+    }
     Ok(Bytes::from(writer.into_inner().map_err(parquet_error)?))
 }
 
-/// Encodes `batch` once per distinct codec, in parallel, in the order given.
+/// Encodes `batches` (one schema, at least one batch) into one file per distinct codec, in
+/// parallel, in the order given.
 ///
 /// # Errors
 /// The first encoding error, as [`to_parquet`].
-pub fn to_parquet_all(batch: &RecordBatch, codecs: &[Codec]) -> Result<Vec<(Codec, Bytes)>, Error> {
+pub fn to_parquet_all(
+    batches: &[RecordBatch],
+    codecs: &[Codec],
+) -> Result<Vec<(Codec, Bytes)>, Error> {
     let mut distinct: Vec<Codec> = Vec::with_capacity(codecs.len());
     for &codec in codecs {
         if !distinct.contains(&codec) {
             distinct.push(codec);
         }
     }
-    let plain = &plain_columns(batch);
+    let plain = &plain_columns(&batches[0]);
     std::thread::scope(|scope| {
         let handles: Vec<_> = distinct
             .iter()
-            .map(|&codec| scope.spawn(move || write(batch, codec, plain).map(|b| (codec, b))))
+            .map(|&codec| scope.spawn(move || write(batches, codec, plain).map(|b| (codec, b))))
             .collect();
         handles
             .into_iter()
@@ -232,6 +242,7 @@ mod tests {
             Default::default(),
         )
         .unwrap()
+        .remove(0)
     }
 
     fn read_back(bytes: Bytes) -> (RecordBatch, parquet::file::metadata::ParquetMetaData) {
@@ -425,9 +436,56 @@ mod tests {
     }
 
     #[test]
+    fn many_rows_are_built_in_two_halves_into_one_row_group_in_order() {
+        let rows = crate::columns::PARALLEL_ROWS + 7;
+        let json: Vec<String> = (0..rows).map(|i| format!(r#"{{"i": {i}}}"#)).collect();
+        let event = format!(r#"{{"rows": [{}]}}"#, json.join(","));
+        let event = crate::event::parse(event.as_bytes()).unwrap();
+        let encoded =
+            rows_to_parquet(event.rows, None, Default::default(), &[Codec::Snappy]).unwrap();
+        assert_eq!(encoded.rows, rows);
+        let (back, meta) = {
+            let builder =
+                ParquetRecordBatchReaderBuilder::try_new(encoded.files[0].1.clone()).unwrap();
+            let meta = builder.metadata().clone();
+            let batches: Vec<_> = builder.build().unwrap().map(Result::unwrap).collect();
+            (i_values(&batches), meta)
+        };
+        assert_eq!(meta.num_row_groups(), 1);
+        assert!(back.iter().copied().eq(0..rows as i64));
+
+        // A bad value in each half: the first one is named, as one thread would.
+        let mut json = json;
+        json[3] = r#"{"i": "x"}"#.into();
+        json[rows - 2] = r#"{"i": "x"}"#.into();
+        let event = format!(r#"{{"rows": [{}], "schema": "i BIGINT"}}"#, json.join(","));
+        let event = crate::event::parse(event.as_bytes()).unwrap();
+        let err = rows_to_parquet(
+            event.rows,
+            event.schema,
+            Default::default(),
+            &[Codec::Snappy],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("at row 3:"), "{err}");
+    }
+
+    /// The `i` column of every batch, in order.
+    fn i_values(batches: &[RecordBatch]) -> Vec<i64> {
+        batches
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect()
+    }
+
+    #[test]
     fn parallel_encoding_dedupes_codecs_and_keeps_order() {
         let batch = batch_of(r#"[{"a": 1}]"#);
-        let out = to_parquet_all(&batch, &[Codec::Zstd, Codec::Snappy, Codec::Zstd]).unwrap();
+        let out = to_parquet_all(
+            std::slice::from_ref(&batch),
+            &[Codec::Zstd, Codec::Snappy, Codec::Zstd],
+        )
+        .unwrap();
         let codecs: Vec<_> = out.iter().map(|(c, _)| *c).collect();
         assert_eq!(codecs, [Codec::Zstd, Codec::Snappy]);
         assert_eq!(out[1].1, to_parquet(&batch, Codec::Snappy).unwrap());

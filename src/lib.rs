@@ -16,7 +16,8 @@
 //! - [`encode`]: the conversion core; the batch to Parquet bytes per codec.
 //! - [`store`]: concurrent, checksummed PUTs and clean-up after a failed write (the only AWS
 //!   code).
-//! - [`config`]: environment variables, read once at start.
+//! - [`config`]: environment variables, read once at start, and the logging they configure.
+//! - [`memory`]: the allocator's settings for a small function.
 //! - [`Error`]: every failure, one variant per `errorType`.
 //!
 //! Everything but `store`, `handler` and `main.rs` uses no AWS types and no network.
@@ -30,6 +31,7 @@ mod error;
 pub mod event;
 pub mod handler;
 pub mod json;
+pub mod memory;
 pub mod rows;
 pub mod schema;
 pub mod store;

@@ -8,7 +8,8 @@ use rows_to_parquet::store::S3Store;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    rows_to_parquet::memory::use_one_arena();
+    rows_to_parquet::config::init_logging();
     let config = Config::from_env()?;
     let store =
         S3Store::from_env(config.custom_endpoint, config.expected_bucket_owner.clone()).await;

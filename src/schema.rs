@@ -14,7 +14,7 @@ use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 use indexmap::IndexMap;
 
 use crate::Error;
-use crate::rows::{Node, Rows, is_integer_text};
+use crate::rows::{Node, Rows, is_integer_text, same_key};
 
 /// What the rows so far say about one column (or struct field, or list element).
 #[derive(Debug, Clone, PartialEq)]
@@ -196,7 +196,7 @@ fn merge_object<'a>(
         // Rows usually repeat the previous row's key order: try that position before hashing,
         // and look up before inserting so a known column allocates nothing.
         let index = match fields.get_index(ordinal) {
-            Some((known, _)) if known == name => Some(ordinal),
+            Some((known, _)) if same_key(known, name) => Some(ordinal),
             _ => fields.get_index_of(name),
         };
         let slot = match index {
