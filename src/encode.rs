@@ -147,7 +147,9 @@ fn mostly_distinct(array: &dyn Array) -> bool {
 
 /// Writer settings every reader we target accepts: lists in the spec's three-level form, our
 /// `created_by`, page statistics and the page index (parquet-rs defaults), Parquet 1.0 pages,
-/// dictionaries except for the `plain` columns.
+/// dictionaries except for the `plain` columns. Pages end at 1 MB, not also every 20,000 rows:
+/// a file holds at most a 6 MB event, and each extra page costs a header and page-index
+/// entries (which made small columns larger than pyarrow's).
 fn properties(codec: Codec, plain: &[ColumnPath]) -> WriterProperties {
     let compression = match codec {
         Codec::Uncompressed => Compression::UNCOMPRESSED,
@@ -160,6 +162,7 @@ fn properties(codec: Codec, plain: &[ColumnPath]) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(compression)
         .set_coerce_types(true)
+        .set_data_page_row_count_limit(usize::MAX)
         .set_created_by(CREATED_BY.into());
     for path in plain {
         builder = builder.set_column_dictionary_enabled(path.clone(), false);
@@ -231,7 +234,8 @@ mod tests {
     use super::*;
     use arrow_array::StructArray;
     use arrow_array::types::{Float64Type, Int64Type};
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+    use parquet::file::metadata::PageIndexPolicy;
 
     fn batch_of(json: &str) -> RecordBatch {
         let event = format!(r#"{{"rows": {json}}}"#);
@@ -437,7 +441,8 @@ mod tests {
 
     #[test]
     fn many_rows_are_built_in_two_halves_into_one_row_group_in_order() {
-        let rows = crate::columns::PARALLEL_ROWS + 7;
+        // Past parquet-rs's default of 20,000 rows per page, too.
+        let rows = 2 * crate::columns::PARALLEL_ROWS + 7;
         let json: Vec<String> = (0..rows).map(|i| format!(r#"{{"i": {i}}}"#)).collect();
         let event = format!(r#"{{"rows": [{}]}}"#, json.join(","));
         let event = crate::event::parse(event.as_bytes()).unwrap();
@@ -445,14 +450,26 @@ mod tests {
             rows_to_parquet(event.rows, None, Default::default(), &[Codec::Snappy]).unwrap();
         assert_eq!(encoded.rows, rows);
         let (back, meta) = {
-            let builder =
-                ParquetRecordBatchReaderBuilder::try_new(encoded.files[0].1.clone()).unwrap();
+            let options =
+                ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
+            let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(
+                encoded.files[0].1.clone(),
+                options,
+            )
+            .unwrap();
             let meta = builder.metadata().clone();
             let batches: Vec<_> = builder.build().unwrap().map(Result::unwrap).collect();
             (i_values(&batches), meta)
         };
         assert_eq!(meta.num_row_groups(), 1);
         assert!(back.iter().copied().eq(0..rows as i64));
+        let pages = meta
+            .page_index()
+            .unwrap()
+            .page_locations(0, 0)
+            .unwrap()
+            .len();
+        assert_eq!(pages, 1, "one data page of {rows} rows");
 
         // A bad value in each half: the first one is named, as one thread would.
         let mut json = json;
