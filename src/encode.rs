@@ -11,7 +11,7 @@ use arrow_schema::{DataType, SchemaRef};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::Error;
@@ -146,10 +146,11 @@ fn mostly_distinct(array: &dyn Array) -> bool {
 }
 
 /// Writer settings every reader we target accepts: lists in the spec's three-level form, our
-/// `created_by`, page statistics and the page index (parquet-rs defaults), Parquet 1.0 pages,
-/// dictionaries except for the `plain` columns. Pages end at 1 MB, not also every 20,000 rows:
-/// a file holds at most a 6 MB event, and each extra page costs a header and page-index
-/// entries (which made small columns larger than pyarrow's).
+/// `created_by`, Parquet 1.0 pages, dictionaries except for the `plain` columns, and min/max
+/// statistics per column chunk. Pages end at 1 MB, not also every 20,000 rows, and there is no
+/// page index: a file holds at most a 6 MB event in one row group, so most columns are one
+/// page, whose page-index entry would only repeat the chunk's statistics (and made small
+/// files larger than pyarrow's).
 fn properties(codec: Codec, plain: &[ColumnPath]) -> WriterProperties {
     let compression = match codec {
         Codec::Uncompressed => Compression::UNCOMPRESSED,
@@ -163,6 +164,8 @@ fn properties(codec: Codec, plain: &[ColumnPath]) -> WriterProperties {
         .set_compression(compression)
         .set_coerce_types(true)
         .set_data_page_row_count_limit(usize::MAX)
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_offset_index_disabled(true)
         .set_created_by(CREATED_BY.into());
     for path in plain {
         builder = builder.set_column_dictionary_enabled(path.clone(), false);
@@ -234,8 +237,9 @@ mod tests {
     use super::*;
     use arrow_array::StructArray;
     use arrow_array::types::{Float64Type, Int64Type};
-    use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
-    use parquet::file::metadata::PageIndexPolicy;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::column::page::Page;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
 
     fn batch_of(json: &str) -> RecordBatch {
         let event = format!(r#"{{"rows": {json}}}"#);
@@ -378,18 +382,12 @@ mod tests {
             logical(2)
         );
         assert_eq!(descr.column(4).path().string(), "m.key_value.key");
-        // Statistics in every column chunk, and the page index readers use to skip pages.
-        assert!(
-            meta.row_group(0)
-                .columns()
-                .iter()
-                .all(|c| c.statistics().is_some())
-        );
-        assert!(
-            meta.row_group(0).columns().iter().all(|c| {
-                c.column_index_offset().is_some() && c.offset_index_offset().is_some()
-            })
-        );
+        // Min/max statistics in every column chunk, and no page index to repeat them.
+        assert!(meta.row_group(0).columns().iter().all(|c| {
+            c.statistics().is_some_and(|s| s.min_bytes_opt().is_some())
+                && c.column_index_offset().is_none()
+                && c.offset_index_offset().is_none()
+        }));
         assert_eq!(
             as_json(&back),
             r#"[{"d":"2026-11-27","t":"2026-11-27T10:00:00Z","p":1.25,"i":7,"m":{"k":1},"b":"6869"}]"#
@@ -450,26 +448,24 @@ mod tests {
             rows_to_parquet(event.rows, None, Default::default(), &[Codec::Snappy]).unwrap();
         assert_eq!(encoded.rows, rows);
         let (back, meta) = {
-            let options =
-                ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
-            let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(
-                encoded.files[0].1.clone(),
-                options,
-            )
-            .unwrap();
+            let builder =
+                ParquetRecordBatchReaderBuilder::try_new(encoded.files[0].1.clone()).unwrap();
             let meta = builder.metadata().clone();
             let batches: Vec<_> = builder.build().unwrap().map(Result::unwrap).collect();
             (i_values(&batches), meta)
         };
         assert_eq!(meta.num_row_groups(), 1);
         assert!(back.iter().copied().eq(0..rows as i64));
-        let pages = meta
-            .page_index()
+        let file = SerializedFileReader::new(encoded.files[0].1.clone()).unwrap();
+        let pages = file
+            .get_row_group(0)
             .unwrap()
-            .page_locations(0, 0)
-            .unwrap()
-            .len();
-        assert_eq!(pages, 1, "one data page of {rows} rows");
+            .get_column_page_reader(0)
+            .unwrap();
+        let data_pages = pages
+            .filter(|p| matches!(p, Ok(Page::DataPage { .. } | Page::DataPageV2 { .. })))
+            .count();
+        assert_eq!(data_pages, 1, "one data page of {rows} rows");
 
         // A bad value in each half: the first one is named, as one thread would.
         let mut json = json;
