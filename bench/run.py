@@ -113,6 +113,28 @@ def end_to_end(bootstrap, local_s3, events_dir, work):
     return statistics.median(inits), max(inits), rows
 
 
+def targets(results, e2e, init_ms, sizes):
+    """Issue 7's targets, each with this run's figure and whether it was met."""
+    by = {r["event"]: r for r in results}
+    rows = []
+    for event, floor in [("seed-6mb", 4), ("wide-6mb", 3)]:
+        ratio = by[event]["pyarrow_ms"] / by[event]["ours_ms"]
+        rows.append((f"{event}: at least {floor}× faster than pyarrow", f"{ratio:.2f}×", ratio >= floor))
+        slowest = min(by[event][a + "_ms"] / by[event]["ours_ms"] for a in ["polars", "duckdb"])
+        rows.append((f"{event}: faster than polars and DuckDB", f"{slowest:.2f}× the faster of the two", slowest > 1))
+    peak = max(p for name, _, _, p, _ in e2e if name.endswith("6mb"))
+    rows.append(("peak RSS end to end, 6 MB events, under 64 MiB", f"{peak:.1f} MiB", peak < 64))
+    rows.append(("init (spawn to first poll) under 20 ms", f"{init_ms:.1f} ms (median)", init_ms < 20))
+    rows.append(("stripped binary under 12 MB (12,000,000 bytes)", ", ".join(f"{b:,}" for b in sizes),
+                 all(b < 12_000_000 for b in sizes)))
+    bigger = [r["event"] for r in results if r["ours_snappy"] > r["pyarrow_snappy"]]
+    rows.append(("Snappy object no larger than pyarrow's", "larger on " + ", ".join(bigger) if bigger else "every event",
+                 not bigger))
+    lines = ["## Targets", "", "| target | this run | met |", "| --- | --- | --- |"]
+    lines += [f"| {what} | {figure} | {'yes' if ok else '**no**'} |" for what, figure, ok in rows]
+    return lines + [""]
+
+
 def main():
     convert, bootstrap, local_s3, shared, work = (pathlib.Path(a) for a in sys.argv[1:6])
     with_spark = "--with-spark" in sys.argv
@@ -236,6 +258,10 @@ def main():
         + ".",
         "",
     ]
+    lines += targets(results, e2e, init_ms, [size] + ([arm64.stat().st_size] if arm64 else []))
+    profile = ROOT / "bench" / "profile.md"
+    if profile.exists():
+        lines += [profile.read_text().rstrip(), ""]
     if bloat:
         lines += ["Largest crates in the x86_64 `.text` (`cargo bloat --profile bloat --crates`):", "", "```"]
         lines += [l for l in bloat.read_text().splitlines() if l.strip() and not l.startswith(("Compiling", "   Compiling"))]
