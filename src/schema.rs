@@ -8,12 +8,14 @@
 //! names the column path and the first row that conflicts.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 use indexmap::IndexMap;
 
 use crate::Error;
+use crate::columns::PARALLEL_ROWS;
 use crate::rows::{Node, Rows, is_integer_text, same_key};
 
 /// What the rows so far say about one column (or struct field, or list element).
@@ -92,11 +94,13 @@ fn fields_of(fields: &IndexMap<String, Kind>, path: &mut Vec<String>) -> Result<
 /// assert_eq!(schema.field(1).data_type(), &DataType::Utf8);
 /// ```
 pub fn infer(rows: &Rows) -> Result<SchemaRef, Error> {
-    let mut columns = IndexMap::new();
-    let mut path = Vec::new();
-    for (index, start) in rows.starts().enumerate() {
-        merge_object(&mut columns, rows, start, index, &mut path)?;
-    }
+    let whole = 0..rows.len();
+    let columns = match (rows.len() >= PARALLEL_ROWS).then(|| infer_halves(rows)) {
+        Some(Some(columns)) => columns,
+        // Few rows, or a half failed or the halves conflict: one pass over all rows names the
+        // first bad row exactly.
+        _ => infer_part(rows, whole)?,
+    };
     if columns.is_empty() {
         return Err(Error::InvalidEvent(
             "every row is an empty object: there are no columns to write".into(),
@@ -104,6 +108,56 @@ pub fn infer(rows: &Rows) -> Result<SchemaRef, Error> {
     }
     let fields = fields_of(&columns, &mut Vec::new())?;
     Ok(Arc::new(Schema::new(fields)))
+}
+
+/// The columns of the rows in `part`, in first-appearance order.
+fn infer_part(rows: &Rows, part: Range<usize>) -> Result<IndexMap<String, Kind>, Error> {
+    let mut columns = IndexMap::new();
+    let mut path = Vec::new();
+    for (index, start) in rows.starts().enumerate().take(part.end).skip(part.start) {
+        merge_object(&mut columns, rows, start, index, &mut path)?;
+    }
+    Ok(columns)
+}
+
+/// Both halves of the rows inferred on two threads and joined, as one pass would; `None` if
+/// either half fails or they conflict.
+fn infer_halves(rows: &Rows) -> Option<IndexMap<String, Kind>> {
+    let middle = rows.len() / 2;
+    let (first, second) = std::thread::scope(|scope| {
+        let second = scope.spawn(|| infer_part(rows, middle..rows.len()));
+        let first = infer_part(rows, 0..middle);
+        let second = second
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (first, second)
+    });
+    let mut columns = first.ok()?;
+    for (name, kind) in second.ok()? {
+        join(columns.entry(name).or_insert(Kind::Null), kind).ok()?;
+    }
+    Some(columns)
+}
+
+/// Merges `other` (the kind of later rows) into `slot` by the same rules as merging those
+/// rows one by one; `Err` where that would be a type conflict.
+fn join(slot: &mut Kind, other: Kind) -> Result<(), ()> {
+    match (&mut *slot, other) {
+        (_, Kind::Null) | (Kind::Float, Kind::Int) => Ok(()),
+        (Kind::Struct(fields), Kind::Struct(others)) => {
+            for (name, kind) in others {
+                join(fields.entry(name).or_insert(Kind::Null), kind)?;
+            }
+            Ok(())
+        }
+        (Kind::List(element), Kind::List(other)) => join(element, *other),
+        (Kind::Null, other) | (Kind::Int, other @ Kind::Float) => {
+            *slot = other;
+            Ok(())
+        }
+        (seen, other) if *seen == other => Ok(()),
+        _ => Err(()),
+    }
 }
 
 /// Longest column or field name accepted, in bytes (the Glue Data Catalog's limit).
@@ -286,6 +340,73 @@ fn conflict(seen: &Kind, node: &Node, row: usize, path: &[&str]) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `PARALLEL_ROWS + 2` rows: the first half from `early`, the second from `late`, with
+    /// `bad_row` (if any) replaced by `bad`.
+    fn halves(early: &str, late: &str, bad: Option<(usize, &str)>) -> String {
+        let n = PARALLEL_ROWS + 2;
+        let rows: Vec<&str> = (0..n)
+            .map(|i| match bad {
+                Some((row, text)) if row == i => text,
+                _ if i < n / 2 => early,
+                _ => late,
+            })
+            .collect();
+        format!("[{}]", rows.join(","))
+    }
+
+    #[test]
+    fn many_rows_are_inferred_in_two_halves_as_one_pass_would() {
+        let json = halves(
+            r#"{"a": 1, "s": {"x": null}, "l": []}"#,
+            r#"{"a": 1.5, "s": {"y": true, "x": "t"}, "l": [2], "b": "new"}"#,
+            None,
+        );
+        let event = format!(r#"{{"rows": {json}}}"#);
+        let rows = crate::event::parse(event.as_bytes()).unwrap().rows;
+        let joined = infer_halves(&rows).expect("the halves join");
+        assert_eq!(joined.keys().collect::<Vec<_>>(), ["a", "s", "l", "b"]);
+        let schema = infer(&rows).unwrap();
+        let sequential = Schema::new(vec![
+            Field::new("a", DataType::Float64, true),
+            Field::new(
+                "s",
+                DataType::Struct(Fields::from(vec![
+                    Field::new("x", DataType::Utf8, true),
+                    Field::new("y", DataType::Boolean, true),
+                ])),
+                true,
+            ),
+            Field::new("l", list(DataType::Int64), true),
+            Field::new("b", DataType::Utf8, true),
+        ]);
+        assert_eq!(*schema, sequential);
+
+        // A conflict between the halves names the first row that conflicts.
+        let json = halves(r#"{"a": 1}"#, r#"{"a": "x"}"#, None);
+        let event = format!(r#"{{"rows": {json}}}"#);
+        let rows = crate::event::parse(event.as_bytes()).unwrap().rows;
+        assert!(infer_halves(&rows).is_none());
+        let err = infer(&rows).unwrap_err();
+        let first_late = (PARALLEL_ROWS + 2) / 2;
+        assert!(
+            err.to_string()
+                .contains(&format!("`a` at row {first_late}:")),
+            "{err}"
+        );
+        // So does a conflict inside the second half that the first half's values make earlier.
+        let err = infer_json(&halves(
+            r#"{"a": 1}"#,
+            r#"{"a": null}"#,
+            Some((first_late + 5, r#"{"a": true}"#)),
+        ))
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("`a` at row {}:", first_late + 5)),
+            "{err}"
+        );
+    }
 
     fn infer_json(json: &str) -> Result<SchemaRef, Error> {
         let event = format!(r#"{{"rows": {json}}}"#);
