@@ -19,7 +19,7 @@ use arrow_array::{ArrayRef, ListArray, MapArray, RecordBatch, StructArray};
 use arrow_buffer::{NullBufferBuilder, OffsetBuffer};
 use arrow_schema::{DataType, FieldRef, Fields, SchemaRef, TimeUnit};
 
-use crate::rows::{Node, Rows, same_key};
+use crate::rows::{Node, PARALLEL_ROWS, Rows, same_key};
 use crate::{Error, convert, ddl};
 
 /// What to do with a row key that the schema does not name.
@@ -49,19 +49,9 @@ pub fn build(
     if rows.len() < PARALLEL_ROWS {
         return Ok(vec![build_part(rows, &schema, unknown, 0..rows.len())?]);
     }
-    let middle = rows.len() / 2;
-    std::thread::scope(|scope| {
-        let second = scope.spawn(|| build_part(rows, &schema, unknown, middle..rows.len()));
-        let first = build_part(rows, &schema, unknown, 0..middle);
-        let second = second
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        Ok(vec![first?, second?])
-    })
+    let (first, second) = rows.on_halves(|part| build_part(rows, &schema, unknown, part));
+    Ok(vec![first?, second?])
 }
-
-/// Rows from which [`build`] uses two threads.
-pub const PARALLEL_ROWS: usize = 16_384;
 
 fn build_part(
     rows: &Rows,
@@ -70,7 +60,7 @@ fn build_part(
     part: std::ops::Range<usize>,
 ) -> Result<RecordBatch, Error> {
     let mut root = StructColumn::new(schema.fields(), "", part.len(), unknown)?;
-    for (row, start) in rows.starts().enumerate().take(part.end).skip(part.start) {
+    for (row, start) in rows.rows_in(part) {
         root.append_object(rows, start, row)?;
     }
     let columns = root

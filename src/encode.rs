@@ -440,7 +440,7 @@ mod tests {
     #[test]
     fn many_rows_are_built_in_two_halves_into_one_row_group_in_order() {
         // Past parquet-rs's default of 20,000 rows per page, too.
-        let rows = 2 * crate::columns::PARALLEL_ROWS + 7;
+        let rows = 2 * crate::rows::PARALLEL_ROWS + 7;
         let json: Vec<String> = (0..rows).map(|i| format!(r#"{{"i": {i}}}"#)).collect();
         let event = format!(r#"{{"rows": [{}]}}"#, json.join(","));
         let event = crate::event::parse(event.as_bytes()).unwrap();

@@ -152,20 +152,15 @@ struct Parts<'a> {
 impl<'a> Parts<'a> {
     /// Reads the event object, refusing unknown and repeated fields.
     fn scan(scanner: &mut Scanner<'a>) -> Result<Parts<'a>, Error> {
-        let not_an_object = match scanner.peek() {
-            Some(b'{') => None,
-            Some(b'[') => Some("an array"),
-            Some(b'"') => Some("a string"),
-            Some(b'-' | b'0'..=b'9') => Some("a number"),
-            Some(b't' | b'f') => Some("a boolean"),
-            Some(b'n') => Some("null"),
-            _ => return Err(scanner.syntax("expected a value")),
-        };
-        if let Some(what) = not_an_object {
-            // Malformed JSON is reported as such; the value itself is never quoted.
-            scanner.raw_value()?;
-            return Err(scanner.refuse(&format!(
-                "the event must be a JSON object with `rows` and optionally `targets`, not {what}"
+        let kind = scanner.value_type()?;
+        if kind != "object" {
+            let article = match kind {
+                "null" => "",
+                "array" => "an ",
+                _ => "a ",
+            };
+            return Err(scanner.refuse_value(&format!(
+                "the event must be a JSON object with `rows` and optionally `targets`, not {article}{kind}"
             )));
         }
         scanner.enter(0)?;

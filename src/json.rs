@@ -80,6 +80,32 @@ impl<'a> Scanner<'a> {
         None
     }
 
+    /// The JSON type of the value here, from its first byte: `object`, `array`, `string`,
+    /// `number`, `boolean` or `null`.
+    ///
+    /// # Errors
+    /// `InvalidEvent` (not valid JSON) if no value can start here.
+    pub fn value_type(&mut self) -> Result<&'static str, Error> {
+        Ok(match self.peek() {
+            Some(b'{') => "object",
+            Some(b'[') => "array",
+            Some(b'"') => "string",
+            Some(b'-' | b'0'..=b'9') => "number",
+            Some(b't' | b'f') => "boolean",
+            Some(b'n') => "null",
+            _ => return Err(self.syntax("expected a value")),
+        })
+    }
+
+    /// Refuses the value here with `message` (which names its type, never the value), unless
+    /// it is malformed JSON, which is reported as such.
+    pub fn refuse_value(&mut self, message: &str) -> Error {
+        match self.raw_value() {
+            Ok(_) => self.refuse(message),
+            Err(malformed) => malformed,
+        }
+    }
+
     /// Consumes `byte` (after whitespace) or fails naming what was expected.
     pub fn expect(&mut self, byte: u8, what: &str) -> Result<(), Error> {
         match self.peek() {

@@ -9,9 +9,13 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::ops::Range;
 
 use crate::Error;
 use crate::json::{Number, Scanner};
+
+/// Rows from which inference and building work on the two halves of the rows on two threads.
+pub const PARALLEL_ROWS: usize = 16_384;
 
 /// Objects with more members than this are checked for duplicate keys with a hash set.
 const SMALL_OBJECT: usize = 16;
@@ -166,6 +170,29 @@ impl<'a> Rows<'a> {
         self.starts.iter().map(|&s| s as usize)
     }
 
+    /// `(row index, tape index of its object)` for each row in `part`.
+    pub fn rows_in(&self, part: Range<usize>) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let first = part.start;
+        self.starts[part]
+            .iter()
+            .enumerate()
+            .map(move |(i, &s)| (first + i, s as usize))
+    }
+
+    /// `work` on the first and on the second half of the rows, on two threads; both results,
+    /// in row order.
+    pub fn on_halves<T: Send>(&self, work: impl Fn(Range<usize>) -> T + Sync) -> (T, T) {
+        let middle = self.len() / 2;
+        std::thread::scope(|scope| {
+            let second = scope.spawn(|| work(middle..self.len()));
+            let first = work(0..middle);
+            let second = second
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (first, second)
+        })
+    }
+
     /// The index just past the value that starts at `at`.
     pub fn skip(&self, at: usize) -> usize {
         match self.slots[at] {
@@ -212,18 +239,15 @@ impl<'a> Rows<'a> {
     /// `InvalidEvent` for malformed JSON, `rows` that is not an array, a row that is not an
     /// object (naming its index) and an object with a repeated key (naming the row and key).
     pub fn parse(scanner: &mut Scanner<'a>, depth: usize) -> Result<Rows<'a>, Error> {
-        let what = match scanner.peek() {
-            Some(b'[') => None,
-            Some(b'{') => Some("a JSON object"),
-            Some(b'"') => Some("a JSON string"),
-            Some(b'-' | b'0'..=b'9') => Some("a JSON number"),
-            Some(b't' | b'f') => Some("a JSON boolean"),
-            Some(b'n') => Some("null"),
-            _ => return Err(scanner.syntax("expected a value")),
-        };
-        if let Some(what) = what {
-            scanner.raw_value()?;
-            return Err(scanner.refuse(&format!("`rows` must be an array of objects, not {what}")));
+        let kind = scanner.value_type()?;
+        if kind != "array" {
+            let what = match kind {
+                "null" => "null".to_owned(),
+                other => format!("a JSON {other}"),
+            };
+            return Err(
+                scanner.refuse_value(&format!("`rows` must be an array of objects, not {what}"))
+            );
         }
         scanner.enter(depth)?;
         let mut rows = Rows {

@@ -15,8 +15,7 @@ use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 use indexmap::IndexMap;
 
 use crate::Error;
-use crate::columns::PARALLEL_ROWS;
-use crate::rows::{Node, Rows, is_integer_text, same_key};
+use crate::rows::{Node, PARALLEL_ROWS, Rows, is_integer_text, same_key};
 
 /// What the rows so far say about one column (or struct field, or list element).
 #[derive(Debug, Clone, PartialEq)]
@@ -94,12 +93,11 @@ fn fields_of(fields: &IndexMap<String, Kind>, path: &mut Vec<String>) -> Result<
 /// assert_eq!(schema.field(1).data_type(), &DataType::Utf8);
 /// ```
 pub fn infer(rows: &Rows) -> Result<SchemaRef, Error> {
-    let whole = 0..rows.len();
     let columns = match (rows.len() >= PARALLEL_ROWS).then(|| infer_halves(rows)) {
         Some(Some(columns)) => columns,
         // Few rows, or a half failed or the halves conflict: one pass over all rows names the
         // first bad row exactly.
-        _ => infer_part(rows, whole)?,
+        _ => infer_part(rows, 0..rows.len())?,
     };
     if columns.is_empty() {
         return Err(Error::InvalidEvent(
@@ -114,7 +112,7 @@ pub fn infer(rows: &Rows) -> Result<SchemaRef, Error> {
 fn infer_part(rows: &Rows, part: Range<usize>) -> Result<IndexMap<String, Kind>, Error> {
     let mut columns = IndexMap::new();
     let mut path = Vec::new();
-    for (index, start) in rows.starts().enumerate().take(part.end).skip(part.start) {
+    for (index, start) in rows.rows_in(part) {
         merge_object(&mut columns, rows, start, index, &mut path)?;
     }
     Ok(columns)
@@ -123,15 +121,7 @@ fn infer_part(rows: &Rows, part: Range<usize>) -> Result<IndexMap<String, Kind>,
 /// Both halves of the rows inferred on two threads and joined, as one pass would; `None` if
 /// either half fails or they conflict.
 fn infer_halves(rows: &Rows) -> Option<IndexMap<String, Kind>> {
-    let middle = rows.len() / 2;
-    let (first, second) = std::thread::scope(|scope| {
-        let second = scope.spawn(|| infer_part(rows, middle..rows.len()));
-        let first = infer_part(rows, 0..middle);
-        let second = second
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (first, second)
-    });
+    let (first, second) = rows.on_halves(|part| infer_part(rows, part));
     let mut columns = first.ok()?;
     for (name, kind) in second.ok()? {
         join(columns.entry(name).or_insert(Kind::Null), kind).ok()?;
