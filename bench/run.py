@@ -73,6 +73,12 @@ def sweep_events(seed_6mb, work):
     return out
 
 
+def table(header, rows):
+    """A Markdown table: the header's cells, then each row's (already formatted)."""
+    line = lambda cells: "| " + " | ".join(str(c) for c in cells) + " |"
+    return [line(header), line(["---"] * len(header))] + [line(r) for r in rows]
+
+
 def option(name):
     return pathlib.Path(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else None
 
@@ -130,9 +136,8 @@ def targets(results, e2e, init_ms, sizes):
     bigger = [r["event"] for r in results if r["ours_snappy"] > r["pyarrow_snappy"]]
     rows.append(("Snappy object no larger than pyarrow's", "larger on " + ", ".join(bigger) if bigger else "every event",
                  not bigger))
-    lines = ["## Targets", "", "| target | this run | met |", "| --- | --- | --- |"]
-    lines += [f"| {what} | {figure} | {'yes' if ok else '**no**'} |" for what, figure, ok in rows]
-    return lines + [""]
+    marked = [(what, figure, "yes" if ok else "**no**") for what, figure, ok in rows]
+    return ["## Targets", ""] + table(["target", "this run", "met"], marked) + [""]
 
 
 def main():
@@ -183,10 +188,8 @@ def main():
         "",
         f"Warm, median of {REPEAT} in-process runs each; ratio = anchor time / our time (above 1: we are faster).",
         "",
-        "| event | MB | ours ms | MB/s | pyarrow ms | ×pyarrow | polars ms | ×polars | duckdb ms | ×duckdb |"
-        + (" pyspark ms | ×pyspark |" if with_spark else ""),
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |" + (" --- | --- |" if with_spark else ""),
     ]
+    core = []
     for r in results:
         cells = [r["event"], f"{r['MB']:.2f}", f"{r['ours_ms']:.1f}", f"{r['MB'] / (r['ours_ms'] / 1e3):.0f}"]
         for anchor in ["pyarrow", "polars", "duckdb"]:
@@ -194,44 +197,32 @@ def main():
         if with_spark:
             spark = r.get("pyspark_ms")
             cells += [f"{spark:.0f}", f"{spark / r['ours_ms']:.1f}"] if spark else ["", ""]
-        lines.append("| " + " | ".join(cells) + " |")
+        core.append(cells)
+    lines += table(["event", "MB", "ours ms", "MB/s", "pyarrow ms", "×pyarrow", "polars ms", "×polars",
+                    "duckdb ms", "×duckdb"] + (["pyspark ms", "×pyspark"] if with_spark else []), core)
     lines += [
         "",
         "Where our time goes (median ms of each phase): parsing the event onto the tape, "
         "inferring the schema and building the Arrow batch, encoding both codecs in parallel:",
         "",
-        "| event | parse | build | encode |",
-        "| --- | --- | --- | --- |",
     ]
-    for r in results:
-        lines.append(f"| {r['event']} | " + " | ".join(f"{p:.1f}" for p in r["phases"]) + " |")
+    lines += table(["event", "parse", "build", "encode"],
+                   [[r["event"]] + [f"{p:.1f}" for p in r["phases"]] for r in results])
     lines += [
         "",
         "Peak RSS of the whole process (MiB; Python's includes its interpreter and imports):",
         "",
-        "| event | ours | pyarrow | polars | duckdb |",
-        "| --- | --- | --- | --- | --- |",
     ]
-    for r in results:
-        lines.append(f"| {r['event']} | {r['ours_rss']:.0f} | {r['pyarrow_rss']:.0f} | {r['polars_rss']:.0f} | {r['duckdb_rss']:.0f} |")
-    lines += [
-        "",
-        "Snappy object size (bytes):",
-        "",
-        "| event | ours | pyarrow |",
-        "| --- | --- | --- |",
-    ]
-    for r in results:
-        lines.append(f"| {r['event']} | {r['ours_snappy']:.0f} | {r['pyarrow_snappy']} |")
-    lines += [
-        "",
-        "## Sweep: prefixes of the 6 MB seed event",
-        "",
-        "| size | rows | bytes | ms | µs per row | peak RSS MiB |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for label, n, nbytes, ms, rss in sweep:
-        lines.append(f"| {label} | {n} | {nbytes} | {ms:.2f} | {ms * 1e3 / n:.2f} | {rss:.0f} |")
+    lines += table(["event", "ours", "pyarrow", "polars", "duckdb"],
+                   [[r["event"]] + [f"{r[who + '_rss']:.0f}" for who in ["ours", "pyarrow", "polars", "duckdb"]]
+                    for r in results])
+    lines += ["", "Snappy object size (bytes):", ""]
+    lines += table(["event", "ours", "pyarrow"],
+                   [[r["event"], f"{r['ours_snappy']:.0f}", r["pyarrow_snappy"]] for r in results])
+    lines += ["", "## Sweep: prefixes of the 6 MB seed event", ""]
+    lines += table(["size", "rows", "bytes", "ms", "µs per row", "peak RSS MiB"],
+                   [[label, n, nbytes, f"{ms:.2f}", f"{ms * 1e3 / n:.2f}", f"{rss:.0f}"]
+                    for label, n, nbytes, ms, rss in sweep])
     lines += [
         "",
         "## End to end: the release `bootstrap` under a Lambda Runtime API emulator",
@@ -242,11 +233,9 @@ def main():
         f"of {INIT_SPAWNS} spawns. Latency = event handed over to response posted (both PUTs "
         f"included), over {INVOKES} invocations of one warm process per event.",
         "",
-        "| event | p50 ms | p99 ms | peak RSS MiB | RSS after MiB |",
-        "| --- | --- | --- | --- | --- |",
     ]
-    for name, p50, p99, peak, after in e2e:
-        lines.append(f"| {name} | {p50:.1f} | {p99:.1f} | {peak:.1f} | {after:.1f} |")
+    lines += table(["event", "p50 ms", "p99 ms", "peak RSS MiB", "RSS after MiB"],
+                   [[name] + [f"{v:.1f}" for v in values] for name, *values in e2e])
     lines += [
         "",
         "## Release binary",
