@@ -19,7 +19,7 @@ use arrow_array::{ArrayRef, ListArray, MapArray, RecordBatch, StructArray};
 use arrow_buffer::{NullBufferBuilder, OffsetBuffer};
 use arrow_schema::{DataType, FieldRef, Fields, SchemaRef, TimeUnit};
 
-use crate::rows::{Node, PARALLEL_ROWS, Rows, same_key};
+use crate::rows::{Node, PARALLEL_ROWS, RowRef, Rows, same_key};
 use crate::{Error, convert, ddl};
 
 /// What to do with a row key that the schema does not name.
@@ -185,7 +185,7 @@ impl Column {
         })
     }
 
-    fn append(&mut self, rows: &Rows, at: usize, row: usize) -> Result<(), Error> {
+    fn append(&mut self, rows: &Rows, at: usize, row: RowRef) -> Result<(), Error> {
         let node = &rows.node(at);
         if let Node::Null = node {
             return self.append_null(row, "null");
@@ -285,7 +285,7 @@ impl Column {
     }
 
     /// A map key (always a JSON string) into the entries' key column.
-    fn append_key(&mut self, key: &str, row: usize) -> Result<(), Error> {
+    fn append_key(&mut self, key: &str, row: RowRef) -> Result<(), Error> {
         let int = || key.parse::<i64>().ok();
         let fits = match &mut self.builder {
             Builder::Utf8(b) => {
@@ -316,7 +316,7 @@ impl Column {
     }
 
     /// A null (or, with `why` = "missing", an absent key) in this column.
-    fn append_null(&mut self, row: usize, why: &str) -> Result<(), Error> {
+    fn append_null(&mut self, row: RowRef, why: &str) -> Result<(), Error> {
         if !self.nullable {
             let expected = ddl::spark_type(&self.data_type);
             return Err(self.error(row, &format!("{why} in a NOT NULL {expected} column")));
@@ -373,7 +373,7 @@ impl Column {
         }
     }
 
-    fn error(&self, row: usize, why: &str) -> Error {
+    fn error(&self, row: RowRef, why: &str) -> Error {
         column_error(&self.path, row, why)
     }
 
@@ -444,8 +444,8 @@ impl Nested {
     }
 }
 
-fn column_error(path: &str, row: usize, why: &str) -> Error {
-    Error::InvalidEvent(format!("column `{path}` at row {row}: {why}"))
+fn column_error(path: &str, row: RowRef, why: &str) -> Error {
+    Error::InvalidEvent(format!("column `{path}` at {row}: {why}"))
 }
 
 /// An integer node's value: plain i64, or `-0`.
@@ -522,7 +522,7 @@ impl StructColumn {
     }
 
     /// Appends the members of the object at `at`; children it lacks get a null.
-    fn append_object(&mut self, rows: &Rows, at: usize, row: usize) -> Result<(), Error> {
+    fn append_object(&mut self, rows: &Rows, at: usize, row: RowRef) -> Result<(), Error> {
         self.filled.fill(false);
         for (ordinal, (key, value)) in rows.members(at).enumerate() {
             // Rows usually repeat the previous row's key order: try that position first.
@@ -545,14 +545,14 @@ impl StructColumn {
         Ok(())
     }
 
-    fn unknown_key(&self, key: &str, row: usize) -> Error {
+    fn unknown_key(&self, key: &str, row: RowRef) -> Error {
         let within = if self.path.is_empty() {
             String::new()
         } else {
             format!(" of `{}`", self.path)
         };
         Error::InvalidEvent(format!(
-            "row {row}: key `{key}`{within} is not in the schema (set \"unknown_keys\": \"drop\" to leave such keys out)"
+            "{row}: key `{key}`{within} is not in the schema (set \"unknown_keys\": \"drop\" to leave such keys out)"
         ))
     }
 

@@ -17,6 +17,19 @@ pub enum Error {
     /// A well-formed target that `ALLOWED_PREFIXES` (or the path rules) forbid.
     #[error("{0}")]
     TargetNotAllowed(String),
+    /// A `source` object outside `ALLOWED_SOURCES`; nothing was read.
+    #[error("{0}")]
+    SourceNotAllowed(String),
+    /// The `source` object or its bucket does not exist (or cannot be seen).
+    #[error("{0}")]
+    SourceNotFound(String),
+    /// Reading the `source` object failed (access, network, a change between two reads).
+    #[error("{0}")]
+    SourceReadFailed(String),
+    /// A notification for an object inside one of its own target folders: converting it
+    /// would trigger the function again on its own output.
+    #[error("{0}")]
+    RecursiveTrigger(String),
     /// S3 refused or failed a write; whatever this invocation wrote has been removed.
     #[error("{0}")]
     S3WriteFailed(String),
@@ -32,6 +45,10 @@ impl Error {
             Error::InvalidEvent(_) => "InvalidEvent",
             Error::InvalidTarget(_) => "InvalidTarget",
             Error::TargetNotAllowed(_) => "TargetNotAllowed",
+            Error::SourceNotAllowed(_) => "SourceNotAllowed",
+            Error::SourceNotFound(_) => "SourceNotFound",
+            Error::SourceReadFailed(_) => "SourceReadFailed",
+            Error::RecursiveTrigger(_) => "RecursiveTrigger",
             Error::S3WriteFailed(_) => "S3WriteFailed",
             Error::InvalidConfig(_) => "InvalidConfig",
         }

@@ -177,7 +177,7 @@ impl<'a> Parts<'a> {
                 if parts.rows.is_some() {
                     return Err(scanner.refuse("the event has `rows` twice"));
                 }
-                parts.rows = Some(Rows::parse(scanner, 1)?);
+                parts.rows = Some(Rows::parse(scanner, 1, 0)?);
             } else {
                 // Unknown fields are refused so a typo such as `target` fails loudly instead
                 // of silently writing to the default targets.

@@ -15,6 +15,10 @@ pub const MAX_DEPTH: usize = 128;
 pub struct Scanner<'a> {
     text: &'a str,
     pos: usize,
+    /// The line `text` starts on, for messages about one line of an NDJSON object.
+    first_line: usize,
+    /// What the text is, for messages: "the event" or "the line".
+    subject: &'static str,
 }
 
 /// A JSON number, as the scanner found it.
@@ -35,13 +39,31 @@ impl<'a> Scanner<'a> {
             return Err(Error::InvalidEvent("the event is larger than 2 GiB".into()));
         }
         match std::str::from_utf8(bytes) {
-            Ok(text) => Ok(Scanner { text, pos: 0 }),
-            Err(e) => Err(Scanner {
-                text: std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
-                pos: e.valid_up_to(),
-            }
+            Ok(text) => Ok(Scanner::over(text, 1, "the event")),
+            Err(e) => Err(Scanner::over(
+                std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
+                1,
+                "the event",
+            )
+            .at_end()
             .syntax("invalid UTF-8")),
         }
+    }
+
+    /// A scanner over part of a larger text (a line or a chunk of a source object, already
+    /// checked to be UTF-8) that starts on line `first_line`; messages call it `subject`.
+    pub fn over(text: &'a str, first_line: usize, subject: &'static str) -> Scanner<'a> {
+        Scanner {
+            text,
+            pos: 0,
+            first_line,
+            subject,
+        }
+    }
+
+    fn at_end(mut self) -> Scanner<'a> {
+        self.pos = self.text.len();
+        self
     }
 
     /// The whole event's text.
@@ -51,7 +73,11 @@ impl<'a> Scanner<'a> {
 
     /// "the event is not valid JSON: `what` at line L column C" (here).
     pub fn syntax(&self, what: &str) -> Error {
-        Error::InvalidEvent(format!("the event is not valid JSON: {what} {}", self.at()))
+        Error::InvalidEvent(format!(
+            "{} is not valid JSON: {what} {}",
+            self.subject,
+            self.at()
+        ))
     }
 
     /// A well-formed event that breaks the contract: `what`, and where.
@@ -62,7 +88,7 @@ impl<'a> Scanner<'a> {
     /// "at line L column C", 1-based, counting characters, like serde_json's messages.
     fn at(&self) -> String {
         let before = &self.text[..self.pos.min(self.text.len())];
-        let line = before.matches('\n').count() + 1;
+        let line = before.matches('\n').count() + self.first_line;
         let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
         format!("at line {line} column {column}")
     }

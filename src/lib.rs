@@ -34,6 +34,7 @@ pub mod json;
 pub mod memory;
 pub mod rows;
 pub mod schema;
+pub mod source;
 pub mod store;
 pub mod target;
 

@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::fmt;
 use std::ops::Range;
 
 use crate::Error;
@@ -19,6 +20,23 @@ pub const PARALLEL_ROWS: usize = 16_384;
 
 /// Objects with more members than this are checked for duplicate keys with a hash set.
 const SMALL_OBJECT: usize = 16;
+
+/// Which row a message is about: its index among the rows (of the event, or of a source
+/// object's JSON array), or its 1-based line in an NDJSON object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowRef {
+    Index(usize),
+    Line(usize),
+}
+
+impl fmt::Display for RowRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RowRef::Index(i) => write!(f, "row {i}"),
+            RowRef::Line(n) => write!(f, "line {n}"),
+        }
+    }
+}
 
 /// One JSON value, or the start of a container whose contents follow it on the tape.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -109,6 +127,10 @@ pub struct Rows<'a> {
     slots: Vec<Slot>,
     /// The tape index of each row's `Object` node.
     starts: Vec<u32>,
+    /// The index of the first row (a chunk of a source object starts past 0).
+    first_row: usize,
+    /// Each row's line, for rows from NDJSON lines; empty otherwise.
+    lines: Vec<usize>,
 }
 
 impl<'a> Rows<'a> {
@@ -170,13 +192,21 @@ impl<'a> Rows<'a> {
         self.starts.iter().map(|&s| s as usize)
     }
 
-    /// `(row index, tape index of its object)` for each row in `part`.
-    pub fn rows_in(&self, part: Range<usize>) -> impl Iterator<Item = (usize, usize)> + '_ {
+    /// `(which row, tape index of its object)` for each row in `part` (indices on this tape).
+    pub fn rows_in(&self, part: Range<usize>) -> impl Iterator<Item = (RowRef, usize)> + '_ {
         let first = part.start;
         self.starts[part]
             .iter()
             .enumerate()
-            .map(move |(i, &s)| (first + i, s as usize))
+            .map(move |(i, &s)| (self.row_ref(first + i), s as usize))
+    }
+
+    /// How messages name the row at `index` on this tape.
+    pub fn row_ref(&self, index: usize) -> RowRef {
+        match self.lines.get(index) {
+            Some(&line) => RowRef::Line(line),
+            None => RowRef::Index(self.first_row + index),
+        }
     }
 
     /// `work` on the first and on the second half of the rows, on two threads; both results,
@@ -233,12 +263,17 @@ impl<'a> Rows<'a> {
     }
 
     /// Parses the `rows` array at the scanner onto a fresh tape; `depth` is the array's
-    /// nesting level in the event.
+    /// nesting level in the event, `first_row` the index of its first element (past 0 for a
+    /// later chunk of a source object).
     ///
     /// # Errors
     /// `InvalidEvent` for malformed JSON, `rows` that is not an array, a row that is not an
     /// object (naming its index) and an object with a repeated key (naming the row and key).
-    pub fn parse(scanner: &mut Scanner<'a>, depth: usize) -> Result<Rows<'a>, Error> {
+    pub fn parse(
+        scanner: &mut Scanner<'a>,
+        depth: usize,
+        first_row: usize,
+    ) -> Result<Rows<'a>, Error> {
         let kind = scanner.value_type()?;
         if kind != "array" {
             let what = match kind {
@@ -252,18 +287,19 @@ impl<'a> Rows<'a> {
         scanner.enter(depth)?;
         let mut rows = Rows {
             source: scanner.source(),
+            first_row,
             ..Rows::default()
         };
         if scanner.empty(b']') {
             return Ok(rows);
         }
         loop {
-            let row = rows.starts.len();
+            let row = rows.row_ref(rows.starts.len());
             let start = rows.slots.len();
             rows.value(scanner, depth + 1, row)?;
             if !matches!(rows.slots[start], Slot::Object { .. }) {
                 return Err(scanner.refuse(&format!(
-                    "row {row} is a JSON {}, not an object",
+                    "{row} is a JSON {}, not an object",
                     rows.node(start).json_type()
                 )));
             }
@@ -274,8 +310,43 @@ impl<'a> Rows<'a> {
         }
     }
 
+    /// Parses whole lines of an NDJSON object (JSON Lines: one object a line, blank lines
+    /// skipped, a `\r` before the `\n` allowed) onto a fresh tape; `text` starts on line
+    /// `first_line`. Each line is checked on its own, as strictly as the event: an object
+    /// split over two lines is an error, not one row.
+    ///
+    /// # Errors
+    /// `InvalidEvent` naming the line for malformed JSON, a line that is not an object, and
+    /// an object with a repeated key.
+    pub fn parse_lines(text: &'a str, first_line: usize) -> Result<Rows<'a>, Error> {
+        let mut rows = Rows {
+            source: text,
+            ..Rows::default()
+        };
+        for (i, line) in text.split('\n').enumerate() {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            if line.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
+                continue;
+            }
+            let number = first_line + i;
+            let mut scanner = Scanner::over(line, number, "the line");
+            let kind = scanner.value_type()?;
+            if kind != "object" {
+                return Err(
+                    scanner.refuse_value(&format!("line {number} is a JSON {kind}, not an object"))
+                );
+            }
+            let start = rows.slots.len();
+            rows.value(&mut scanner, 0, RowRef::Line(number))?;
+            scanner.end()?;
+            rows.starts.push(start as u32);
+            rows.lines.push(number);
+        }
+        Ok(rows)
+    }
+
     /// Appends the value at the scanner (and everything inside it) to the tape.
-    fn value(&mut self, scanner: &mut Scanner<'a>, depth: usize, row: usize) -> Result<(), Error> {
+    fn value(&mut self, scanner: &mut Scanner<'a>, depth: usize, row: RowRef) -> Result<(), Error> {
         let slot = match scanner.peek() {
             Some(b'{') => {
                 scanner.enter(depth)?;
@@ -294,9 +365,9 @@ impl<'a> Rows<'a> {
                 self.close(start);
                 if let Some(key) = self.duplicate_key(start) {
                     // Keys are column names, not row values: safe to show.
-                    return Err(scanner.refuse(&format!(
-                        "row {row}: key `{key}` appears twice in one object"
-                    )));
+                    return Err(
+                        scanner.refuse(&format!("{row}: key `{key}` appears twice in one object"))
+                    );
                 }
                 return Ok(());
             }
@@ -370,7 +441,7 @@ mod tests {
     use super::*;
 
     fn rows(json: &str) -> Result<Rows<'_>, Error> {
-        Rows::parse(&mut Scanner::new(json.as_bytes())?, 1)
+        Rows::parse(&mut Scanner::new(json.as_bytes())?, 1, 0)
     }
 
     #[test]

@@ -15,7 +15,7 @@ use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 use indexmap::IndexMap;
 
 use crate::Error;
-use crate::rows::{Node, PARALLEL_ROWS, Rows, is_integer_text, same_key};
+use crate::rows::{Node, PARALLEL_ROWS, RowRef, Rows, is_integer_text, same_key};
 
 /// What the rows so far say about one column (or struct field, or list element).
 #[derive(Debug, Clone, PartialEq)]
@@ -93,19 +93,66 @@ fn fields_of(fields: &IndexMap<String, Kind>, path: &mut Vec<String>) -> Result<
 /// assert_eq!(schema.field(1).data_type(), &DataType::Utf8);
 /// ```
 pub fn infer(rows: &Rows) -> Result<SchemaRef, Error> {
-    let columns = match (rows.len() >= PARALLEL_ROWS).then(|| infer_halves(rows)) {
-        Some(Some(columns)) => columns,
+    schema_of(&infer_columns(rows)?)
+}
+
+/// The columns of all `rows`, on two threads when there are many.
+fn infer_columns(rows: &Rows) -> Result<IndexMap<String, Kind>, Error> {
+    match (rows.len() >= PARALLEL_ROWS).then(|| infer_halves(rows)) {
+        Some(Some(columns)) => Ok(columns),
         // Few rows, or a half failed or the halves conflict: one pass over all rows names the
         // first bad row exactly.
-        _ => infer_part(rows, 0..rows.len())?,
-    };
+        _ => infer_part(rows, 0..rows.len()),
+    }
+}
+
+fn schema_of(columns: &IndexMap<String, Kind>) -> Result<SchemaRef, Error> {
     if columns.is_empty() {
         return Err(Error::InvalidEvent(
             "every row is an empty object: there are no columns to write".into(),
         ));
     }
-    let fields = fields_of(&columns, &mut Vec::new())?;
+    let fields = fields_of(columns, &mut Vec::new())?;
     Ok(Arc::new(Schema::new(fields)))
+}
+
+/// Inference over rows that arrive in chunks (a source object read as a stream): the same
+/// types, column order and messages as [`infer`] over all the rows at once.
+#[derive(Debug, Default)]
+pub struct Inference {
+    columns: IndexMap<String, Kind>,
+}
+
+impl Inference {
+    /// Merges the next chunk's rows into what the earlier chunks said.
+    ///
+    /// # Errors
+    /// As [`infer`], naming the first row (or line) that conflicts with any earlier one.
+    pub fn add(&mut self, rows: &Rows) -> Result<(), Error> {
+        let mut joined = self.columns.clone();
+        let chunk = infer_columns(rows)?;
+        let conflict = chunk
+            .into_iter()
+            .any(|(name, kind)| join(joined.entry(name).or_insert(Kind::Null), kind).is_err());
+        if conflict {
+            // One pass over this chunk on top of the earlier ones names the first bad row.
+            let mut path = Vec::new();
+            for (row, start) in rows.rows_in(0..rows.len()) {
+                merge_object(&mut self.columns, rows, start, row, &mut path)?;
+            }
+            return Ok(());
+        }
+        self.columns = joined;
+        Ok(())
+    }
+
+    /// The schema of every row added.
+    ///
+    /// # Errors
+    /// As [`infer`]: no columns at all, or a column holding only empty objects.
+    pub fn finish(&self) -> Result<SchemaRef, Error> {
+        schema_of(&self.columns)
+    }
 }
 
 /// The columns of the rows in `part`, in first-appearance order.
@@ -233,7 +280,7 @@ fn merge_object<'a>(
     fields: &mut IndexMap<String, Kind>,
     rows: &'a Rows,
     object: usize,
-    row: usize,
+    row: RowRef,
     path: &mut Vec<&'a str>,
 ) -> Result<(), Error> {
     for (ordinal, (name, value)) in rows.members(object).enumerate() {
@@ -258,7 +305,7 @@ fn merge<'a>(
     slot: &mut Kind,
     rows: &'a Rows,
     at: usize,
-    row: usize,
+    row: RowRef,
     path: &mut Vec<&'a str>,
 ) -> Result<(), Error> {
     let node = &rows.node(at);
@@ -268,7 +315,7 @@ fn merge<'a>(
         Node::Str(_) | Node::Key(_) => Kind::Str,
         Node::Int(_) => Kind::Int,
         Node::Number(text) => number_kind(text).map_err(|why| {
-            Error::InvalidEvent(format!("column `{}` at row {row}: {why}", path.join(".")))
+            Error::InvalidEvent(format!("column `{}` at {row}: {why}", path.join(".")))
         })?,
         Node::Object { .. } => {
             if *slot == Kind::Null {
@@ -318,9 +365,9 @@ fn number_kind(text: &str) -> Result<Kind, String> {
     Err("integer beyond the 64-bit signed range (max 9223372036854775807)".into())
 }
 
-fn conflict(seen: &Kind, node: &Node, row: usize, path: &[&str]) -> Error {
+fn conflict(seen: &Kind, node: &Node, row: RowRef, path: &[&str]) -> Error {
     Error::InvalidEvent(format!(
-        "type conflict in column `{}` at row {row}: earlier rows hold {} values, this row holds a {}",
+        "type conflict in column `{}` at {row}: earlier rows hold {} values, this row holds a {}",
         path.join("."),
         seen.describe(),
         node.json_type()

@@ -147,7 +147,7 @@ impl fmt::Display for S3Prefix {
 
 /// S3's bucket naming rules (general purpose buckets), so a typo fails here with a clear
 /// message rather than as an opaque S3 error after other targets were written.
-fn check_bucket_name(name: &str) -> Result<(), String> {
+pub fn check_bucket_name(name: &str) -> Result<(), String> {
     let ok_chars = name
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');

@@ -1,0 +1,811 @@
+//! A `source` object: where it is, how its rows are framed (NDJSON or a JSON array) and
+//! compressed (gzip, zstd), and a [`Reader`] that turns its bytes, as they arrive, into
+//! [`Chunk`]s of whole rows, so an object of any size passes through bounded memory.
+
+use std::io::Write;
+
+use serde::Deserialize;
+
+use crate::Error;
+use crate::json::Scanner;
+use crate::rows::Rows;
+use crate::target::{S3Prefix, check_bucket_name};
+
+/// Decompressed bytes gathered before they are cut into a chunk of whole rows.
+pub const CHUNK_BYTES: usize = 4 << 20;
+
+/// The longest NDJSON line (or JSON array element) accepted: past it the object is refused
+/// rather than buffered without bound. Lambda's own payload limit is 6 MB.
+pub const MAX_ROW_BYTES: usize = 32 << 20;
+
+/// Compressed bytes fed to gzip at a time: gzip expands at most ~1,032 times, so one feed
+/// adds at most ~4 MiB before the reader can cut a chunk.
+const GZIP_FEED: usize = 4 << 10;
+
+/// Decompressed bytes zstd may produce per call, whatever its ratio.
+const ZSTD_OUT: usize = 256 << 10;
+
+/// zstd's largest window accepted (16 MiB; `zstd -19` uses 8 MiB). Frames that need more
+/// (`--long`, `--ultra`) are refused instead of taking most of a 128 MB function.
+const ZSTD_WINDOW_LOG_MAX: u32 = 24;
+
+/// How the rows are laid out in the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// JSON Lines: one object a line, blank lines ignored.
+    Ndjson,
+    /// One JSON array of objects.
+    Json,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Ndjson => "ndjson",
+            Format::Json => "json",
+        }
+    }
+}
+
+/// How the object's bytes are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// A validated `source`: an object in S3 and, optionally, its format and version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub bucket: String,
+    pub key: String,
+    /// `None`: the key's extension decides.
+    pub format: Option<Format>,
+    /// A specific version to read (from a notification, or the event); `None` is the latest.
+    pub version_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    uri: String,
+    format: Option<String>,
+    version_id: Option<String>,
+}
+
+impl Source {
+    /// Parses the event's `source` field: `{"uri": "s3://bucket/key", "format": "ndjson",
+    /// "version_id": "..."}` (only `uri` required).
+    ///
+    /// # Errors
+    /// `InvalidEvent` for another shape, a URI that is not `s3://bucket/key`, or an unknown
+    /// format.
+    ///
+    /// ```
+    /// use rows_to_parquet::source::{Format, Source};
+    /// let source = Source::parse(r#"{"uri": "s3://in-bucket/day 1/a+b.ndjson.gz"}"#).unwrap();
+    /// assert_eq!((source.bucket.as_str(), source.key.as_str()), ("in-bucket", "day 1/a+b.ndjson.gz"));
+    /// assert_eq!(source.format, None);
+    /// ```
+    pub fn parse(json: &str) -> Result<Source, Error> {
+        let raw: RawSource = serde_json::from_str(json).map_err(|e| {
+            Error::InvalidEvent(format!(
+                r#"`source` must be {{"uri": "s3://bucket/key", "format": "ndjson" or "json" (optional)}}: {e}"#
+            ))
+        })?;
+        let format = match raw
+            .format
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None => None,
+            Some("ndjson" | "jsonl") => Some(Format::Ndjson),
+            Some("json") => Some(Format::Json),
+            Some(other) => {
+                return Err(Error::InvalidEvent(format!(
+                    "`source.format`: unknown format `{other}` (use ndjson or json)"
+                )));
+            }
+        };
+        let mut source = Source::from_uri(&raw.uri)?;
+        source.format = format;
+        source.version_id = raw.version_id.filter(|v| !v.is_empty());
+        Ok(source)
+    }
+
+    /// An object named by `s3://bucket/key` (the key taken literally, not URL-decoded).
+    ///
+    /// # Errors
+    /// `InvalidEvent` when the URI is not of that form or the bucket name is invalid.
+    pub fn from_uri(uri: &str) -> Result<Source, Error> {
+        let invalid = |why: &str| {
+            Error::InvalidEvent(format!(
+                "`source.uri` `{uri}` {why} (expected s3://bucket/key)"
+            ))
+        };
+        let rest = uri
+            .strip_prefix("s3://")
+            .ok_or_else(|| invalid("is not an S3 URI"))?;
+        let (bucket, key) = rest
+            .split_once('/')
+            .ok_or_else(|| invalid("names no object"))?;
+        Source::new(bucket, key).map_err(|why| invalid(&why))
+    }
+
+    /// An object by bucket and (decoded) key, as a notification names it.
+    ///
+    /// # Errors
+    /// The reason, when the bucket name is invalid or the key empty or a folder.
+    pub fn new(bucket: &str, key: &str) -> Result<Source, String> {
+        check_bucket_name(bucket)?;
+        if key.is_empty() || key.ends_with('/') {
+            return Err("names a folder, not an object".into());
+        }
+        Ok(Source {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            format: None,
+            version_id: None,
+        })
+    }
+
+    pub fn uri(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+
+    /// Whether the object lies inside `prefix` (folder-wise).
+    pub fn is_in(&self, prefix: &S3Prefix) -> bool {
+        self.bucket == prefix.bucket && self.key.starts_with(&prefix.key_prefix)
+    }
+
+    /// The format and compression of the object: `.gz` or `.zst` at the end of the key (or,
+    /// without one, the object's `Content-Encoding`) selects the decompression; the format is
+    /// the event's `source.format`, else the extension before that (`.ndjson`, `.jsonl`:
+    /// NDJSON; `.json`: a JSON array).
+    ///
+    /// # Errors
+    /// `InvalidEvent` naming the source when neither tells the format, or the encoding is
+    /// not one this function reads.
+    pub fn framing(&self, content_encoding: Option<&str>) -> Result<(Format, Compression), Error> {
+        let lower = self.key.to_ascii_lowercase();
+        let (stem, by_extension) = if let Some(stem) = lower.strip_suffix(".gz") {
+            (stem, Some(Compression::Gzip))
+        } else if let Some(stem) = lower.strip_suffix(".zst") {
+            (stem, Some(Compression::Zstd))
+        } else {
+            (lower.as_str(), None)
+        };
+        let compression = match by_extension {
+            Some(c) => c,
+            None => match content_encoding
+                .map(|e| e.trim().to_ascii_lowercase())
+                .as_deref()
+            {
+                None | Some("" | "identity") => Compression::None,
+                Some("gzip" | "x-gzip") => Compression::Gzip,
+                Some("zstd") => Compression::Zstd,
+                Some(other) => {
+                    return Err(Error::InvalidEvent(format!(
+                        "source {}: its Content-Encoding `{other}` is not one this function reads (gzip, zstd)",
+                        self.uri()
+                    )));
+                }
+            },
+        };
+        let format = match self.format {
+            Some(format) => format,
+            None if stem.ends_with(".ndjson") || stem.ends_with(".jsonl") => Format::Ndjson,
+            None if stem.ends_with(".json") => Format::Json,
+            None => {
+                return Err(Error::InvalidEvent(format!(
+                    "source {}: cannot tell its format from the name (expected .ndjson, .jsonl or .json, optionally then .gz or .zst); set `source.format` to \"ndjson\" or \"json\"",
+                    self.uri()
+                )));
+            }
+        };
+        Ok((format, compression))
+    }
+}
+
+/// Whole rows of a source object, cut from its decompressed bytes.
+#[derive(Debug)]
+pub struct Chunk {
+    format: Format,
+    /// NDJSON: whole lines. JSON: `[` and whole elements and `]`.
+    text: Vec<u8>,
+    /// The index of the chunk's first row in the object.
+    first_row: usize,
+    /// The line the chunk's text starts on.
+    first_line: usize,
+}
+
+impl Chunk {
+    /// The chunk's rows on a tape, checked as strictly as an event's rows.
+    ///
+    /// # Errors
+    /// `InvalidEvent` naming the line (NDJSON) or row (JSON) of invalid UTF-8, malformed
+    /// JSON, a row that is not an object, or a repeated key.
+    pub fn rows(&self) -> Result<Rows<'_>, Error> {
+        let text = std::str::from_utf8(&self.text).map_err(|e| {
+            let before = &self.text[..e.valid_up_to()];
+            let line = self.first_line + before.iter().filter(|&&b| b == b'\n').count();
+            Error::InvalidEvent(format!("invalid UTF-8 at line {line}"))
+        })?;
+        match self.format {
+            Format::Ndjson => Rows::parse_lines(text, self.first_line),
+            Format::Json => {
+                let mut scanner = Scanner::over(text, self.first_line, "the object");
+                let rows = Rows::parse(&mut scanner, 0, self.first_row)?;
+                scanner.end()?;
+                Ok(rows)
+            }
+        }
+    }
+
+    /// The chunk's decompressed bytes.
+    pub fn bytes(&self) -> usize {
+        self.text.len()
+    }
+}
+
+/// The decompression in front of the framing.
+enum Decoder {
+    Plain,
+    Gzip(Box<flate2::write::MultiGzDecoder<Vec<u8>>>),
+    Zstd {
+        raw: Box<zstd::stream::raw::Decoder<'static>>,
+        /// Where the last frame stands: 0 at a frame's end.
+        remaining: usize,
+    },
+}
+
+/// Where a JSON array's framing stands: the top-level commas are found by tracking strings
+/// and nesting, so a comma inside a string or an element never cuts a row.
+#[derive(Debug, Default)]
+struct ArrayState {
+    /// The opening `[` has been seen.
+    open: bool,
+    /// The closing `]` has been seen.
+    closed: bool,
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+    /// Bytes of `pending` already scanned.
+    scanned: usize,
+    /// The last top-level comma in `pending` and how many top-level commas precede it.
+    cut: Option<(usize, usize)>,
+    commas: usize,
+}
+
+/// Turns an object's bytes, pushed as they arrive, into chunks of whole rows.
+pub struct Reader {
+    format: Format,
+    decoder: Decoder,
+    /// Decompressed bytes not yet cut into a chunk.
+    pending: Vec<u8>,
+    array: ArrayState,
+    /// NDJSON: bytes of `pending` already searched for a newline.
+    searched: usize,
+    next_row: usize,
+    next_line: usize,
+    /// Decompressed bytes so far.
+    bytes_out: u64,
+}
+
+impl Reader {
+    /// # Errors
+    /// `SourceReadFailed` if the zstd decoder cannot be set up.
+    pub fn new(format: Format, compression: Compression) -> Result<Reader, Error> {
+        let decoder = match compression {
+            Compression::None => Decoder::Plain,
+            Compression::Gzip => {
+                Decoder::Gzip(Box::new(flate2::write::MultiGzDecoder::new(Vec::new())))
+            }
+            Compression::Zstd => {
+                let mut raw = zstd::stream::raw::Decoder::new()
+                    .map_err(|e| Error::SourceReadFailed(format!("zstd: {e}")))?;
+                raw.set_parameter(zstd::stream::raw::DParameter::WindowLogMax(
+                    ZSTD_WINDOW_LOG_MAX,
+                ))
+                .map_err(|e| Error::SourceReadFailed(format!("zstd: {e}")))?;
+                Decoder::Zstd {
+                    raw: Box::new(raw),
+                    remaining: 0,
+                }
+            }
+        };
+        Ok(Reader {
+            format,
+            decoder,
+            pending: Vec::new(),
+            array: ArrayState::default(),
+            searched: 0,
+            next_row: 0,
+            next_line: 1,
+            bytes_out: 0,
+        })
+    }
+
+    /// Decompressed bytes read so far.
+    pub fn bytes_out(&self) -> u64 {
+        self.bytes_out
+    }
+
+    /// Feeds the next bytes of the object and returns the chunks they complete (none until
+    /// [`CHUNK_BYTES`] have gathered).
+    ///
+    /// # Errors
+    /// `InvalidEvent` for corrupt compressed data, a row longer than [`MAX_ROW_BYTES`], or a
+    /// JSON object that is not an array.
+    pub fn push(&mut self, mut input: &[u8]) -> Result<Vec<Chunk>, Error> {
+        let mut chunks = Vec::new();
+        while !input.is_empty() {
+            let used = match &mut self.decoder {
+                Decoder::Plain => {
+                    let n = input.len().min(CHUNK_BYTES);
+                    self.pending.extend_from_slice(&input[..n]);
+                    n
+                }
+                Decoder::Gzip(gzip) => {
+                    let n = input.len().min(GZIP_FEED);
+                    let n = gzip.write(&input[..n]).map_err(|e| corrupt("gzip", &e))?;
+                    self.pending.append(gzip.get_mut());
+                    if n == 0 {
+                        // Data after the last gzip member that is not another member.
+                        return Err(corrupt("gzip", &"trailing bytes after the last member"));
+                    }
+                    n
+                }
+                Decoder::Zstd { raw, remaining } => {
+                    use zstd::stream::raw::Operation;
+                    let start = self.pending.len();
+                    self.pending.resize(start + ZSTD_OUT, 0);
+                    let status = raw
+                        .run_on_buffers(input, &mut self.pending[start..])
+                        .map_err(|e| corrupt("zstd", &e))?;
+                    self.pending.truncate(start + status.bytes_written);
+                    *remaining = status.remaining;
+                    if status.bytes_read == 0 && status.bytes_written == 0 {
+                        return Err(corrupt("zstd", &"the decoder made no progress"));
+                    }
+                    status.bytes_read
+                }
+            };
+            input = &input[used..];
+            self.cut_ready(&mut chunks)?;
+        }
+        Ok(chunks)
+    }
+
+    /// Ends the object: the last chunk, if any rows remain.
+    ///
+    /// # Errors
+    /// `InvalidEvent` for a truncated compressed stream, or a JSON array that never closes
+    /// or is followed by anything but whitespace.
+    pub fn finish(&mut self) -> Result<Option<Chunk>, Error> {
+        match &mut self.decoder {
+            Decoder::Plain => {}
+            Decoder::Gzip(gzip) => {
+                gzip.try_finish().map_err(|e| corrupt("gzip", &e))?;
+                self.pending.append(gzip.get_mut());
+            }
+            Decoder::Zstd { raw, remaining } => loop {
+                use zstd::stream::raw::Operation;
+                let start = self.pending.len();
+                self.pending.resize(start + ZSTD_OUT, 0);
+                let status = raw
+                    .run_on_buffers(&[], &mut self.pending[start..])
+                    .map_err(|e| corrupt("zstd", &e))?;
+                self.pending.truncate(start + status.bytes_written);
+                if status.bytes_written == 0 {
+                    // A call that did nothing says nothing of the last frame.
+                    if *remaining != 0 {
+                        return Err(corrupt("zstd", &"the object ends inside a frame"));
+                    }
+                    break;
+                }
+            },
+        }
+        self.bytes_out += self.pending.len() as u64;
+        if self.format == Format::Json {
+            self.scan_array()?;
+            if !self.array.open {
+                return Err(not_an_array());
+            }
+            if !self.array.closed {
+                return Err(Error::InvalidEvent(format!(
+                    "the object is not valid JSON: its array never closes (EOF at line {})",
+                    self.next_line + count_lines(&self.pending)
+                )));
+            }
+            let rest = self.pending.iter().find(|b| !b.is_ascii_whitespace());
+            if self.next_row > 0 && rest == Some(&b']') {
+                return Err(Error::InvalidEvent(format!(
+                    "the object is not valid JSON: a `,` after row {} is followed by the array's end",
+                    self.next_row - 1
+                )));
+            }
+        }
+        let text = std::mem::take(&mut self.pending);
+        Ok(self.chunk(text))
+    }
+
+    /// Cuts the chunks that `pending` holds.
+    fn cut_ready(&mut self, chunks: &mut Vec<Chunk>) -> Result<(), Error> {
+        while self.pending.len() >= CHUNK_BYTES {
+            let cut = match self.format {
+                Format::Ndjson => {
+                    let from = self.searched.min(self.pending.len());
+                    self.searched = self.pending.len();
+                    let cut = self.pending[from..].iter().rposition(|&b| b == b'\n');
+                    // `pending[..from]` had no newline: the first line runs into the new bytes.
+                    if cut.is_some() && from > 0 {
+                        let end = self.pending[from..].iter().position(|&b| b == b'\n');
+                        if from + end.unwrap_or(0) > MAX_ROW_BYTES {
+                            return Err(self.too_long());
+                        }
+                    }
+                    cut.map(|at| from + at)
+                }
+                Format::Json => {
+                    self.scan_array()?;
+                    self.array.cut.map(|(at, _)| at)
+                }
+            };
+            let Some(cut) = cut else {
+                if self.pending.len() > MAX_ROW_BYTES {
+                    return Err(self.too_long());
+                }
+                return Ok(());
+            };
+            let rest = self.pending.split_off(cut + 1);
+            let text = std::mem::replace(&mut self.pending, rest);
+            self.searched = 0;
+            self.bytes_out += text.len() as u64;
+            if self.format == Format::Json {
+                let (_, commas) = self.array.cut.take().expect("a cut was found");
+                // The cut is the last comma scanned: none is left in the rest.
+                self.array.scanned = self.pending.len();
+                self.array.commas = 0;
+                // Rows before the cut: the commas before it, plus the element it ends.
+                let rows = commas + 1;
+                chunks.extend(self.array_chunk(&text[..cut], rows));
+            } else {
+                chunks.extend(self.chunk(text));
+            }
+        }
+        Ok(())
+    }
+
+    fn too_long(&self) -> Error {
+        Error::InvalidEvent(format!(
+            "a row starting at line {} is longer than {} MiB",
+            self.next_line,
+            MAX_ROW_BYTES >> 20
+        ))
+    }
+
+    /// Finds top-level commas and the array's brackets in the bytes not yet scanned.
+    fn scan_array(&mut self) -> Result<(), Error> {
+        let state = &mut self.array;
+        let mut i = state.scanned;
+        while i < self.pending.len() {
+            let b = self.pending[i];
+            if state.in_string {
+                if state.escaped {
+                    state.escaped = false;
+                } else if b == b'\\' {
+                    state.escaped = true;
+                } else if b == b'"' {
+                    state.in_string = false;
+                }
+            } else if state.closed {
+                if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+                    return Err(Error::InvalidEvent(
+                        "the object is not valid JSON: trailing characters after its array".into(),
+                    ));
+                }
+            } else if !state.open {
+                match b {
+                    b'[' => state.open = true,
+                    b' ' | b'\n' | b'\r' | b'\t' => {}
+                    _ => return Err(not_an_array()),
+                }
+            } else {
+                match b {
+                    b'"' => state.in_string = true,
+                    b'{' | b'[' => state.depth += 1,
+                    b'}' | b']' if state.depth > 0 => state.depth -= 1,
+                    b']' => state.closed = true,
+                    b',' if state.depth == 0 => {
+                        state.cut = Some((i, state.commas));
+                        state.commas += 1;
+                    }
+                    _ => {}
+                }
+            }
+            i += 1;
+        }
+        state.scanned = i;
+        Ok(())
+    }
+
+    /// A JSON chunk of the elements in `elements` (the bytes up to a top-level comma, the
+    /// first chunk's opening `[` included), `rows` of them.
+    fn array_chunk(&mut self, elements: &[u8], rows: usize) -> Option<Chunk> {
+        let mut text = Vec::with_capacity(elements.len() + 2);
+        if self.next_row > 0 {
+            text.push(b'[');
+        }
+        text.extend_from_slice(elements);
+        text.push(b']');
+        let chunk = Chunk {
+            format: Format::Json,
+            text,
+            first_row: self.next_row,
+            first_line: self.next_line,
+        };
+        self.next_line += count_lines(elements);
+        self.next_row += rows;
+        Some(chunk)
+    }
+
+    /// A chunk of `text` (NDJSON lines, or the JSON array's last elements and its `]`).
+    fn chunk(&mut self, text: Vec<u8>) -> Option<Chunk> {
+        let lines = count_lines(&text);
+        let text = match self.format {
+            Format::Ndjson => text,
+            Format::Json if self.next_row == 0 => text,
+            Format::Json => {
+                let mut with_open = Vec::with_capacity(text.len() + 1);
+                with_open.push(b'[');
+                with_open.extend_from_slice(&text);
+                with_open
+            }
+        };
+        let chunk = Chunk {
+            format: self.format,
+            text,
+            first_row: self.next_row,
+            first_line: self.next_line,
+        };
+        self.next_line += lines;
+        (!chunk.text.iter().all(u8::is_ascii_whitespace)).then_some(chunk)
+    }
+}
+
+fn count_lines(text: &[u8]) -> usize {
+    text.iter().filter(|&&b| b == b'\n').count()
+}
+
+fn not_an_array() -> Error {
+    Error::InvalidEvent(
+        "the object is not a JSON array of objects (for one object a line, use the ndjson format)"
+            .into(),
+    )
+}
+
+fn corrupt(codec: &str, e: &dyn std::fmt::Display) -> Error {
+    Error::InvalidEvent(format!("the object is not valid {codec} data: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rows::RowRef;
+
+    /// Every chunk's rows as `(row ref, first key)`, feeding `bytes` in pieces of `piece`.
+    fn read(
+        format: Format,
+        compression: Compression,
+        bytes: &[u8],
+        piece: usize,
+    ) -> Result<Vec<(RowRef, String)>, Error> {
+        let mut reader = Reader::new(format, compression)?;
+        let mut chunks = Vec::new();
+        for part in bytes.chunks(piece.max(1)) {
+            chunks.extend(reader.push(part)?);
+        }
+        chunks.extend(reader.finish()?);
+        let mut out = Vec::new();
+        for chunk in &chunks {
+            let rows = chunk.rows()?;
+            for (row, start) in rows.rows_in(0..rows.len()) {
+                let first = rows.members(start).next().map(|(k, _)| k.to_owned());
+                out.push((row, first.unwrap_or_default()));
+            }
+        }
+        Ok(out)
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn framing_follows_the_extension_then_the_encoding() {
+        let s = |key: &str| Source::new("in-bucket", key).unwrap();
+        let cases = [
+            ("a.ndjson", None, Format::Ndjson, Compression::None),
+            ("a.JSONL.GZ", None, Format::Ndjson, Compression::Gzip),
+            ("a.json.zst", None, Format::Json, Compression::Zstd),
+            ("a.json", Some("gzip"), Format::Json, Compression::Gzip),
+            (
+                "a.ndjson.gz",
+                Some("gzip"),
+                Format::Ndjson,
+                Compression::Gzip,
+            ),
+            (
+                "a.jsonl",
+                Some("identity"),
+                Format::Ndjson,
+                Compression::None,
+            ),
+        ];
+        for (key, encoding, format, compression) in cases {
+            assert_eq!(
+                s(key).framing(encoding).unwrap(),
+                (format, compression),
+                "{key}"
+            );
+        }
+        let named =
+            Source::parse(r#"{"uri": "s3://in-bucket/export", "format": "NDJSON"}"#).unwrap();
+        assert_eq!(
+            named.framing(None).unwrap(),
+            (Format::Ndjson, Compression::None)
+        );
+        for (key, encoding, word) in [
+            ("a.csv", None, "cannot tell its format"),
+            ("a.gz", None, "cannot tell its format"),
+            ("a.json", Some("br"), "Content-Encoding `br`"),
+        ] {
+            let e = s(key).framing(encoding).unwrap_err();
+            assert_eq!(e.error_type(), "InvalidEvent");
+            assert!(
+                e.to_string().contains(word) && e.to_string().contains("s3://in-bucket/"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn source_uris_and_shapes_are_checked() {
+        let ok = Source::parse(r#"{"uri": "s3://in-bucket/a/b%2B c.json", "version_id": "v1"}"#)
+            .unwrap();
+        assert_eq!(ok.key, "a/b%2B c.json");
+        assert_eq!(ok.version_id.as_deref(), Some("v1"));
+        for (json, word) in [
+            (r#"{"uri": "https://x/y"}"#, "not an S3 URI"),
+            (r#"{"uri": "s3://in-bucket"}"#, "names no object"),
+            (r#"{"uri": "s3://in-bucket/dir/"}"#, "folder"),
+            (r#"{"uri": "s3://In_Bucket/a.json"}"#, "bucket name"),
+            (
+                r#"{"uri": "s3://in-bucket/a.json", "format": "csv"}"#,
+                "unknown format `csv`",
+            ),
+            (r#"{"url": "s3://in-bucket/a.json"}"#, "unknown field"),
+            (r#""s3://in-bucket/a.json""#, "must be"),
+        ] {
+            let e = Source::parse(json).unwrap_err();
+            assert_eq!(e.error_type(), "InvalidEvent", "{json}");
+            assert!(e.to_string().contains(word), "{json}: {e}");
+        }
+    }
+
+    fn ndjson(rows: usize) -> String {
+        (0..rows)
+            .map(|i| format!("{{\"k{}\": {i}, \"s\": \"a,]}}\\\"\"}}\n", i % 3))
+            .collect()
+    }
+
+    #[test]
+    fn ndjson_chunks_keep_rows_whole_and_lines_numbered_in_any_pieces() {
+        // Enough rows for several chunks; blank lines and CRLF on the way.
+        let mut text = ndjson(200_000);
+        text.insert_str(0, "\r\n  \n");
+        let expected = 200_000;
+        for compression in [Compression::None, Compression::Gzip] {
+            let bytes = match compression {
+                Compression::Gzip => gzip(text.as_bytes()),
+                _ => text.clone().into_bytes(),
+            };
+            for piece in [7, 65_536] {
+                let rows = read(Format::Ndjson, compression, &bytes, piece).unwrap();
+                assert_eq!(rows.len(), expected);
+                assert_eq!(rows[0], (RowRef::Line(3), "k0".into()));
+                assert_eq!(
+                    rows[expected - 1],
+                    (
+                        RowRef::Line(expected + 2),
+                        format!("k{}", (expected - 1) % 3)
+                    )
+                );
+                assert!(rows.windows(2).all(
+                    |w| matches!((w[0].0, w[1].0), (RowRef::Line(a), RowRef::Line(b)) if b == a + 1)
+                ));
+            }
+        }
+    }
+
+    #[test]
+    fn zstd_streams_of_several_frames_read_whole() {
+        let text = ndjson(50_000);
+        let (a, b) = text.split_at(text.len() / 2);
+        let mut bytes = zstd::encode_all(a.as_bytes(), 3).unwrap();
+        bytes.extend(zstd::encode_all(b.as_bytes(), 3).unwrap());
+        let rows = read(Format::Ndjson, Compression::Zstd, &bytes, 4096).unwrap();
+        assert_eq!(rows.len(), 50_000);
+        let truncated = &bytes[..bytes.len() - 5];
+        let e = read(Format::Ndjson, Compression::Zstd, truncated, 4096).unwrap_err();
+        assert!(e.to_string().contains("not valid zstd data"), "{e}");
+    }
+
+    #[test]
+    fn json_arrays_are_cut_between_elements_only() {
+        let elements: Vec<String> = (0..150_000)
+            .map(|i| {
+                format!(
+                    "{{\"k{}\": [{i}, {{\"x\": \"],[{{\\\"\"}}], \"n\": null}}",
+                    i % 2
+                )
+            })
+            .collect();
+        let text = format!(" [\n{}\n] \n", elements.join(",\n"));
+        for piece in [3, 1 << 20] {
+            let rows = read(Format::Json, Compression::None, text.as_bytes(), piece).unwrap();
+            assert_eq!(rows.len(), 150_000);
+            assert!(
+                rows.iter()
+                    .enumerate()
+                    .all(|(i, (r, k))| *r == RowRef::Index(i) && *k == format!("k{}", i % 2))
+            );
+        }
+        for (bad, word) in [
+            ("{\"a\": 1}", "not a JSON array"),
+            ("[{\"a\": 1}", "never closes"),
+            ("[{\"a\": 1}] x", "trailing characters"),
+            ("[{\"a\": 1},]", "not valid JSON"),
+            ("[{\"a\": 1}, 2]", "row 1 is a JSON"),
+        ] {
+            let e = read(Format::Json, Compression::None, bad.as_bytes(), 2).unwrap_err();
+            assert!(e.to_string().contains(word), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn bad_ndjson_names_the_line() {
+        for (text, word) in [
+            ("{\"a\": 1}\n{\"a\": \n1}\n", "line 2"),
+            ("{\"a\": 1}\n\n[1]\n", "line 3 is a JSON array"),
+            ("{\"a\": 1} {\"a\": 2}\n", "trailing characters at line 1"),
+            (
+                "{\"a\": 1}\n{\"a\": 1, \"a\": 2}",
+                "line 2: key `a` appears twice",
+            ),
+            ("{\"a\": 1}\n{\"a\": \"\u{0}\"}", "line 2"),
+        ] {
+            let e = read(Format::Ndjson, Compression::None, text.as_bytes(), 3).unwrap_err();
+            assert_eq!(e.error_type(), "InvalidEvent");
+            assert!(e.to_string().contains(word), "{text:?}: {e}");
+        }
+        let mut bad_utf8 = b"{\"a\": 1}\n{\"a\": \"".to_vec();
+        bad_utf8.extend([0xff, b'"', b'}', b'\n']);
+        let e = read(Format::Ndjson, Compression::None, &bad_utf8, 100).unwrap_err();
+        assert!(e.to_string().contains("invalid UTF-8 at line 2"), "{e}");
+        let e = read(Format::Ndjson, Compression::Gzip, b"not gzip at all", 100).unwrap_err();
+        assert!(e.to_string().contains("not valid gzip data"), "{e}");
+    }
+
+    #[test]
+    fn a_row_longer_than_the_limit_is_refused_not_buffered() {
+        let long = format!("{{\"a\": \"{}\"}}\n", "x".repeat(MAX_ROW_BYTES + 10));
+        let e = read(Format::Ndjson, Compression::None, long.as_bytes(), 1 << 20).unwrap_err();
+        assert!(e.to_string().contains("longer than 32 MiB"), "{e}");
+    }
+}
