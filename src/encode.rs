@@ -151,7 +151,7 @@ fn mostly_distinct(array: &dyn Array) -> bool {
 /// page index: a file holds at most a 6 MB event in one row group, so most columns are one
 /// page, whose page-index entry would only repeat the chunk's statistics (and made small
 /// files larger than pyarrow's).
-fn properties(codec: Codec, plain: &[ColumnPath]) -> WriterProperties {
+fn properties(codec: Codec, plain: &[ColumnPath], row_group: RowGroupSize) -> WriterProperties {
     let compression = match codec {
         Codec::Uncompressed => Compression::UNCOMPRESSED,
         Codec::Snappy => Compression::SNAPPY,
@@ -166,6 +166,8 @@ fn properties(codec: Codec, plain: &[ColumnPath]) -> WriterProperties {
         .set_data_page_row_count_limit(usize::MAX)
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_offset_index_disabled(true)
+        .set_max_row_group_row_count(Some(row_group.rows))
+        .set_max_row_group_bytes(row_group.bytes)
         .set_created_by(CREATED_BY.into());
     for path in plain {
         builder = builder.set_column_dictionary_enabled(path.clone(), false);
@@ -183,22 +185,174 @@ pub fn to_parquet(batch: &RecordBatch, codec: Codec) -> Result<Bytes, Error> {
 
 /// One Parquet file of `batches` (one schema, at least one batch) in one row group.
 fn write(batches: &[RecordBatch], codec: Codec, plain: &[ColumnPath]) -> Result<Bytes, Error> {
-    let parquet_error = |e: parquet::errors::ParquetError| {
-        Error::InvalidEvent(format!(
-            "the rows could not be written as Parquet ({}): {e}",
-            codec.name()
-        ))
-    };
     let mut writer = ArrowWriter::try_new(
         Vec::new(),
         batches[0].schema(),
-        Some(properties(codec, plain)),
+        Some(properties(codec, plain, RowGroupSize::WHOLE_EVENT)),
     )
-    .map_err(parquet_error)?;
+    .map_err(|e| parquet_error(codec, e))?;
     for batch in batches {
-        writer.write(batch).map_err(parquet_error)?;
+        writer.write(batch).map_err(|e| parquet_error(codec, e))?;
     }
-    Ok(Bytes::from(writer.into_inner().map_err(parquet_error)?))
+    Ok(Bytes::from(
+        writer.into_inner().map_err(|e| parquet_error(codec, e))?,
+    ))
+}
+
+fn parquet_error(codec: Codec, e: parquet::errors::ParquetError) -> Error {
+    Error::InvalidEvent(format!(
+        "the rows could not be written as Parquet ({}): {e}",
+        codec.name()
+    ))
+}
+
+/// When a file's row group is closed and the next begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowGroupSize {
+    /// At most this many rows.
+    pub rows: usize,
+    /// At most about this many encoded bytes (`None`: no limit).
+    pub bytes: Option<usize>,
+}
+
+impl RowGroupSize {
+    /// An event's rows: one row group (a 6 MB event is far below 1 Mi rows).
+    const WHOLE_EVENT: RowGroupSize = RowGroupSize {
+        rows: 1 << 20,
+        bytes: None,
+    };
+
+    /// A streamed source object: `ROW_GROUP_ROWS` rows, and at most 16 MiB encoded per codec
+    /// (wide rows reach it first), so that the row groups being built for every codec stay
+    /// within a 128 MB function.
+    pub fn streamed(rows: usize) -> RowGroupSize {
+        RowGroupSize {
+            rows,
+            bytes: Some(16 << 20),
+        }
+    }
+}
+
+/// The default `ROW_GROUP_ROWS`: DuckDB's row group size, about 6 MB of the seed rows' JSON.
+pub const ROW_GROUP_ROWS: usize = 122_880;
+
+/// One Parquet file per distinct codec, written a row group at a time from a stream of
+/// batches; whole row groups can be taken out as they are finished (a multipart upload's
+/// parts), so a file of any size never sits in memory whole.
+pub struct StreamWriter {
+    writers: Vec<(Codec, ArrowWriter<Vec<u8>>)>,
+    rows: usize,
+}
+
+impl StreamWriter {
+    /// Files for `codecs` (duplicates written once) of `first`'s schema; `first` (the first
+    /// batch) also decides which columns are written without a dictionary.
+    ///
+    /// # Errors
+    /// `InvalidEvent` if Parquet cannot represent the schema.
+    pub fn new(
+        first: &RecordBatch,
+        codecs: &[Codec],
+        row_group: RowGroupSize,
+    ) -> Result<StreamWriter, Error> {
+        let plain = plain_columns(first);
+        let writers = distinct(codecs)
+            .into_iter()
+            .map(|codec| {
+                ArrowWriter::try_new(
+                    Vec::new(),
+                    first.schema(),
+                    Some(properties(codec, &plain, row_group)),
+                )
+                .map(|w| (codec, w))
+                .map_err(|e| parquet_error(codec, e))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(StreamWriter { writers, rows: 0 })
+    }
+
+    /// The codecs written, in the order first asked for.
+    pub fn codecs(&self) -> Vec<Codec> {
+        self.writers.iter().map(|(c, _)| *c).collect()
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Appends `batches` to every file, one thread per codec.
+    ///
+    /// # Errors
+    /// As [`to_parquet`].
+    pub fn write(&mut self, batches: &[RecordBatch]) -> Result<(), Error> {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .writers
+                .iter_mut()
+                .map(|(codec, writer)| {
+                    let codec = *codec;
+                    scope.spawn(move || {
+                        batches
+                            .iter()
+                            .try_for_each(|b| writer.write(b))
+                            .map_err(|e| parquet_error(codec, e))
+                    })
+                })
+                .collect();
+            handles.into_iter().try_for_each(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+        })?;
+        self.rows += batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+        Ok(())
+    }
+
+    /// The finished row groups of `codec`'s file not taken yet, once they reach `min` bytes.
+    ///
+    /// # Errors
+    /// As [`to_parquet`].
+    pub fn take(&mut self, codec: Codec, min: usize) -> Result<Option<Bytes>, Error> {
+        let (_, writer) = self
+            .writers
+            .iter_mut()
+            .find(|(c, _)| *c == codec)
+            .expect("a codec of this writer");
+        // The file's own buffer first, so that every finished byte is in the Vec.
+        writer.sync().map_err(|e| parquet_error(codec, e.into()))?;
+        // Offsets in the footer come from the writer's own count, not the Vec's length, so
+        // the bytes can be taken out as they are finished.
+        let buffer = writer.inner_mut();
+        Ok((buffer.len() >= min.max(1)).then(|| Bytes::from(std::mem::take(buffer))))
+    }
+
+    /// Closes every file; the bytes of each not taken yet, with the codec.
+    ///
+    /// # Errors
+    /// As [`to_parquet`].
+    pub fn finish(self) -> Result<Vec<(Codec, Bytes)>, Error> {
+        self.writers
+            .into_iter()
+            .map(|(codec, writer)| {
+                writer
+                    .into_inner()
+                    .map(|rest| (codec, Bytes::from(rest)))
+                    .map_err(|e| parquet_error(codec, e))
+            })
+            .collect()
+    }
+}
+
+/// `codecs` without repeats, in the order first asked for.
+fn distinct(codecs: &[Codec]) -> Vec<Codec> {
+    let mut distinct: Vec<Codec> = Vec::with_capacity(codecs.len());
+    for &codec in codecs {
+        if !distinct.contains(&codec) {
+            distinct.push(codec);
+        }
+    }
+    distinct
 }
 
 /// Encodes `batches` (one schema, at least one batch) into one file per distinct codec, in
@@ -210,15 +364,9 @@ pub fn to_parquet_all(
     batches: &[RecordBatch],
     codecs: &[Codec],
 ) -> Result<Vec<(Codec, Bytes)>, Error> {
-    let mut distinct: Vec<Codec> = Vec::with_capacity(codecs.len());
-    for &codec in codecs {
-        if !distinct.contains(&codec) {
-            distinct.push(codec);
-        }
-    }
     let plain = &plain_columns(&batches[0]);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = distinct
+        let handles: Vec<_> = distinct(codecs)
             .iter()
             .map(|&codec| scope.spawn(move || write(batches, codec, plain).map(|b| (codec, b))))
             .collect();
@@ -481,6 +629,42 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("at row 3:"), "{err}");
+    }
+
+    #[test]
+    fn streamed_files_come_out_in_parts_that_join_into_one_valid_file() {
+        let batch_from = |first: usize| {
+            let json: Vec<String> = (first..first + 10_000)
+                .map(|i| format!(r#"{{"i": {i}, "s": "row {i} of many"}}"#))
+                .collect();
+            batch_of(&format!("[{}]", json.join(",")))
+        };
+        let codecs = [Codec::Snappy, Codec::Uncompressed, Codec::Snappy];
+        let mut writer =
+            StreamWriter::new(&batch_from(0), &codecs, RowGroupSize::streamed(25_000)).unwrap();
+        assert_eq!(writer.codecs(), [Codec::Snappy, Codec::Uncompressed]);
+        let mut files = vec![Vec::new(), Vec::new()];
+        let mut parts = [0, 0];
+        for first in (0..100_000).step_by(10_000) {
+            writer.write(&[batch_from(first)]).unwrap();
+            for (i, codec) in writer.codecs().into_iter().enumerate() {
+                if let Some(part) = writer.take(codec, 100_000).unwrap() {
+                    assert!(part.len() >= 100_000);
+                    files[i].extend_from_slice(&part);
+                    parts[i] += 1;
+                }
+            }
+        }
+        assert_eq!(writer.rows(), 100_000);
+        for (i, (codec, rest)) in writer.finish().unwrap().into_iter().enumerate() {
+            files[i].extend_from_slice(&rest);
+            assert!(parts[i] >= 2, "{codec:?} came out in {} parts", parts[i]);
+            let builder =
+                ParquetRecordBatchReaderBuilder::try_new(Bytes::from(files[i].clone())).unwrap();
+            assert_eq!(builder.metadata().num_row_groups(), 4, "{codec:?}");
+            let batches: Vec<_> = builder.build().unwrap().map(Result::unwrap).collect();
+            assert!(i_values(&batches).into_iter().eq(0..100_000), "{codec:?}");
+        }
     }
 
     /// The `i` column of every batch, in order.
