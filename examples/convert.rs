@@ -28,8 +28,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let event = event::parse(&bytes)?;
         let parse = started.elapsed();
         let codecs: Vec<_> = event.targets.iter().flatten().map(|t| t.codec).collect();
+        let rows = event.input.rows().ok_or("the event has a `source`, not `rows`")?;
         last = Some(encode::rows_to_parquet(
-            event.rows,
+            rows,
             event.schema,
             event.unknown_keys,
             &codecs,

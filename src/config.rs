@@ -1,11 +1,12 @@
 //! The function's configuration: environment variables, read and validated once at start.
 
 use crate::Error;
+use crate::encode::ROW_GROUP_ROWS;
 use crate::target::{AllowList, Target, parse_targets};
 
 /// Everything the environment configures. A bad value fails the start (an init error) rather
 /// than every invocation.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// `DEFAULT_TARGETS`: the targets of an event that names none.
     pub default_targets: Option<Vec<Target>>,
@@ -16,6 +17,10 @@ pub struct Config {
     pub custom_endpoint: bool,
     /// `EXPECTED_BUCKET_OWNER`: the 12-digit account id every bucket written to must belong to.
     pub expected_bucket_owner: Option<String>,
+    /// `ALLOWED_SOURCES`: when set, the only folders source objects may be read from.
+    pub allowed_sources: Option<AllowList>,
+    /// `ROW_GROUP_ROWS`: rows per row group of a file streamed from a source object.
+    pub row_group_rows: usize,
 }
 
 /// Logs as Lambda's logging controls ask: JSON lines with `AWS_LAMBDA_LOG_FORMAT=JSON`, else
@@ -60,8 +65,24 @@ impl Config {
         let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
         let to_config = |e: Error| Error::InvalidConfig(e.to_string());
         let allowed = var("ALLOWED_PREFIXES")
-            .map(|v| AllowList::parse(&v))
+            .map(|v| AllowList::parse(&v, "ALLOWED_PREFIXES"))
             .transpose()?;
+        let allowed_sources = var("ALLOWED_SOURCES")
+            .map(|v| AllowList::parse(&v, "ALLOWED_SOURCES"))
+            .transpose()?;
+        let row_group_rows = match var("ROW_GROUP_ROWS") {
+            None => ROW_GROUP_ROWS,
+            Some(v) => v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1_000..=10_000_000).contains(n))
+                .ok_or_else(|| {
+                    Error::InvalidConfig(
+                        "ROW_GROUP_ROWS must be a whole number from 1000 to 10000000".into(),
+                    )
+                })?,
+        };
         let default_targets = var("DEFAULT_TARGETS")
             .map(|v| parse_targets(&v, "DEFAULT_TARGETS").map_err(to_config))
             .transpose()?;
@@ -83,6 +104,8 @@ impl Config {
             allowed,
             custom_endpoint,
             expected_bucket_owner,
+            allowed_sources,
+            row_group_rows,
         })
     }
 
@@ -162,6 +185,9 @@ mod tests {
             &[("EXPECTED_BUCKET_OWNER", "my-account")],
             &[("EXPECTED_BUCKET_OWNER", "1234567890123")],
             &[("ALLOWED_PREFIXES", "b-1/out")],
+            &[("ALLOWED_SOURCES", "in-bucket/in/")],
+            &[("ROW_GROUP_ROWS", "10")],
+            &[("ROW_GROUP_ROWS", "many")],
             &[
                 ("ALLOWED_PREFIXES", "s3://b-2/only/"),
                 ("DEFAULT_TARGETS", DEFAULTS),

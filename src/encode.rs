@@ -59,7 +59,7 @@ impl Encoded {
 /// use rows_to_parquet::{encode, event, target::Codec};
 /// let event = event::parse(br#"{"rows": [{"name": "John Doe", "age": 30}]}"#).unwrap();
 /// let codecs = [Codec::Uncompressed, Codec::Snappy];
-/// let encoded = encode::rows_to_parquet(event.rows, None, Default::default(), &codecs).unwrap();
+/// let encoded = encode::rows_to_parquet(event.input.rows().unwrap(), None, Default::default(), &codecs).unwrap();
 /// assert_eq!((encoded.rows, encoded.schema.fields().len()), (1, 2));
 /// assert!(encoded.file(Codec::Snappy).unwrap().starts_with(b"PAR1"));
 /// ```
@@ -391,7 +391,7 @@ mod tests {
 
     fn batch_of(json: &str) -> RecordBatch {
         let event = format!(r#"{{"rows": {json}}}"#);
-        let rows = crate::event::parse(event.as_bytes()).unwrap().rows;
+        let rows = crate::event::parse(event.as_bytes()).unwrap().input.rows().unwrap();
         crate::columns::build(
             &rows,
             crate::schema::infer(&rows).unwrap(),
@@ -502,7 +502,7 @@ mod tests {
                          "schema": "d DATE, t TIMESTAMP, p DECIMAL(10,2), i INT NOT NULL, m MAP<STRING, BIGINT>, b BINARY"}"#;
         let event = crate::event::parse(event).unwrap();
         let encoded = rows_to_parquet(
-            event.rows,
+            event.input.rows().unwrap(),
             event.schema,
             event.unknown_keys,
             &[Codec::Snappy],
@@ -593,7 +593,7 @@ mod tests {
         let event = format!(r#"{{"rows": [{}]}}"#, json.join(","));
         let event = crate::event::parse(event.as_bytes()).unwrap();
         let encoded =
-            rows_to_parquet(event.rows, None, Default::default(), &[Codec::Snappy]).unwrap();
+            rows_to_parquet(event.input.rows().unwrap(), None, Default::default(), &[Codec::Snappy]).unwrap();
         assert_eq!(encoded.rows, rows);
         let (back, meta) = {
             let builder =
@@ -622,7 +622,7 @@ mod tests {
         let event = format!(r#"{{"rows": [{}], "schema": "i BIGINT"}}"#, json.join(","));
         let event = crate::event::parse(event.as_bytes()).unwrap();
         let err = rows_to_parquet(
-            event.rows,
+            event.input.rows().unwrap(),
             event.schema,
             Default::default(),
             &[Codec::Snappy],

@@ -1,6 +1,7 @@
-//! The event contract: `{"rows": [...], "targets": [...], "schema": ..., "unknown_keys": ...,
-//! "dry_run": ...}`, validated into typed values.
+//! The event contract: `{"rows": [...] or "source": {...}, "targets": [...], "schema": ...,
+//! "unknown_keys": ..., "dry_run": ...}`, validated into typed values.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow_schema::{Field, Schema, SchemaRef};
@@ -9,16 +10,35 @@ use serde::Deserialize;
 use crate::columns::UnknownKeys;
 use crate::json::Scanner;
 use crate::rows::Rows;
+use crate::source::Source;
 use crate::target::{Target, parse_targets};
 use crate::{Error, ddl};
 
-/// The optional top-level fields besides `rows`.
+/// The optional top-level fields besides `rows` or `source`.
 const OPTIONAL_FIELDS: [&str; 4] = ["targets", "schema", "unknown_keys", "dry_run"];
 
-/// A validated event: at least one row, every row an object, borrowing the event's bytes.
+/// What an event converts: its own rows, or an S3 object named by `source`.
+#[derive(Debug)]
+pub enum Input<'a> {
+    Rows(Rows<'a>),
+    Source(Source),
+}
+
+impl<'a> Input<'a> {
+    /// The inline rows; `None` for a `source`.
+    pub fn rows(self) -> Option<Rows<'a>> {
+        match self {
+            Input::Rows(rows) => Some(rows),
+            Input::Source(_) => None,
+        }
+    }
+}
+
+/// A validated event: at least one row (each an object, borrowing the event's bytes), or a
+/// source object.
 #[derive(Debug)]
 pub struct Event<'a> {
-    pub rows: Rows<'a>,
+    pub input: Input<'a>,
     /// `None` when the event has no `targets`: the function's `DEFAULT_TARGETS` apply.
     pub targets: Option<Vec<Target>>,
     /// The declared schema; `None` infers one from the rows.
@@ -32,67 +52,171 @@ pub struct Event<'a> {
 ///
 /// # Errors
 /// `InvalidEvent` for malformed JSON (with line and column), a body that is not an object, an
-/// unknown or repeated top-level field, and `rows` that is missing, not an array, empty, or
-/// holds a non-object (naming its index) or an object with a repeated key; target errors as
-/// [`parse_targets`].
+/// unknown or repeated top-level field, both or neither of `rows` and `source`, and `rows`
+/// that is not an array, is empty, or holds a non-object (naming its index) or an object with
+/// a repeated key; target errors as [`parse_targets`]; source errors as [`Source::parse`].
 ///
 /// ```
 /// let event = rows_to_parquet::event::parse(
 ///     br#"{"rows": [{"name": "John Doe", "age": 30}],
 ///          "targets": [{"prefix": "s3://my-bucket/out/", "compression": "snappy"}]}"#,
 /// ).unwrap();
-/// assert_eq!(event.rows.len(), 1);
 /// assert_eq!(event.targets.unwrap()[0].prefix.key_prefix, "out/");
+/// assert_eq!(event.input.rows().unwrap().len(), 1);
 /// ```
 pub fn parse(bytes: &[u8]) -> Result<Event<'_>, Error> {
-    let mut scanner = Scanner::new(bytes)?;
-    let mut parts = Parts::scan(&mut scanner)?;
-    scanner.end()?;
-    let rows = parts
-        .rows
-        .take()
-        .ok_or_else(|| Error::InvalidEvent("the event has no `rows` array".into()))?;
-    if rows.is_empty() {
-        return Err(Error::InvalidEvent(
-            "`rows` is empty: there is nothing to write".into(),
-        ));
+    Fields::read(bytes)?.into_event()
+}
+
+/// The top-level fields of a JSON object: `rows` parsed onto its tape as it is met, every
+/// other field kept as raw text; shared by the event and the trigger envelopes, so a body is
+/// scanned once whatever it turns out to be.
+pub struct Fields<'a> {
+    rows: Option<Rows<'a>>,
+    others: Vec<(Cow<'a, str>, &'a str)>,
+}
+
+impl<'a> Fields<'a> {
+    /// Reads the body, which must be one JSON object with no repeated field.
+    ///
+    /// # Errors
+    /// `InvalidEvent` for malformed JSON, a body that is not an object, a repeated field, and
+    /// bad `rows` (as [`parse`]).
+    pub fn read(bytes: &'a [u8]) -> Result<Fields<'a>, Error> {
+        let mut scanner = Scanner::new(bytes)?;
+        let kind = scanner.value_type()?;
+        if kind != "object" {
+            let article = match kind {
+                "null" => "",
+                "array" => "an ",
+                _ => "a ",
+            };
+            return Err(scanner.refuse_value(&format!(
+                "the event must be a JSON object with `rows` (or `source`) and optionally `targets`, not {article}{kind}"
+            )));
+        }
+        scanner.enter(0)?;
+        let mut fields = Fields {
+            rows: None,
+            others: Vec::new(),
+        };
+        if !scanner.empty(b'}') {
+            loop {
+                let key = scanner.key()?;
+                if fields.has(&key) {
+                    return Err(scanner.refuse(&format!("the event has `{key}` twice")));
+                }
+                if key == "rows" {
+                    fields.rows = Some(Rows::parse(&mut scanner, 1, 0)?);
+                } else {
+                    fields.others.push((key, scanner.raw_value()?));
+                }
+                if !scanner.more(b'}')? {
+                    break;
+                }
+            }
+        }
+        scanner.end()?;
+        Ok(fields)
     }
-    let targets = parts
-        .field("targets")
-        .map(|t| parse_targets(t, "targets"))
-        .transpose()?;
-    let schema = parts.field("schema").map(parse_schema).transpose()?;
-    let unknown_keys = match (parts.field("unknown_keys"), &schema) {
-        (None, _) => UnknownKeys::default(),
-        (Some(_), None) => {
-            return Err(Error::InvalidEvent(
-                "`unknown_keys` applies only to an event with a `schema`".into(),
-            ));
+
+    fn has(&self, name: &str) -> bool {
+        (name == "rows" && self.rows.is_some()) || self.others.iter().any(|(n, _)| n == name)
+    }
+
+    /// The raw JSON of a field; `null` counts as absent.
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        self.others
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, raw)| *raw)
+            .filter(|raw| *raw != "null")
+    }
+
+    /// The value of a string field; `None` when absent or not a string.
+    pub fn string(&self, name: &str) -> Option<String> {
+        serde_json::from_str(self.get(name)?).ok()
+    }
+
+    /// Whether the object has `rows` or a `source` object: it is an event of this function's
+    /// own (EventBridge's `source` is a string).
+    pub fn is_event(&self) -> bool {
+        self.rows.is_some() || self.get("source").is_some_and(|s| s.starts_with('{'))
+    }
+
+    /// Validates the fields as an event of this function's own.
+    ///
+    /// # Errors
+    /// As [`parse`].
+    pub fn into_event(mut self) -> Result<Event<'a>, Error> {
+        if let Some((unknown, _)) = self
+            .others
+            .iter()
+            .find(|(name, _)| *name != "source" && !OPTIONAL_FIELDS.contains(&name.as_ref()))
+        {
+            // Refused so that a typo such as `target` fails loudly instead of silently
+            // writing to the default targets.
+            return Err(Error::InvalidEvent(format!(
+                "unknown field `{unknown}` in the event (expected `rows` or `source`, and optionally {})",
+                OPTIONAL_FIELDS.map(|f| format!("`{f}`")).join(", ")
+            )));
         }
-        (Some(r#""error""#), Some(_)) => UnknownKeys::Error,
-        (Some(r#""drop""#), Some(_)) => UnknownKeys::Drop,
-        (Some(_), Some(_)) => {
-            return Err(Error::InvalidEvent(
-                r#"`unknown_keys` must be "error" or "drop""#.into(),
-            ));
-        }
-    };
-    let dry_run = match parts.field("dry_run") {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => {
-            return Err(Error::InvalidEvent(
-                "`dry_run` must be true or false".into(),
-            ));
-        }
-    };
-    Ok(Event {
-        rows,
-        targets,
-        schema,
-        unknown_keys,
-        dry_run,
-    })
+        let input = match (self.rows.take(), self.get("source")) {
+            (Some(_), Some(_)) => {
+                return Err(Error::InvalidEvent(
+                    "the event has both `rows` and `source`; give one".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(Error::InvalidEvent(
+                    "the event has no `rows` array (nor a `source` object)".into(),
+                ));
+            }
+            (Some(rows), None) if rows.is_empty() => {
+                return Err(Error::InvalidEvent(
+                    "`rows` is empty: there is nothing to write".into(),
+                ));
+            }
+            (Some(rows), None) => Input::Rows(rows),
+            (None, Some(source)) => Input::Source(Source::parse(source)?),
+        };
+        let targets = self
+            .get("targets")
+            .map(|t| parse_targets(t, "targets"))
+            .transpose()?;
+        let schema = self.get("schema").map(parse_schema).transpose()?;
+        let unknown_keys = match (self.get("unknown_keys"), &schema) {
+            (None, _) => UnknownKeys::default(),
+            (Some(_), None) => {
+                return Err(Error::InvalidEvent(
+                    "`unknown_keys` applies only to an event with a `schema`".into(),
+                ));
+            }
+            (Some(r#""error""#), Some(_)) => UnknownKeys::Error,
+            (Some(r#""drop""#), Some(_)) => UnknownKeys::Drop,
+            (Some(_), Some(_)) => {
+                return Err(Error::InvalidEvent(
+                    r#"`unknown_keys` must be "error" or "drop""#.into(),
+                ));
+            }
+        };
+        let dry_run = match self.get("dry_run") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => {
+                return Err(Error::InvalidEvent(
+                    "`dry_run` must be true or false".into(),
+                ));
+            }
+        };
+        Ok(Event {
+            input,
+            targets,
+            schema,
+            unknown_keys,
+            dry_run,
+        })
+    }
 }
 
 /// One field of the JSON form of a schema.
@@ -143,71 +267,6 @@ fn parse_schema(json: &str) -> Result<SchemaRef, Error> {
     Ok(Arc::new(schema))
 }
 
-/// The top-level fields: the rows on their tape, the others raw for their own parsers.
-struct Parts<'a> {
-    rows: Option<Rows<'a>>,
-    others: Vec<(&'static str, &'a str)>,
-}
-
-impl<'a> Parts<'a> {
-    /// Reads the event object, refusing unknown and repeated fields.
-    fn scan(scanner: &mut Scanner<'a>) -> Result<Parts<'a>, Error> {
-        let kind = scanner.value_type()?;
-        if kind != "object" {
-            let article = match kind {
-                "null" => "",
-                "array" => "an ",
-                _ => "a ",
-            };
-            return Err(scanner.refuse_value(&format!(
-                "the event must be a JSON object with `rows` and optionally `targets`, not {article}{kind}"
-            )));
-        }
-        scanner.enter(0)?;
-        let mut parts = Parts {
-            rows: None,
-            others: Vec::new(),
-        };
-        if scanner.empty(b'}') {
-            return Ok(parts);
-        }
-        loop {
-            let key = scanner.key()?;
-            if key == "rows" {
-                if parts.rows.is_some() {
-                    return Err(scanner.refuse("the event has `rows` twice"));
-                }
-                parts.rows = Some(Rows::parse(scanner, 1, 0)?);
-            } else {
-                // Unknown fields are refused so a typo such as `target` fails loudly instead
-                // of silently writing to the default targets.
-                let Some(&name) = OPTIONAL_FIELDS.iter().find(|f| **f == key) else {
-                    return Err(scanner.refuse(&format!(
-                        "unknown field `{key}` in the event (expected `rows`, and optionally {})",
-                        OPTIONAL_FIELDS.map(|f| format!("`{f}`")).join(", ")
-                    )));
-                };
-                if parts.others.iter().any(|(n, _)| *n == name) {
-                    return Err(scanner.refuse(&format!("the event has `{name}` twice")));
-                }
-                parts.others.push((name, scanner.raw_value()?));
-            }
-            if !scanner.more(b'}')? {
-                return Ok(parts);
-            }
-        }
-    }
-
-    /// The raw JSON of an optional field; `null` counts as absent.
-    fn field(&self, name: &str) -> Option<&'a str> {
-        self.others
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, raw)| *raw)
-            .filter(|raw| *raw != "null")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,9 +279,10 @@ mod tests {
     fn keeps_key_order_and_optional_targets() {
         let e = parse(br#"{"rows":[{"z":1,"a":2,"m":3}]}"#).unwrap();
         assert!(e.targets.is_none());
-        let row = e.rows.starts().next().unwrap();
+        let rows = e.input.rows().unwrap();
+        let row = rows.starts().next().unwrap();
         assert_eq!(
-            e.rows.members(row).map(|(k, _)| k).collect::<Vec<_>>(),
+            rows.members(row).map(|(k, _)| k).collect::<Vec<_>>(),
             ["z", "a", "m"]
         );
     }

@@ -1,20 +1,22 @@
-//! One invocation: validate the whole event, build every object in memory, then write them
-//! all or none.
+//! One invocation: decide what arrived (an event, an S3 or EventBridge notification, an SQS
+//! batch), convert each event or object all or nothing, and answer.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use arrow_schema::Schema;
+use arrow_schema::{Schema, SchemaRef};
+use bytes::Bytes;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Serialize;
-use serde_json::value::RawValue;
 
+use crate::columns::UnknownKeys;
 use crate::config::Config;
+use crate::event::{Event, Input};
+use crate::rows::Rows;
+use crate::source::Source;
 use crate::store::{Object, S3Store, Stored};
 use crate::target::Target;
-use crate::{Error, ddl, encode, event};
-
-/// S3's limit on a key's length in bytes.
-const MAX_KEY_BYTES: usize = 1024;
+use crate::trigger::{self, Trigger};
+use crate::{Error, ddl, encode, stream};
 
 /// Time kept back from the invocation deadline to delete partial output and answer.
 pub const CLEANUP_RESERVE: Duration = Duration::from_secs(3);
@@ -26,9 +28,15 @@ fn deadline_from(deadline_ms: u64, now: SystemTime) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::from_millis(deadline_ms)).filter(|deadline| *deadline > now)
 }
 
-/// How long the PUTs may take: the time left before the deadline less [`CLEANUP_RESERVE`];
+/// How long the writes may take: the time left before the deadline less [`CLEANUP_RESERVE`];
 /// `None` without a deadline.
-fn write_budget(deadline: Option<SystemTime>, now: SystemTime) -> Result<Option<Duration>, Error> {
+///
+/// # Errors
+/// `S3WriteFailed` when no more than the reserve is left.
+pub fn write_budget(
+    deadline: Option<SystemTime>,
+    now: SystemTime,
+) -> Result<Option<Duration>, Error> {
     let Some(deadline) = deadline else {
         return Ok(None);
     };
@@ -50,7 +58,42 @@ pub struct Function {
     config: Config,
 }
 
-/// What a successful invocation returns.
+/// What an invocation returns.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Reply {
+    /// An event, or the one object of a notification: what was written.
+    Converted(Response),
+    /// A notification of several objects: one response each, in order.
+    Each { results: Vec<Response> },
+    /// An SQS batch: the messages that failed, for Lambda to retry
+    /// (`ReportBatchItemFailures`); the others are done.
+    Batch {
+        #[serde(rename = "batchItemFailures")]
+        batch_item_failures: Vec<ItemFailure>,
+    },
+    /// Nothing to convert (S3's test event, or only records of deleted objects).
+    Ignored { ignored: &'static str },
+}
+
+impl Reply {
+    /// The response of a single conversion, if this is one.
+    pub fn converted(self) -> Option<Response> {
+        match self {
+            Reply::Converted(response) => Some(response),
+            _ => None,
+        }
+    }
+}
+
+/// An SQS message to retry.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct ItemFailure {
+    #[serde(rename = "itemIdentifier")]
+    pub item_identifier: String,
+}
+
+/// What a conversion wrote.
 #[derive(Debug, Serialize)]
 pub struct Response {
     pub rows: usize,
@@ -61,6 +104,18 @@ pub struct Response {
     /// The schema written (declared or inferred); only for a dry run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schema: Option<SchemaDescription>,
+    /// The object read, for a source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceRead>,
+}
+
+/// The source object a conversion read.
+#[derive(Debug, Serialize)]
+pub struct SourceRead {
+    pub uri: String,
+    /// Its size as stored (compressed, if it is).
+    pub bytes: u64,
+    pub etag: Option<String>,
 }
 
 /// A schema as Spark DDL and as the JSON list form an event's `schema` also accepts.
@@ -118,52 +173,51 @@ impl Function {
         Function { store, config }
     }
 
-    /// Handles one event. The payload is taken raw so that every shape error is ours to
-    /// report (as `InvalidEvent`) rather than the runtime's.
+    /// Handles one invocation's body as the runtime delivered it (raw bytes: every body is
+    /// ours to report on, as `InvalidEvent`, rather than the runtime's).
     ///
     /// # Errors
     /// Any [`Error`]; for all but `S3WriteFailed` nothing was written, and for that one what
-    /// was written has been removed.
-    pub async fn handle(&self, event: LambdaEvent<Box<RawValue>>) -> Result<Response, Error> {
+    /// was written has been removed. An SQS batch fails only message by message, in the reply.
+    pub async fn handle(&self, event: LambdaEvent<Bytes>) -> Result<Reply, Error> {
         let context = &event.context;
-        self.invoke(
-            event.payload.get().as_bytes(),
-            &context.request_id,
-            context.deadline,
-        )
-        .await
+        self.invoke(&event.payload, &context.request_id, context.deadline)
+            .await
     }
 
-    /// Handles one event's bytes as they arrived, logging one summary line. The runtime only
-    /// passes well-formed JSON to [`Function::handle`]; this takes any bytes, so tests can show
-    /// what any input does.
+    /// Handles one body's bytes, logging one summary line.
     ///
     /// # Errors
     /// As [`Function::handle`].
     ///
     /// `deadline_ms` is the invocation's deadline in milliseconds since the Unix epoch (0, or a
-    /// time already past, for none): the PUTs get the time left minus [`CLEANUP_RESERVE`].
+    /// time already past, for none): the writes get the time left minus [`CLEANUP_RESERVE`].
     pub async fn invoke(
         &self,
         payload: &[u8],
         request_id: &str,
         deadline_ms: u64,
-    ) -> Result<Response, Error> {
+    ) -> Result<Reply, Error> {
         let started = Instant::now();
         let deadline = deadline_from(deadline_ms, SystemTime::now());
-        let result = self.run(payload, request_id, deadline).await;
+        let result = self.dispatch(payload, request_id, deadline).await;
         let ms = started.elapsed().as_secs_f64() * 1e3;
         match &result {
-            Ok(response) => tracing::info!(
+            Ok(Reply::Batch {
+                batch_item_failures,
+            }) => tracing::info!(
                 request_id,
-                rows = response.rows,
-                objects = response.objects.len(),
-                dry_run = response.dry_run,
-                bytes = ?response.objects.iter().map(|o| o.bytes).collect::<Vec<_>>(),
-                keys = ?response.objects.iter().map(|o| o.uri.as_str()).collect::<Vec<_>>(),
+                failed = ?batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect::<Vec<_>>(),
                 ms,
-                "built parquet"
+                "sqs batch done"
             ),
+            Ok(Reply::Ignored { ignored }) => tracing::info!(request_id, ignored, ms, "nothing to convert"),
+            Ok(Reply::Converted(response)) => log_written(request_id, response, ms),
+            Ok(Reply::Each { results }) => {
+                for response in results {
+                    log_written(request_id, response, ms);
+                }
+            }
             Err(e) => {
                 tracing::warn!(request_id, error_type = e.error_type(), error = %e, ms, "invocation failed")
             }
@@ -172,30 +226,181 @@ impl Function {
         result
     }
 
-    async fn run(
+    async fn dispatch(
         &self,
         payload: &[u8],
         request_id: &str,
         deadline: Option<SystemTime>,
+    ) -> Result<Reply, Error> {
+        let trigger = trigger::detect(payload)?;
+        tracing::info!(request_id, trigger = trigger.kind(), "received");
+        let Trigger::Sqs(messages) = trigger else {
+            return self.convert(trigger, request_id, deadline).await;
+        };
+        let mut failures = Vec::new();
+        for message in messages {
+            // Each message on its own: its id keys inline rows, so a redelivery overwrites.
+            let result = match trigger::detect(message.body.as_bytes()) {
+                Ok(Trigger::Sqs(_)) => Err(Error::InvalidEvent(
+                    "the message holds another SQS batch".into(),
+                )),
+                Ok(inner) => self.convert(inner, &message.id, deadline).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                tracing::warn!(request_id, message_id = message.id, error_type = e.error_type(), error = %e, "message failed");
+                failures.push(ItemFailure {
+                    item_identifier: message.id,
+                });
+            }
+        }
+        Ok(Reply::Batch {
+            batch_item_failures: failures,
+        })
+    }
+
+    /// Converts what one trigger carries; `id` keys the objects of inline rows.
+    async fn convert(
+        &self,
+        trigger: Trigger<'_>,
+        id: &str,
+        deadline: Option<SystemTime>,
+    ) -> Result<Reply, Error> {
+        match trigger {
+            Trigger::Event(event) => self.event(event, id, deadline).await.map(Reply::Converted),
+            Trigger::Created { objects, .. } if objects.is_empty() => Ok(Reply::Ignored {
+                ignored: "no ObjectCreated record",
+            }),
+            Trigger::Created { objects, .. } => {
+                let targets = self.config.resolve_targets(None)?;
+                // Checked for every object before any is converted: a loop writes nothing.
+                for object in &objects {
+                    if let Some(target) = targets.iter().find(|t| object.is_in(&t.prefix)) {
+                        return Err(Error::RecursiveTrigger(format!(
+                            "{} lies inside the target {}: converting it would trigger this function on its own output; keep inputs and outputs in separate folders",
+                            object.uri(),
+                            target.prefix
+                        )));
+                    }
+                }
+                let mut results = Vec::with_capacity(objects.len());
+                for object in &objects {
+                    let job = SourceJob {
+                        targets: &targets,
+                        schema: None,
+                        unknown_keys: UnknownKeys::default(),
+                        dry_run: false,
+                    };
+                    results.push(self.source(object, job, deadline).await?);
+                }
+                Ok(match results.len() {
+                    1 => Reply::Converted(results.remove(0)),
+                    _ => Reply::Each { results },
+                })
+            }
+            Trigger::Test => Ok(Reply::Ignored {
+                ignored: "s3:TestEvent",
+            }),
+            Trigger::Sqs(_) => Err(Error::InvalidEvent(
+                "an SQS batch inside an SQS message".into(),
+            )),
+        }
+    }
+
+    async fn event(
+        &self,
+        event: Event<'_>,
+        id: &str,
+        deadline: Option<SystemTime>,
+    ) -> Result<Response, Error> {
+        let targets = self.config.resolve_targets(event.targets)?;
+        let job = SourceJob {
+            targets: &targets,
+            schema: event.schema,
+            unknown_keys: event.unknown_keys,
+            dry_run: event.dry_run,
+        };
+        match event.input {
+            Input::Rows(rows) => self.rows(rows, job, id, deadline).await,
+            Input::Source(source) => self.source(&source, job, deadline).await,
+        }
+    }
+
+    /// An object read and converted as a stream.
+    async fn source(
+        &self,
+        source: &Source,
+        job: SourceJob<'_>,
+        deadline: Option<SystemTime>,
+    ) -> Result<Response, Error> {
+        if let Some(allowed) = &self.config.allowed_sources
+            && !allowed.allows_object(&source.bucket, &source.key)
+        {
+            return Err(Error::SourceNotAllowed(format!(
+                "source {} is outside ALLOWED_SOURCES ({}); nothing was read",
+                source.uri(),
+                allowed.describe()
+            )));
+        }
+        let streamed = stream::convert(
+            &self.store,
+            stream::Job {
+                source,
+                targets: job.targets,
+                schema: job.schema,
+                unknown_keys: job.unknown_keys,
+                dry_run: job.dry_run,
+                deadline,
+                row_group_rows: self.config.row_group_rows,
+            },
+        )
+        .await?;
+        let objects = job
+            .targets
+            .iter()
+            .zip(streamed.objects)
+            .map(|(target, (key, bytes, stored))| {
+                let athena = job
+                    .dry_run
+                    .then(|| ddl::athena_create_table(&streamed.schema, &target.prefix.to_string()));
+                Written::new(target, key, bytes, streamed.rows, stored, athena)
+            })
+            .collect();
+        Ok(Response {
+            rows: streamed.rows,
+            objects,
+            dry_run: job.dry_run,
+            schema: job.dry_run.then(|| SchemaDescription::of(&streamed.schema)),
+            source: Some(SourceRead {
+                uri: streamed.uri,
+                bytes: streamed.bytes,
+                etag: streamed.etag,
+            }),
+        })
+    }
+
+    /// Inline rows, converted in memory and written in one go.
+    async fn rows(
+        &self,
+        rows: Rows<'_>,
+        job: SourceJob<'_>,
+        id: &str,
+        deadline: Option<SystemTime>,
     ) -> Result<Response, Error> {
         let started = Instant::now();
-        let event = event::parse(payload)?;
-        let parse_time = started.elapsed();
-        let targets = self.config.resolve_targets(event.targets)?;
+        let targets = job.targets;
         let keys = targets
             .iter()
             .enumerate()
-            .map(|(i, t)| object_key(t, i, request_id))
+            .map(|(i, t)| t.object_key(i, id))
             .collect::<Result<Vec<_>, _>>()?;
         let codecs: Vec<_> = targets.iter().map(|t| t.codec).collect();
-        let dry_run = event.dry_run;
-        let encoded =
-            encode::rows_to_parquet(event.rows, event.schema, event.unknown_keys, &codecs)?;
+        let encoded = encode::rows_to_parquet(rows, job.schema, job.unknown_keys, &codecs)?;
         tracing::debug!(
-            request_id,
-            parse_ms = parse_time.as_secs_f64() * 1e3,
+            id,
             build_ms = encoded.build_time.as_secs_f64() * 1e3,
             encode_ms = encoded.encode_time.as_secs_f64() * 1e3,
+            total_ms = started.elapsed().as_secs_f64() * 1e3,
             "converted"
         );
         let objects: Vec<Object> = targets
@@ -211,54 +416,73 @@ impl Function {
             })
             .collect();
         let rows = encoded.rows;
-        let schema = encoded.schema.clone();
+        let schema: SchemaRef = encoded.schema.clone();
         drop(encoded);
-        if dry_run {
-            let objects = objects
-                .into_iter()
-                .zip(&targets)
-                .map(|(object, target)| {
-                    let athena = ddl::athena_create_table(&schema, &target.prefix.to_string());
-                    Written::new(object, target, rows, Stored::default(), Some(athena))
-                })
-                .collect();
-            return Ok(Response {
-                rows,
-                objects,
-                dry_run,
-                schema: Some(SchemaDescription::of(&schema)),
-            });
-        }
-        let budget = write_budget(deadline, SystemTime::now())?;
-        let stored = self.store.put_all(&objects, budget).await?;
+        let stored = if job.dry_run {
+            vec![Stored::default(); objects.len()]
+        } else {
+            let budget = write_budget(deadline, SystemTime::now())?;
+            self.store.put_all(&objects, budget).await?
+        };
         let objects = objects
             .into_iter()
             .zip(stored)
-            .zip(&targets)
-            .map(|((object, stored), target)| Written::new(object, target, rows, stored, None))
+            .zip(targets)
+            .map(|((object, stored), target)| {
+                let athena = job
+                    .dry_run
+                    .then(|| ddl::athena_create_table(&schema, &target.prefix.to_string()));
+                Written::new(target, object.key, object.body.len(), rows, stored, athena)
+            })
             .collect();
         Ok(Response {
             rows,
             objects,
-            dry_run,
-            schema: None,
+            dry_run: job.dry_run,
+            schema: job.dry_run.then(|| SchemaDescription::of(&schema)),
+            source: None,
         })
     }
 }
 
+/// What a conversion writes, whatever its input.
+struct SourceJob<'a> {
+    targets: &'a [Target],
+    schema: Option<SchemaRef>,
+    unknown_keys: UnknownKeys,
+    dry_run: bool,
+}
+
+/// The summary line of one conversion: counts, sizes, keys and time, never a value.
+fn log_written(request_id: &str, response: &Response, ms: f64) {
+    tracing::info!(
+        request_id,
+        rows = response.rows,
+        objects = response.objects.len(),
+        dry_run = response.dry_run,
+        source = response.source.as_ref().map(|s| s.uri.as_str()),
+        bytes = ?response.objects.iter().map(|o| o.bytes).collect::<Vec<_>>(),
+        keys = ?response.objects.iter().map(|o| o.uri.as_str()).collect::<Vec<_>>(),
+        ms,
+        "built parquet"
+    );
+}
+
 impl Written {
     fn new(
-        object: Object,
         target: &Target,
+        key: String,
+        bytes: usize,
         rows: usize,
         stored: Stored,
         athena_ddl: Option<String>,
     ) -> Written {
+        let bucket = target.prefix.bucket.clone();
         Written {
-            uri: object.uri(),
-            bytes: object.body.len(),
-            bucket: object.bucket,
-            key: object.key,
+            uri: format!("s3://{bucket}/{key}"),
+            bytes,
+            bucket,
+            key,
             compression: target.codec.name(),
             rows,
             etag: stored.etag,
@@ -266,23 +490,6 @@ impl Written {
             athena_ddl,
         }
     }
-}
-
-/// `<prefix>part-00000-<request id>-c000<suffix>`: Spark's naming for a single-partition
-/// write; the request id makes a retried invocation overwrite its own objects.
-fn object_key(target: &Target, index: usize, request_id: &str) -> Result<String, Error> {
-    let key = format!(
-        "{}part-00000-{request_id}-c000{}",
-        target.prefix.key_prefix,
-        target.codec.file_suffix()
-    );
-    if key.len() > MAX_KEY_BYTES {
-        return Err(Error::InvalidTarget(format!(
-            "targets[{index}].prefix: the object key would be {} bytes, over S3's {MAX_KEY_BYTES}",
-            key.len()
-        )));
-    }
-    Ok(key)
 }
 
 impl From<Error> for Diagnostic {

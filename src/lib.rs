@@ -32,10 +32,13 @@ pub mod event;
 pub mod handler;
 pub mod json;
 pub mod memory;
+pub mod raw;
 pub mod rows;
 pub mod schema;
 pub mod source;
 pub mod store;
+pub mod stream;
 pub mod target;
+pub mod trigger;
 
 pub use error::Error;

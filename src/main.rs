@@ -1,9 +1,10 @@
-//! The Lambda `bootstrap`: configuration and the S3 client are built once, then every event
-//! goes to [`Function::handle`].
+//! The Lambda `bootstrap`: configuration and the S3 client are built once, then every
+//! invocation's raw body goes to [`Function::handle`].
 
-use lambda_runtime::{Error, run, service_fn};
+use lambda_runtime::{Error, LambdaEvent, Runtime, service_fn};
 use rows_to_parquet::config::Config;
 use rows_to_parquet::handler::Function;
+use rows_to_parquet::raw::RawBodies;
 use rows_to_parquet::store::S3Store;
 
 #[tokio::main(flavor = "current_thread")]
@@ -14,5 +15,12 @@ async fn main() -> Result<(), Error> {
     let store =
         S3Store::from_env(config.custom_endpoint, config.expected_bucket_owner.clone()).await;
     let function = Function::new(store, config);
-    run(service_fn(|event| function.handle(event))).await
+    let bodies = RawBodies::default();
+    let handler = service_fn(|event: LambdaEvent<()>| {
+        let body = bodies.take(&event.context.request_id);
+        // Boxed: the handler's future is deep enough to overflow the compiler's layout query
+        // inside the runtime's own.
+        Box::pin(function.handle(LambdaEvent::new(body, event.context)))
+    });
+    Runtime::new(handler).layer(bodies.clone()).run().await
 }

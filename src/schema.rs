@@ -88,7 +88,7 @@ fn fields_of(fields: &IndexMap<String, Kind>, path: &mut Vec<String>) -> Result<
 /// ```
 /// use arrow_schema::DataType;
 /// let event = rows_to_parquet::event::parse(br#"{"rows": [{"age": 30}, {"age": 30.5, "city": "Chicago"}]}"#).unwrap();
-/// let schema = rows_to_parquet::schema::infer(&event.rows).unwrap();
+/// let schema = rows_to_parquet::schema::infer(&event.input.rows().unwrap()).unwrap();
 /// assert_eq!(schema.field(0).data_type(), &DataType::Float64);
 /// assert_eq!(schema.field(1).data_type(), &DataType::Utf8);
 /// ```
@@ -400,7 +400,7 @@ mod tests {
             None,
         );
         let event = format!(r#"{{"rows": {json}}}"#);
-        let rows = crate::event::parse(event.as_bytes()).unwrap().rows;
+        let rows = crate::event::parse(event.as_bytes()).unwrap().input.rows().unwrap();
         let joined = infer_halves(&rows).expect("the halves join");
         assert_eq!(joined.keys().collect::<Vec<_>>(), ["a", "s", "l", "b"]);
         let schema = infer(&rows).unwrap();
@@ -422,7 +422,7 @@ mod tests {
         // A conflict between the halves names the first row that conflicts.
         let json = halves(r#"{"a": 1}"#, r#"{"a": "x"}"#, None);
         let event = format!(r#"{{"rows": {json}}}"#);
-        let rows = crate::event::parse(event.as_bytes()).unwrap().rows;
+        let rows = crate::event::parse(event.as_bytes()).unwrap().input.rows().unwrap();
         assert!(infer_halves(&rows).is_none());
         let err = infer(&rows).unwrap_err();
         let first_late = (PARALLEL_ROWS + 2) / 2;
@@ -447,7 +447,7 @@ mod tests {
 
     fn infer_json(json: &str) -> Result<SchemaRef, Error> {
         let event = format!(r#"{{"rows": {json}}}"#);
-        infer(&crate::event::parse(event.as_bytes()).unwrap().rows)
+        infer(&crate::event::parse(event.as_bytes()).unwrap().input.rows().unwrap())
     }
 
     fn types(json: &str) -> Vec<(String, DataType)> {

@@ -6,7 +6,7 @@ use aws_sdk_s3::config::SharedHttpClient;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::ChecksumAlgorithm;
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use aws_smithy_http_client::tls;
 use std::time::Duration;
 
@@ -107,62 +107,251 @@ impl S3Store {
         objects: &[Object],
         budget: Option<Duration>,
     ) -> Result<Vec<Stored>, Error> {
-        let mut puts = JoinSet::new();
-        for (index, object) in objects.iter().enumerate() {
-            let request = self
+        let mut transaction = Transaction::new(
+            self,
+            objects
+                .iter()
+                .map(|o| (o.bucket.clone(), o.key.clone()))
+                .collect(),
+        );
+        let bodies = objects.iter().map(|o| o.body.clone()).collect();
+        transaction.commit(bodies, budget).await
+    }
+
+    /// Opens a source object for reading as a stream: `version_id` if given, else the
+    /// latest; with `if_match`, only while its ETag is still that one.
+    ///
+    /// # Errors
+    /// `SourceNotFound` for a missing object, version or bucket; `SourceReadFailed` for any
+    /// other refusal (access denied, the object changed) or a network failure.
+    pub async fn open(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        if_match: Option<&str>,
+    ) -> Result<Opened, Error> {
+        let uri = format!("s3://{bucket}/{key}");
+        let out = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version_id.map(str::to_owned))
+            .set_if_match(if_match.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| {
+                let status = match &e {
+                    SdkError::ServiceError(service) => service.raw().status().as_u16(),
+                    _ => 0,
+                };
+                let code = e.code().unwrap_or_default();
+                let what = describe(&e);
+                if status == 404 || matches!(code, "NoSuchKey" | "NoSuchBucket" | "NoSuchVersion") {
+                    Error::SourceNotFound(format!("source {uri} does not exist: {what}"))
+                } else if status == 412 {
+                    Error::SourceReadFailed(format!(
+                        "source {uri} changed while it was being converted (its ETag is no longer {}); the new object is converted by its own notification",
+                        if_match.unwrap_or_default()
+                    ))
+                } else {
+                    Error::SourceReadFailed(format!("reading source {uri} failed: {what}"))
+                }
+            })?;
+        Ok(Opened {
+            uri,
+            etag: out.e_tag.clone(),
+            version_id: out.version_id.clone(),
+            content_encoding: out.content_encoding.clone(),
+            size: out.content_length.unwrap_or_default().max(0) as u64,
+            body: out.body,
+        })
+    }
+}
+
+/// A source object being read.
+#[derive(Debug)]
+pub struct Opened {
+    pub uri: String,
+    pub etag: Option<String>,
+    pub version_id: Option<String>,
+    pub content_encoding: Option<String>,
+    /// Its size in bytes as stored (compressed, if it is).
+    pub size: u64,
+    body: ByteStream,
+}
+
+impl Opened {
+    /// The next bytes of the object; `None` at its end.
+    ///
+    /// # Errors
+    /// `SourceReadFailed` when the connection fails mid-object.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, Error> {
+        self.body.next().await.transpose().map_err(|e| {
+            Error::SourceReadFailed(format!(
+                "reading source {} failed: {}",
+                self.uri,
+                DisplayErrorContext(e)
+            ))
+        })
+    }
+}
+
+/// Multipart parts are at least this large (S3's minimum is 5 MiB).
+pub const PART_BYTES: usize = 8 << 20;
+
+/// The objects of one invocation, written all or none: each is a multipart upload once its
+/// first part is ready ([`Transaction::part`]), else one PUT; none becomes visible before
+/// every object's data is complete ([`Transaction::commit`]); on failure every upload is
+/// aborted and every object removed.
+pub struct Transaction<'s> {
+    store: &'s S3Store,
+    objects: Vec<Pending>,
+}
+
+struct Pending {
+    bucket: String,
+    key: String,
+    upload: Option<Multipart>,
+}
+
+impl Pending {
+    fn uri(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+struct Multipart {
+    upload_id: String,
+    parts: Vec<CompletedPart>,
+}
+
+impl<'s> Transaction<'s> {
+    /// A transaction for these `(bucket, key)` objects; nothing is sent yet.
+    pub fn new(store: &'s S3Store, objects: Vec<(String, String)>) -> Transaction<'s> {
+        Transaction {
+            store,
+            objects: objects
+                .into_iter()
+                .map(|(bucket, key)| Pending {
+                    bucket,
+                    key,
+                    upload: None,
+                })
+                .collect(),
+        }
+    }
+
+    /// Uploads the next part of object `index` (starting its multipart upload first if this
+    /// is its first part); no object becomes visible.
+    ///
+    /// # Errors
+    /// `S3WriteFailed`; the caller then calls [`Transaction::abort`].
+    pub async fn part(&mut self, index: usize, body: Bytes) -> Result<(), Error> {
+        self.upload_part(index, body)
+            .await
+            .map_err(|e| Error::S3WriteFailed(format!("writing to S3 failed: {e}")))
+    }
+
+    /// [`Transaction::part`], failing with `uri: what went wrong`.
+    async fn upload_part(&mut self, index: usize, body: Bytes) -> Result<(), String> {
+        let store = self.store;
+        let object = &mut self.objects[index];
+        let failed = |uri: String, what: String| format!("{uri}: {what}");
+        if object.upload.is_none() {
+            let out = store
                 .client
-                .put_object()
+                .create_multipart_upload()
                 .bucket(&object.bucket)
                 .key(&object.key)
                 .content_type(CONTENT_TYPE)
-                .content_length(object.body.len() as i64)
                 .checksum_algorithm(ChecksumAlgorithm::Crc32C)
-                .set_expected_bucket_owner(self.expected_bucket_owner.clone())
-                .body(ByteStream::from(object.body.clone()));
-            puts.spawn(async move {
-                let result = request.send().await.map(|out| Stored {
-                    etag: out.e_tag,
-                    checksum_crc32c: out.checksum_crc32_c,
-                });
-                (index, result.map_err(|e| describe(&e)))
+                .set_expected_bucket_owner(store.expected_bucket_owner.clone())
+                .send()
+                .await
+                .map_err(|e| failed(object.uri(), describe(&e)))?;
+            let upload_id = out
+                .upload_id
+                .ok_or_else(|| failed(object.uri(), "S3 returned no upload id".into()))?;
+            object.upload = Some(Multipart {
+                upload_id,
+                parts: Vec::new(),
             });
         }
-        let mut stored = vec![Stored::default(); objects.len()];
-        let mut failures = Vec::new();
+        let uri = object.uri();
+        let upload = object.upload.as_mut().expect("started above");
+        let number = upload.parts.len() as i32 + 1;
+        let out = store
+            .client
+            .upload_part()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .upload_id(&upload.upload_id)
+            .part_number(number)
+            .content_length(body.len() as i64)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+            .set_expected_bucket_owner(store.expected_bucket_owner.clone())
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| failed(format!("{uri} part {number}"), describe(&e)))?;
+        upload.parts.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(out.e_tag)
+                .set_checksum_crc32_c(out.checksum_crc32_c)
+                .build(),
+        );
+        Ok(())
+    }
+
+    /// Writes each object's last bytes (`last`, in order: the whole object where no part was
+    /// sent) and makes every object visible: the last parts first, then every multipart
+    /// upload completed and every small object PUT, concurrently. Returns what S3 stored.
+    ///
+    /// With a `budget`, requests still running when it is spent are abandoned.
+    ///
+    /// # Errors
+    /// `S3WriteFailed` naming each object that failed, or saying the budget ran out. Before it
+    /// returns, every upload is aborted and every object deleted; keys that could not be
+    /// are listed in the message.
+    pub async fn commit(
+        &mut self,
+        last: Vec<Bytes>,
+        budget: Option<Duration>,
+    ) -> Result<Vec<Stored>, Error> {
         let give_up = budget.map(|b| tokio::time::Instant::now() + b);
-        loop {
-            let next = match give_up {
-                Some(at) => match tokio::time::timeout_at(at, puts.join_next()).await {
-                    Ok(next) => next,
-                    Err(_) => {
-                        puts.abort_all();
-                        failures.push(format!(
-                            "{} of {} PUTs had not finished when the time left before the invocation deadline ran out",
-                            puts.len(),
-                            objects.len()
-                        ));
-                        break;
-                    }
-                },
-                None => puts.join_next().await,
-            };
-            let Some(joined) = next else { break };
-            match joined {
-                Ok((index, Ok(object))) => stored[index] = object,
-                Ok((index, Err(e))) => failures.push(format!("{}: {e}", objects[index].uri())),
-                Err(e) => failures.push(format!("a PUT task failed: {e}")),
+        let mut failures = Vec::new();
+        for (index, body) in last.iter().enumerate() {
+            if self.objects[index].upload.is_some() && !body.is_empty() {
+                let uri = self.objects[index].uri();
+                let upload = self.upload_part(index, body.clone());
+                let result = match give_up {
+                    Some(at) => tokio::time::timeout_at(at, upload).await.unwrap_or_else(|_| {
+                        Err(format!(
+                            "the time left before the invocation deadline ran out during the last part of {uri}"
+                        ))
+                    }),
+                    None => upload.await,
+                };
+                if let Err(e) = result {
+                    failures.push(e);
+                }
             }
         }
         if failures.is_empty() {
-            return Ok(stored);
+            match self.make_visible(last, give_up).await {
+                Ok(stored) => return Ok(stored),
+                Err(failed) => failures = failed,
+            }
         }
         failures.sort();
         let mut message = format!("writing to S3 failed: {}", failures.join("; "));
-        let left = self.delete_all(objects).await;
+        let left = self.abort().await;
         if left.is_empty() {
             message.push_str("; nothing of this invocation was left in S3");
         } else {
-            tracing::error!(keys = ?left, "clean-up after a failed write could not delete objects");
             message.push_str(&format!(
                 "; these objects could not be removed and may be partial output: {}",
                 left.join(", ")
@@ -171,19 +360,136 @@ impl S3Store {
         Err(Error::S3WriteFailed(message))
     }
 
-    /// Deletes every object concurrently; returns `uri (error)` for each one that failed.
-    async fn delete_all(&self, objects: &[Object]) -> Vec<String> {
-        let mut deletes = JoinSet::new();
-        for object in objects {
-            let request = self
-                .client
-                .delete_object()
-                .bucket(&object.bucket)
-                .key(&object.key)
-                .set_expected_bucket_owner(self.expected_bucket_owner.clone());
+    /// Completes every multipart upload and PUTs every other object, concurrently: what S3
+    /// stored, or every failure.
+    async fn make_visible(
+        &mut self,
+        last: Vec<Bytes>,
+        give_up: Option<tokio::time::Instant>,
+    ) -> Result<Vec<Stored>, Vec<String>> {
+        let store = self.store;
+        let owner = store.expected_bucket_owner.clone();
+        let mut requests = JoinSet::new();
+        for (index, (object, body)) in self.objects.iter().zip(last).enumerate() {
+            let client = store.client.clone();
+            let (bucket, key, owner) = (object.bucket.clone(), object.key.clone(), owner.clone());
+            match &object.upload {
+                Some(upload) => {
+                    let parts = CompletedMultipartUpload::builder()
+                        .set_parts(Some(upload.parts.clone()))
+                        .build();
+                    let upload_id = upload.upload_id.clone();
+                    requests.spawn(async move {
+                        let out = client
+                            .complete_multipart_upload()
+                            .bucket(bucket)
+                            .key(key)
+                            .upload_id(upload_id)
+                            .multipart_upload(parts)
+                            .set_expected_bucket_owner(owner)
+                            .send()
+                            .await;
+                        let stored = out.map(|out| Stored {
+                            etag: out.e_tag,
+                            checksum_crc32c: out.checksum_crc32_c,
+                        });
+                        (index, stored.map_err(|e| describe(&e)))
+                    });
+                }
+                None => {
+                    requests.spawn(async move {
+                        let out = client
+                            .put_object()
+                            .bucket(bucket)
+                            .key(key)
+                            .content_type(CONTENT_TYPE)
+                            .content_length(body.len() as i64)
+                            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+                            .set_expected_bucket_owner(owner)
+                            .body(ByteStream::from(body))
+                            .send()
+                            .await;
+                        let stored = out.map(|out| Stored {
+                            etag: out.e_tag,
+                            checksum_crc32c: out.checksum_crc32_c,
+                        });
+                        (index, stored.map_err(|e| describe(&e)))
+                    });
+                }
+            }
+        }
+        let mut stored = vec![Stored::default(); self.objects.len()];
+        let mut failures = Vec::new();
+        loop {
+            let next = match give_up {
+                Some(at) => match tokio::time::timeout_at(at, requests.join_next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        requests.abort_all();
+                        failures.push(format!(
+                            "{} of {} objects had not been written when the time left before the invocation deadline ran out",
+                            requests.len(),
+                            self.objects.len()
+                        ));
+                        break;
+                    }
+                },
+                None => requests.join_next().await,
+            };
+            let Some(joined) = next else { break };
+            match joined {
+                Ok((index, Ok(object))) => {
+                    // Completed: nothing left to abort, only an object to delete.
+                    self.objects[index].upload = None;
+                    stored[index] = object;
+                }
+                Ok((index, Err(e))) => failures.push(format!("{}: {e}", self.objects[index].uri())),
+                Err(e) => failures.push(format!("a write task failed: {e}")),
+            }
+        }
+        if failures.is_empty() {
+            Ok(stored)
+        } else {
+            Err(failures)
+        }
+    }
+
+    /// Aborts every multipart upload not completed and deletes every object (a failed or
+    /// abandoned write may still have landed; deleting a missing key is harmless); returns
+    /// `uri (error)` for each that could not be removed.
+    pub async fn abort(&mut self) -> Vec<String> {
+        let store = self.store;
+        let mut requests = JoinSet::new();
+        for object in &mut self.objects {
+            let client = store.client.clone();
+            let (bucket, key) = (object.bucket.clone(), object.key.clone());
+            let owner = store.expected_bucket_owner.clone();
             let uri = object.uri();
-            deletes.spawn(async move {
-                match request.send().await {
+            let upload_id = object.upload.take().map(|u| u.upload_id);
+            requests.spawn(async move {
+                if let Some(upload_id) = upload_id {
+                    let aborted = client
+                        .abort_multipart_upload()
+                        .bucket(&bucket)
+                        .key(&key)
+                        .upload_id(upload_id)
+                        .set_expected_bucket_owner(owner.clone())
+                        .send()
+                        .await;
+                    match aborted {
+                        Ok(_) => {}
+                        Err(e) if e.code() == Some("NoSuchUpload") => {}
+                        Err(e) => return Err(format!("{uri} (upload not aborted: {})", describe(&e))),
+                    }
+                }
+                match client
+                    .delete_object()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .set_expected_bucket_owner(owner)
+                    .send()
+                    .await
+                {
                     Ok(_) => Ok(()),
                     // Nothing can be left where there is no bucket.
                     Err(e) if e.code() == Some("NoSuchBucket") => Ok(()),
@@ -191,13 +497,16 @@ impl S3Store {
                 }
             });
         }
-        let mut left: Vec<String> = deletes
+        let mut left: Vec<String> = requests
             .join_all()
             .await
             .into_iter()
             .filter_map(Result::err)
             .collect();
         left.sort();
+        if !left.is_empty() {
+            tracing::error!(keys = ?left, "clean-up after a failed write could not delete objects");
+        }
         left
     }
 }

@@ -183,6 +183,32 @@ pub struct Target {
     pub codec: Codec,
 }
 
+/// S3's limit on a key's length in bytes.
+const MAX_KEY_BYTES: usize = 1024;
+
+impl Target {
+    /// `<prefix>part-00000-<id>-c000<suffix>`: Spark's naming for a single-partition write.
+    /// `id` makes a retried invocation overwrite its own objects: the request id for inline
+    /// rows, the source object's identity for a source.
+    ///
+    /// # Errors
+    /// `InvalidTarget` when the key would be longer than S3 allows (`index` names the target).
+    pub fn object_key(&self, index: usize, id: &str) -> Result<String, Error> {
+        let key = format!(
+            "{}part-00000-{id}-c000{}",
+            self.prefix.key_prefix,
+            self.codec.file_suffix()
+        );
+        if key.len() > MAX_KEY_BYTES {
+            return Err(Error::InvalidTarget(format!(
+                "targets[{index}].prefix: the object key would be {} bytes, over S3's {MAX_KEY_BYTES}",
+                key.len()
+            )));
+        }
+        Ok(key)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTarget {
@@ -224,31 +250,48 @@ pub fn parse_targets(json: &str, origin: &str) -> Result<Vec<Target>, Error> {
     Ok(targets)
 }
 
-/// The `ALLOWED_PREFIXES` policy: targets must lie inside one of these folders.
+/// The `ALLOWED_PREFIXES` (targets) or `ALLOWED_SOURCES` policy: folders that outputs, or
+/// source objects, must lie inside.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllowList(Vec<S3Prefix>);
 
 impl AllowList {
-    /// Parses a comma-separated list of `s3://bucket/path/` folders or whole `s3://bucket`s.
+    /// Parses a comma-separated list of `s3://bucket/path/` folders or whole `s3://bucket`s,
+    /// the value of the variable `name`.
     ///
     /// # Errors
     /// `InvalidConfig` when the list is empty or an entry is not a valid prefix.
-    pub fn parse(list: &str) -> Result<AllowList, Error> {
+    pub fn parse(list: &str, name: &str) -> Result<AllowList, Error> {
         let prefixes = list
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(|s| {
-                S3Prefix::parse_with(s, "ALLOWED_PREFIXES", true)
-                    .map_err(|e| Error::InvalidConfig(e.to_string()))
+                S3Prefix::parse_with(s, name, true).map_err(|e| Error::InvalidConfig(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
         if prefixes.is_empty() {
-            return Err(Error::InvalidConfig(
-                "ALLOWED_PREFIXES is set but names no prefix".into(),
-            ));
+            return Err(Error::InvalidConfig(format!(
+                "{name} is set but names no prefix"
+            )));
         }
         Ok(AllowList(prefixes))
+    }
+
+    /// Whether the object `s3://bucket/key` lies inside one of the folders.
+    pub fn allows_object(&self, bucket: &str, key: &str) -> bool {
+        self.0
+            .iter()
+            .any(|p| p.bucket == bucket && key.starts_with(&p.key_prefix))
+    }
+
+    /// The folders, for messages.
+    pub fn describe(&self) -> String {
+        self.0
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// # Errors
@@ -262,11 +305,7 @@ impl AllowList {
             Some(t) => Err(Error::TargetNotAllowed(format!(
                 "target {} is outside ALLOWED_PREFIXES ({})",
                 t.prefix,
-                self.0
-                    .iter()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                self.describe()
             ))),
         }
     }
@@ -381,7 +420,7 @@ mod tests {
 
     #[test]
     fn allow_list_is_folder_based() {
-        let allow = AllowList::parse("s3://b-1/out, s3://b-2/x/").unwrap();
+        let allow = AllowList::parse("s3://b-1/out, s3://b-2/x/", "ALLOWED_PREFIXES").unwrap();
         let ok = parse_targets(
             r#"[{"prefix":"s3://b-1/out/a/","compression":"snappy"},{"prefix":"s3://b-2/x/","compression":"zstd"}]"#,
             "targets",
@@ -398,7 +437,7 @@ mod tests {
             assert!(err.to_string().contains(uri), "{err}");
         }
         assert_eq!(
-            AllowList::parse(" , ").unwrap_err().error_type(),
+            AllowList::parse(" , ", "ALLOWED_PREFIXES").unwrap_err().error_type(),
             "InvalidConfig"
         );
         for bad in [
@@ -410,14 +449,14 @@ mod tests {
             "s3://b_1/",
         ] {
             assert_eq!(
-                AllowList::parse(bad).unwrap_err().error_type(),
+                AllowList::parse(bad, "ALLOWED_PREFIXES").unwrap_err().error_type(),
                 "InvalidConfig",
                 "{bad}"
             );
         }
 
-        let whole_bucket = AllowList::parse("s3://b-2").unwrap();
-        assert_eq!(whole_bucket, AllowList::parse("s3://b-2/").unwrap());
+        let whole_bucket = AllowList::parse("s3://b-2", "ALLOWED_PREFIXES").unwrap();
+        assert_eq!(whole_bucket, AllowList::parse("s3://b-2/", "ALLOWED_PREFIXES").unwrap());
         whole_bucket.check(&ok[1..]).unwrap();
         assert_eq!(
             whole_bucket.check(&ok[..1]).unwrap_err().error_type(),

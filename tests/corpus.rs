@@ -117,6 +117,8 @@ async fn every_bad_input_is_a_clear_error_that_writes_nothing() {
     let response = function
         .invoke(valid.as_bytes(), "after-corpus", 0)
         .await
+        .unwrap()
+        .converted()
         .unwrap();
     assert_eq!(response.rows, 1);
     assert_eq!(s3.keys(BUCKET).await.len(), 1);

@@ -60,7 +60,10 @@ async fn every_sample_event_behaves_as_its_file_says() {
             continue;
         }
         valid += 1;
-        let response = result.unwrap_or_else(|e| panic!("{name}: {} {e}", e.error_type()));
+        let response = result
+            .unwrap_or_else(|e| panic!("{name}: {} {e}", e.error_type()))
+            .converted()
+            .unwrap_or_else(|| panic!("{name}: not one conversion"));
         if response.dry_run {
             assert_eq!(
                 s3.keys(BUCKET).await,

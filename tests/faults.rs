@@ -52,7 +52,9 @@ async fn through_proxy(timeouts: TimeoutConfig) -> (LocalS3, Proxy, Function) {
 async fn run(function: &Function, event: &Value) -> Result<Vec<String>, rows_to_parquet::Error> {
     let response = function
         .handle(invocation(&event.to_string(), "req-fault"))
-        .await?;
+        .await?
+        .converted()
+        .expect("one conversion");
     Ok(response.objects.into_iter().map(|o| o.key).collect())
 }
 

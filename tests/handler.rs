@@ -35,6 +35,8 @@ async fn seed_rows_become_an_uncompressed_and_a_snappy_object() {
         .function(&[])
         .handle(invocation(&event.to_string(), "req-1"))
         .await
+        .unwrap()
+        .converted()
         .unwrap();
 
     assert_eq!(response.rows, 3);
@@ -102,6 +104,8 @@ async fn nested_sparse_unicode_rows_round_trip_in_every_codec() {
         .function(&[])
         .handle(invocation(&event.to_string(), "req-2"))
         .await
+        .unwrap()
+        .converted()
         .unwrap();
 
     assert_eq!(response.objects.len(), codecs.len());
@@ -244,12 +248,18 @@ async fn a_retried_request_overwrites_its_own_objects() {
     let s3 = LocalS3::start(&[BUCKET]).await;
     let function = s3.function(&[]);
     let event = json!({"rows": seed_rows(), "targets": two_targets()}).to_string();
-    function.handle(invocation(&event, "req-4")).await.unwrap();
+    function.handle(invocation(&event, "req-4")).await.unwrap()
+        .converted()
+        .unwrap();
     let first = s3.keys(BUCKET).await;
-    function.handle(invocation(&event, "req-4")).await.unwrap();
+    function.handle(invocation(&event, "req-4")).await.unwrap()
+        .converted()
+        .unwrap();
     assert_eq!(s3.keys(BUCKET).await, first);
     assert_eq!(first.len(), 2);
-    function.handle(invocation(&event, "req-5")).await.unwrap();
+    function.handle(invocation(&event, "req-5")).await.unwrap()
+        .converted()
+        .unwrap();
     assert_eq!(
         s3.keys(BUCKET).await.len(),
         4,
@@ -271,6 +281,8 @@ async fn default_targets_serve_events_without_targets_within_allowed_prefixes() 
             "req-6",
         ))
         .await
+        .unwrap()
+        .converted()
         .unwrap();
     let uris: Vec<_> = response.objects.iter().map(|o| o.uri.as_str()).collect();
     assert_eq!(
@@ -296,6 +308,8 @@ async fn a_dry_run_writes_nothing_and_describes_what_would_be_written() {
     let dry = function
         .handle(invocation(&event.to_string(), "req-7"))
         .await
+        .unwrap()
+        .converted()
         .unwrap();
     assert_eq!(s3.keys(BUCKET).await, Vec::<String>::new());
 
@@ -330,6 +344,8 @@ async fn a_dry_run_writes_nothing_and_describes_what_would_be_written() {
     let real = function
         .handle(invocation(&event.to_string(), "req-7"))
         .await
+        .unwrap()
+        .converted()
         .unwrap();
     let json = serde_json::to_value(&real).unwrap();
     assert!(
@@ -386,6 +402,8 @@ async fn the_invocation_deadline_is_respected() {
     // Enough time: the PUTs run within the budget.
     let mut timely = invocation(&event, "req-10");
     timely.context.deadline = now_ms + 60_000;
-    assert_eq!(function.handle(timely).await.unwrap().objects.len(), 2);
+    assert_eq!(function.handle(timely).await.unwrap()
+        .converted()
+        .unwrap().objects.len(), 2);
     assert_eq!(s3.keys(BUCKET).await.len(), 2);
 }

@@ -76,7 +76,8 @@ fn any_json() -> impl Strategy<Value = Value> {
 fn convert(rows: &[Value]) -> Result<Vec<(Codec, bytes::Bytes)>, rows_to_parquet::Error> {
     let body = json!({ "rows": rows }).to_string();
     let event = event::parse(body.as_bytes())?;
-    Ok(rows_to_parquet(event.rows, event.schema, event.unknown_keys, &Codec::ALL)?.files)
+    let rows = event.input.rows().expect("inline rows");
+    Ok(rows_to_parquet(rows, event.schema, event.unknown_keys, &Codec::ALL)?.files)
 }
 
 proptest! {

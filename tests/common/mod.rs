@@ -15,7 +15,6 @@ use rows_to_parquet::config::Config;
 use rows_to_parquet::handler::Function;
 use rows_to_parquet::store::S3Store;
 use serde_json::Value;
-use serde_json::value::RawValue;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -184,11 +183,11 @@ impl Expectation {
     }
 }
 
-/// An invocation as the Lambda runtime delivers it.
-pub fn invocation(payload: &str, request_id: &str) -> LambdaEvent<Box<RawValue>> {
+/// An invocation as the Lambda runtime delivers it (the body's raw bytes).
+pub fn invocation(payload: &str, request_id: &str) -> LambdaEvent<Bytes> {
     let mut context = Context::default();
     context.request_id = request_id.into();
-    LambdaEvent::new(RawValue::from_string(payload.into()).unwrap(), context)
+    LambdaEvent::new(Bytes::from(payload.to_owned()), context)
 }
 
 /// A Parquet file's rows as JSON objects (null fields left out), and its metadata.

@@ -1,0 +1,332 @@
+//! A source object to Parquet objects, streamed: read in chunks of whole rows, each chunk built
+//! into Arrow and appended to one file per codec a row group at a time, finished row groups
+//! uploaded as multipart parts, every object made visible only when all are complete.
+//!
+//! Without a declared schema the object is read twice: once to infer the types over every
+//! row (as for inline rows), once to convert; the second read asks for the same ETag (and
+//! version), so both passes see the same bytes. With a schema it is read once.
+
+use std::time::SystemTime;
+
+use arrow_schema::SchemaRef;
+use bytes::Bytes;
+use ring::digest::{SHA256, digest};
+
+use crate::columns::{self, UnknownKeys};
+use crate::encode::{RowGroupSize, StreamWriter};
+use crate::handler::write_budget;
+use crate::schema::{self, Inference};
+use crate::source::{Chunk, Reader, Source};
+use crate::store::{Opened, PART_BYTES, S3Store, Stored, Transaction};
+use crate::target::Target;
+use crate::Error;
+
+/// What converting one source object asks for.
+pub struct Job<'a> {
+    pub source: &'a Source,
+    pub targets: &'a [Target],
+    pub schema: Option<SchemaRef>,
+    pub unknown_keys: UnknownKeys,
+    pub dry_run: bool,
+    pub deadline: Option<SystemTime>,
+    pub row_group_rows: usize,
+}
+
+/// What was read and written.
+#[derive(Debug)]
+pub struct Streamed {
+    pub schema: SchemaRef,
+    pub rows: usize,
+    /// The object read: its URI, stored size and ETag.
+    pub uri: String,
+    pub bytes: u64,
+    pub etag: Option<String>,
+    /// Per target, in order: the key, the object's size and what S3 stored (default in a dry
+    /// run).
+    pub objects: Vec<(String, usize, Stored)>,
+}
+
+/// The id in a source object's output keys: derived from what the object is (bucket, key,
+/// and its version id, else its ETag), so the same notification delivered twice writes the
+/// same keys, and a new version of the object new ones. Shaped like the UUID Spark puts there.
+///
+/// ```
+/// let a = rows_to_parquet::stream::identity("in-bucket", "a.ndjson", None, Some("\"e1\""));
+/// assert_eq!(a, rows_to_parquet::stream::identity("in-bucket", "a.ndjson", None, Some("\"e1\"")));
+/// assert_ne!(a, rows_to_parquet::stream::identity("in-bucket", "a.ndjson", None, Some("\"e2\"")));
+/// assert_eq!(a.len(), 36);
+/// ```
+pub fn identity(bucket: &str, key: &str, version_id: Option<&str>, etag: Option<&str>) -> String {
+    let what = match version_id {
+        Some(version) => format!("s3://{bucket}/{key}\nversion {version}"),
+        None => format!("s3://{bucket}/{key}\netag {}", etag.unwrap_or_default()),
+    };
+    let hash = digest(&SHA256, what.as_bytes());
+    let hex: String = hash.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// Converts `job.source` to one object per target, all or none.
+///
+/// # Errors
+/// `SourceNotFound`/`SourceReadFailed` from S3; `InvalidEvent` naming the source and the line
+/// (NDJSON) or row (JSON) for bad content; `S3WriteFailed` after which nothing of this
+/// object's output is left (or what could not be removed is named).
+pub async fn convert(store: &S3Store, job: Job<'_>) -> Result<Streamed, Error> {
+    let source = job.source;
+    let first = store
+        .open(&source.bucket, &source.key, source.version_id.as_deref(), None)
+        .await?;
+    let id = identity(
+        &source.bucket,
+        &source.key,
+        first.version_id.as_deref(),
+        first.etag.as_deref(),
+    );
+    let keys = job
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| t.object_key(i, &id))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (uri, bytes, etag, version) = (
+        first.uri.clone(),
+        first.size,
+        first.etag.clone(),
+        first.version_id.clone(),
+    );
+    let (schema, opened) = match job.schema.clone() {
+        Some(declared) => (declared, first),
+        None => {
+            let inferred = infer(first, source, job.deadline).await?;
+            let again = store
+                .open(
+                    &source.bucket,
+                    &source.key,
+                    version.as_deref(),
+                    etag.as_deref(),
+                )
+                .await?;
+            (inferred, again)
+        }
+    };
+    schema::check_names(schema.fields()).map_err(|e| about(&uri, e))?;
+    let objects: Vec<(String, String)> = job
+        .targets
+        .iter()
+        .zip(&keys)
+        .map(|(t, k)| (t.prefix.bucket.clone(), k.clone()))
+        .collect();
+    let mut transaction = Transaction::new(store, objects);
+    let mut write = Write {
+        job: &job,
+        schema: schema.clone(),
+        writer: None,
+        transaction: (!job.dry_run).then_some(&mut transaction),
+        sizes: vec![0; keys.len()],
+    };
+    let written = write.all(opened, source).await;
+    let (rows, sizes, stored) = match written {
+        Ok(done) => done,
+        Err(e) => {
+            if !job.dry_run {
+                let left = transaction.abort().await;
+                return Err(with_leftovers(e, &left));
+            }
+            return Err(e);
+        }
+    };
+    Ok(Streamed {
+        schema,
+        rows,
+        uri,
+        bytes,
+        etag,
+        objects: keys
+            .into_iter()
+            .zip(sizes)
+            .zip(stored)
+            .map(|((key, size), stored)| (key, size, stored))
+            .collect(),
+    })
+}
+
+/// Pass one: the schema of every row of the object.
+async fn infer(
+    mut opened: Opened,
+    source: &Source,
+    deadline: Option<SystemTime>,
+) -> Result<SchemaRef, Error> {
+    let uri = opened.uri.clone();
+    let (format, compression) = source.framing(opened.content_encoding.as_deref())?;
+    let mut reader = Reader::new(format, compression)?;
+    let mut inference = Inference::default();
+    let mut rows = 0;
+    let mut add = |chunk: Chunk| -> Result<(), Error> {
+        let tape = chunk.rows().map_err(|e| about(&uri, e))?;
+        rows += tape.len();
+        inference.add(&tape).map_err(|e| about(&uri, e))
+    };
+    while let Some(bytes) = opened.next().await? {
+        write_budget(deadline, SystemTime::now()).map_err(|e| abandoned(&uri, e))?;
+        for chunk in reader.push(&bytes).map_err(|e| about(&uri, e))? {
+            add(chunk)?;
+        }
+    }
+    if let Some(chunk) = reader.finish().map_err(|e| about(&uri, e))? {
+        add(chunk)?;
+    }
+    if rows == 0 {
+        return Err(Error::InvalidEvent(format!(
+            "source {uri} holds no rows: there is nothing to write"
+        )));
+    }
+    inference.finish().map_err(|e| about(&uri, e))
+}
+
+/// Pass two: the rows built, encoded and uploaded.
+struct Write<'j, 't, 's> {
+    job: &'j Job<'j>,
+    schema: SchemaRef,
+    writer: Option<StreamWriter>,
+    /// `None` in a dry run.
+    transaction: Option<&'t mut Transaction<'s>>,
+    /// Bytes of each target's object so far.
+    sizes: Vec<usize>,
+}
+
+impl Write<'_, '_, '_> {
+    /// Every chunk of the object, then the files closed and the objects made visible: the
+    /// rows, each object's size and what S3 stored.
+    async fn all(
+        &mut self,
+        mut opened: Opened,
+        source: &Source,
+    ) -> Result<(usize, Vec<usize>, Vec<Stored>), Error> {
+        let uri = opened.uri.clone();
+        let (format, compression) = source.framing(opened.content_encoding.as_deref())?;
+        let mut reader = Reader::new(format, compression)?;
+        while let Some(bytes) = opened.next().await? {
+            write_budget(self.job.deadline, SystemTime::now()).map_err(|e| abandoned(&uri, e))?;
+            for chunk in reader.push(&bytes).map_err(|e| about(&uri, e))? {
+                self.chunk(&chunk, &uri).await?;
+            }
+        }
+        if let Some(chunk) = reader.finish().map_err(|e| about(&uri, e))? {
+            self.chunk(&chunk, &uri).await?;
+        }
+        let Some(writer) = self.writer.take() else {
+            return Err(Error::InvalidEvent(format!(
+                "source {uri} holds no rows: there is nothing to write"
+            )));
+        };
+        let rows = writer.rows();
+        let tails = writer.finish().map_err(|e| about(&uri, e))?;
+        let last: Vec<Bytes> = self
+            .job
+            .targets
+            .iter()
+            .map(|t| {
+                tails
+                    .iter()
+                    .find(|(c, _)| *c == t.codec)
+                    .map(|(_, b)| b.clone())
+                    .expect("every target's codec was written")
+            })
+            .collect();
+        for (size, tail) in self.sizes.iter_mut().zip(&last) {
+            *size += tail.len();
+        }
+        let stored = match self.transaction.as_mut() {
+            None => vec![Stored::default(); last.len()],
+            Some(transaction) => {
+                let budget = write_budget(self.job.deadline, SystemTime::now())?;
+                transaction.commit(last, budget).await?
+            }
+        };
+        Ok((rows, self.sizes.clone(), stored))
+    }
+
+    /// One chunk built and appended to every file; parts uploaded where they are ready.
+    async fn chunk(&mut self, chunk: &Chunk, uri: &str) -> Result<(), Error> {
+        let batches = {
+            let rows = chunk.rows().map_err(|e| about(uri, e))?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            columns::build(&rows, self.schema.clone(), self.job.unknown_keys)
+                .map_err(|e| about(uri, e))?
+        };
+        let codecs: Vec<_> = self.job.targets.iter().map(|t| t.codec).collect();
+        let row_group = RowGroupSize::streamed(self.job.row_group_rows);
+        let writer = match &mut self.writer {
+            Some(writer) => writer,
+            None => self.writer.insert(
+                StreamWriter::new(&batches[0], &codecs, row_group).map_err(|e| about(uri, e))?,
+            ),
+        };
+        writer.write(&batches).map_err(|e| about(uri, e))?;
+        drop(batches);
+        for codec in writer.codecs() {
+            let Some(part) = writer.take(codec, PART_BYTES).map_err(|e| about(uri, e))? else {
+                continue;
+            };
+            for (index, target) in self.job.targets.iter().enumerate() {
+                if target.codec != codec {
+                    continue;
+                }
+                self.sizes[index] += part.len();
+                if let Some(transaction) = self.transaction.as_mut() {
+                    write_budget(self.job.deadline, SystemTime::now())?;
+                    transaction.part(index, part.clone()).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `e` about the content of the object at `uri`, saying which object.
+fn about(uri: &str, e: Error) -> Error {
+    match e {
+        Error::InvalidEvent(m) => Error::InvalidEvent(format!("source {uri}: {m}")),
+        other => other,
+    }
+}
+
+/// The deadline came before the object was read.
+fn abandoned(uri: &str, e: Error) -> Error {
+    match e {
+        Error::S3WriteFailed(m) => Error::S3WriteFailed(format!(
+            "reading source {uri} was abandoned: {m}"
+        )),
+        other => other,
+    }
+}
+
+/// `e`, naming what the clean-up after it could not remove.
+fn with_leftovers(e: Error, left: &[String]) -> Error {
+    if left.is_empty() {
+        return e;
+    }
+    let kept = format!(
+        "; these objects could not be removed and may be partial output: {}",
+        left.join(", ")
+    );
+    match e {
+        Error::S3WriteFailed(m) => Error::S3WriteFailed(m + &kept),
+        Error::InvalidEvent(m) => Error::InvalidEvent(m + &kept),
+        Error::SourceReadFailed(m) => Error::SourceReadFailed(m + &kept),
+        other => other,
+    }
+}
