@@ -28,7 +28,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let event = event::parse(&bytes)?;
         let parse = started.elapsed();
         let codecs: Vec<_> = event.targets.iter().flatten().map(|t| t.codec).collect();
-        let rows = event.input.rows().ok_or("the event has a `source`, not `rows`")?;
+        let rows = event
+            .input
+            .rows()
+            .ok_or("the event has a `source`, not `rows`")?;
         last = Some(encode::rows_to_parquet(
             rows,
             event.schema,

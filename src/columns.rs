@@ -583,7 +583,11 @@ mod tests {
 
     fn build_json(schema: &str, rows: &str, unknown: UnknownKeys) -> Result<RecordBatch, Error> {
         let event = format!(r#"{{"rows": {rows}}}"#);
-        let rows = crate::event::parse(event.as_bytes()).unwrap().input.rows().unwrap();
+        let rows = crate::event::parse(event.as_bytes())
+            .unwrap()
+            .input
+            .rows()
+            .unwrap();
         build(&rows, Arc::new(ddl::parse(schema).unwrap()), unknown).map(|mut b| b.remove(0))
     }
 

@@ -391,7 +391,11 @@ mod tests {
 
     fn batch_of(json: &str) -> RecordBatch {
         let event = format!(r#"{{"rows": {json}}}"#);
-        let rows = crate::event::parse(event.as_bytes()).unwrap().input.rows().unwrap();
+        let rows = crate::event::parse(event.as_bytes())
+            .unwrap()
+            .input
+            .rows()
+            .unwrap();
         crate::columns::build(
             &rows,
             crate::schema::infer(&rows).unwrap(),
@@ -592,8 +596,13 @@ mod tests {
         let json: Vec<String> = (0..rows).map(|i| format!(r#"{{"i": {i}}}"#)).collect();
         let event = format!(r#"{{"rows": [{}]}}"#, json.join(","));
         let event = crate::event::parse(event.as_bytes()).unwrap();
-        let encoded =
-            rows_to_parquet(event.input.rows().unwrap(), None, Default::default(), &[Codec::Snappy]).unwrap();
+        let encoded = rows_to_parquet(
+            event.input.rows().unwrap(),
+            None,
+            Default::default(),
+            &[Codec::Snappy],
+        )
+        .unwrap();
         assert_eq!(encoded.rows, rows);
         let (back, meta) = {
             let builder =
@@ -643,7 +652,7 @@ mod tests {
         let mut writer =
             StreamWriter::new(&batch_from(0), &codecs, RowGroupSize::streamed(25_000)).unwrap();
         assert_eq!(writer.codecs(), [Codec::Snappy, Codec::Uncompressed]);
-        let mut files = vec![Vec::new(), Vec::new()];
+        let mut files = [Vec::new(), Vec::new()];
         let mut parts = [0, 0];
         for first in (0..100_000).step_by(10_000) {
             writer.write(&[batch_from(first)]).unwrap();

@@ -211,7 +211,9 @@ impl Function {
                 ms,
                 "sqs batch done"
             ),
-            Ok(Reply::Ignored { ignored }) => tracing::info!(request_id, ignored, ms, "nothing to convert"),
+            Ok(Reply::Ignored { ignored }) => {
+                tracing::info!(request_id, ignored, ms, "nothing to convert")
+            }
             Ok(Reply::Converted(response)) => log_written(request_id, response, ms),
             Ok(Reply::Each { results }) => {
                 for response in results {
@@ -360,9 +362,9 @@ impl Function {
             .iter()
             .zip(streamed.objects)
             .map(|(target, (key, bytes, stored))| {
-                let athena = job
-                    .dry_run
-                    .then(|| ddl::athena_create_table(&streamed.schema, &target.prefix.to_string()));
+                let athena = job.dry_run.then(|| {
+                    ddl::athena_create_table(&streamed.schema, &target.prefix.to_string())
+                });
                 Written::new(target, key, bytes, streamed.rows, stored, athena)
             })
             .collect();

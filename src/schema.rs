@@ -400,7 +400,11 @@ mod tests {
             None,
         );
         let event = format!(r#"{{"rows": {json}}}"#);
-        let rows = crate::event::parse(event.as_bytes()).unwrap().input.rows().unwrap();
+        let rows = crate::event::parse(event.as_bytes())
+            .unwrap()
+            .input
+            .rows()
+            .unwrap();
         let joined = infer_halves(&rows).expect("the halves join");
         assert_eq!(joined.keys().collect::<Vec<_>>(), ["a", "s", "l", "b"]);
         let schema = infer(&rows).unwrap();
@@ -422,7 +426,11 @@ mod tests {
         // A conflict between the halves names the first row that conflicts.
         let json = halves(r#"{"a": 1}"#, r#"{"a": "x"}"#, None);
         let event = format!(r#"{{"rows": {json}}}"#);
-        let rows = crate::event::parse(event.as_bytes()).unwrap().input.rows().unwrap();
+        let rows = crate::event::parse(event.as_bytes())
+            .unwrap()
+            .input
+            .rows()
+            .unwrap();
         assert!(infer_halves(&rows).is_none());
         let err = infer(&rows).unwrap_err();
         let first_late = (PARALLEL_ROWS + 2) / 2;
@@ -447,7 +455,13 @@ mod tests {
 
     fn infer_json(json: &str) -> Result<SchemaRef, Error> {
         let event = format!(r#"{{"rows": {json}}}"#);
-        infer(&crate::event::parse(event.as_bytes()).unwrap().input.rows().unwrap())
+        infer(
+            &crate::event::parse(event.as_bytes())
+                .unwrap()
+                .input
+                .rows()
+                .unwrap(),
+        )
     }
 
     fn types(json: &str) -> Vec<(String, DataType)> {

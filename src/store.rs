@@ -479,7 +479,9 @@ impl<'s> Transaction<'s> {
                     match aborted {
                         Ok(_) => {}
                         Err(e) if e.code() == Some("NoSuchUpload") => {}
-                        Err(e) => return Err(format!("{uri} (upload not aborted: {})", describe(&e))),
+                        Err(e) => {
+                            return Err(format!("{uri} (upload not aborted: {})", describe(&e)));
+                        }
                     }
                 }
                 match client

@@ -12,6 +12,7 @@ use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use ring::digest::{SHA256, digest};
 
+use crate::Error;
 use crate::columns::{self, UnknownKeys};
 use crate::encode::{RowGroupSize, StreamWriter};
 use crate::handler::write_budget;
@@ -19,7 +20,6 @@ use crate::schema::{self, Inference};
 use crate::source::{Chunk, Reader, Source};
 use crate::store::{Opened, PART_BYTES, S3Store, Stored, Transaction};
 use crate::target::Target;
-use crate::Error;
 
 /// What converting one source object asks for.
 pub struct Job<'a> {
@@ -85,7 +85,12 @@ pub fn identity(bucket: &str, key: &str, version_id: Option<&str>, etag: Option<
 pub async fn convert(store: &S3Store, job: Job<'_>) -> Result<Streamed, Error> {
     let source = job.source;
     let first = store
-        .open(&source.bucket, &source.key, source.version_id.as_deref(), None)
+        .open(
+            &source.bucket,
+            &source.key,
+            source.version_id.as_deref(),
+            None,
+        )
         .await?;
     let id = identity(
         &source.bucket,
@@ -307,9 +312,9 @@ fn about(uri: &str, e: Error) -> Error {
 /// The deadline came before the object was read.
 fn abandoned(uri: &str, e: Error) -> Error {
     match e {
-        Error::S3WriteFailed(m) => Error::S3WriteFailed(format!(
-            "reading source {uri} was abandoned: {m}"
-        )),
+        Error::S3WriteFailed(m) => {
+            Error::S3WriteFailed(format!("reading source {uri} was abandoned: {m}"))
+        }
         other => other,
     }
 }

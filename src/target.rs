@@ -437,7 +437,9 @@ mod tests {
             assert!(err.to_string().contains(uri), "{err}");
         }
         assert_eq!(
-            AllowList::parse(" , ", "ALLOWED_PREFIXES").unwrap_err().error_type(),
+            AllowList::parse(" , ", "ALLOWED_PREFIXES")
+                .unwrap_err()
+                .error_type(),
             "InvalidConfig"
         );
         for bad in [
@@ -449,14 +451,19 @@ mod tests {
             "s3://b_1/",
         ] {
             assert_eq!(
-                AllowList::parse(bad, "ALLOWED_PREFIXES").unwrap_err().error_type(),
+                AllowList::parse(bad, "ALLOWED_PREFIXES")
+                    .unwrap_err()
+                    .error_type(),
                 "InvalidConfig",
                 "{bad}"
             );
         }
 
         let whole_bucket = AllowList::parse("s3://b-2", "ALLOWED_PREFIXES").unwrap();
-        assert_eq!(whole_bucket, AllowList::parse("s3://b-2/", "ALLOWED_PREFIXES").unwrap());
+        assert_eq!(
+            whole_bucket,
+            AllowList::parse("s3://b-2/", "ALLOWED_PREFIXES").unwrap()
+        );
         whole_bucket.check(&ok[1..]).unwrap();
         assert_eq!(
             whole_bucket.check(&ok[..1]).unwrap_err().error_type(),

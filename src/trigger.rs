@@ -132,9 +132,7 @@ pub fn detect(bytes: &[u8]) -> Result<Trigger<'_>, Error> {
 /// An S3 notification's or an SQS batch's records.
 fn records_of(raw: &str) -> Result<Trigger<'static>, Error> {
     let records: Vec<Record> = serde_json::from_str(raw).map_err(|e| {
-        Error::InvalidEvent(format!(
-            "`Records` is not a list of S3 or SQS records: {e}"
-        ))
+        Error::InvalidEvent(format!("`Records` is not a list of S3 or SQS records: {e}"))
     })?;
     let source_of = |r: &Record| r.event_source.clone().unwrap_or_default();
     let Some(first) = records.first().map(source_of) else {
@@ -199,9 +197,9 @@ fn records_of(raw: &str) -> Result<Trigger<'static>, Error> {
 /// An EventBridge event: S3's `Object Created`, or a custom event whose `detail` is this
 /// function's own event.
 fn eventbridge<'a>(fields: &Fields<'a>) -> Result<Trigger<'a>, Error> {
-    let detail = fields.get("detail").ok_or_else(|| {
-        Error::InvalidEvent("the EventBridge event has no `detail`".into())
-    })?;
+    let detail = fields
+        .get("detail")
+        .ok_or_else(|| Error::InvalidEvent("the EventBridge event has no `detail`".into()))?;
     let source = fields.string("source").unwrap_or_default();
     let detail_type = fields.string("detail-type").unwrap_or_default();
     if source == "aws.s3" {
@@ -329,8 +327,17 @@ mod tests {
             panic!("not created objects")
         };
         assert_eq!(via, "s3-notification");
-        let keys: Vec<_> = objects.iter().map(|o| (o.key.as_str(), o.version_id.as_deref())).collect();
-        assert_eq!(keys, [("in/a b+c.ndjson", Some("v1")), ("in/big.json.gz", Some("v1"))]);
+        let keys: Vec<_> = objects
+            .iter()
+            .map(|o| (o.key.as_str(), o.version_id.as_deref()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("in/a b+c.ndjson", Some("v1")),
+                ("in/big.json.gz", Some("v1"))
+            ]
+        );
     }
 
     #[test]
@@ -338,16 +345,27 @@ mod tests {
         let created = br#"{"version": "0", "id": "1", "detail-type": "Object Created", "source": "aws.s3",
             "account": "123456789012", "time": "2026-11-28T00:00:00Z", "region": "us-east-1", "resources": [],
             "detail": {"version": "0", "bucket": {"name": "in-bucket"}, "object": {"key": "in/a b+c.ndjson", "size": 5, "etag": "e", "version-id": "v2"}, "reason": "PutObject"}}"#;
-        let Trigger::Created { via, objects } = detect(created).unwrap() else { panic!() };
-        assert_eq!((via, objects[0].key.as_str()), ("eventbridge", "in/a b+c.ndjson"));
+        let Trigger::Created { via, objects } = detect(created).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (via, objects[0].key.as_str()),
+            ("eventbridge", "in/a b+c.ndjson")
+        );
         assert_eq!(objects[0].version_id.as_deref(), Some("v2"));
 
         let custom = br#"{"detail-type": "Daily export", "source": "my.app", "detail": {"rows": [{"a": 1}], "dry_run": true}}"#;
-        let Trigger::Event(event) = detect(custom).unwrap() else { panic!() };
+        let Trigger::Event(event) = detect(custom).unwrap() else {
+            panic!()
+        };
         assert!(event.dry_run);
         let bad = br#"{"detail-type": "Daily export", "source": "my.app", "detail": {"rows": [{"a": 1}], "target": []}}"#;
         let e = detect(bad).unwrap_err();
-        assert!(e.to_string().contains("source `my.app`") && e.to_string().contains("unknown field `target`"), "{e}");
+        assert!(
+            e.to_string().contains("source `my.app`")
+                && e.to_string().contains("unknown field `target`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -355,8 +373,16 @@ mod tests {
         let body = r#"{"Records": [
             {"messageId": "m1", "body": "{\"rows\": [{\"a\": 1}]}", "eventSource": "aws:sqs"},
             {"messageId": "m2", "body": "not json", "eventSource": "aws:sqs"}]}"#;
-        let Trigger::Sqs(messages) = detect(body.as_bytes()).unwrap() else { panic!() };
-        assert_eq!(messages[0], Message { id: "m1".into(), body: r#"{"rows": [{"a": 1}]}"#.into() });
+        let Trigger::Sqs(messages) = detect(body.as_bytes()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            messages[0],
+            Message {
+                id: "m1".into(),
+                body: r#"{"rows": [{"a": 1}]}"#.into()
+            }
+        );
         assert_eq!(messages[1].body, "not json");
     }
 
@@ -365,14 +391,32 @@ mod tests {
         let test = br#"{"Service": "Amazon S3", "Event": "s3:TestEvent", "Time": "2026-11-28T00:00:00.000Z", "Bucket": "in-bucket", "RequestId": "r", "HostId": "h"}"#;
         assert!(matches!(detect(test).unwrap(), Trigger::Test));
         for (body, word) in [
-            (r#"{"Records": [{"eventSource": "aws:sns"}]}"#, "`aws:sns` are not converted"),
+            (
+                r#"{"Records": [{"eventSource": "aws:sns"}]}"#,
+                "`aws:sns` are not converted",
+            ),
             (r#"{"Records": []}"#, "`Records` is empty"),
-            (r#"{"Records": [{"eventSource": "aws:s3"}, {"eventSource": "aws:sqs", "messageId": "m", "body": "{}"}]}"#, "one batch holds one kind"),
-            (r#"{"Records": [{"eventSource": "aws:sqs", "body": "{}"}]}"#, "without `messageId`"),
-            (r#"{"detail-type": "Object Created", "source": "aws.s3", "detail": {"bucket": {}}}"#, "lacks the bucket"),
-            (r#"{"detail-type": "x", "source": "y", "detail": {"a": 1}}"#, "neither `rows` nor `source`"),
+            (
+                r#"{"Records": [{"eventSource": "aws:s3"}, {"eventSource": "aws:sqs", "messageId": "m", "body": "{}"}]}"#,
+                "one batch holds one kind",
+            ),
+            (
+                r#"{"Records": [{"eventSource": "aws:sqs", "body": "{}"}]}"#,
+                "without `messageId`",
+            ),
+            (
+                r#"{"detail-type": "Object Created", "source": "aws.s3", "detail": {"bucket": {}}}"#,
+                "lacks the bucket",
+            ),
+            (
+                r#"{"detail-type": "x", "source": "y", "detail": {"a": 1}}"#,
+                "neither `rows` nor `source`",
+            ),
             (r#"{"Event": "s3:Other"}"#, "unknown field `Event`"),
-            (r#"{"rows": [{"a": 1}], "source": {"uri": "s3://in-bucket/a.json"}}"#, "both `rows` and `source`"),
+            (
+                r#"{"rows": [{"a": 1}], "source": {"uri": "s3://in-bucket/a.json"}}"#,
+                "both `rows` and `source`",
+            ),
         ] {
             let e = detect(body.as_bytes()).unwrap_err();
             assert_eq!(e.error_type(), "InvalidEvent", "{body}");

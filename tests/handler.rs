@@ -248,16 +248,25 @@ async fn a_retried_request_overwrites_its_own_objects() {
     let s3 = LocalS3::start(&[BUCKET]).await;
     let function = s3.function(&[]);
     let event = json!({"rows": seed_rows(), "targets": two_targets()}).to_string();
-    function.handle(invocation(&event, "req-4")).await.unwrap()
+    function
+        .handle(invocation(&event, "req-4"))
+        .await
+        .unwrap()
         .converted()
         .unwrap();
     let first = s3.keys(BUCKET).await;
-    function.handle(invocation(&event, "req-4")).await.unwrap()
+    function
+        .handle(invocation(&event, "req-4"))
+        .await
+        .unwrap()
         .converted()
         .unwrap();
     assert_eq!(s3.keys(BUCKET).await, first);
     assert_eq!(first.len(), 2);
-    function.handle(invocation(&event, "req-5")).await.unwrap()
+    function
+        .handle(invocation(&event, "req-5"))
+        .await
+        .unwrap()
         .converted()
         .unwrap();
     assert_eq!(
@@ -402,8 +411,16 @@ async fn the_invocation_deadline_is_respected() {
     // Enough time: the PUTs run within the budget.
     let mut timely = invocation(&event, "req-10");
     timely.context.deadline = now_ms + 60_000;
-    assert_eq!(function.handle(timely).await.unwrap()
-        .converted()
-        .unwrap().objects.len(), 2);
+    assert_eq!(
+        function
+            .handle(timely)
+            .await
+            .unwrap()
+            .converted()
+            .unwrap()
+            .objects
+            .len(),
+        2
+    );
     assert_eq!(s3.keys(BUCKET).await.len(), 2);
 }

@@ -133,6 +133,42 @@ impl LocalS3 {
         keys
     }
 
+    /// Stores `body` at `s3://bucket/key`, with a `Content-Encoding` if given; its ETag.
+    pub async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: impl Into<Bytes>,
+        content_encoding: Option<&str>,
+    ) -> String {
+        let out = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .set_content_encoding(content_encoding.map(str::to_owned))
+            .body(body.into().into())
+            .send()
+            .await
+            .unwrap();
+        out.e_tag.unwrap()
+    }
+
+    /// The keys of the multipart uploads in progress in `bucket`.
+    pub async fn uploads(&self, bucket: &str) -> Vec<String> {
+        let out = self
+            .client
+            .list_multipart_uploads()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap();
+        out.uploads()
+            .iter()
+            .filter_map(|u| u.key().map(str::to_owned))
+            .collect()
+    }
+
     pub async fn get(&self, bucket: &str, key: &str) -> (Bytes, Option<String>) {
         let out = self
             .client
