@@ -191,11 +191,13 @@ pub struct Expectation {
 }
 
 impl Expectation {
-    /// The expectation beside `input` (`x.json` → `x.expect.json`), if there is one.
+    /// The refusal beside `input` (`x.json` → `x.expect.json`), if there is one (an
+    /// expectation without `errorType` describes a reply instead: see tests/events.rs).
     pub fn beside(input: &std::path::Path) -> Option<Expectation> {
         let path = input.with_extension("expect.json");
         let expect: Value = serde_json::from_slice(&std::fs::read(&path).ok()?)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        expect.get("errorType")?;
         let field = |name: &str| {
             expect[name]
                 .as_str()
