@@ -15,6 +15,7 @@ unset AWS_PROFILE AWS_SESSION_TOKEN
 # The function's own configuration, as template.yaml sets it on AWS.
 STACK_DEFAULT_TARGETS='[{"prefix":"s3://my-bucket/out/parquet/","compression":"uncompressed"},{"prefix":"s3://my-bucket/out/parquet-snappy/","compression":"snappy"}]'
 STACK_ALLOWED_PREFIXES='s3://my-bucket/'
+STACK_ALLOWED_SOURCES='s3://in-bucket/in/'
 STACK_PIDS=()
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -54,9 +55,12 @@ stack_start() { # work dir for logs and the S3 data
 
     step "starting the local S3 server on $S3_ENDPOINT (data in $dir/s3)"
     setsid "$CARGO_TARGET_DIR/debug/examples/local-s3" --port "$S3_PORT" --root "$dir/s3" \
-        --bucket my-bucket >"$dir/local-s3.log" 2>&1 &
+        --bucket my-bucket --bucket in-bucket >"$dir/local-s3.log" 2>&1 &
     STACK_PIDS+=($!)
     wait_for_port "$S3_PORT" 30 "the local S3 server" "$dir/local-s3.log"
+    # The objects that events/'s source samples and notifications name.
+    aws s3 cp --quiet --recursive --endpoint-url "$S3_ENDPOINT" events/objects/in-bucket s3://in-bucket/ \
+        || fail "could not store events/objects in the local S3 server"
 
     step "starting the function under cargo lambda watch on $INVOKE_ENDPOINT"
     # An env file, not --env-var, which would split the JSON at its commas.
@@ -67,6 +71,7 @@ AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
 AWS_REGION=$AWS_REGION
 DEFAULT_TARGETS='$STACK_DEFAULT_TARGETS'
 ALLOWED_PREFIXES='$STACK_ALLOWED_PREFIXES'
+ALLOWED_SOURCES='$STACK_ALLOWED_SOURCES'
 ENV
     setsid cargo lambda watch --invoke-port "$INVOKE_PORT" --ignore-changes \
         --env-file "$dir/function.env" >"$dir/watch.log" 2>&1 &

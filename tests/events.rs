@@ -58,7 +58,11 @@ fn source_objects() -> Vec<(String, String, PathBuf)> {
     files
         .into_iter()
         .map(|path| {
-            let relative = path.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+            let relative = path
+                .strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             let (bucket, key) = relative.split_once('/').unwrap();
             (bucket.to_owned(), key.to_owned(), path)
         })
@@ -79,7 +83,9 @@ fn fixture_rows(bucket: &str, key: &str) -> Value {
         (zstd::decode_all(&raw[..]).unwrap(), name)
     } else if let Some(name) = key.strip_suffix(".gz") {
         let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&raw[..]).read_to_end(&mut out).unwrap();
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .unwrap();
         (out, name)
     } else {
         (raw, key)
@@ -100,7 +106,11 @@ fn fixture_rows(bucket: &str, key: &str) -> Value {
 /// The rows and targets a sample converts: inline, or those of the object it names.
 fn rows_and_targets(event: &Value) -> (Value, Value) {
     let defaults: Value = serde_json::from_str(DEFAULT_TARGETS).unwrap();
-    let own = |e: &Value| e.get("targets").cloned().unwrap_or_else(|| defaults.clone());
+    let own = |e: &Value| {
+        e.get("targets")
+            .cloned()
+            .unwrap_or_else(|| defaults.clone())
+    };
     let from_uri = |uri: &str| {
         let (bucket, key) = uri.strip_prefix("s3://").unwrap().split_once('/').unwrap();
         fixture_rows(bucket, key)
@@ -118,7 +128,10 @@ fn rows_and_targets(event: &Value) -> (Value, Value) {
     }
     let detail = &event["detail"];
     if event["source"] == "aws.s3" {
-        let (bucket, key) = (detail["bucket"]["name"].as_str().unwrap(), detail["object"]["key"].as_str().unwrap());
+        let (bucket, key) = (
+            detail["bucket"]["name"].as_str().unwrap(),
+            detail["object"]["key"].as_str().unwrap(),
+        );
         return (fixture_rows(bucket, key), defaults);
     }
     (detail["rows"].clone(), own(detail))
@@ -128,9 +141,9 @@ fn rows_and_targets(event: &Value) -> (Value, Value) {
 /// length, element by element).
 fn holds(got: &Value, want: &Value) -> bool {
     match (got, want) {
-        (Value::Object(g), Value::Object(w)) => {
-            w.iter().all(|(k, wv)| g.get(k).is_some_and(|gv| holds(gv, wv)))
-        }
+        (Value::Object(g), Value::Object(w)) => w
+            .iter()
+            .all(|(k, wv)| g.get(k).is_some_and(|gv| holds(gv, wv))),
         (Value::Array(g), Value::Array(w)) => {
             g.len() == w.len() && g.iter().zip(w).all(|(g, w)| holds(g, w))
         }
@@ -141,7 +154,8 @@ fn holds(got: &Value, want: &Value) -> bool {
 async fn local_s3_with_sources() -> LocalS3 {
     let s3 = LocalS3::start(&[BUCKET, SOURCES]).await;
     for (bucket, key, path) in source_objects() {
-        s3.put(&bucket, &key, std::fs::read(path).unwrap(), None).await;
+        s3.put(&bucket, &key, std::fs::read(path).unwrap(), None)
+            .await;
     }
     s3
 }
@@ -159,9 +173,14 @@ async fn every_sample_event_behaves_as_its_file_says() {
         let result = function.handle(invocation(&payload, "events-test")).await;
 
         let expect_path = path.with_extension("expect.json");
-        if let Some(reply) = expect_path.exists().then(|| read_json(&expect_path)).filter(|e| e.get("reply").is_some()) {
+        if let Some(reply) = expect_path
+            .exists()
+            .then(|| read_json(&expect_path))
+            .filter(|e| e.get("reply").is_some())
+        {
             replies += 1;
-            let got = serde_json::to_value(result.unwrap_or_else(|e| panic!("{name}: {e}"))).unwrap();
+            let got =
+                serde_json::to_value(result.unwrap_or_else(|e| panic!("{name}: {e}"))).unwrap();
             assert!(holds(&got, &reply["reply"]), "{name}: replied {got}");
             assert_eq!(
                 Some(s3.keys(BUCKET).await.len() as u64),
