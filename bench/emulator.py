@@ -10,6 +10,7 @@ import json
 import os
 import pathlib
 import queue
+import shutil
 import socket
 import subprocess
 import threading
@@ -59,6 +60,11 @@ class LocalS3:
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port, 30, "the local S3 server", self.proc)
         self.endpoint = f"http://127.0.0.1:{self.port}"
+
+    def seed(self, folder):
+        """Stores every file under `folder/<bucket>/` as that bucket's object (s3s-fs keeps an
+        object as the file at `root/<bucket>/<key>`)."""
+        shutil.copytree(folder, self.root, dirs_exist_ok=True)
 
     def objects(self, bucket="my-bucket"):
         """Every stored key (s3s-fs keeps its own metadata in hidden files)."""
