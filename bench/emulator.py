@@ -48,6 +48,16 @@ def status_kib(pid, field):
     raise RuntimeError(f"no {field} for pid {pid}")
 
 
+def holds(got, want):
+    """Whether a reply `got` holds everything in `want` (objects: at least its keys; arrays:
+    the same length, element by element)."""
+    if isinstance(want, dict):
+        return isinstance(got, dict) and all(k in got and holds(got[k], v) for k, v in want.items())
+    if isinstance(want, list):
+        return isinstance(got, list) and len(got) == len(want) and all(map(holds, got, want))
+    return got == want
+
+
 class LocalS3:
     """examples/local-s3 serving a fresh directory with the given buckets."""
 

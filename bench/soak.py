@@ -13,22 +13,12 @@ import pathlib
 import sys
 import tempfile
 
-from emulator import Emulator, LocalS3
+from emulator import Emulator, LocalS3, holds
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_TARGETS = ('[{"prefix":"s3://my-bucket/out/parquet/","compression":"uncompressed"},'
                    '{"prefix":"s3://my-bucket/out/parquet-snappy/","compression":"snappy"}]')
 LEAK_TOLERANCE = 0.10
-
-
-def holds(got, want):
-    """Whether `got` holds everything in `want` (objects: at least its keys; arrays: the same
-    length, element by element)."""
-    if isinstance(want, dict):
-        return isinstance(got, dict) and all(k in got and holds(got[k], v) for k, v in want.items())
-    if isinstance(want, list):
-        return isinstance(got, list) and len(got) == len(want) and all(map(holds, got, want))
-    return got == want
 
 
 def cases():

@@ -349,7 +349,7 @@ impl Function {
             stream::Job {
                 source,
                 targets: job.targets,
-                schema: job.schema,
+                schema: job.schema.clone(),
                 unknown_keys: job.unknown_keys,
                 dry_run: job.dry_run,
                 deadline,
@@ -357,28 +357,17 @@ impl Function {
             },
         )
         .await?;
-        let objects = job
-            .targets
-            .iter()
-            .zip(streamed.objects)
-            .map(|(target, (key, bytes, stored))| {
-                let athena = job.dry_run.then(|| {
-                    ddl::athena_create_table(&streamed.schema, &target.prefix.to_string())
-                });
-                Written::new(target, key, bytes, streamed.rows, stored, athena)
-            })
-            .collect();
-        Ok(Response {
-            rows: streamed.rows,
-            objects,
-            dry_run: job.dry_run,
-            schema: job.dry_run.then(|| SchemaDescription::of(&streamed.schema)),
-            source: Some(SourceRead {
-                uri: streamed.uri,
-                bytes: streamed.bytes,
-                etag: streamed.etag,
-            }),
-        })
+        let source = SourceRead {
+            uri: streamed.uri,
+            bytes: streamed.bytes,
+            etag: streamed.etag,
+        };
+        Ok(job.response(
+            &streamed.schema,
+            streamed.rows,
+            streamed.objects,
+            Some(source),
+        ))
     }
 
     /// Inline rows, converted in memory and written in one go.
@@ -397,7 +386,7 @@ impl Function {
             .map(|(i, t)| t.object_key(i, id))
             .collect::<Result<Vec<_>, _>>()?;
         let codecs: Vec<_> = targets.iter().map(|t| t.codec).collect();
-        let encoded = encode::rows_to_parquet(rows, job.schema, job.unknown_keys, &codecs)?;
+        let encoded = encode::rows_to_parquet(rows, job.schema.clone(), job.unknown_keys, &codecs)?;
         tracing::debug!(
             id,
             build_ms = encoded.build_time.as_secs_f64() * 1e3,
@@ -426,24 +415,12 @@ impl Function {
             let budget = write_budget(deadline, SystemTime::now())?;
             self.store.put_all(&objects, budget).await?
         };
-        let objects = objects
+        let written = objects
             .into_iter()
             .zip(stored)
-            .zip(targets)
-            .map(|((object, stored), target)| {
-                let athena = job
-                    .dry_run
-                    .then(|| ddl::athena_create_table(&schema, &target.prefix.to_string()));
-                Written::new(target, object.key, object.body.len(), rows, stored, athena)
-            })
+            .map(|(object, stored)| (object.key, object.body.len(), stored))
             .collect();
-        Ok(Response {
-            rows,
-            objects,
-            dry_run: job.dry_run,
-            schema: job.dry_run.then(|| SchemaDescription::of(&schema)),
-            source: None,
-        })
+        Ok(job.response(&schema, rows, written, None))
     }
 }
 
@@ -453,6 +430,37 @@ struct SourceJob<'a> {
     schema: Option<SchemaRef>,
     unknown_keys: UnknownKeys,
     dry_run: bool,
+}
+
+impl SourceJob<'_> {
+    /// The response for `objects` (per target, in order: key, size, what S3 stored), with the
+    /// schema and Athena DDL a dry run describes.
+    fn response(
+        &self,
+        schema: &Schema,
+        rows: usize,
+        objects: Vec<(String, usize, Stored)>,
+        source: Option<SourceRead>,
+    ) -> Response {
+        let objects = self
+            .targets
+            .iter()
+            .zip(objects)
+            .map(|(target, (key, bytes, stored))| {
+                let athena = self
+                    .dry_run
+                    .then(|| ddl::athena_create_table(schema, &target.prefix.to_string()));
+                Written::new(target, key, bytes, rows, stored, athena)
+            })
+            .collect();
+        Response {
+            rows,
+            objects,
+            dry_run: self.dry_run,
+            schema: self.dry_run.then(|| SchemaDescription::of(schema)),
+            source,
+        }
+    }
 }
 
 /// The summary line of one conversion: counts, sizes, keys and time, never a value.

@@ -1,26 +1,42 @@
-//! A Rust AWS Lambda that turns a JSON event of rows into Parquet objects in S3: one object
-//! per target, each in its own codec (uncompressed, Snappy, zstd, gzip, LZ4, Brotli), written
-//! all or none.
+//! A Rust AWS Lambda that turns a JSON event of rows, or an NDJSON or JSON object in S3 of any
+//! size, into Parquet objects in S3: one object per target, each in its own codec
+//! (uncompressed, Snappy, zstd, gzip, LZ4, Brotli), written all or none. It is invoked
+//! directly or by S3 notifications, EventBridge and SQS.
 //!
 //! # Layout
+//! By stage, in the order an invocation goes through them:
 //! - `main.rs`: the thin `bootstrap`; builds [`config::Config`] and the S3 client once.
-//! - [`handler`]: one invocation end to end, the response, and the Lambda `errorType` mapping.
-//! - [`event`]: the event contract, validated once into typed values.
-//! - [`json`]: a strict JSON scanner over the event's bytes (no value tree).
-//! - [`rows`]: the rows as a flat tape of JSON nodes, parsed with the event in one pass.
-//! - [`target`]: S3 prefixes, codecs and the `ALLOWED_PREFIXES` policy.
-//! - [`schema`]: type inference over all rows, and the column-name rules.
+//! - [`runtime`]: the invocation's body as the Runtime API delivered it (before
+//!   `lambda_runtime` would parse it).
+//! - [`handler`]: one invocation end to end, the replies, and the Lambda `errorType` mapping.
+//!
+//! Input (no AWS types):
+//! - [`trigger`]: what arrived: an event, an S3 or EventBridge notification, an SQS batch.
+//! - [`event`]: the event contract (`rows` or `source`), validated once into typed values.
+//! - [`json`]: a strict JSON scanner over the bytes (no value tree).
+//! - [`rows`]: rows as a flat tape of JSON nodes, parsed in the same pass.
+//! - [`source`]: a source object's format and compression, and the reader that cuts its bytes
+//!   into chunks of whole rows.
+//! - [`target`]: S3 prefixes, codecs, object keys and the allow-list policies.
+//!
+//! Schema (no AWS types):
+//! - [`schema`]: type inference over all rows (at once, or chunk by chunk), the name rules.
 //! - [`ddl`]: Spark DDL schemas in, Spark and Athena DDL out.
 //! - [`convert`]: exact conversions to declared types (decimals, dates, timestamps, base64).
-//! - [`columns`]: Arrow columns built straight from the tape.
-//! - [`encode`]: the conversion core; the batch to Parquet bytes per codec.
-//! - [`store`]: concurrent, checksummed PUTs and clean-up after a failed write (the only AWS
-//!   code).
-//! - [`config`]: environment variables, read once at start, and the logging they configure.
-//! - [`memory`]: the allocator's settings for a small function.
-//! - [`Error`]: every failure, one variant per `errorType`.
 //!
-//! Everything but `store`, `handler` and `main.rs` uses no AWS types and no network.
+//! Arrow and Parquet (no AWS types):
+//! - [`columns`]: Arrow columns built straight from the tape.
+//! - [`encode`]: the batch to Parquet bytes per codec, whole or a row group at a time.
+//!
+//! S3 (the only AWS code):
+//! - [`store`]: reads of source objects, checksummed PUTs, multipart uploads, and the
+//!   all-or-nothing commit and clean-up.
+//! - [`stream`]: a source object through reader, schema, columns and encoder into a
+//!   transaction of multipart uploads.
+//!
+//! Around them: [`config`] (environment variables, read once, and logging), [`memory`] (the
+//! allocator's settings for a small function), and [`Error`] (every failure, one variant per
+//! `errorType`).
 
 pub mod columns;
 pub mod config;
@@ -32,8 +48,8 @@ pub mod event;
 pub mod handler;
 pub mod json;
 pub mod memory;
-pub mod raw;
 pub mod rows;
+pub mod runtime;
 pub mod schema;
 pub mod source;
 pub mod store;

@@ -4,7 +4,7 @@
 use lambda_runtime::{Error, LambdaEvent, Runtime, service_fn};
 use rows_to_parquet::config::Config;
 use rows_to_parquet::handler::Function;
-use rows_to_parquet::raw::RawBodies;
+use rows_to_parquet::runtime::RawBodies;
 use rows_to_parquet::store::S3Store;
 
 #[tokio::main(flavor = "current_thread")]

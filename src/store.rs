@@ -57,6 +57,15 @@ pub struct Stored {
     pub checksum_crc32c: Option<String>,
 }
 
+impl Stored {
+    fn new(etag: Option<String>, checksum_crc32c: Option<String>) -> Stored {
+        Stored {
+            etag,
+            checksum_crc32c,
+        }
+    }
+}
+
 /// The S3 client, built once per process and shared by every invocation.
 #[derive(Debug, Clone)]
 pub struct S3Store {
@@ -389,10 +398,7 @@ impl<'s> Transaction<'s> {
                             .set_expected_bucket_owner(owner)
                             .send()
                             .await;
-                        let stored = out.map(|out| Stored {
-                            etag: out.e_tag,
-                            checksum_crc32c: out.checksum_crc32_c,
-                        });
+                        let stored = out.map(|o| Stored::new(o.e_tag, o.checksum_crc32_c));
                         (index, stored.map_err(|e| describe(&e)))
                     });
                 }
@@ -409,10 +415,7 @@ impl<'s> Transaction<'s> {
                             .body(ByteStream::from(body))
                             .send()
                             .await;
-                        let stored = out.map(|out| Stored {
-                            etag: out.e_tag,
-                            checksum_crc32c: out.checksum_crc32_c,
-                        });
+                        let stored = out.map(|o| Stored::new(o.e_tag, o.checksum_crc32_c));
                         (index, stored.map_err(|e| describe(&e)))
                     });
                 }

@@ -182,8 +182,7 @@ async fn infer(
         rows += tape.len();
         inference.add(&tape).map_err(|e| about(&uri, e))
     };
-    while let Some(bytes) = opened.next().await? {
-        write_budget(deadline, SystemTime::now()).map_err(|e| abandoned(&uri, e))?;
+    while let Some(bytes) = within(deadline, &uri, opened.next()).await? {
         for chunk in reader.push(&bytes).map_err(|e| about(&uri, e))? {
             add(chunk)?;
         }
@@ -221,8 +220,7 @@ impl Write<'_, '_, '_> {
         let uri = opened.uri.clone();
         let (format, compression) = source.framing(opened.content_encoding.as_deref())?;
         let mut reader = Reader::new(format, compression)?;
-        while let Some(bytes) = opened.next().await? {
-            write_budget(self.job.deadline, SystemTime::now()).map_err(|e| abandoned(&uri, e))?;
+        while let Some(bytes) = within(self.job.deadline, &uri, opened.next()).await? {
             for chunk in reader.push(&bytes).map_err(|e| about(&uri, e))? {
                 self.chunk(&chunk, &uri).await?;
             }
@@ -292,8 +290,12 @@ impl Write<'_, '_, '_> {
                 }
                 self.sizes[index] += part.len();
                 if let Some(transaction) = self.transaction.as_mut() {
-                    write_budget(self.job.deadline, SystemTime::now())?;
-                    transaction.part(index, part.clone()).await?;
+                    within(
+                        self.job.deadline,
+                        uri,
+                        transaction.part(index, part.clone()),
+                    )
+                    .await?;
                 }
             }
         }
@@ -309,13 +311,25 @@ fn about(uri: &str, e: Error) -> Error {
     }
 }
 
-/// The deadline came before the object was read.
-fn abandoned(uri: &str, e: Error) -> Error {
-    match e {
-        Error::S3WriteFailed(m) => {
-            Error::S3WriteFailed(format!("reading source {uri} was abandoned: {m}"))
-        }
-        other => other,
+/// `work` (a read or an upload of the object at `uri`), given up with `S3WriteFailed` when
+/// it would leave less than the clean-up reserve before the invocation's deadline.
+async fn within<T>(
+    deadline: Option<SystemTime>,
+    uri: &str,
+    work: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    let abandoned =
+        |m: String| Error::S3WriteFailed(format!("converting source {uri} was abandoned: {m}"));
+    let budget = write_budget(deadline, SystemTime::now()).map_err(|e| abandoned(e.to_string()))?;
+    match budget {
+        None => work.await,
+        Some(budget) => tokio::time::timeout(budget, work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(abandoned(
+                    "the time left before the invocation deadline ran out".into(),
+                ))
+            }),
     }
 }
 

@@ -459,3 +459,34 @@ async fn an_sqs_batch_fails_only_its_bad_messages() {
         .unwrap();
     assert_eq!(s3.keys(OUT).await, keys);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_the_deadline_a_streamed_conversion_stops_and_cleans_up() {
+    let s3 = LocalS3::start(&[IN, OUT]).await;
+    s3.put(IN, "in/slow.ndjson", many_rows(400_000), None).await;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    // One second of work before the 3 s clean-up reserve: far less than two passes need.
+    let deadline_ms = now_ms + 4_000;
+    let event = source_event("s3://in-bucket/in/slow.ndjson", json!({}));
+    let err = s3
+        .function(&[("ROW_GROUP_ROWS", "100000")])
+        .invoke(event.as_bytes(), "late", deadline_ms)
+        .await
+        .unwrap_err();
+    let finished_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert_eq!(err.error_type(), "S3WriteFailed", "{err}");
+    assert!(err.to_string().contains("was abandoned"), "{err}");
+    assert!(
+        finished_ms < deadline_ms,
+        "answered {} ms late",
+        finished_ms - deadline_ms
+    );
+    assert_eq!(s3.keys(OUT).await, Vec::<String>::new());
+    assert!(s3.uploads(OUT).await.is_empty());
+}

@@ -15,6 +15,7 @@ import json
 import os
 import pathlib
 import subprocess
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -26,6 +27,8 @@ import pyarrow.parquet as pq
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+from emulator import holds  # noqa: E402
 EVENTS = sorted(p for p in (ROOT / "events").glob("*.json") if not p.name.endswith(".expect.json"))
 DEFAULT_TARGETS = [
     {"prefix": "s3://my-bucket/out/parquet/", "compression": "uncompressed"},
@@ -342,16 +345,6 @@ def test_invocation(runs, name):
         codecs = {meta.row_group(0).column(i).compression for i in range(meta.num_columns)}
         assert codecs == {PARQUET_CODEC[obj["compression"]]}, codecs
         assert meta.created_by.startswith("rows-to-parquet version "), meta.created_by
-
-
-def holds(got, want):
-    """Whether `got` holds everything in `want` (objects: at least its keys; arrays: the same
-    length, element by element)."""
-    if isinstance(want, dict):
-        return isinstance(got, dict) and all(k in got and holds(got[k], v) for k, v in want.items())
-    if isinstance(want, list):
-        return isinstance(got, list) and len(got) == len(want) and all(map(holds, got, want))
-    return got == want
 
 
 def read_pyarrow(path, spark):

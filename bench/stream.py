@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""The streaming benchmark behind scripts/bench: a source object of 100 MB and of 1 GB of NDJSON
+(and the 1 GB one gzipped) converted by the release function under the Runtime API emulator,
+reading from and writing to the embedded S3 server, against DuckDB, pyarrow and polars
+converting the same file to the same two Parquet files (uncompressed and Snappy), in one run.
+Replaces the "Streaming a source object" section of bench/RESULTS.md (and prints it).
+
+usage: stream.py BOOTSTRAP_BIN LOCAL_S3_BIN WORK_DIR [--small]   (--small: 100 MB only)
+
+For each run: wall time, CPU time (user + system: per core, what a 1-vCPU Lambda pays for),
+MB/s of NDJSON in (wall, and per CPU-second), and the process's peak RSS (ours: the function
+process alone, from spawn to answer, VmHWM; the anchors: the whole Python process, wait4)."""
+import datetime
+import gzip
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+from emulator import Emulator, LocalS3
+from run import cpu_model, table
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SECTION = "## Streaming a source object"
+CITIES = ["New York", "Los Angeles", "Chicago", "Houston", "Phoenix", "Philadelphia", "San Antonio"]
+SCHEMA = ("id BIGINT, name STRING, age BIGINT, city STRING, score DOUBLE, active BOOLEAN, "
+          "signup STRING, note STRING")
+TARGETS = [{"prefix": "s3://out-bucket/bench/parquet/", "compression": "uncompressed"},
+           {"prefix": "s3://out-bucket/bench/parquet-snappy/", "compression": "snappy"}]
+
+ANCHORS = {
+    "duckdb": """
+import duckdb, sys
+src, out = sys.argv[1:3]
+con = duckdb.connect()
+for codec in ("uncompressed", "snappy"):
+    con.execute(f"COPY (SELECT * FROM read_json('{src}', format='newline_delimited')) TO '{out}/duckdb-{codec}.parquet' (FORMAT parquet, COMPRESSION {codec})")
+""",
+    "pyarrow": """
+import pyarrow.json as pj, pyarrow.parquet as pq, sys
+src, out = sys.argv[1:3]
+table = pj.read_json(src)
+for codec in ("none", "snappy"):
+    pq.write_table(table, f"{out}/pyarrow-{codec}.parquet", compression=codec)
+""",
+    "polars": """
+import polars as pl, sys
+src, out = sys.argv[1:3]
+for codec in ("uncompressed", "snappy"):
+    pl.scan_ndjson(src).sink_parquet(f"{out}/polars-{codec}.parquet", compression=codec)
+""",
+}
+
+
+def generate(path, size):
+    """About `size` bytes of NDJSON rows of eight mixed-type columns; the row count."""
+    rows, written = 0, 0
+    with open(path, "w") as f:
+        while written < size:
+            lines = []
+            for i in range(rows, rows + 10_000):
+                lines.append(json.dumps({
+                    "id": i, "name": f"customer-{i:09d}", "age": 18 + i % 70, "city": CITIES[i % 7],
+                    "score": round((i * 7919 % 100_000) / 100, 2), "active": i % 3 == 0,
+                    "signup": f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}",
+                    "note": None if i % 5 else f"call back after {i % 17} days"}) + "\n")
+            chunk = "".join(lines)
+            f.write(chunk)
+            written += len(chunk)
+            rows += 10_000
+    return rows
+
+
+def cpu_seconds(pid):
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ours(bootstrap, s3, key, size, schema):
+    """One fresh function process converting s3://in-bucket/<key>: seconds, CPU seconds, peak MiB."""
+    function = Emulator(bootstrap, {"AWS_ENDPOINT_URL_S3": s3.endpoint}, timeout_s=900)
+    try:
+        function.init_ms()
+        event = {"source": {"uri": f"s3://in-bucket/{key}"}, "targets": TARGETS}
+        if schema:
+            event["schema"] = SCHEMA
+        cpu = cpu_seconds(function.proc.pid)
+        started = time.perf_counter()
+        kind, body, _ = function.invoke(json.dumps(event).encode(), deadline_s=900)
+        wall = time.perf_counter() - started
+        cpu = cpu_seconds(function.proc.pid) - cpu
+        if kind != "response":
+            sys.exit(f"{key}: {body}")
+        peak = function.peak_rss_kib() / 1024
+    finally:
+        function.stop()
+    return wall, cpu, peak, body
+
+
+def anchor(name, src, out):
+    with tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-c", ANCHORS[name], str(src), str(out)], stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        if os.waitstatus_to_exitcode(status):
+            err.seek(0)
+            return None, err.read().strip().splitlines()[-1]
+    return (wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024), None
+
+
+def main():
+    bootstrap, local_s3, work = (pathlib.Path(a) for a in sys.argv[1:4])
+    sizes = [("100 MB", 100 * 10**6)] + ([] if "--small" in sys.argv else [("1 GB", 10**9)])
+    root = work / "s3"
+    (root / "in-bucket").mkdir(parents=True, exist_ok=True)
+    out = work / "anchors-out"
+    out.mkdir(exist_ok=True)
+    rows_out, notes = [], []
+    s3 = LocalS3(local_s3, root, buckets=("in-bucket", "out-bucket"))
+    try:
+        for label, size in sizes:
+            key = f"bench-{label.replace(' ', '')}.ndjson"
+            path = root / "in-bucket" / key
+            rows = generate(path, size)
+            mb = path.stat().st_size / 1e6
+            runs = [(f"ours, inferred schema (2 passes)", ours(bootstrap, s3, key, mb, False)),
+                    (f"ours, declared schema (1 pass)", ours(bootstrap, s3, key, mb, True))]
+            if size >= 10**9:
+                gz_key = key + ".gz"
+                subprocess.run(["gzip", "-k", "-1", "-f", str(path)], check=True)
+                runs.append((f"ours, gzip (`-1`, {(root / 'in-bucket' / gz_key).stat().st_size / 1e6:.0f} MB), inferred",
+                             ours(bootstrap, s3, gz_key, mb, False)))
+                (root / "in-bucket" / gz_key).unlink()
+            for who, (wall, cpu, peak, body) in runs:
+                assert body["rows"] == rows, (who, body["rows"], rows)
+                sizes_out = "/".join(f"{o['bytes'] / 1e6:.0f}" for o in body["objects"])
+                rows_out.append([label, who, f"{wall:.1f}", f"{cpu:.1f}", f"{mb / wall:.0f}",
+                                 f"{mb / cpu:.0f}", f"{peak:.0f}", sizes_out])
+            for name in ANCHORS:
+                result, error = anchor(name, path, out)
+                if result is None:
+                    rows_out.append([label, name, "failed", "", "", "", "", ""])
+                    notes.append(f"{name} on {label}: {error}")
+                    continue
+                wall, cpu, peak = result
+                sizes_out = "/".join(f"{p.stat().st_size / 1e6:.0f}" for p in sorted(out.glob(f"{name}-*.parquet"), reverse=True))
+                rows_out.append([label, name, f"{wall:.1f}", f"{cpu:.1f}", f"{mb / wall:.0f}",
+                                 f"{mb / cpu:.0f}", f"{peak:.0f}", sizes_out])
+            path.unlink()
+    finally:
+        s3.stop()
+    lines = [
+        SECTION,
+        "",
+        f"One run of `bench/stream.py` on {datetime.date.today()}, commit "
+        f"`{subprocess.run(['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True).stdout.strip()}`, "
+        f"CPU: {cpu_model()} ({os.cpu_count()} cores). NDJSON rows of eight mixed-type columns "
+        "(about 150 bytes each); every run writes an uncompressed and a Snappy Parquet file. "
+        "Ours: the release `bootstrap` under the Runtime API emulator, reading the object from and "
+        "writing the two objects (multipart) to the embedded S3 server over HTTP, default "
+        "settings (`ROW_GROUP_ROWS` 122,880, 8 MiB parts). Anchors: DuckDB `COPY (SELECT * FROM "
+        "read_json(...)) TO ...` once per codec, pyarrow `read_json` + `write_table` twice, polars "
+        "`scan_ndjson(...).sink_parquet(...)` once per codec, on the same file from local disk. "
+        "MB/s per CPU-s = input MB / (user + system seconds): throughput per core. Peak RSS: ours "
+        "is the function process (spawn to answer); the anchors' the whole Python process.",
+        "",
+    ]
+    lines += table(["input", "who", "wall s", "CPU s", "MB/s", "MB/s per CPU-s", "peak RSS MiB",
+                    "output MB (uncompressed/snappy)"], rows_out)
+    if notes:
+        lines += [""] + [f"- {n}" for n in notes]
+    section = "\n".join(lines) + "\n"
+    results = ROOT / "bench" / "RESULTS.md"
+    text = results.read_text() if results.exists() else ""
+    if SECTION in text:
+        before, rest = text.split(SECTION, 1)
+        after = rest[rest.find("\n## "):] if "\n## " in rest else ""
+        text = before + section + after.lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    results.write_text(text)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()
