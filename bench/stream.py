@@ -147,7 +147,10 @@ def main():
                     notes.append(f"{name} on {label}: {error}")
                     continue
                 wall, cpu, peak = result
-                sizes_out = "/".join(f"{p.stat().st_size / 1e6:.0f}" for p in sorted(out.glob(f"{name}-*.parquet"), reverse=True))
+                written = [out / f"{name}-{codec}.parquet" for codec in ("uncompressed", "none", "snappy")]
+                sizes_out = "/".join(f"{p.stat().st_size / 1e6:.0f}" for p in written if p.exists())
+                for p in written:
+                    p.unlink(missing_ok=True)
                 rows_out.append([label, name, f"{wall:.1f}", f"{cpu:.1f}", f"{mb / wall:.0f}",
                                  f"{mb / cpu:.0f}", f"{peak:.0f}", sizes_out])
             path.unlink()

@@ -233,6 +233,12 @@ impl RowGroupSize {
     }
 }
 
+/// The room reserved for a streamed file's finished bytes until they are taken: a part and a
+/// row group fit, and the size is past glibc's largest mmap threshold (32 MiB), so each buffer
+/// is its own mapping, returned whole when its part is sent, and never fragments the heap; only
+/// the pages written to are resident.
+const PART_BUFFER: usize = 33 << 20;
+
 /// The default `ROW_GROUP_ROWS`: DuckDB's row group size, about 6 MB of the seed rows' JSON.
 pub const ROW_GROUP_ROWS: usize = 122_880;
 
@@ -260,7 +266,7 @@ impl StreamWriter {
             .into_iter()
             .map(|codec| {
                 ArrowWriter::try_new(
-                    Vec::new(),
+                    Vec::with_capacity(PART_BUFFER),
                     first.schema(),
                     Some(properties(codec, &plain, row_group)),
                 )
@@ -324,7 +330,11 @@ impl StreamWriter {
         // Offsets in the footer come from the writer's own count, not the Vec's length, so
         // the bytes can be taken out as they are finished.
         let buffer = writer.inner_mut();
-        Ok((buffer.len() >= min.max(1)).then(|| Bytes::from(std::mem::take(buffer))))
+        if buffer.len() < min.max(1) {
+            return Ok(None);
+        }
+        let fresh = Vec::with_capacity(PART_BUFFER);
+        Ok(Some(Bytes::from(std::mem::replace(buffer, fresh))))
     }
 
     /// Closes every file; the bytes of each not taken yet, with the codec.

@@ -460,7 +460,11 @@ impl Reader {
                 }
                 return Ok(());
             };
-            let rest = self.pending.split_off(cut + 1);
+            // The rest starts a buffer of the same size as every other chunk's, so the heap
+            // reuses one block size instead of fragmenting on doublings.
+            let mut rest = Vec::with_capacity(CHUNK_BYTES + (CHUNK_BYTES >> 2));
+            rest.extend_from_slice(&self.pending[cut + 1..]);
+            self.pending.truncate(cut + 1);
             let text = std::mem::replace(&mut self.pending, rest);
             self.searched = 0;
             self.bytes_out += text.len() as u64;
