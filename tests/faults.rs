@@ -226,3 +226,46 @@ async fn near_the_deadline_the_puts_stop_and_are_cleaned_up_with_time_to_spare()
     assert_eq!(proxy.count(Method::DELETE, "/").0, 2);
     assert_eq!(s3.keys(BUCKET).await, Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_changes_or_is_refused_mid_conversion_leaves_nothing() {
+    const SOURCE: &str = "/my-bucket/in/a.ndjson";
+    let event = json!({
+        "source": {"uri": "s3://my-bucket/in/a.ndjson"},
+        "targets": [{"prefix": "s3://my-bucket/out/first/", "compression": "snappy"}]
+    });
+    // The second read (of two: no schema) finds another ETag: S3 answers 412 to its If-Match.
+    let (s3, proxy, function) = through_proxy(short_timeouts()).await;
+    s3.put(BUCKET, "in/a.ndjson", "{\"a\": 1}\n{\"a\": 2}\n", None)
+        .await;
+    proxy.fault_after(
+        Method::GET,
+        SOURCE,
+        1,
+        Fault::Status(412, "PreconditionFailed"),
+        Some(1),
+    );
+    let err = run(&function, &event).await.unwrap_err();
+    assert_eq!(err.error_type(), "SourceReadFailed", "{err}");
+    assert!(
+        err.to_string()
+            .contains("changed while it was being converted"),
+        "{err}"
+    );
+    assert_eq!(proxy.count(Method::GET, SOURCE), (2, 1));
+    assert_eq!(s3.keys(BUCKET).await, ["in/a.ndjson"]);
+
+    // Refused outright (not missing): SourceReadFailed, with S3's code, nothing written.
+    let (s3, proxy, function) = through_proxy(short_timeouts()).await;
+    s3.put(BUCKET, "in/a.ndjson", "{\"a\": 1}\n", None).await;
+    proxy.fault(
+        Method::GET,
+        SOURCE,
+        Fault::Status(403, "AccessDenied"),
+        None,
+    );
+    let err = run(&function, &event).await.unwrap_err();
+    assert_eq!(err.error_type(), "SourceReadFailed", "{err}");
+    assert!(err.to_string().contains("AccessDenied (HTTP 403)"), "{err}");
+    assert_eq!(s3.keys(BUCKET).await, ["in/a.ndjson"]);
+}

@@ -43,6 +43,8 @@ struct Rule {
     method: Method,
     path_contains: String,
     fault: Fault,
+    /// How many matching requests to forward before this rule faults any.
+    skip: usize,
     /// How many more requests this rule faults; `None` for all of them.
     left: Option<usize>,
 }
@@ -93,10 +95,24 @@ impl Proxy {
     /// Faults the next `times` requests (`None`: every request) whose method is `method` and
     /// whose path contains `path_contains`. Rules are tried in the order they were added.
     pub fn fault(&self, method: Method, path_contains: &str, fault: Fault, times: Option<usize>) {
+        self.fault_after(method, path_contains, 0, fault, times);
+    }
+
+    /// As [`Proxy::fault`], after forwarding the first `skip` matching requests (to fault a
+    /// second read of the same object, say).
+    pub fn fault_after(
+        &self,
+        method: Method,
+        path_contains: &str,
+        skip: usize,
+        fault: Fault,
+        times: Option<usize>,
+    ) {
         self.state.lock().unwrap().rules.push(Rule {
             method,
             path_contains: path_contains.into(),
             fault,
+            skip,
             left: times,
         });
     }
@@ -131,12 +147,16 @@ async fn answer(
         let fault = state
             .rules
             .iter_mut()
-            .find(|r| {
+            .filter(|r| {
                 r.method == request.method() && path.contains(&r.path_contains) && r.left != Some(0)
             })
-            .map(|rule| {
+            .find_map(|rule| {
+                if rule.skip > 0 {
+                    rule.skip -= 1;
+                    return None;
+                }
                 rule.left = rule.left.map(|n| n - 1);
-                rule.fault
+                Some(rule.fault)
             });
         state.seen.push(Seen {
             method: request.method().clone(),
