@@ -12,7 +12,7 @@ use crate::rows::Rows;
 use crate::target::{S3Prefix, check_bucket_name};
 
 /// Decompressed bytes gathered before they are cut into a chunk of whole rows.
-pub const CHUNK_BYTES: usize = 4 << 20;
+pub const CHUNK_BYTES: usize = 2 << 20;
 
 /// The longest NDJSON line (or JSON array element) accepted: past it the object is refused
 /// rather than buffered without bound. Lambda's own payload limit is 6 MB.

@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use ring::digest::{SHA256, digest};
+use tokio::sync::mpsc;
 
 use crate::Error;
 use crate::columns::{self, UnknownKeys};
@@ -19,6 +20,7 @@ use crate::handler::write_budget;
 use crate::schema::{self, Inference};
 use crate::source::{Chunk, Reader, Source};
 use crate::store::{Opened, PART_BYTES, S3Store, Stored, Transaction};
+use crate::target::Codec;
 use crate::target::Target;
 
 /// What converting one source object asks for.
@@ -168,27 +170,24 @@ pub async fn convert(store: &S3Store, job: Job<'_>) -> Result<Streamed, Error> {
 
 /// Pass one: the schema of every row of the object.
 async fn infer(
-    mut opened: Opened,
+    opened: Opened,
     source: &Source,
     deadline: Option<SystemTime>,
 ) -> Result<SchemaRef, Error> {
     let uri = opened.uri.clone();
-    let (format, compression) = source.framing(opened.content_encoding.as_deref())?;
-    let mut reader = Reader::new(format, compression)?;
+    let mut chunks = Chunks::start(opened, source)?;
     let mut inference = Inference::default();
     let mut rows = 0;
-    let mut add = |chunk: Chunk| -> Result<(), Error> {
-        let tape = chunk.rows().map_err(|e| about(&uri, e))?;
-        rows += tape.len();
-        inference.add(&tape).map_err(|e| about(&uri, e))
-    };
-    while let Some(bytes) = within(deadline, &uri, opened.next()).await? {
-        for chunk in reader.push(&bytes).map_err(|e| about(&uri, e))? {
-            add(chunk)?;
-        }
-    }
-    if let Some(chunk) = reader.finish().map_err(|e| about(&uri, e))? {
-        add(chunk)?;
+    while let Some(chunk) = chunks.next(deadline, &uri).await? {
+        let (back, added) = blocking(move || {
+            let added = chunk
+                .rows()
+                .and_then(|tape| inference.add(&tape).map(|()| tape.len()));
+            (inference, added)
+        })
+        .await;
+        inference = back;
+        rows += added.map_err(|e| about(&uri, e))?;
     }
     if rows == 0 {
         return Err(Error::InvalidEvent(format!(
@@ -196,6 +195,66 @@ async fn infer(
         )));
     }
     inference.finish().map_err(|e| about(&uri, e))
+}
+
+/// The object's chunks of whole rows, read, decompressed and cut by a task of their own one
+/// chunk ahead of the conversion: while a chunk is built and encoded on a blocking thread, or
+/// a part uploads, the next one comes off the network.
+struct Chunks {
+    ready: mpsc::Receiver<Result<Chunk, Error>>,
+    reading: tokio::task::JoinHandle<()>,
+}
+
+impl Chunks {
+    fn start(mut opened: Opened, source: &Source) -> Result<Chunks, Error> {
+        let uri = opened.uri.clone();
+        let (format, compression) = source.framing(opened.content_encoding.as_deref())?;
+        let mut reader = Reader::new(format, compression)?;
+        let (send, ready) = mpsc::channel(1);
+        let reading = tokio::spawn(async move {
+            let read = async {
+                while let Some(bytes) = opened.next().await? {
+                    for chunk in reader.push(&bytes).map_err(|e| about(&uri, e))? {
+                        if send.send(Ok(chunk)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+                if let Some(chunk) = reader.finish().map_err(|e| about(&uri, e))? {
+                    let _ = send.send(Ok(chunk)).await;
+                }
+                Ok(())
+            };
+            if let Err(e) = read.await {
+                let _ = send.send(Err(e)).await;
+            }
+        });
+        Ok(Chunks { ready, reading })
+    }
+
+    /// The next chunk; `None` at the object's end.
+    async fn next(
+        &mut self,
+        deadline: Option<SystemTime>,
+        uri: &str,
+    ) -> Result<Option<Chunk>, Error> {
+        within(deadline, uri, async { self.ready.recv().await.transpose() }).await
+    }
+}
+
+impl Drop for Chunks {
+    /// A conversion that stops early stops reading too.
+    fn drop(&mut self) {
+        self.reading.abort();
+    }
+}
+
+/// `work` on a blocking thread, so that the runtime's one thread keeps reading and uploading
+/// meanwhile.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
 /// Pass two: the rows built, encoded and uploaded.
@@ -214,19 +273,13 @@ impl Write<'_, '_, '_> {
     /// rows, each object's size and what S3 stored.
     async fn all(
         &mut self,
-        mut opened: Opened,
+        opened: Opened,
         source: &Source,
     ) -> Result<(usize, Vec<usize>, Vec<Stored>), Error> {
         let uri = opened.uri.clone();
-        let (format, compression) = source.framing(opened.content_encoding.as_deref())?;
-        let mut reader = Reader::new(format, compression)?;
-        while let Some(bytes) = within(self.job.deadline, &uri, opened.next()).await? {
-            for chunk in reader.push(&bytes).map_err(|e| about(&uri, e))? {
-                self.chunk(&chunk, &uri).await?;
-            }
-        }
-        if let Some(chunk) = reader.finish().map_err(|e| about(&uri, e))? {
-            self.chunk(&chunk, &uri).await?;
+        let mut chunks = Chunks::start(opened, source)?;
+        while let Some(chunk) = chunks.next(self.job.deadline, &uri).await? {
+            self.chunk(chunk, &uri).await?;
         }
         let Some(writer) = self.writer.take() else {
             return Err(Error::InvalidEvent(format!(
@@ -260,30 +313,20 @@ impl Write<'_, '_, '_> {
         Ok((rows, self.sizes.clone(), stored))
     }
 
-    /// One chunk built and appended to every file; parts uploaded where they are ready.
-    async fn chunk(&mut self, chunk: &Chunk, uri: &str) -> Result<(), Error> {
-        let batches = {
-            let rows = chunk.rows().map_err(|e| about(uri, e))?;
-            if rows.is_empty() {
-                return Ok(());
-            }
-            columns::build(&rows, self.schema.clone(), self.job.unknown_keys)
-                .map_err(|e| about(uri, e))?
-        };
+    /// One chunk built and appended to every file (on a blocking thread); parts uploaded where
+    /// they are ready.
+    async fn chunk(&mut self, chunk: Chunk, uri: &str) -> Result<(), Error> {
+        let schema = self.schema.clone();
+        let unknown_keys = self.job.unknown_keys;
         let codecs: Vec<_> = self.job.targets.iter().map(|t| t.codec).collect();
         let row_group = RowGroupSize::streamed(self.job.row_group_rows);
-        let writer = match &mut self.writer {
-            Some(writer) => writer,
-            None => self.writer.insert(
-                StreamWriter::new(&batches[0], &codecs, row_group).map_err(|e| about(uri, e))?,
-            ),
-        };
-        writer.write(&batches).map_err(|e| about(uri, e))?;
-        drop(batches);
-        for codec in writer.codecs() {
-            let Some(part) = writer.take(codec, PART_BYTES).map_err(|e| about(uri, e))? else {
-                continue;
-            };
+        let writer = self.writer.take();
+        let (writer, parts) =
+            blocking(move || append(chunk, writer, schema, unknown_keys, &codecs, row_group))
+                .await
+                .map_err(|e| about(uri, e))?;
+        self.writer = writer;
+        for (codec, part) in parts {
             for (index, target) in self.job.targets.iter().enumerate() {
                 if target.codec != codec {
                     continue;
@@ -301,6 +344,41 @@ impl Write<'_, '_, '_> {
         }
         Ok(())
     }
+}
+
+/// Finished bytes ready to go up, by codec.
+type Parts = Vec<(Codec, Bytes)>;
+
+/// `chunk`'s rows built into Arrow and appended to every file (the files are started on the
+/// first rows, whose values choose the encodings): the writer, and the parts now ready.
+fn append(
+    chunk: Chunk,
+    writer: Option<StreamWriter>,
+    schema: SchemaRef,
+    unknown_keys: UnknownKeys,
+    codecs: &[Codec],
+    row_group: RowGroupSize,
+) -> Result<(Option<StreamWriter>, Parts), Error> {
+    let batches = {
+        let rows = chunk.rows()?;
+        if rows.is_empty() {
+            return Ok((writer, Vec::new()));
+        }
+        columns::build(&rows, schema, unknown_keys)?
+    };
+    let mut writer = match writer {
+        Some(writer) => writer,
+        None => StreamWriter::new(&batches[0], codecs, row_group)?,
+    };
+    writer.write(&batches)?;
+    drop(batches);
+    let mut parts = Vec::new();
+    for codec in writer.codecs() {
+        if let Some(part) = writer.take(codec, PART_BYTES)? {
+            parts.push((codec, part));
+        }
+    }
+    Ok((Some(writer), parts))
 }
 
 /// `e` about the content of the object at `uri`, saying which object.
