@@ -127,8 +127,8 @@ def main():
             path = root / "in-bucket" / key
             rows = generate(path, size)
             mb = path.stat().st_size / 1e6
-            runs = [(f"ours, inferred schema (2 passes)", ours(bootstrap, s3, key, mb, False)),
-                    (f"ours, declared schema (1 pass)", ours(bootstrap, s3, key, mb, True))]
+            runs = [("ours, inferred schema", ours(bootstrap, s3, key, mb, False)),
+                    ("ours, declared schema", ours(bootstrap, s3, key, mb, True))]
             if size >= 10**9:
                 gz_key = key + ".gz"
                 subprocess.run(["gzip", "-k", "-1", "-f", str(path)], check=True)

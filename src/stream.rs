@@ -2,9 +2,13 @@
 //! into Arrow and appended to one file per codec a row group at a time, finished row groups
 //! uploaded as multipart parts, every object made visible only when all are complete.
 //!
-//! Without a declared schema the object is read twice: once to infer the types over every
-//! row (as for inline rows), once to convert; the second read asks for the same ETag (and
-//! version), so both passes see the same bytes. With a schema it is read once.
+//! With a declared schema the object is read once. Without one, the types are inferred over
+//! every row (as for inline rows), and the first read already converts on the types its first
+//! chunk gives, as long as no later chunk changes them: the usual case, one read. A chunk that
+//! does change them (a new column, an integer column meeting a float, a null-only column
+//! meeting values) ends the conversion; the rest of that read only infers, what was uploaded
+//! is removed, and a second read converts. The second read asks for the same ETag (and
+//! version), so both see the same bytes.
 
 use std::time::SystemTime;
 
@@ -112,46 +116,42 @@ pub async fn convert(store: &S3Store, job: Job<'_>) -> Result<Streamed, Error> {
         first.etag.clone(),
         first.version_id.clone(),
     );
-    let (schema, opened) = match job.schema.clone() {
-        Some(declared) => (declared, first),
-        None => {
-            let inferred = infer(first, source, job.deadline).await?;
-            let again = store
-                .open(
-                    &source.bucket,
-                    &source.key,
-                    version.as_deref(),
-                    etag.as_deref(),
-                )
-                .await?;
-            (inferred, again)
-        }
-    };
-    schema::check_names(schema.fields()).map_err(|e| about(&uri, e))?;
     let objects: Vec<(String, String)> = job
         .targets
         .iter()
         .zip(&keys)
         .map(|(t, k)| (t.prefix.bucket.clone(), k.clone()))
         .collect();
-    let mut transaction = Transaction::new(store, objects);
-    let mut write = Write {
-        job: &job,
-        schema: schema.clone(),
-        writer: None,
-        transaction: (!job.dry_run).then_some(&mut transaction),
-        sizes: vec![0; keys.len()],
-    };
-    let written = write.all(opened, source).await;
-    let (rows, sizes, stored) = match written {
-        Ok(done) => done,
-        Err(e) => {
-            if !job.dry_run {
-                let left = transaction.abort().await;
-                return Err(with_leftovers(e, &left));
-            }
-            return Err(e);
+    let declared = match &job.schema {
+        Some(declared) => {
+            schema::check_names(declared.fields()).map_err(|e| about(&uri, e))?;
+            Some(declared.clone())
         }
+        None => None,
+    };
+    let mut read = one_read(store, &job, &objects, first, declared).await?;
+    if let Read::Inferred(inference) = read {
+        // A later chunk changed the types: convert again, on the types of every row.
+        let inferred = inference.finish().map_err(|e| about(&uri, e))?;
+        schema::check_names(inferred.fields()).map_err(|e| about(&uri, e))?;
+        let again = store
+            .open(
+                &source.bucket,
+                &source.key,
+                version.as_deref(),
+                etag.as_deref(),
+            )
+            .await?;
+        read = one_read(store, &job, &objects, again, Some(inferred)).await?;
+    }
+    let Read::Converted(Converted {
+        schema,
+        rows,
+        sizes,
+        stored,
+    }) = read
+    else {
+        unreachable!("a read with its schema known converts or fails")
     };
     Ok(Streamed {
         schema,
@@ -166,35 +166,6 @@ pub async fn convert(store: &S3Store, job: Job<'_>) -> Result<Streamed, Error> {
             .map(|((key, size), stored)| (key, size, stored))
             .collect(),
     })
-}
-
-/// Pass one: the schema of every row of the object.
-async fn infer(
-    opened: Opened,
-    source: &Source,
-    deadline: Option<SystemTime>,
-) -> Result<SchemaRef, Error> {
-    let uri = opened.uri.clone();
-    let mut chunks = Chunks::start(opened, source)?;
-    let mut inference = Inference::default();
-    let mut rows = 0;
-    while let Some(chunk) = chunks.next(deadline, &uri).await? {
-        let (back, added) = blocking(move || {
-            let added = chunk
-                .rows()
-                .and_then(|tape| inference.add(&tape).map(|()| tape.len()));
-            (inference, added)
-        })
-        .await;
-        inference = back;
-        rows += added.map_err(|e| about(&uri, e))?;
-    }
-    if rows == 0 {
-        return Err(Error::InvalidEvent(format!(
-            "source {uri} holds no rows: there is nothing to write"
-        )));
-    }
-    inference.finish().map_err(|e| about(&uri, e))
 }
 
 /// The object's chunks of whole rows, read, decompressed and cut by a task of their own one
@@ -257,34 +228,96 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
-/// Pass two: the rows built, encoded and uploaded.
+/// What one read of the object came to.
+enum Read {
+    /// Every row converted and every object made visible (or described, in a dry run).
+    Converted(Converted),
+    /// A later chunk changed the types the conversion started on: nothing of it is left in
+    /// S3, and here are the types of every row.
+    Inferred(Inference),
+}
+
+struct Converted {
+    schema: SchemaRef,
+    rows: usize,
+    /// Each target's object size.
+    sizes: Vec<usize>,
+    stored: Vec<Stored>,
+}
+
+/// One read of the object converted into a transaction of its own, on `schema`, or without
+/// one on the types of its first chunk while they hold (see the module docs). Whatever does
+/// not end `Converted` leaves nothing in S3.
+async fn one_read(
+    store: &S3Store,
+    job: &Job<'_>,
+    objects: &[(String, String)],
+    opened: Opened,
+    schema: Option<SchemaRef>,
+) -> Result<Read, Error> {
+    let mut transaction = Transaction::new(store, objects.to_vec());
+    let mut write = Write {
+        job,
+        transaction: (!job.dry_run).then_some(&mut transaction),
+        sizes: vec![0; objects.len()],
+        progress: Progress {
+            guess: schema.is_none().then(Guess::default),
+            schema,
+            writer: None,
+        },
+    };
+    let result = write.all(opened).await;
+    if job.dry_run || matches!(result, Ok(Read::Converted(_))) {
+        return result;
+    }
+    let left = transaction.abort().await;
+    match result {
+        Err(e) => Err(with_leftovers(e, &left)),
+        Ok(_) if !left.is_empty() => Err(with_leftovers(
+            Error::S3WriteFailed(
+                "the types changed after the conversion had started, and what it had uploaded could not be removed".into(),
+            ),
+            &left,
+        )),
+        changed => changed,
+    }
+}
+
+/// The rows built, encoded and uploaded as the object is read.
 struct Write<'j, 't, 's> {
     job: &'j Job<'j>,
-    schema: SchemaRef,
-    writer: Option<StreamWriter>,
     /// `None` in a dry run.
     transaction: Option<&'t mut Transaction<'s>>,
     /// Bytes of each target's object so far.
     sizes: Vec<usize>,
+    progress: Progress,
 }
 
 impl Write<'_, '_, '_> {
-    /// Every chunk of the object, then the files closed and the objects made visible: the
-    /// rows, each object's size and what S3 stored.
-    async fn all(
-        &mut self,
-        opened: Opened,
-        source: &Source,
-    ) -> Result<(usize, Vec<usize>, Vec<Stored>), Error> {
+    /// Every chunk of the object, then the files closed and the objects made visible.
+    async fn all(&mut self, opened: Opened) -> Result<Read, Error> {
         let uri = opened.uri.clone();
-        let mut chunks = Chunks::start(opened, source)?;
+        let mut chunks = Chunks::start(opened, self.job.source)?;
         while let Some(chunk) = chunks.next(self.job.deadline, &uri).await? {
             self.chunk(chunk, &uri).await?;
         }
-        let Some(writer) = self.writer.take() else {
-            return Err(Error::InvalidEvent(format!(
+        let no_rows = || {
+            Error::InvalidEvent(format!(
                 "source {uri} holds no rows: there is nothing to write"
-            )));
+            ))
+        };
+        if let Some(guess) = self.progress.guess.take() {
+            if guess.rows == 0 {
+                return Err(no_rows());
+            }
+            if guess.changed {
+                return Ok(Read::Inferred(guess.inference));
+            }
+        }
+        let (Some(writer), Some(schema)) =
+            (self.progress.writer.take(), self.progress.schema.take())
+        else {
+            return Err(no_rows());
         };
         let rows = writer.rows();
         let tails = writer.finish().map_err(|e| about(&uri, e))?;
@@ -310,23 +343,28 @@ impl Write<'_, '_, '_> {
                 transaction.commit(last, budget).await?
             }
         };
-        Ok((rows, self.sizes.clone(), stored))
+        Ok(Read::Converted(Converted {
+            schema,
+            rows,
+            sizes: self.sizes.clone(),
+            stored,
+        }))
     }
 
-    /// One chunk built and appended to every file (on a blocking thread); parts uploaded where
-    /// they are ready.
+    /// One chunk through [`Progress::append`] on a blocking thread; parts uploaded where they
+    /// are ready.
     async fn chunk(&mut self, chunk: Chunk, uri: &str) -> Result<(), Error> {
-        let schema = self.schema.clone();
         let unknown_keys = self.job.unknown_keys;
         let codecs: Vec<_> = self.job.targets.iter().map(|t| t.codec).collect();
         let row_group = RowGroupSize::streamed(self.job.row_group_rows);
-        let writer = self.writer.take();
-        let (writer, parts) =
-            blocking(move || append(chunk, writer, schema, unknown_keys, &codecs, row_group))
-                .await
-                .map_err(|e| about(uri, e))?;
-        self.writer = writer;
-        for (codec, part) in parts {
+        let mut progress = std::mem::take(&mut self.progress);
+        let (progress, parts) = blocking(move || {
+            let parts = progress.append(chunk, unknown_keys, &codecs, row_group);
+            (progress, parts)
+        })
+        .await;
+        self.progress = progress;
+        for (codec, part) in parts.map_err(|e| about(uri, e))? {
             for (index, target) in self.job.targets.iter().enumerate() {
                 if target.codec != codec {
                     continue;
@@ -346,39 +384,87 @@ impl Write<'_, '_, '_> {
     }
 }
 
+/// Types inferred as a read without a declared schema goes, and whether a chunk has changed
+/// them from those the conversion started on.
+#[derive(Default)]
+struct Guess {
+    inference: Inference,
+    rows: usize,
+    changed: bool,
+}
+
+/// What the conversion carries from chunk to chunk (to the blocking thread and back).
+#[derive(Default)]
+struct Progress {
+    /// The files, from the first rows converted on.
+    writer: Option<StreamWriter>,
+    /// The types converted to: declared, or those of the first chunk.
+    schema: Option<SchemaRef>,
+    /// Without a declared schema, the inference over every row so far.
+    guess: Option<Guess>,
+}
+
 /// Finished bytes ready to go up, by codec.
 type Parts = Vec<(Codec, Bytes)>;
 
-/// `chunk`'s rows built into Arrow and appended to every file (the files are started on the
-/// first rows, whose values choose the encodings): the writer, and the parts now ready.
-fn append(
-    chunk: Chunk,
-    writer: Option<StreamWriter>,
-    schema: SchemaRef,
-    unknown_keys: UnknownKeys,
-    codecs: &[Codec],
-    row_group: RowGroupSize,
-) -> Result<(Option<StreamWriter>, Parts), Error> {
-    let batches = {
-        let rows = chunk.rows()?;
-        if rows.is_empty() {
-            return Ok((writer, Vec::new()));
+impl Progress {
+    /// `chunk`'s rows inferred (without a declared schema), then, while the types hold, built
+    /// into Arrow and appended to every file (started on the first rows, whose values choose
+    /// the encodings): the parts now ready.
+    fn append(
+        &mut self,
+        chunk: Chunk,
+        unknown_keys: UnknownKeys,
+        codecs: &[Codec],
+        row_group: RowGroupSize,
+    ) -> Result<Parts, Error> {
+        let tape = chunk.rows()?;
+        if tape.is_empty() {
+            return Ok(Vec::new());
         }
-        columns::build(&rows, schema, unknown_keys)?
-    };
-    let mut writer = match writer {
-        Some(writer) => writer,
-        None => StreamWriter::new(&batches[0], codecs, row_group)?,
-    };
-    writer.write(&batches)?;
-    drop(batches);
-    let mut parts = Vec::new();
-    for codec in writer.codecs() {
-        if let Some(part) = writer.take(codec, PART_BYTES)? {
-            parts.push((codec, part));
+        if let Some(guess) = &mut self.guess {
+            guess.inference.add(&tape)?;
+            guess.rows += tape.len();
+            if !guess.changed {
+                // Types that cannot be written yet (an empty-object column, a name clash)
+                // may still be settled by later rows: a change too.
+                let now = guess
+                    .inference
+                    .finish()
+                    .ok()
+                    .filter(|s| schema::check_names(s.fields()).is_ok());
+                match (now, &self.schema) {
+                    (Some(now), None) => self.schema = Some(now),
+                    (Some(now), Some(started)) if now == *started => {}
+                    _ => {
+                        guess.changed = true;
+                        self.writer = None;
+                    }
+                }
+            }
+            if guess.changed {
+                return Ok(Vec::new());
+            }
         }
+        let schema = self.schema.clone().expect("declared, or the first chunk's");
+        let batches = columns::build(&tape, schema, unknown_keys)?;
+        drop(tape);
+        let writer = match &mut self.writer {
+            Some(writer) => writer,
+            None => self
+                .writer
+                .insert(StreamWriter::new(&batches[0], codecs, row_group)?),
+        };
+        writer.write(&batches)?;
+        drop(batches);
+        let mut parts = Vec::new();
+        for codec in writer.codecs() {
+            if let Some(part) = writer.take(codec, PART_BYTES)? {
+                parts.push((codec, part));
+            }
+        }
+        Ok(parts)
     }
-    Ok((Some(writer), parts))
 }
 
 /// `e` about the content of the object at `uri`, saying which object.

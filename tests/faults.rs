@@ -227,16 +227,56 @@ async fn near_the_deadline_the_puts_stop_and_are_cleaned_up_with_time_to_spare()
     assert_eq!(s3.keys(BUCKET).await, Vec::<String>::new());
 }
 
+/// NDJSON whose column `a` holds integers for more than the first chunk, then one float.
+fn types_change_late() -> String {
+    let mut text: String = (0..200_000).map(|i| format!("{{\"a\": {i}}}\n")).collect();
+    text.push_str("{\"a\": 1.5}\n");
+    text
+}
+
+fn source_event(key: &str) -> Value {
+    json!({
+        "source": {"uri": format!("s3://my-bucket/{key}")},
+        "targets": [{"prefix": "s3://my-bucket/out/first/", "compression": "snappy"}]
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_is_read_once_unless_a_later_chunk_changes_its_types() {
+    let (s3, proxy, function) = through_proxy(short_timeouts()).await;
+    s3.put(BUCKET, "in/same.ndjson", "{\"a\": 1}\n{\"a\": 2}\n", None)
+        .await;
+    run(&function, &source_event("in/same.ndjson"))
+        .await
+        .unwrap();
+    assert_eq!(proxy.count(Method::GET, "/in/same.ndjson"), (1, 0));
+
+    // Integers, then a float after the first chunk: the first read's upload is dropped and
+    // a second read converts the column as a float, as inference over every row says.
+    s3.put(BUCKET, "in/late.ndjson", types_change_late(), None)
+        .await;
+    let keys = run(&function, &source_event("in/late.ndjson"))
+        .await
+        .unwrap();
+    assert_eq!(proxy.count(Method::GET, "/in/late.ndjson"), (2, 0));
+    let (rows, _) = read_parquet(s3.get(BUCKET, &keys[0]).await.0);
+    assert_eq!(rows.len(), 200_001);
+    assert_eq!(
+        (rows[1]["a"].as_f64(), rows[200_000]["a"].as_f64()),
+        (Some(1.0), Some(1.5))
+    );
+    assert!(rows[1]["a"].is_f64(), "{}", rows[1]);
+    assert!(s3.uploads(BUCKET).await.is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_that_changes_or_is_refused_mid_conversion_leaves_nothing() {
     const SOURCE: &str = "/my-bucket/in/a.ndjson";
-    let event = json!({
-        "source": {"uri": "s3://my-bucket/in/a.ndjson"},
-        "targets": [{"prefix": "s3://my-bucket/out/first/", "compression": "snappy"}]
-    });
-    // The second read (of two: no schema) finds another ETag: S3 answers 412 to its If-Match.
+    let event = source_event("in/a.ndjson");
+    // The types change late, so a second read is needed; it finds another ETag: S3 answers
+    // 412 to its If-Match.
     let (s3, proxy, function) = through_proxy(short_timeouts()).await;
-    s3.put(BUCKET, "in/a.ndjson", "{\"a\": 1}\n{\"a\": 2}\n", None)
+    s3.put(BUCKET, "in/a.ndjson", types_change_late(), None)
         .await;
     proxy.fault_after(
         Method::GET,
@@ -254,6 +294,7 @@ async fn a_source_that_changes_or_is_refused_mid_conversion_leaves_nothing() {
     );
     assert_eq!(proxy.count(Method::GET, SOURCE), (2, 1));
     assert_eq!(s3.keys(BUCKET).await, ["in/a.ndjson"]);
+    assert!(s3.uploads(BUCKET).await.is_empty());
 
     // Refused outright (not missing): SourceReadFailed, with S3's code, nothing written.
     let (s3, proxy, function) = through_proxy(short_timeouts()).await;
