@@ -38,15 +38,6 @@ pub enum Format {
     Json,
 }
 
-impl Format {
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::Ndjson => "ndjson",
-            Format::Json => "json",
-        }
-    }
-}
-
 /// How the object's bytes are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -243,11 +234,6 @@ impl Chunk {
             }
         }
     }
-
-    /// The chunk's decompressed bytes.
-    pub fn bytes(&self) -> usize {
-        self.text.len()
-    }
 }
 
 /// The decompression in front of the framing.
@@ -290,8 +276,6 @@ pub struct Reader {
     searched: usize,
     next_row: usize,
     next_line: usize,
-    /// Decompressed bytes so far.
-    bytes_out: u64,
 }
 
 impl Reader {
@@ -324,13 +308,7 @@ impl Reader {
             searched: 0,
             next_row: 0,
             next_line: 1,
-            bytes_out: 0,
         })
-    }
-
-    /// Decompressed bytes read so far.
-    pub fn bytes_out(&self) -> u64 {
-        self.bytes_out
     }
 
     /// Feeds the next bytes of the object and returns the chunks they complete (none until
@@ -408,7 +386,6 @@ impl Reader {
                 }
             },
         }
-        self.bytes_out += self.pending.len() as u64;
         if self.format == Format::Json {
             self.scan_array()?;
             if !self.array.open {
@@ -467,7 +444,6 @@ impl Reader {
             self.pending.truncate(cut + 1);
             let text = std::mem::replace(&mut self.pending, rest);
             self.searched = 0;
-            self.bytes_out += text.len() as u64;
             if self.format == Format::Json {
                 let (_, commas) = self.array.cut.take().expect("a cut was found");
                 // The cut is the last comma scanned: none is left in the rest.
