@@ -310,3 +310,46 @@ async fn a_source_that_changes_or_is_refused_mid_conversion_leaves_nothing() {
     assert!(err.to_string().contains("AccessDenied (HTTP 403)"), "{err}");
     assert_eq!(s3.keys(BUCKET).await, ["in/a.ndjson"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_cut_midway_after_parts_went_up_leaves_nothing() {
+    // Time for 8 MiB parts through the proxy in a debug build.
+    let timeouts = TimeoutConfig::builder()
+        .operation_attempt_timeout(Duration::from_secs(20))
+        .build();
+    let (s3, proxy, function) = through_proxy(timeouts).await;
+    // Distinct values, so the uncompressed file passes one part well before the end.
+    let text: String = (0..400_000u64)
+        .map(|i| {
+            format!(
+                "{{\"id\": {i}, \"name\": \"customer-{i:08}-{:016x}\"}}\n",
+                i * 7919
+            )
+        })
+        .collect();
+    let cut_at = text.len() * 9 / 10;
+    s3.put(BUCKET, "in/big.ndjson", text, None).await;
+    proxy.fault(
+        Method::GET,
+        "/in/big.ndjson",
+        Fault::CutAnswerAfter(cut_at),
+        Some(1),
+    );
+    let event = json!({
+        "source": {"uri": "s3://my-bucket/in/big.ndjson"},
+        "schema": "id BIGINT, name STRING",
+        "targets": [{"prefix": "s3://my-bucket/out/first/", "compression": "uncompressed"}]
+    });
+    let err = run(&function, &event).await.unwrap_err();
+    assert_eq!(err.error_type(), "SourceReadFailed", "{err}");
+    assert!(
+        err.to_string()
+            .contains("reading source s3://my-bucket/in/big.ndjson failed"),
+        "{err}"
+    );
+    // Only UploadPart PUTs to the target: no object was ever made visible.
+    let (parts, _) = proxy.count(Method::PUT, FIRST);
+    assert!(parts >= 1, "no part went up before the cut");
+    assert_eq!(s3.keys(BUCKET).await, ["in/big.ndjson"]);
+    assert!(s3.uploads(BUCKET).await.is_empty());
+}

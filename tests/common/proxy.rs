@@ -25,6 +25,9 @@ pub enum Fault {
     DropMidBody,
     /// Never answers (the proxy gives up after two minutes; the client should long before).
     Hang,
+    /// Forwards the request, then drops the connection after this many bytes of the answer's
+    /// body (a read that fails midway).
+    CutAnswerAfter(usize),
 }
 
 /// One request as the proxy saw it.
@@ -55,7 +58,42 @@ struct State {
     seen: Vec<Seen>,
 }
 
-type Body = Either<Incoming, Full<Bytes>>;
+type Body = Either<Incoming, Either<Full<Bytes>, Cut>>;
+
+/// An upstream answer's body passed through until `left` bytes have gone, then an error, which
+/// makes hyper drop the connection mid-body.
+struct Cut {
+    inner: Incoming,
+    left: usize,
+}
+
+impl hyper::body::Body for Cut {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        if self.left == 0 {
+            return Poll::Ready(Some(Err("cut mid-answer by the test proxy".into())));
+        }
+        match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let Ok(mut data) = frame.into_data() else {
+                    return Poll::Ready(Some(Err("the test proxy cut a trailer".into())));
+                };
+                let keep = data.len().min(self.left);
+                self.left -= keep;
+                Poll::Ready(Some(Ok(hyper::body::Frame::data(data.split_to(keep)))))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
 
 /// The proxy's address and its programme.
 #[derive(Clone)]
@@ -166,14 +204,21 @@ async fn answer(
         });
         (state.seen.len() - 1, fault)
     };
-    match fault {
-        None => {
-            let (mut parts, body) = request.into_parts();
-            let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-            parts.uri = format!("{upstream}{path_and_query}").parse()?;
+    let forward = |request: Request<Incoming>| {
+        let (mut parts, body) = request.into_parts();
+        let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let uri = format!("{upstream}{path_and_query}").parse();
+        async move {
+            parts.uri = uri?;
             let response = client.request(Request::from_parts(parts, body)).await?;
-            Ok(response.map(Either::Left))
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(response)
         }
+    };
+    match fault {
+        None => Ok(forward(request).await?.map(Either::Left)),
+        Some(Fault::CutAnswerAfter(bytes)) => Ok(forward(request)
+            .await?
+            .map(|inner| Either::Right(Either::Right(Cut { inner, left: bytes })))),
         Some(Fault::Status(status, code)) => {
             let document = format!(
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>injected by the test proxy</Message><RequestId>fault</RequestId></Error>"
@@ -181,7 +226,9 @@ async fn answer(
             Ok(Response::builder()
                 .status(StatusCode::from_u16(status)?)
                 .header("content-type", "application/xml")
-                .body(Either::Right(Full::new(Bytes::from(document))))?)
+                .body(Either::Right(Either::Left(Full::new(Bytes::from(
+                    document,
+                )))))?)
         }
         Some(Fault::DropMidBody) => {
             let announced = request
