@@ -337,13 +337,7 @@ impl Reader {
                     n
                 }
                 Decoder::Zstd { raw, remaining } => {
-                    use zstd::stream::raw::Operation;
-                    let start = self.pending.len();
-                    self.pending.resize(start + ZSTD_OUT, 0);
-                    let status = raw
-                        .run_on_buffers(input, &mut self.pending[start..])
-                        .map_err(|e| corrupt("zstd", &e))?;
-                    self.pending.truncate(start + status.bytes_written);
+                    let status = zstd_step(raw, input, &mut self.pending)?;
                     *remaining = status.remaining;
                     if status.bytes_read == 0 && status.bytes_written == 0 {
                         return Err(corrupt("zstd", &"the decoder made no progress"));
@@ -370,13 +364,7 @@ impl Reader {
                 self.pending.append(gzip.get_mut());
             }
             Decoder::Zstd { raw, remaining } => loop {
-                use zstd::stream::raw::Operation;
-                let start = self.pending.len();
-                self.pending.resize(start + ZSTD_OUT, 0);
-                let status = raw
-                    .run_on_buffers(&[], &mut self.pending[start..])
-                    .map_err(|e| corrupt("zstd", &e))?;
-                self.pending.truncate(start + status.bytes_written);
+                let status = zstd_step(raw, &[], &mut self.pending)?;
                 if status.bytes_written == 0 {
                     // A call that did nothing says nothing of the last frame.
                     if *remaining != 0 {
@@ -406,7 +394,11 @@ impl Reader {
             }
         }
         let text = std::mem::take(&mut self.pending);
-        Ok(self.chunk(text))
+        Ok(match self.format {
+            Format::Ndjson => self.lines_chunk(text),
+            // The rows after the last cut (their count is not needed any more) and the `]`.
+            Format::Json => Some(self.array_chunk(&text, 0, true)),
+        })
     }
 
     /// Cuts the chunks that `pending` holds.
@@ -451,9 +443,9 @@ impl Reader {
                 self.array.commas = 0;
                 // Rows before the cut: the commas before it, plus the element it ends.
                 let rows = commas + 1;
-                chunks.extend(self.array_chunk(&text[..cut], rows));
+                chunks.push(self.array_chunk(&text[..cut], rows, false));
             } else {
-                chunks.extend(self.chunk(text));
+                chunks.extend(self.lines_chunk(text));
             }
         }
         Ok(())
@@ -512,15 +504,18 @@ impl Reader {
         Ok(())
     }
 
-    /// A JSON chunk of the elements in `elements` (the bytes up to a top-level comma, the
-    /// first chunk's opening `[` included), `rows` of them.
-    fn array_chunk(&mut self, elements: &[u8], rows: usize) -> Option<Chunk> {
+    /// A chunk of whole JSON array elements, `rows` of them, made one array: the `[` that only
+    /// the first chunk's bytes hold is added to later ones, the `]` that only the last one's
+    /// bytes hold (`closed`) to earlier ones.
+    fn array_chunk(&mut self, elements: &[u8], rows: usize, closed: bool) -> Chunk {
         let mut text = Vec::with_capacity(elements.len() + 2);
         if self.next_row > 0 {
             text.push(b'[');
         }
         text.extend_from_slice(elements);
-        text.push(b']');
+        if !closed {
+            text.push(b']');
+        }
         let chunk = Chunk {
             format: Format::Json,
             text,
@@ -529,31 +524,36 @@ impl Reader {
         };
         self.next_line += count_lines(elements);
         self.next_row += rows;
-        Some(chunk)
+        chunk
     }
 
-    /// A chunk of `text` (NDJSON lines, or the JSON array's last elements and its `]`).
-    fn chunk(&mut self, text: Vec<u8>) -> Option<Chunk> {
-        let lines = count_lines(&text);
-        let text = match self.format {
-            Format::Ndjson => text,
-            Format::Json if self.next_row == 0 => text,
-            Format::Json => {
-                let mut with_open = Vec::with_capacity(text.len() + 1);
-                with_open.push(b'[');
-                with_open.extend_from_slice(&text);
-                with_open
-            }
-        };
+    /// A chunk of whole NDJSON lines; `None` when every one is blank.
+    fn lines_chunk(&mut self, text: Vec<u8>) -> Option<Chunk> {
         let chunk = Chunk {
-            format: self.format,
+            format: Format::Ndjson,
             text,
             first_row: self.next_row,
             first_line: self.next_line,
         };
-        self.next_line += lines;
+        self.next_line += count_lines(&chunk.text);
         (!chunk.text.iter().all(u8::is_ascii_whitespace)).then_some(chunk)
     }
+}
+
+/// One call of the zstd decoder, its output appended to `pending` (at most [`ZSTD_OUT`]).
+fn zstd_step(
+    raw: &mut zstd::stream::raw::Decoder<'static>,
+    input: &[u8],
+    pending: &mut Vec<u8>,
+) -> Result<zstd::stream::raw::Status, Error> {
+    use zstd::stream::raw::Operation;
+    let start = pending.len();
+    pending.resize(start + ZSTD_OUT, 0);
+    let status = raw
+        .run_on_buffers(input, &mut pending[start..])
+        .map_err(|e| corrupt("zstd", &e))?;
+    pending.truncate(start + status.bytes_written);
+    Ok(status)
 }
 
 fn count_lines(text: &[u8]) -> usize {
