@@ -277,11 +277,6 @@ impl StreamWriter {
         Ok(StreamWriter { writers, rows: 0 })
     }
 
-    /// The codecs written, in the order first asked for.
-    pub fn codecs(&self) -> Vec<Codec> {
-        self.writers.iter().map(|(c, _)| *c).collect()
-    }
-
     /// Rows written so far.
     pub fn rows(&self) -> usize {
         self.rows
@@ -315,26 +310,25 @@ impl StreamWriter {
         Ok(())
     }
 
-    /// The finished row groups of `codec`'s file not taken yet, once they reach `min` bytes.
+    /// The finished row groups not taken yet of each file that has at least `min` bytes of
+    /// them, with its codec, in the order the codecs were first asked for.
     ///
     /// # Errors
     /// As [`to_parquet`].
-    pub fn take(&mut self, codec: Codec, min: usize) -> Result<Option<Bytes>, Error> {
-        let (_, writer) = self
-            .writers
-            .iter_mut()
-            .find(|(c, _)| *c == codec)
-            .expect("a codec of this writer");
-        // The file's own buffer first, so that every finished byte is in the Vec.
-        writer.sync().map_err(|e| parquet_error(codec, e.into()))?;
-        // Offsets in the footer come from the writer's own count, not the Vec's length, so
-        // the bytes can be taken out as they are finished.
-        let buffer = writer.inner_mut();
-        if buffer.len() < min.max(1) {
-            return Ok(None);
+    pub fn take_ready(&mut self, min: usize) -> Result<Vec<(Codec, Bytes)>, Error> {
+        let mut ready = Vec::new();
+        for (codec, writer) in &mut self.writers {
+            // The file's own buffer first, so that every finished byte is in the Vec.
+            writer.sync().map_err(|e| parquet_error(*codec, e.into()))?;
+            // Offsets in the footer come from the writer's own count, not the Vec's length,
+            // so the bytes can be taken out as they are finished.
+            let buffer = writer.inner_mut();
+            if buffer.len() >= min.max(1) {
+                let fresh = Vec::with_capacity(PART_BUFFER);
+                ready.push((*codec, Bytes::from(std::mem::replace(buffer, fresh))));
+            }
         }
-        let fresh = Vec::with_capacity(PART_BUFFER);
-        Ok(Some(Bytes::from(std::mem::replace(buffer, fresh))))
+        Ok(ready)
     }
 
     /// Closes every file; the bytes of each not taken yet, with the codec.
@@ -661,21 +655,29 @@ mod tests {
         let codecs = [Codec::Snappy, Codec::Uncompressed, Codec::Snappy];
         let mut writer =
             StreamWriter::new(&batch_from(0), &codecs, RowGroupSize::streamed(25_000)).unwrap();
-        assert_eq!(writer.codecs(), [Codec::Snappy, Codec::Uncompressed]);
+        let order = [Codec::Snappy, Codec::Uncompressed];
         let mut files = [Vec::new(), Vec::new()];
         let mut parts = [0, 0];
         for first in (0..100_000).step_by(10_000) {
             writer.write(&[batch_from(first)]).unwrap();
-            for (i, codec) in writer.codecs().into_iter().enumerate() {
-                if let Some(part) = writer.take(codec, 100_000).unwrap() {
-                    assert!(part.len() >= 100_000);
-                    files[i].extend_from_slice(&part);
-                    parts[i] += 1;
-                }
+            let ready = writer.take_ready(100_000).unwrap();
+            let codecs: Vec<_> = ready.iter().map(|(c, _)| *c).collect();
+            assert!(
+                order.iter().filter(|c| codecs.contains(c)).eq(&codecs),
+                "{codecs:?}"
+            );
+            for (codec, part) in ready {
+                assert!(part.len() >= 100_000);
+                let i = order.iter().position(|c| *c == codec).unwrap();
+                files[i].extend_from_slice(&part);
+                parts[i] += 1;
             }
         }
         assert_eq!(writer.rows(), 100_000);
-        for (i, (codec, rest)) in writer.finish().unwrap().into_iter().enumerate() {
+        let finished = writer.finish().unwrap();
+        let codecs: Vec<_> = finished.iter().map(|(c, _)| *c).collect();
+        assert_eq!(codecs, order);
+        for (i, (codec, rest)) in finished.into_iter().enumerate() {
             files[i].extend_from_slice(&rest);
             assert!(parts[i] >= 2, "{codec:?} came out in {} parts", parts[i]);
             let builder =

@@ -39,6 +39,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// An `InvalidEvent` about something inside a larger whole (a source object, an
+    /// EventBridge event's `detail`) says which, as `<context>: <message>`; other errors are
+    /// already about what they name.
+    pub fn within(self, context: &str) -> Error {
+        match self {
+            Error::InvalidEvent(m) => Error::InvalidEvent(format!("{context}: {m}")),
+            other => other,
+        }
+    }
+
     /// The Lambda `errorType`: the variant's name.
     pub fn error_type(&self) -> &'static str {
         match self {

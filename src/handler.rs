@@ -287,7 +287,7 @@ impl Function {
                 }
                 let mut results = Vec::with_capacity(objects.len());
                 for object in &objects {
-                    let job = SourceJob {
+                    let job = Conversion {
                         targets: &targets,
                         schema: None,
                         unknown_keys: UnknownKeys::default(),
@@ -316,7 +316,7 @@ impl Function {
         deadline: Option<SystemTime>,
     ) -> Result<Response, Error> {
         let targets = self.config.resolve_targets(event.targets)?;
-        let job = SourceJob {
+        let job = Conversion {
             targets: &targets,
             schema: event.schema,
             unknown_keys: event.unknown_keys,
@@ -332,7 +332,7 @@ impl Function {
     async fn source(
         &self,
         source: &Source,
-        job: SourceJob<'_>,
+        job: Conversion<'_>,
         deadline: Option<SystemTime>,
     ) -> Result<Response, Error> {
         if let Some(allowed) = &self.config.allowed_sources
@@ -374,7 +374,7 @@ impl Function {
     async fn rows(
         &self,
         rows: Rows<'_>,
-        job: SourceJob<'_>,
+        job: Conversion<'_>,
         id: &str,
         deadline: Option<SystemTime>,
     ) -> Result<Response, Error> {
@@ -425,14 +425,14 @@ impl Function {
 }
 
 /// What a conversion writes, whatever its input.
-struct SourceJob<'a> {
+struct Conversion<'a> {
     targets: &'a [Target],
     schema: Option<SchemaRef>,
     unknown_keys: UnknownKeys,
     dry_run: bool,
 }
 
-impl SourceJob<'_> {
+impl Conversion<'_> {
     /// The response for `objects` (per target, in order: key, size, what S3 stored), with the
     /// schema and Athena DDL a dry run describes.
     fn response(

@@ -361,10 +361,7 @@ impl<'s> Transaction<'s> {
         if left.is_empty() {
             message.push_str("; nothing of this invocation was left in S3");
         } else {
-            message.push_str(&format!(
-                "; these objects could not be removed and may be partial output: {}",
-                left.join(", ")
-            ));
+            message.push_str(&not_removed(&left));
         }
         Err(Error::S3WriteFailed(message))
     }
@@ -459,11 +456,13 @@ impl<'s> Transaction<'s> {
 
     /// Aborts every multipart upload not completed and deletes every object (a failed or
     /// abandoned write may still have landed; deleting a missing key is harmless); returns
-    /// `uri (error)` for each that could not be removed.
+    /// `uri (error)` for each that could not be removed. The transaction is empty afterwards,
+    /// so a second call (after a failed [`Transaction::commit`], which aborts itself) sends
+    /// nothing.
     pub async fn abort(&mut self) -> Vec<String> {
         let store = self.store;
         let mut requests = JoinSet::new();
-        for object in &mut self.objects {
+        for mut object in std::mem::take(&mut self.objects) {
             let client = store.client.clone();
             let (bucket, key) = (object.bucket.clone(), object.key.clone());
             let owner = store.expected_bucket_owner.clone();
@@ -514,6 +513,15 @@ impl<'s> Transaction<'s> {
         }
         left
     }
+}
+
+/// What a clean-up could not remove (`left`, as [`Transaction::abort`] names it), for the end
+/// of an error message.
+pub fn not_removed(left: &[String]) -> String {
+    format!(
+        "; these objects could not be removed and may be partial output: {}",
+        left.join(", ")
+    )
 }
 
 /// A one-line account of an SDK failure: S3's error code and message and the HTTP status for

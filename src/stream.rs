@@ -23,7 +23,7 @@ use crate::encode::{RowGroupSize, StreamWriter};
 use crate::handler::write_budget;
 use crate::schema::{self, Inference};
 use crate::source::{Chunk, Reader, Source};
-use crate::store::{Opened, PART_BYTES, S3Store, Stored, Transaction};
+use crate::store::{Opened, PART_BYTES, S3Store, Stored, Transaction, not_removed};
 use crate::target::Codec;
 use crate::target::Target;
 
@@ -457,22 +457,13 @@ impl Progress {
         };
         writer.write(&batches)?;
         drop(batches);
-        let mut parts = Vec::new();
-        for codec in writer.codecs() {
-            if let Some(part) = writer.take(codec, PART_BYTES)? {
-                parts.push((codec, part));
-            }
-        }
-        Ok(parts)
+        writer.take_ready(PART_BYTES)
     }
 }
 
 /// `e` about the content of the object at `uri`, saying which object.
 fn about(uri: &str, e: Error) -> Error {
-    match e {
-        Error::InvalidEvent(m) => Error::InvalidEvent(format!("source {uri}: {m}")),
-        other => other,
-    }
+    e.within(&format!("source {uri}"))
 }
 
 /// `work` (a read or an upload of the object at `uri`), given up with `S3WriteFailed` when
@@ -502,10 +493,7 @@ fn with_leftovers(e: Error, left: &[String]) -> Error {
     if left.is_empty() {
         return e;
     }
-    let kept = format!(
-        "; these objects could not be removed and may be partial output: {}",
-        left.join(", ")
-    );
+    let kept = not_removed(left);
     match e {
         Error::S3WriteFailed(m) => Error::S3WriteFailed(m + &kept),
         Error::InvalidEvent(m) => Error::InvalidEvent(m + &kept),

@@ -238,12 +238,9 @@ fn eventbridge<'a>(fields: &Fields<'a>) -> Result<Trigger<'a>, Error> {
 
 /// `e` (about an EventBridge event's `detail`) saying where it was found.
 fn in_detail(source: &str, detail_type: &str, e: Error) -> Error {
-    match e {
-        Error::InvalidEvent(m) => Error::InvalidEvent(format!(
-            "in the `detail` of the EventBridge event (source `{source}`, detail-type `{detail_type}`): {m}"
-        )),
-        other => other,
-    }
+    e.within(&format!(
+        "in the `detail` of the EventBridge event (source `{source}`, detail-type `{detail_type}`)"
+    ))
 }
 
 fn created_object(
