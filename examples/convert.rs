@@ -37,6 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             event.schema,
             event.unknown_keys,
             &codecs,
+            encode::Partitioning::NONE,
         )?);
         let total = started.elapsed();
         let encoded = last.as_ref().expect("just set");
@@ -53,7 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (t[t.len() / 2], t[0])
     });
     let encoded = last.expect("at least one run");
-    let sizes: Vec<String> = encoded
+    let sizes: Vec<String> = encoded.partitions[0]
         .files
         .iter()
         .map(|(c, b)| format!("{}={}", c.name(), b.len()))

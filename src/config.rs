@@ -2,6 +2,7 @@
 
 use crate::Error;
 use crate::encode::ROW_GROUP_ROWS;
+use crate::partition::MAX_PARTITIONS;
 use crate::target::{AllowList, Target, parse_targets};
 
 /// Everything the environment configures. A bad value fails the start (an init error) rather
@@ -21,6 +22,8 @@ pub struct Config {
     pub allowed_sources: Option<AllowList>,
     /// `ROW_GROUP_ROWS`: rows per row group of a file streamed from a source object.
     pub row_group_rows: usize,
+    /// `MAX_PARTITIONS`: distinct `partition_by` partitions one event or object may write.
+    pub max_partitions: usize,
 }
 
 /// Logs as Lambda's logging controls ask: JSON lines with `AWS_LAMBDA_LOG_FORMAT=JSON`, else
@@ -70,19 +73,24 @@ impl Config {
         let allowed_sources = var("ALLOWED_SOURCES")
             .map(|v| AllowList::parse(&v, "ALLOWED_SOURCES"))
             .transpose()?;
-        let row_group_rows = match var("ROW_GROUP_ROWS") {
-            None => ROW_GROUP_ROWS,
-            Some(v) => v
-                .trim()
+        let whole = |name: &str, default: usize, range: std::ops::RangeInclusive<usize>| {
+            let Some(v) = var(name) else {
+                return Ok(default);
+            };
+            v.trim()
                 .parse::<usize>()
                 .ok()
-                .filter(|n| (1_000..=10_000_000).contains(n))
+                .filter(|n| range.contains(n))
                 .ok_or_else(|| {
-                    Error::InvalidConfig(
-                        "ROW_GROUP_ROWS must be a whole number from 1000 to 10000000".into(),
-                    )
-                })?,
+                    Error::InvalidConfig(format!(
+                        "{name} must be a whole number from {} to {}",
+                        range.start(),
+                        range.end()
+                    ))
+                })
         };
+        let row_group_rows = whole("ROW_GROUP_ROWS", ROW_GROUP_ROWS, 1_000..=10_000_000)?;
+        let max_partitions = whole("MAX_PARTITIONS", MAX_PARTITIONS, 1..=100_000)?;
         let default_targets = var("DEFAULT_TARGETS")
             .map(|v| parse_targets(&v, "DEFAULT_TARGETS").map_err(to_config))
             .transpose()?;
@@ -106,6 +114,7 @@ impl Config {
             expected_bucket_owner,
             allowed_sources,
             row_group_rows,
+            max_partitions,
         })
     }
 
@@ -188,6 +197,8 @@ mod tests {
             &[("ALLOWED_SOURCES", "in-bucket/in/")],
             &[("ROW_GROUP_ROWS", "10")],
             &[("ROW_GROUP_ROWS", "many")],
+            &[("MAX_PARTITIONS", "0")],
+            &[("MAX_PARTITIONS", "-5")],
             &[
                 ("ALLOWED_PREFIXES", "s3://b-2/only/"),
                 ("DEFAULT_TARGETS", DEFAULTS),

@@ -283,8 +283,9 @@ pub fn to_spark(schema: &Schema) -> String {
 }
 
 /// An Athena (Hive DDL) `CREATE EXTERNAL TABLE` over the Parquet objects in the folder
-/// `location` (`s3://bucket/path/`), named after the folder's last segment.
-pub fn athena_create_table(schema: &Schema, location: &str) -> String {
+/// `location` (`s3://bucket/path/`), named after the folder's last segment; `partitions` (the
+/// `partition_by` columns, which the files leave out) become its `PARTITIONED BY`.
+pub fn athena_create_table(schema: &Schema, partitions: &[Field], location: &str) -> String {
     let folder = location
         .trim_end_matches('/')
         .rsplit('/')
@@ -303,14 +304,19 @@ pub fn athena_create_table(schema: &Schema, location: &str) -> String {
     if !table.starts_with(|c: char| c.is_ascii_lowercase()) {
         table.insert_str(0, "t_");
     }
-    let columns: Vec<String> = schema
-        .fields()
-        .iter()
-        .map(|f| format!("  {} {}", quote(f.name(), '`'), athena_type(f.data_type())))
-        .collect();
+    let columns = |fields: &mut dyn Iterator<Item = &Field>| {
+        fields
+            .map(|f| format!("  {} {}", quote(f.name(), '`'), athena_type(f.data_type())))
+            .collect::<Vec<_>>()
+            .join(",\n")
+    };
+    let partitioned = match partitions {
+        [] => String::new(),
+        _ => format!("\nPARTITIONED BY (\n{}\n)", columns(&mut partitions.iter())),
+    };
     format!(
-        "CREATE EXTERNAL TABLE IF NOT EXISTS `{table}` (\n{}\n)\nSTORED AS PARQUET\nLOCATION '{}'",
-        columns.join(",\n"),
+        "CREATE EXTERNAL TABLE IF NOT EXISTS `{table}` (\n{}\n){partitioned}\nSTORED AS PARQUET\nLOCATION '{}'",
+        columns(&mut schema.fields().iter().map(|f| f.as_ref())),
         location.replace('\'', "''")
     )
 }
@@ -438,7 +444,7 @@ mod tests {
     #[test]
     fn athena_ddl_names_the_table_after_the_folder_and_lists_the_columns() {
         let schema = parse(ISSUE_EXAMPLE).unwrap();
-        let ddl = athena_create_table(&schema, "s3://my-bucket/out/parquet-snappy/");
+        let ddl = athena_create_table(&schema, &[], "s3://my-bucket/out/parquet-snappy/");
         assert!(
             ddl.starts_with(
                 "CREATE EXTERNAL TABLE IF NOT EXISTS `parquet_snappy` (\n  name string,\n  age int,"
@@ -452,7 +458,13 @@ mod tests {
         // The column list reads back as the schema it describes.
         let columns = &ddl[ddl.find('(').unwrap() + 1..ddl.rfind(')').unwrap()];
         assert_eq!(parse(columns).unwrap(), schema);
-        assert!(athena_create_table(&schema, "s3://b-1/2026/").contains("`t_2026`"));
+        assert!(athena_create_table(&schema, &[], "s3://b-1/2026/").contains("`t_2026`"));
+        let dt = Field::new("dt", DataType::Date32, true);
+        let partitioned = athena_create_table(&schema, &[dt], "s3://b-1/by-day/");
+        assert!(
+            partitioned.contains(")\nPARTITIONED BY (\n  dt date\n)\nSTORED AS PARQUET"),
+            "{partitioned}"
+        );
     }
 
     #[test]

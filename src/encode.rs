@@ -16,6 +16,7 @@ use parquet::schema::types::ColumnPath;
 
 use crate::Error;
 use crate::columns::UnknownKeys;
+use crate::partition::{Layout, PartitionBy};
 use crate::rows::Rows;
 use crate::target::Codec;
 
@@ -31,43 +32,72 @@ pub const CREATED_BY: &str = concat!(
 /// Every codec's Parquet bytes for one set of rows.
 #[derive(Debug)]
 pub struct Encoded {
-    /// The schema written: the declared one, or the one inferred from the rows.
+    /// The schema of the rows: the declared one, or the one inferred from the rows (with the
+    /// partition columns, which the files leave out).
     pub schema: SchemaRef,
     pub rows: usize,
-    /// One entry per distinct codec, in the order first asked for.
-    pub files: Vec<(Codec, Bytes)>,
+    /// One entry per partition, in the order each first appears; one with an empty path
+    /// without `partition_by`.
+    pub partitions: Vec<EncodedPartition>,
+    /// The partition columns, when partitioned.
+    pub layout: Option<Layout>,
     /// Time spent inferring the schema and building the batch.
     pub build_time: Duration,
     /// Time spent encoding every codec (in parallel).
     pub encode_time: Duration,
 }
 
-impl Encoded {
+/// One partition's files.
+#[derive(Debug)]
+pub struct EncodedPartition {
+    /// `dt=2024-01-01/` (see [`crate::partition`]); empty without `partition_by`.
+    pub path: String,
+    pub rows: usize,
+    /// One entry per distinct codec, in the order first asked for.
+    pub files: Vec<(Codec, Bytes)>,
+}
+
+impl EncodedPartition {
     /// The bytes written for `codec` (one of those asked for).
     pub fn file(&self, codec: Codec) -> Option<&Bytes> {
         self.files.iter().find(|(c, _)| *c == codec).map(|(_, b)| b)
     }
 }
 
+/// How rows are partitioned: by `partition_by`, into at most `max` partitions.
+#[derive(Debug, Clone, Copy)]
+pub struct Partitioning<'a> {
+    pub by: Option<&'a PartitionBy>,
+    pub max: usize,
+}
+
+impl Partitioning<'_> {
+    /// No `partition_by`: one file per codec.
+    pub const NONE: Partitioning<'static> = Partitioning { by: None, max: 1 };
+}
+
 /// The whole conversion core: takes the declared schema or infers one, builds one batch
-/// (freeing the rows), and encodes it once per distinct codec.
+/// (freeing the rows), splits it into partitions, and encodes each once per distinct codec.
 ///
 /// # Errors
-/// As [`crate::schema::infer`], [`crate::columns::build`] and [`to_parquet`].
+/// As [`crate::schema::infer`], [`crate::columns::build`], [`PartitionBy::layout`],
+/// [`Layout::split`] and [`to_parquet`].
 ///
 /// ```
 /// use rows_to_parquet::{encode, event, target::Codec};
 /// let event = event::parse(br#"{"rows": [{"name": "John Doe", "age": 30}]}"#).unwrap();
 /// let codecs = [Codec::Uncompressed, Codec::Snappy];
-/// let encoded = encode::rows_to_parquet(event.input.rows().unwrap(), None, Default::default(), &codecs).unwrap();
+/// let none = encode::Partitioning::NONE;
+/// let encoded = encode::rows_to_parquet(event.input.rows().unwrap(), None, Default::default(), &codecs, none).unwrap();
 /// assert_eq!((encoded.rows, encoded.schema.fields().len()), (1, 2));
-/// assert!(encoded.file(Codec::Snappy).unwrap().starts_with(b"PAR1"));
+/// assert!(encoded.partitions[0].file(Codec::Snappy).unwrap().starts_with(b"PAR1"));
 /// ```
 pub fn rows_to_parquet(
     rows: Rows,
     schema: Option<SchemaRef>,
     unknown: UnknownKeys,
     codecs: &[Codec],
+    partitioning: Partitioning,
 ) -> Result<Encoded, Error> {
     let started = Instant::now();
     let schema = match schema {
@@ -75,14 +105,33 @@ pub fn rows_to_parquet(
         None => crate::schema::infer(&rows)?,
     };
     crate::schema::check_names(schema.fields())?;
+    let layout = partitioning.by.map(|by| by.layout(&schema)).transpose()?;
     let batches = crate::columns::build(&rows, schema.clone(), unknown)?;
+    let parts = match &layout {
+        None => vec![(String::new(), batches)],
+        Some(layout) => layout
+            .split(&batches, partitioning.max, |i| rows.row_ref(i))?
+            .into_iter()
+            .map(|part| (part.path, vec![part.batch]))
+            .collect(),
+    };
     drop(rows);
     let built = Instant::now();
-    let files = to_parquet_all(&batches, codecs)?;
+    let partitions = parts
+        .into_iter()
+        .map(|(path, batches)| {
+            Ok(EncodedPartition {
+                path,
+                rows: batches.iter().map(RecordBatch::num_rows).sum(),
+                files: to_parquet_all(&batches, codecs)?,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
     Ok(Encoded {
         schema,
-        rows: batches.iter().map(RecordBatch::num_rows).sum(),
-        files,
+        rows: partitions.iter().map(|p| p.rows).sum(),
+        partitions,
+        layout,
         build_time: built - started,
         encode_time: built.elapsed(),
     })
@@ -252,7 +301,9 @@ pub struct StreamWriter {
 
 impl StreamWriter {
     /// Files for `codecs` (duplicates written once) of `first`'s schema; `first` (the first
-    /// batch) also decides which columns are written without a dictionary.
+    /// batch) also decides which columns are written without a dictionary. `alone` says this
+    /// is the only file being written per codec: it gets [`PART_BUFFER`] reserved, while
+    /// the many small files of a partitioned stream grow theirs as they need.
     ///
     /// # Errors
     /// `InvalidEvent` if Parquet cannot represent the schema.
@@ -260,13 +311,15 @@ impl StreamWriter {
         first: &RecordBatch,
         codecs: &[Codec],
         row_group: RowGroupSize,
+        alone: bool,
     ) -> Result<StreamWriter, Error> {
         let plain = plain_columns(first);
+        let reserve = if alone { PART_BUFFER } else { 0 };
         let writers = distinct(codecs)
             .into_iter()
             .map(|codec| {
                 ArrowWriter::try_new(
-                    Vec::with_capacity(PART_BUFFER),
+                    Vec::with_capacity(reserve),
                     first.schema(),
                     Some(properties(codec, &plain, row_group)),
                 )
@@ -280,6 +333,14 @@ impl StreamWriter {
     /// Rows written so far.
     pub fn rows(&self) -> usize {
         self.rows
+    }
+
+    /// About how much memory the files hold: row groups in progress and bytes not taken.
+    pub fn memory(&self) -> usize {
+        self.writers
+            .iter()
+            .map(|(_, w)| w.memory_size() + w.inner().len())
+            .sum()
     }
 
     /// Appends `batches` to every file, one thread per codec.
@@ -514,9 +575,10 @@ mod tests {
             event.schema,
             event.unknown_keys,
             &[Codec::Snappy],
+            Partitioning::NONE,
         )
         .unwrap();
-        let (back, meta) = read_back(encoded.files[0].1.clone());
+        let (back, meta) = read_back(encoded.partitions[0].files[0].1.clone());
         assert_eq!(back.schema().fields().len(), 6);
         for (read, written) in back.schema().fields().iter().zip(encoded.schema.fields()) {
             assert!(
@@ -605,19 +667,20 @@ mod tests {
             None,
             Default::default(),
             &[Codec::Snappy],
+            Partitioning::NONE,
         )
         .unwrap();
         assert_eq!(encoded.rows, rows);
+        let file = encoded.partitions[0].files[0].1.clone();
         let (back, meta) = {
-            let builder =
-                ParquetRecordBatchReaderBuilder::try_new(encoded.files[0].1.clone()).unwrap();
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file.clone()).unwrap();
             let meta = builder.metadata().clone();
             let batches: Vec<_> = builder.build().unwrap().map(Result::unwrap).collect();
             (i_values(&batches), meta)
         };
         assert_eq!(meta.num_row_groups(), 1);
         assert!(back.iter().copied().eq(0..rows as i64));
-        let file = SerializedFileReader::new(encoded.files[0].1.clone()).unwrap();
+        let file = SerializedFileReader::new(file).unwrap();
         let pages = file
             .get_row_group(0)
             .unwrap()
@@ -639,6 +702,7 @@ mod tests {
             event.schema,
             Default::default(),
             &[Codec::Snappy],
+            Partitioning::NONE,
         )
         .unwrap_err();
         assert!(err.to_string().contains("at row 3:"), "{err}");
@@ -653,8 +717,13 @@ mod tests {
             batch_of(&format!("[{}]", json.join(",")))
         };
         let codecs = [Codec::Snappy, Codec::Uncompressed, Codec::Snappy];
-        let mut writer =
-            StreamWriter::new(&batch_from(0), &codecs, RowGroupSize::streamed(25_000)).unwrap();
+        let mut writer = StreamWriter::new(
+            &batch_from(0),
+            &codecs,
+            RowGroupSize::streamed(25_000),
+            true,
+        )
+        .unwrap();
         let order = [Codec::Snappy, Codec::Uncompressed];
         let mut files = [Vec::new(), Vec::new()];
         let mut parts = [0, 0];

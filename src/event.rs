@@ -1,5 +1,5 @@
 //! The event contract: `{"rows": [...] or "source": {...}, "targets": [...], "schema": ...,
-//! "unknown_keys": ..., "dry_run": ...}`, validated into typed values.
+//! "unknown_keys": ..., "dry_run": ..., "partition_by": [...]}`, validated into typed values.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -9,27 +9,37 @@ use serde::Deserialize;
 
 use crate::columns::UnknownKeys;
 use crate::json::Scanner;
+use crate::partition::PartitionBy;
 use crate::rows::Rows;
 use crate::source::Source;
 use crate::target::{Target, parse_targets};
 use crate::{Error, ddl};
 
 /// The optional top-level fields besides `rows` or `source`.
-const OPTIONAL_FIELDS: [&str; 4] = ["targets", "schema", "unknown_keys", "dry_run"];
+const OPTIONAL_FIELDS: [&str; 5] = [
+    "targets",
+    "schema",
+    "unknown_keys",
+    "dry_run",
+    "partition_by",
+];
 
-/// What an event converts: its own rows, or an S3 object named by `source`.
+/// What an event converts: its own rows, an S3 object named by `source`, or the objects of a
+/// Step Functions Distributed Map batch.
 #[derive(Debug)]
 pub enum Input<'a> {
     Rows(Rows<'a>),
     Source(Source),
+    /// Converted all or nothing together.
+    Objects(Vec<Source>),
 }
 
 impl<'a> Input<'a> {
-    /// The inline rows; `None` for a `source`.
+    /// The inline rows; `None` for objects.
     pub fn rows(self) -> Option<Rows<'a>> {
         match self {
             Input::Rows(rows) => Some(rows),
-            Input::Source(_) => None,
+            Input::Source(_) | Input::Objects(_) => None,
         }
     }
 }
@@ -46,6 +56,8 @@ pub struct Event<'a> {
     pub unknown_keys: UnknownKeys,
     /// Build everything, write nothing, describe what would be written.
     pub dry_run: bool,
+    /// Hive folders by these columns' values; `None` writes one object per target.
+    pub partition_by: Option<PartitionBy>,
 }
 
 /// Parses and validates an event's bytes in one pass (the rows go straight onto a tape).
@@ -149,18 +161,7 @@ impl<'a> Fields<'a> {
     /// # Errors
     /// As [`parse`].
     pub fn into_event(mut self) -> Result<Event<'a>, Error> {
-        if let Some((unknown, _)) = self
-            .others
-            .iter()
-            .find(|(name, _)| *name != "source" && !OPTIONAL_FIELDS.contains(&name.as_ref()))
-        {
-            // Refused so that a typo such as `target` fails loudly instead of silently
-            // writing to the default targets.
-            return Err(Error::InvalidEvent(format!(
-                "unknown field `{unknown}` in the event (expected `rows` or `source`, and optionally {})",
-                OPTIONAL_FIELDS.map(|f| format!("`{f}`")).join(", ")
-            )));
-        }
+        self.refuse_unknown(&["source"], "`rows` or `source`, and optionally")?;
         let input = match (self.rows.take(), self.get("source")) {
             (Some(_), Some(_)) => {
                 return Err(Error::InvalidEvent(
@@ -180,6 +181,56 @@ impl<'a> Fields<'a> {
             (Some(rows), None) => Input::Rows(rows),
             (None, Some(source)) => Input::Source(Source::parse(source)?),
         };
+        self.with_input(input)
+    }
+
+    /// Validates the fields as a Distributed Map batch's `BatchInput` (`bucket`, optionally
+    /// `format`, and the event's optional fields) for the batch's object `keys`.
+    ///
+    /// # Errors
+    /// `InvalidEvent` for a missing `bucket`, an unknown field or format, a key that is a
+    /// folder; otherwise as [`parse`].
+    pub fn into_batch(self, keys: Vec<String>) -> Result<Event<'a>, Error> {
+        self.refuse_unknown(&["bucket", "format"], "`bucket`, and optionally `format`,")?;
+        let bucket = self.string("bucket").ok_or_else(|| {
+            Error::InvalidEvent(
+                "`BatchInput.bucket` must name the bucket the items are listed from".into(),
+            )
+        })?;
+        let format = self
+            .string("format")
+            .map(|name| crate::source::Format::named(&name, "BatchInput.format"))
+            .transpose()?;
+        let objects = keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| {
+                let mut source = Source::new(&bucket, key).map_err(|why| {
+                    Error::InvalidEvent(format!("Items[{i}]: s3://{bucket}/{key} {why}"))
+                })?;
+                source.format = format;
+                Ok(source)
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        self.with_input(Input::Objects(objects))
+    }
+
+    /// Refused so that a typo such as `target` fails loudly instead of silently writing to
+    /// the default targets: any field but `own` and the optional ones.
+    fn refuse_unknown(&self, own: &[&str], expected: &str) -> Result<(), Error> {
+        match self.others.iter().find(|(name, _)| {
+            !own.contains(&name.as_ref()) && !OPTIONAL_FIELDS.contains(&name.as_ref())
+        }) {
+            None => Ok(()),
+            Some((unknown, _)) => Err(Error::InvalidEvent(format!(
+                "unknown field `{unknown}` in the event (expected {expected} {})",
+                OPTIONAL_FIELDS.map(|f| format!("`{f}`")).join(", ")
+            ))),
+        }
+    }
+
+    /// The optional fields validated, for `input`.
+    fn with_input(self, input: Input<'a>) -> Result<Event<'a>, Error> {
         let targets = self
             .get("targets")
             .map(|t| parse_targets(t, "targets"))
@@ -209,12 +260,17 @@ impl<'a> Fields<'a> {
                 ));
             }
         };
+        let partition_by = self
+            .get("partition_by")
+            .map(PartitionBy::parse)
+            .transpose()?;
         Ok(Event {
             input,
             targets,
             schema,
             unknown_keys,
             dry_run,
+            partition_by,
         })
     }
 }

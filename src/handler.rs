@@ -10,10 +10,12 @@ use serde::Serialize;
 
 use crate::columns::UnknownKeys;
 use crate::config::Config;
+use crate::encode::Partitioning;
 use crate::event::{Event, Input};
+use crate::partition::Layout;
 use crate::rows::Rows;
 use crate::source::Source;
-use crate::store::{Object, S3Store, Stored};
+use crate::store::{Object, S3Store, Stored, Transaction, with_leftovers};
 use crate::target::Target;
 use crate::trigger::{self, Trigger};
 use crate::{Error, ddl, encode, stream};
@@ -150,12 +152,16 @@ impl SchemaDescription {
     }
 }
 
-/// One object written, in the order of the targets.
+/// One object written: per partition (in the order each first appears), one per target in
+/// the targets' order.
 #[derive(Debug, Serialize)]
 pub struct Written {
     pub uri: String,
     pub bucket: String,
     pub key: String,
+    /// The Hive folders of its partition (`dt=2024-01-01/region=eu`); only with `partition_by`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
     pub compression: &'static str,
     pub bytes: usize,
     pub rows: usize,
@@ -163,9 +169,38 @@ pub struct Written {
     pub etag: Option<String>,
     /// The CRC32C (base64) sent with the PUT and verified by S3; `None` in a dry run.
     pub checksum_crc32c: Option<String>,
-    /// An Athena `CREATE EXTERNAL TABLE` for the target's folder; only in a dry run.
+    /// An Athena `CREATE EXTERNAL TABLE` for the target's folder; only in a dry run, on the
+    /// target's first object.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub athena_ddl: Option<String>,
+}
+
+/// One object of a conversion: where it goes, what it holds, and (once committed) what S3
+/// stored.
+#[derive(Debug)]
+pub struct Output {
+    /// The index of its target.
+    pub target: usize,
+    /// `dt=2024-01-01/`, or empty without `partition_by`.
+    pub partition: String,
+    pub key: String,
+    pub bytes: usize,
+    pub rows: usize,
+    pub stored: Stored,
+}
+
+impl Output {
+    /// An object of target `target` with nothing in it yet.
+    pub fn new(target: usize, partition: &str, key: String) -> Output {
+        Output {
+            target,
+            partition: partition.to_owned(),
+            key,
+            bytes: 0,
+            rows: 0,
+            stored: Stored::default(),
+        }
+    }
 }
 
 impl Function {
@@ -269,7 +304,7 @@ impl Function {
         deadline: Option<SystemTime>,
     ) -> Result<Reply, Error> {
         match trigger {
-            Trigger::Event(event) => self.event(event, id, deadline).await.map(Reply::Converted),
+            Trigger::Event(event) => self.event(event, id, deadline).await,
             Trigger::Created { objects, .. } if objects.is_empty() => Ok(Reply::Ignored {
                 ignored: "no ObjectCreated record",
             }),
@@ -285,16 +320,14 @@ impl Function {
                         )));
                     }
                 }
-                let mut results = Vec::with_capacity(objects.len());
-                for object in &objects {
-                    let job = Conversion {
-                        targets: &targets,
-                        schema: None,
-                        unknown_keys: UnknownKeys::default(),
-                        dry_run: false,
-                    };
-                    results.push(self.source(object, job, deadline).await?);
-                }
+                let job = Conversion {
+                    targets: &targets,
+                    schema: None,
+                    unknown_keys: UnknownKeys::default(),
+                    partitioning: Partitioning::NONE,
+                    dry_run: false,
+                };
+                let mut results = self.sources(&objects, job, deadline).await?;
                 Ok(match results.len() {
                     1 => Reply::Converted(results.remove(0)),
                     _ => Reply::Each { results },
@@ -314,29 +347,49 @@ impl Function {
         event: Event<'_>,
         id: &str,
         deadline: Option<SystemTime>,
-    ) -> Result<Response, Error> {
+    ) -> Result<Reply, Error> {
         let targets = self.config.resolve_targets(event.targets)?;
         let job = Conversion {
             targets: &targets,
             schema: event.schema,
             unknown_keys: event.unknown_keys,
+            partitioning: Partitioning {
+                by: event.partition_by.as_ref(),
+                max: self.config.max_partitions,
+            },
             dry_run: event.dry_run,
         };
         match event.input {
-            Input::Rows(rows) => self.rows(rows, job, id, deadline).await,
-            Input::Source(source) => self.source(&source, job, deadline).await,
+            Input::Rows(rows) => self
+                .rows(rows, job, id, deadline)
+                .await
+                .map(Reply::Converted),
+            Input::Source(source) => {
+                let mut results = self.sources(&[source], job, deadline).await?;
+                Ok(Reply::Converted(results.remove(0)))
+            }
+            Input::Objects(objects) if objects.is_empty() => Ok(Reply::Ignored {
+                ignored: "no object in the batch",
+            }),
+            Input::Objects(objects) => {
+                let results = self.sources(&objects, job, deadline).await?;
+                Ok(Reply::Each { results })
+            }
         }
     }
 
-    /// An object read and converted as a stream.
-    async fn source(
+    /// Objects read and converted as streams, all or nothing together: one transaction,
+    /// committed when every object is converted.
+    async fn sources(
         &self,
-        source: &Source,
+        sources: &[Source],
         job: Conversion<'_>,
         deadline: Option<SystemTime>,
-    ) -> Result<Response, Error> {
+    ) -> Result<Vec<Response>, Error> {
         if let Some(allowed) = &self.config.allowed_sources
-            && !allowed.allows_object(&source.bucket, &source.key)
+            && let Some(source) = sources
+                .iter()
+                .find(|s| !allowed.allows_object(&s.bucket, &s.key))
         {
             return Err(Error::SourceNotAllowed(format!(
                 "source {} is outside ALLOWED_SOURCES ({}); nothing was read",
@@ -344,30 +397,55 @@ impl Function {
                 allowed.describe()
             )));
         }
-        let streamed = stream::convert(
-            &self.store,
-            stream::Job {
-                source,
-                targets: job.targets,
-                schema: job.schema.clone(),
-                unknown_keys: job.unknown_keys,
-                dry_run: job.dry_run,
-                deadline,
-                row_group_rows: self.config.row_group_rows,
-            },
-        )
-        .await?;
-        let source = SourceRead {
-            uri: streamed.uri,
-            bytes: streamed.bytes,
-            etag: streamed.etag,
-        };
-        Ok(job.response(
-            &streamed.schema,
-            streamed.rows,
-            streamed.objects,
-            Some(source),
-        ))
+        let mut transaction = Transaction::new(&self.store);
+        let mut converted = Vec::with_capacity(sources.len());
+        for source in sources {
+            let streamed = stream::convert(
+                &self.store,
+                stream::Job {
+                    source,
+                    targets: job.targets,
+                    schema: job.schema.clone(),
+                    unknown_keys: job.unknown_keys,
+                    partitioning: job.partitioning,
+                    deadline,
+                    row_group_rows: self.config.row_group_rows,
+                },
+                (!job.dry_run).then_some(&mut transaction),
+            )
+            .await;
+            match streamed {
+                Ok(streamed) => converted.push(streamed),
+                Err(e) => {
+                    // An earlier object's output is not left behind either.
+                    let left = transaction.abort().await;
+                    return Err(with_leftovers(e, &left));
+                }
+            }
+        }
+        let mut stored = commit(&mut transaction, job.dry_run, deadline)
+            .await?
+            .into_iter();
+        Ok(converted
+            .into_iter()
+            .map(|streamed| {
+                let mut objects = streamed.objects;
+                for object in &mut objects {
+                    object.stored = stored.next().unwrap_or_default();
+                }
+                let read = SourceRead {
+                    uri: streamed.uri,
+                    bytes: streamed.bytes,
+                    etag: streamed.etag,
+                };
+                job.response(
+                    &streamed.schema,
+                    streamed.layout.as_ref(),
+                    objects,
+                    Some(read),
+                )
+            })
+            .collect())
     }
 
     /// Inline rows, converted in memory and written in one go.
@@ -380,47 +458,74 @@ impl Function {
     ) -> Result<Response, Error> {
         let started = Instant::now();
         let targets = job.targets;
-        let keys = targets
-            .iter()
-            .enumerate()
-            .map(|(i, t)| t.object_key(i, id))
-            .collect::<Result<Vec<_>, _>>()?;
         let codecs: Vec<_> = targets.iter().map(|t| t.codec).collect();
-        let encoded = encode::rows_to_parquet(rows, job.schema.clone(), job.unknown_keys, &codecs)?;
+        let encoded = encode::rows_to_parquet(
+            rows,
+            job.schema.clone(),
+            job.unknown_keys,
+            &codecs,
+            job.partitioning,
+        )?;
         tracing::debug!(
             id,
             build_ms = encoded.build_time.as_secs_f64() * 1e3,
             encode_ms = encoded.encode_time.as_secs_f64() * 1e3,
             total_ms = started.elapsed().as_secs_f64() * 1e3,
+            partitions = encoded.partitions.len(),
             "converted"
         );
-        let objects: Vec<Object> = targets
-            .iter()
-            .zip(keys)
-            .map(|(target, key)| Object {
-                bucket: target.prefix.bucket.clone(),
-                key,
-                body: encoded
+        let mut outputs = Vec::new();
+        let mut objects = Vec::new();
+        for partition in &encoded.partitions {
+            for (index, target) in targets.iter().enumerate() {
+                let key = target.object_key(index, &partition.path, id, 0)?;
+                let body = partition
                     .file(target.codec)
                     .expect("every target's codec was encoded")
-                    .clone(),
-            })
-            .collect();
-        let rows = encoded.rows;
-        let schema: SchemaRef = encoded.schema.clone();
+                    .clone();
+                let mut output = Output::new(index, &partition.path, key.clone());
+                (output.bytes, output.rows) = (body.len(), partition.rows);
+                outputs.push(output);
+                objects.push(Object {
+                    bucket: target.prefix.bucket.clone(),
+                    key,
+                    body,
+                });
+            }
+        }
+        let (schema, layout) = (encoded.schema.clone(), encoded.layout.clone());
         drop(encoded);
-        let stored = if job.dry_run {
-            vec![Stored::default(); objects.len()]
-        } else {
+        if !job.dry_run {
             let budget = write_budget(deadline, SystemTime::now())?;
-            self.store.put_all(&objects, budget).await?
-        };
-        let written = objects
-            .into_iter()
-            .zip(stored)
-            .map(|(object, stored)| (object.key, object.body.len(), stored))
-            .collect();
-        Ok(job.response(&schema, rows, written, None))
+            let stored = self.store.put_all(&objects, budget).await?;
+            for (output, stored) in outputs.iter_mut().zip(stored) {
+                output.stored = stored;
+            }
+        }
+        Ok(job.response(&schema, layout.as_ref(), outputs, None))
+    }
+}
+
+/// Makes every object of `transaction` visible (nothing in a dry run), within the time left;
+/// what S3 stored, in order.
+///
+/// # Errors
+/// `S3WriteFailed` when too little time is left or a write fails; nothing of the transaction
+/// is then left in S3 (or what could not be removed is named).
+async fn commit(
+    transaction: &mut Transaction<'_>,
+    dry_run: bool,
+    deadline: Option<SystemTime>,
+) -> Result<Vec<Stored>, Error> {
+    if dry_run {
+        return Ok(Vec::new());
+    }
+    match write_budget(deadline, SystemTime::now()) {
+        Ok(budget) => transaction.commit(budget).await,
+        Err(e) => {
+            let left = transaction.abort().await;
+            Err(with_leftovers(e, &left))
+        }
     }
 }
 
@@ -429,28 +534,38 @@ struct Conversion<'a> {
     targets: &'a [Target],
     schema: Option<SchemaRef>,
     unknown_keys: UnknownKeys,
+    partitioning: Partitioning<'a>,
     dry_run: bool,
 }
 
 impl Conversion<'_> {
-    /// The response for `objects` (per target, in order: key, size, what S3 stored), with the
-    /// schema and Athena DDL a dry run describes.
+    /// The response for `outputs`, with the schema and Athena DDL a dry run describes.
     fn response(
         &self,
         schema: &Schema,
-        rows: usize,
-        objects: Vec<(String, usize, Stored)>,
+        layout: Option<&Layout>,
+        outputs: Vec<Output>,
         source: Option<SourceRead>,
     ) -> Response {
-        let objects = self
-            .targets
+        let (files, partitions) = match layout {
+            Some(layout) => (layout.files.as_ref(), layout.partition_fields.as_slice()),
+            None => (schema, &[][..]),
+        };
+        let mut described = vec![false; self.targets.len()];
+        let rows = outputs
             .iter()
-            .zip(objects)
-            .map(|(target, (key, bytes, stored))| {
-                let athena = self
-                    .dry_run
-                    .then(|| ddl::athena_create_table(schema, &target.prefix.to_string()));
-                Written::new(target, key, bytes, rows, stored, athena)
+            .filter(|o| o.target == 0)
+            .map(|o| o.rows)
+            .sum();
+        let objects = outputs
+            .into_iter()
+            .map(|output| {
+                let target = &self.targets[output.target];
+                let first = !std::mem::replace(&mut described[output.target], true);
+                let athena = (self.dry_run && first).then(|| {
+                    ddl::athena_create_table(files, partitions, &target.prefix.to_string())
+                });
+                Written::new(target, output, athena)
             })
             .collect();
         Response {
@@ -479,24 +594,19 @@ fn log_written(request_id: &str, response: &Response, ms: f64) {
 }
 
 impl Written {
-    fn new(
-        target: &Target,
-        key: String,
-        bytes: usize,
-        rows: usize,
-        stored: Stored,
-        athena_ddl: Option<String>,
-    ) -> Written {
+    fn new(target: &Target, output: Output, athena_ddl: Option<String>) -> Written {
         let bucket = target.prefix.bucket.clone();
+        let partition = output.partition.strip_suffix('/').map(str::to_owned);
         Written {
-            uri: format!("s3://{bucket}/{key}"),
-            bytes,
+            uri: format!("s3://{bucket}/{}", output.key),
+            bytes: output.bytes,
             bucket,
-            key,
+            key: output.key,
+            partition,
             compression: target.codec.name(),
-            rows,
-            etag: stored.etag,
-            checksum_crc32c: stored.checksum_crc32c,
+            rows: output.rows,
+            etag: output.stored.etag,
+            checksum_crc32c: output.stored.checksum_crc32c,
             athena_ddl,
         }
     }

@@ -26,6 +26,7 @@
 //!
 //! Arrow and Parquet (no AWS types):
 //! - [`columns`]: Arrow columns built straight from the tape.
+//! - [`partition`]: `partition_by`: rows split into Hive folders (`dt=2024-01-01/`).
 //! - [`encode`]: the batch to Parquet bytes per codec, whole or a row group at a time.
 //!
 //! S3 (the only AWS code):
@@ -48,6 +49,7 @@ pub mod event;
 pub mod handler;
 pub mod json;
 pub mod memory;
+pub mod partition;
 pub mod rows;
 pub mod runtime;
 pub mod schema;

@@ -38,6 +38,22 @@ pub enum Format {
     Json,
 }
 
+impl Format {
+    /// The format an event names (`ndjson` or `jsonl`, `json`; any case) in `field`.
+    ///
+    /// # Errors
+    /// `InvalidEvent` for another name.
+    pub fn named(name: &str, field: &str) -> Result<Format, Error> {
+        match name.to_ascii_lowercase().as_str() {
+            "ndjson" | "jsonl" => Ok(Format::Ndjson),
+            "json" => Ok(Format::Json),
+            other => Err(Error::InvalidEvent(format!(
+                "`{field}`: unknown format `{other}` (use ndjson or json)"
+            ))),
+        }
+    }
+}
+
 /// How the object's bytes are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -85,21 +101,10 @@ impl Source {
                 r#"`source` must be {{"uri": "s3://bucket/key", "format": "ndjson" or "json" (optional)}}: {e}"#
             ))
         })?;
-        let format = match raw
+        let format = raw
             .format
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            None => None,
-            Some("ndjson" | "jsonl") => Some(Format::Ndjson),
-            Some("json") => Some(Format::Json),
-            Some(other) => {
-                return Err(Error::InvalidEvent(format!(
-                    "`source.format`: unknown format `{other}` (use ndjson or json)"
-                )));
-            }
-        };
+            .map(|name| Format::named(&name, "source.format"))
+            .transpose()?;
         let mut source = Source::from_uri(&raw.uri)?;
         source.format = format;
         source.version_id = raw.version_id.filter(|v| !v.is_empty());

@@ -116,15 +116,12 @@ impl S3Store {
         objects: &[Object],
         budget: Option<Duration>,
     ) -> Result<Vec<Stored>, Error> {
-        let mut transaction = Transaction::new(
-            self,
-            objects
-                .iter()
-                .map(|o| (o.bucket.clone(), o.key.clone()))
-                .collect(),
-        );
-        let bodies = objects.iter().map(|o| o.body.clone()).collect();
-        transaction.commit(bodies, budget).await
+        let mut transaction = Transaction::new(self);
+        for object in objects {
+            let index = transaction.add(object.bucket.clone(), object.key.clone());
+            transaction.hold(index, object.body.clone());
+        }
+        transaction.commit(budget).await
     }
 
     /// Opens a source object for reading as a stream: `version_id` if given, else the
@@ -210,6 +207,10 @@ impl Opened {
 /// Multipart parts are at least this large (S3's minimum is 5 MiB).
 pub const PART_BYTES: usize = 8 << 20;
 
+/// Small objects' bytes a [`Transaction`] keeps in memory until its commit, in all; past it,
+/// a small object goes up at once as a multipart upload of one part.
+pub const HELD_BYTES: usize = 8 << 20;
+
 /// The objects of one invocation, written all or none: each is a multipart upload once its
 /// first part is ready ([`Transaction::part`]), else one PUT; none becomes visible before
 /// every object's data is complete ([`Transaction::commit`]); on failure every upload is
@@ -217,12 +218,16 @@ pub const PART_BYTES: usize = 8 << 20;
 pub struct Transaction<'s> {
     store: &'s S3Store,
     objects: Vec<Pending>,
+    /// Bytes of the small objects waiting for their PUT.
+    held: usize,
 }
 
 struct Pending {
     bucket: String,
     key: String,
     upload: Option<Multipart>,
+    /// A small object's whole bytes, PUT at the commit.
+    held: Option<Bytes>,
 }
 
 impl Pending {
@@ -237,19 +242,35 @@ struct Multipart {
 }
 
 impl<'s> Transaction<'s> {
-    /// A transaction for these `(bucket, key)` objects; nothing is sent yet.
-    pub fn new(store: &'s S3Store, objects: Vec<(String, String)>) -> Transaction<'s> {
+    /// An empty transaction; nothing is sent yet.
+    pub fn new(store: &'s S3Store) -> Transaction<'s> {
         Transaction {
             store,
-            objects: objects
-                .into_iter()
-                .map(|(bucket, key)| Pending {
-                    bucket,
-                    key,
-                    upload: None,
-                })
-                .collect(),
+            objects: Vec::new(),
+            held: 0,
         }
+    }
+
+    /// Adds the object `s3://bucket/key`; its index for [`Transaction::part`] and
+    /// [`Transaction::last`].
+    pub fn add(&mut self, bucket: String, key: String) -> usize {
+        self.objects.push(Pending {
+            bucket,
+            key,
+            upload: None,
+            held: None,
+        });
+        self.objects.len() - 1
+    }
+
+    /// How many objects it holds: a mark for [`Transaction::abort_from`].
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    /// Whether it holds no object.
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
     }
 
     /// Uploads the next part of object `index` (starting its multipart upload first if this
@@ -261,6 +282,26 @@ impl<'s> Transaction<'s> {
         self.upload_part(index, body)
             .await
             .map_err(|e| Error::S3WriteFailed(format!("writing to S3 failed: {e}")))
+    }
+
+    /// The last bytes of object `index` (the whole object if no part was sent): its last
+    /// part, or kept for a PUT at the commit while the kept bytes stay within
+    /// [`HELD_BYTES`], else sent as an upload of one part. Nothing becomes visible.
+    ///
+    /// # Errors
+    /// As [`Transaction::part`].
+    pub async fn last(&mut self, index: usize, body: Bytes) -> Result<(), Error> {
+        if self.objects[index].upload.is_none() && self.held + body.len() <= HELD_BYTES {
+            self.hold(index, body);
+            return Ok(());
+        }
+        self.part(index, body).await
+    }
+
+    /// Keeps `body` as object `index`'s whole bytes, for a PUT at the commit.
+    fn hold(&mut self, index: usize, body: Bytes) {
+        self.held += body.len();
+        self.objects[index].held = Some(body);
     }
 
     /// [`Transaction::part`], failing with `uri: what went wrong`.
@@ -315,9 +356,9 @@ impl<'s> Transaction<'s> {
         Ok(())
     }
 
-    /// Writes each object's last bytes (`last`, in order: the whole object where no part was
-    /// sent) and makes every object visible: the last parts first, then every multipart
-    /// upload completed and every small object PUT, concurrently. Returns what S3 stored.
+    /// Makes every object visible (each given its last bytes by [`Transaction::last`]):
+    /// every multipart upload completed and every small object PUT, concurrently. Returns
+    /// what S3 stored, in the order the objects were added.
     ///
     /// With a `budget`, requests still running when it is spent are abandoned.
     ///
@@ -325,36 +366,12 @@ impl<'s> Transaction<'s> {
     /// `S3WriteFailed` naming each object that failed, or saying the budget ran out. Before it
     /// returns, every upload is aborted and every object deleted; keys that could not be
     /// are listed in the message.
-    pub async fn commit(
-        &mut self,
-        last: Vec<Bytes>,
-        budget: Option<Duration>,
-    ) -> Result<Vec<Stored>, Error> {
+    pub async fn commit(&mut self, budget: Option<Duration>) -> Result<Vec<Stored>, Error> {
         let give_up = budget.map(|b| tokio::time::Instant::now() + b);
-        let mut failures = Vec::new();
-        for (index, body) in last.iter().enumerate() {
-            if self.objects[index].upload.is_some() && !body.is_empty() {
-                let uri = self.objects[index].uri();
-                let upload = self.upload_part(index, body.clone());
-                let result = match give_up {
-                    Some(at) => tokio::time::timeout_at(at, upload).await.unwrap_or_else(|_| {
-                        Err(format!(
-                            "the time left before the invocation deadline ran out during the last part of {uri}"
-                        ))
-                    }),
-                    None => upload.await,
-                };
-                if let Err(e) = result {
-                    failures.push(e);
-                }
-            }
-        }
-        if failures.is_empty() {
-            match self.make_visible(last, give_up).await {
-                Ok(stored) => return Ok(stored),
-                Err(failed) => failures = failed,
-            }
-        }
+        let mut failures = match self.make_visible(give_up).await {
+            Ok(stored) => return Ok(stored),
+            Err(failed) => failed,
+        };
         failures.sort();
         let mut message = format!("writing to S3 failed: {}", failures.join("; "));
         let left = self.abort().await;
@@ -370,13 +387,13 @@ impl<'s> Transaction<'s> {
     /// stored, or every failure.
     async fn make_visible(
         &mut self,
-        last: Vec<Bytes>,
         give_up: Option<tokio::time::Instant>,
     ) -> Result<Vec<Stored>, Vec<String>> {
         let store = self.store;
         let owner = store.expected_bucket_owner.clone();
         let mut requests = JoinSet::new();
-        for (index, (object, body)) in self.objects.iter().zip(last).enumerate() {
+        for (index, object) in self.objects.iter().enumerate() {
+            let body = object.held.clone().unwrap_or_default();
             let client = store.client.clone();
             let (bucket, key, owner) = (object.bucket.clone(), object.key.clone(), owner.clone());
             match &object.upload {
@@ -460,9 +477,20 @@ impl<'s> Transaction<'s> {
     /// so a second call (after a failed [`Transaction::commit`], which aborts itself) sends
     /// nothing.
     pub async fn abort(&mut self) -> Vec<String> {
+        self.abort_from(0).await
+    }
+
+    /// [`Transaction::abort`] for the objects added after `mark` (a [`Transaction::len`]);
+    /// those before it stay.
+    pub async fn abort_from(&mut self, mark: usize) -> Vec<String> {
         let store = self.store;
         let mut requests = JoinSet::new();
-        for mut object in std::mem::take(&mut self.objects) {
+        let removed = self.objects.split_off(mark.min(self.objects.len()));
+        self.held -= removed
+            .iter()
+            .filter_map(|o| o.held.as_ref().map(Bytes::len))
+            .sum::<usize>();
+        for mut object in removed {
             let client = store.client.clone();
             let (bucket, key) = (object.bucket.clone(), object.key.clone());
             let owner = store.expected_bucket_owner.clone();
@@ -522,6 +550,22 @@ pub fn not_removed(left: &[String]) -> String {
         "; these objects could not be removed and may be partial output: {}",
         left.join(", ")
     )
+}
+
+/// `e`, naming what the clean-up after it could not remove (`left`, as
+/// [`Transaction::abort`] returns it).
+pub fn with_leftovers(e: Error, left: &[String]) -> Error {
+    if left.is_empty() {
+        return e;
+    }
+    let kept = not_removed(left);
+    match e {
+        Error::S3WriteFailed(m) => Error::S3WriteFailed(m + &kept),
+        Error::InvalidEvent(m) => Error::InvalidEvent(m + &kept),
+        Error::SourceReadFailed(m) => Error::SourceReadFailed(m + &kept),
+        Error::SourceNotFound(m) => Error::SourceNotFound(m + &kept),
+        other => other,
+    }
 }
 
 /// A one-line account of an SDK failure: S3's error code and message and the HTTP status for

@@ -1,6 +1,7 @@
 //! A source object to Parquet objects, streamed: read in chunks of whole rows, each chunk built
-//! into Arrow and appended to one file per codec a row group at a time, finished row groups
-//! uploaded as multipart parts, every object made visible only when all are complete.
+//! into Arrow and appended to one file per codec (and per partition) a row group at a time,
+//! finished row groups uploaded as multipart parts, every object made visible only when all
+//! are complete.
 //!
 //! With a declared schema the object is read once. Without one, the types are inferred over
 //! every row (as for inline rows), and the first read already converts on the types its first
@@ -9,9 +10,16 @@
 //! meeting values) ends the conversion; the rest of that read only infers, what was uploaded
 //! is removed, and a second read converts. The second read asks for the same ETag (and
 //! version), so both see the same bytes.
+//!
+//! With `partition_by`, each partition has its own files. Their memory is bounded: when the
+//! open files hold more than [`PARTITIONS_MEMORY`], the largest is closed and goes up whole,
+//! and its partition's next rows start a new file (`c001`, as Spark numbers a task's files).
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
+use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use ring::digest::{SHA256, digest};
@@ -19,13 +27,17 @@ use tokio::sync::mpsc;
 
 use crate::Error;
 use crate::columns::{self, UnknownKeys};
-use crate::encode::{RowGroupSize, StreamWriter};
-use crate::handler::write_budget;
+use crate::encode::{Partitioning, RowGroupSize, StreamWriter};
+use crate::handler::{Output, write_budget};
+use crate::partition::{Layout, PartitionBy, too_many};
 use crate::schema::{self, Inference};
 use crate::source::{Chunk, Reader, Source};
-use crate::store::{Opened, PART_BYTES, S3Store, Stored, Transaction, not_removed};
-use crate::target::Codec;
-use crate::target::Target;
+use crate::store::{Opened, PART_BYTES, S3Store, Transaction, with_leftovers};
+use crate::target::{Codec, Target};
+
+/// What the open files of a partitioned stream may hold in memory before the largest is
+/// closed (see the module docs).
+pub const PARTITIONS_MEMORY: usize = 32 << 20;
 
 /// What converting one source object asks for.
 pub struct Job<'a> {
@@ -33,23 +45,24 @@ pub struct Job<'a> {
     pub targets: &'a [Target],
     pub schema: Option<SchemaRef>,
     pub unknown_keys: UnknownKeys,
-    pub dry_run: bool,
+    pub partitioning: Partitioning<'a>,
     pub deadline: Option<SystemTime>,
     pub row_group_rows: usize,
 }
 
-/// What was read and written.
+/// What was read and converted.
 #[derive(Debug)]
 pub struct Streamed {
+    /// The rows' schema (with the partition columns).
     pub schema: SchemaRef,
+    pub layout: Option<Layout>,
     pub rows: usize,
     /// The object read: its URI, stored size and ETag.
     pub uri: String,
     pub bytes: u64,
     pub etag: Option<String>,
-    /// Per target, in order: the key, the object's size and what S3 stored (default in a dry
-    /// run).
-    pub objects: Vec<(String, usize, Stored)>,
+    /// Every object, in the order added to the transaction (`stored` still empty).
+    pub objects: Vec<Output>,
 }
 
 /// The id in a source object's output keys: derived from what the object is (bucket, key,
@@ -82,13 +95,18 @@ pub fn identity(bucket: &str, key: &str, version_id: Option<&str>, etag: Option<
     )
 }
 
-/// Converts `job.source` to one object per target, all or none.
+/// Converts `job.source` to its objects, added to `transaction` (`None` for a dry run) with
+/// their last bytes but not committed: the caller commits, with whatever else it converts.
 ///
 /// # Errors
 /// `SourceNotFound`/`SourceReadFailed` from S3; `InvalidEvent` naming the source and the line
-/// (NDJSON) or row (JSON) for bad content; `S3WriteFailed` after which nothing of this
-/// object's output is left (or what could not be removed is named).
-pub async fn convert(store: &S3Store, job: Job<'_>) -> Result<Streamed, Error> {
+/// (NDJSON) or row (JSON) for bad content; `S3WriteFailed`. After any error, nothing this
+/// call added is left in the transaction or in S3 (or what could not be removed is named).
+pub async fn convert(
+    store: &S3Store,
+    job: Job<'_>,
+    mut transaction: Option<&mut Transaction<'_>>,
+) -> Result<Streamed, Error> {
     let source = job.source;
     let first = store
         .open(
@@ -104,24 +122,12 @@ pub async fn convert(store: &S3Store, job: Job<'_>) -> Result<Streamed, Error> {
         first.version_id.as_deref(),
         first.etag.as_deref(),
     );
-    let keys = job
-        .targets
-        .iter()
-        .enumerate()
-        .map(|(i, t)| t.object_key(i, &id))
-        .collect::<Result<Vec<_>, _>>()?;
     let (uri, bytes, etag, version) = (
         first.uri.clone(),
         first.size,
         first.etag.clone(),
         first.version_id.clone(),
     );
-    let objects: Vec<(String, String)> = job
-        .targets
-        .iter()
-        .zip(&keys)
-        .map(|(t, k)| (t.prefix.bucket.clone(), k.clone()))
-        .collect();
     let declared = match &job.schema {
         Some(declared) => {
             schema::check_names(declared.fields()).map_err(|e| about(&uri, e))?;
@@ -129,7 +135,7 @@ pub async fn convert(store: &S3Store, job: Job<'_>) -> Result<Streamed, Error> {
         }
         None => None,
     };
-    let mut read = one_read(store, &job, &objects, first, declared).await?;
+    let mut read = one_read(&job, &id, transaction.as_deref_mut(), first, declared).await?;
     if let Read::Inferred(inference) = read {
         // A later chunk changed the types: convert again, on the types of every row.
         let inferred = inference.finish().map_err(|e| about(&uri, e))?;
@@ -142,29 +148,19 @@ pub async fn convert(store: &S3Store, job: Job<'_>) -> Result<Streamed, Error> {
                 etag.as_deref(),
             )
             .await?;
-        read = one_read(store, &job, &objects, again, Some(inferred)).await?;
+        read = one_read(&job, &id, transaction, again, Some(inferred)).await?;
     }
-    let Read::Converted(Converted {
-        schema,
-        rows,
-        sizes,
-        stored,
-    }) = read
-    else {
+    let Read::Converted(converted) = read else {
         unreachable!("a read with its schema known converts or fails")
     };
     Ok(Streamed {
-        schema,
-        rows,
+        schema: converted.schema,
+        layout: converted.layout,
+        rows: converted.rows,
         uri,
         bytes,
         etag,
-        objects: keys
-            .into_iter()
-            .zip(sizes)
-            .zip(stored)
-            .map(|((key, size), stored)| (key, size, stored))
-            .collect(),
+        objects: converted.objects,
     })
 }
 
@@ -230,7 +226,8 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
 
 /// What one read of the object came to.
 enum Read {
-    /// Every row converted and every object made visible (or described, in a dry run).
+    /// Every row converted and every object given its last bytes (or described, in a dry
+    /// run).
     Converted(Converted),
     /// A later chunk changed the types the conversion started on: nothing of it is left in
     /// S3, and here are the types of every row.
@@ -239,38 +236,50 @@ enum Read {
 
 struct Converted {
     schema: SchemaRef,
+    layout: Option<Layout>,
     rows: usize,
-    /// Each target's object size.
-    sizes: Vec<usize>,
-    stored: Vec<Stored>,
+    objects: Vec<Output>,
 }
 
-/// One read of the object converted into a transaction of its own, on `schema`, or without
-/// one on the types of its first chunk while they hold (see the module docs). Whatever does
-/// not end `Converted` leaves nothing in S3.
+/// One read of the object converted into `transaction`, on `schema`, or without one on the
+/// types of its first chunk while they hold (see the module docs). Whatever does not end
+/// `Converted` leaves nothing of this read in the transaction or in S3.
 async fn one_read(
-    store: &S3Store,
     job: &Job<'_>,
-    objects: &[(String, String)],
+    id: &str,
+    transaction: Option<&mut Transaction<'_>>,
     opened: Opened,
     schema: Option<SchemaRef>,
 ) -> Result<Read, Error> {
-    let mut transaction = Transaction::new(store, objects.to_vec());
+    let mark = transaction.as_ref().map_or(0, |t| t.len());
     let mut write = Write {
         job,
-        transaction: (!job.dry_run).then_some(&mut transaction),
-        sizes: vec![0; objects.len()],
+        id,
+        settings: Arc::new(Settings {
+            unknown_keys: job.unknown_keys,
+            codecs: job.targets.iter().map(|t| t.codec).collect(),
+            row_group: RowGroupSize::streamed(job.row_group_rows),
+            partition_by: job.partitioning.by.cloned(),
+            max_partitions: job.partitioning.max,
+            partitions_memory: PARTITIONS_MEMORY,
+        }),
+        transaction,
+        objects: Vec::new(),
+        files: HashMap::new(),
         progress: Progress {
             guess: schema.is_none().then(Guess::default),
             schema,
-            writer: None,
+            ..Progress::default()
         },
     };
     let result = write.all(opened).await;
-    if job.dry_run || matches!(result, Ok(Read::Converted(_))) {
+    let Some(transaction) = write.transaction else {
+        return result;
+    };
+    if matches!(result, Ok(Read::Converted(_))) {
         return result;
     }
-    let left = transaction.abort().await;
+    let left = transaction.abort_from(mark).await;
     match result {
         Err(e) => Err(with_leftovers(e, &left)),
         Ok(_) if !left.is_empty() => Err(with_leftovers(
@@ -283,23 +292,46 @@ async fn one_read(
     }
 }
 
+/// What every chunk of one read is converted with (shared with the blocking threads).
+struct Settings {
+    unknown_keys: UnknownKeys,
+    codecs: Vec<Codec>,
+    row_group: RowGroupSize,
+    partition_by: Option<PartitionBy>,
+    max_partitions: usize,
+    /// [`PARTITIONS_MEMORY`] (smaller in tests).
+    partitions_memory: usize,
+}
+
 /// The rows built, encoded and uploaded as the object is read.
 struct Write<'j, 't, 's> {
     job: &'j Job<'j>,
+    id: &'j str,
+    settings: Arc<Settings>,
     /// `None` in a dry run.
     transaction: Option<&'t mut Transaction<'s>>,
-    /// Bytes of each target's object so far.
-    sizes: Vec<usize>,
+    /// Every object so far, in the transaction's order.
+    objects: Vec<Output>,
+    /// The first of the objects (one per target) of each (partition, file).
+    files: HashMap<(usize, usize), usize>,
     progress: Progress,
 }
 
 impl Write<'_, '_, '_> {
-    /// Every chunk of the object, then the files closed and the objects made visible.
+    /// Every chunk of the object, then the files closed and given to the transaction.
     async fn all(&mut self, opened: Opened) -> Result<Read, Error> {
         let uri = opened.uri.clone();
         let mut chunks = Chunks::start(opened, self.job.source)?;
         while let Some(chunk) = chunks.next(self.job.deadline, &uri).await? {
-            self.chunk(chunk, &uri).await?;
+            let settings = self.settings.clone();
+            let mut progress = std::mem::take(&mut self.progress);
+            let (progress, ready) = blocking(move || {
+                let ready = progress.append(chunk, &settings);
+                (progress, ready)
+            })
+            .await;
+            self.progress = progress;
+            self.send(ready.map_err(|e| about(&uri, e))?, &uri).await?;
         }
         let no_rows = || {
             Error::InvalidEvent(format!(
@@ -314,70 +346,69 @@ impl Write<'_, '_, '_> {
                 return Ok(Read::Inferred(guess.inference));
             }
         }
-        let (Some(writer), Some(schema)) =
-            (self.progress.writer.take(), self.progress.schema.take())
+        let Some(schema) = self
+            .progress
+            .schema
+            .take()
+            .filter(|_| !self.progress.partitions.is_empty())
         else {
             return Err(no_rows());
         };
-        let rows = writer.rows();
-        let tails = writer.finish().map_err(|e| about(&uri, e))?;
-        let last: Vec<Bytes> = self
-            .job
-            .targets
-            .iter()
-            .map(|t| {
-                tails
-                    .iter()
-                    .find(|(c, _)| *c == t.codec)
-                    .map(|(_, b)| b.clone())
-                    .expect("every target's codec was written")
-            })
-            .collect();
-        for (size, tail) in self.sizes.iter_mut().zip(&last) {
-            *size += tail.len();
-        }
-        let stored = match self.transaction.as_mut() {
-            None => vec![Stored::default(); last.len()],
-            Some(transaction) => {
-                let budget = write_budget(self.job.deadline, SystemTime::now())?;
-                transaction.commit(last, budget).await?
-            }
-        };
+        let last = self.progress.close_all().map_err(|e| about(&uri, e))?;
+        self.send(last, &uri).await?;
         Ok(Read::Converted(Converted {
             schema,
-            rows,
-            sizes: self.sizes.clone(),
-            stored,
+            layout: self.progress.layout.take(),
+            rows: self
+                .objects
+                .iter()
+                .filter(|o| o.target == 0)
+                .map(|o| o.rows)
+                .sum(),
+            objects: std::mem::take(&mut self.objects),
         }))
     }
 
-    /// One chunk through [`Progress::append`] on a blocking thread; parts uploaded where they
-    /// are ready.
-    async fn chunk(&mut self, chunk: Chunk, uri: &str) -> Result<(), Error> {
-        let unknown_keys = self.job.unknown_keys;
-        let codecs: Vec<_> = self.job.targets.iter().map(|t| t.codec).collect();
-        let row_group = RowGroupSize::streamed(self.job.row_group_rows);
-        let mut progress = std::mem::take(&mut self.progress);
-        let (progress, parts) = blocking(move || {
-            let parts = progress.append(chunk, unknown_keys, &codecs, row_group);
-            (progress, parts)
-        })
-        .await;
-        self.progress = progress;
-        for (codec, part) in parts.map_err(|e| about(uri, e))? {
+    /// Bytes that are ready to every target of their codec: each object is added to the
+    /// transaction with its first bytes, its parts uploaded, its last bytes handed over.
+    async fn send(&mut self, ready: Vec<Ready>, uri: &str) -> Result<(), Error> {
+        for bytes in ready {
+            let first = match self.files.get(&(bytes.partition, bytes.file)) {
+                Some(&first) => first,
+                None => {
+                    let first = self.objects.len();
+                    let path = &self.progress.partitions[bytes.partition].path;
+                    for (index, target) in self.job.targets.iter().enumerate() {
+                        let key = target.object_key(index, path, self.id, bytes.file)?;
+                        if let Some(transaction) = self.transaction.as_mut() {
+                            transaction.add(target.prefix.bucket.clone(), key.clone());
+                        }
+                        self.objects.push(Output::new(index, path, key));
+                    }
+                    self.files.insert((bytes.partition, bytes.file), first);
+                    first
+                }
+            };
             for (index, target) in self.job.targets.iter().enumerate() {
-                if target.codec != codec {
+                if target.codec != bytes.codec {
                     continue;
                 }
-                self.sizes[index] += part.len();
-                if let Some(transaction) = self.transaction.as_mut() {
-                    within(
-                        self.job.deadline,
-                        uri,
-                        transaction.part(index, part.clone()),
-                    )
-                    .await?;
+                let object = &mut self.objects[first + index];
+                object.bytes += bytes.bytes.len();
+                if let Some(rows) = bytes.closed {
+                    object.rows = rows;
                 }
+                let Some(transaction) = self.transaction.as_mut() else {
+                    continue;
+                };
+                let (body, closed) = (bytes.bytes.clone(), bytes.closed.is_some());
+                let send = async {
+                    match closed {
+                        true => transaction.last(first + index, body).await,
+                        false => transaction.part(first + index, body).await,
+                    }
+                };
+                within(self.job.deadline, uri, send).await?;
             }
         }
         Ok(())
@@ -393,31 +424,45 @@ struct Guess {
     changed: bool,
 }
 
+/// One partition's files (the only one, without `partition_by`).
+struct Files {
+    /// `dt=2024-01-01/`, or empty.
+    path: String,
+    /// The file being written, if one is open.
+    writer: Option<StreamWriter>,
+    /// Its number (`c000`, `c001`): how many of the partition's files were closed before it.
+    file: usize,
+}
+
 /// What the conversion carries from chunk to chunk (to the blocking thread and back).
 #[derive(Default)]
 struct Progress {
-    /// The files, from the first rows converted on.
-    writer: Option<StreamWriter>,
     /// The types converted to: declared, or those of the first chunk.
     schema: Option<SchemaRef>,
+    /// `partition_by` checked against `schema`.
+    layout: Option<Layout>,
     /// Without a declared schema, the inference over every row so far.
     guess: Option<Guess>,
+    /// Every partition met, in order, and its index there.
+    partitions: Vec<Files>,
+    index: HashMap<String, usize>,
 }
 
-/// Finished bytes ready to go up, by codec.
-type Parts = Vec<(Codec, Bytes)>;
+/// Bytes of one file ready to go up.
+struct Ready {
+    partition: usize,
+    file: usize,
+    codec: Codec,
+    bytes: Bytes,
+    /// `Some(rows)` for the file's last bytes.
+    closed: Option<usize>,
+}
 
 impl Progress {
     /// `chunk`'s rows inferred (without a declared schema), then, while the types hold, built
-    /// into Arrow and appended to every file (started on the first rows, whose values choose
-    /// the encodings): the parts now ready.
-    fn append(
-        &mut self,
-        chunk: Chunk,
-        unknown_keys: UnknownKeys,
-        codecs: &[Codec],
-        row_group: RowGroupSize,
-    ) -> Result<Parts, Error> {
+    /// into Arrow, split into partitions, and appended to their files (each started on its
+    /// first rows, whose values choose the encodings): the bytes now ready.
+    fn append(&mut self, chunk: Chunk, settings: &Settings) -> Result<Vec<Ready>, Error> {
         let tape = chunk.rows()?;
         if tape.is_empty() {
             return Ok(Vec::new());
@@ -426,19 +471,23 @@ impl Progress {
             guess.inference.add(&tape)?;
             guess.rows += tape.len();
             if !guess.changed {
-                // Types that cannot be written yet (an empty-object column, a name clash)
-                // may still be settled by later rows: a change too.
-                let now = guess
-                    .inference
-                    .finish()
-                    .ok()
-                    .filter(|s| schema::check_names(s.fields()).is_ok());
+                // Types that cannot be written yet (an empty-object column, a name clash, a
+                // partition column not met yet) may still be settled by later rows: a change
+                // too.
+                let now = guess.inference.finish().ok().filter(|s| {
+                    schema::check_names(s.fields()).is_ok()
+                        && settings
+                            .partition_by
+                            .as_ref()
+                            .is_none_or(|by| by.layout(s).is_ok())
+                });
                 match (now, &self.schema) {
                     (Some(now), None) => self.schema = Some(now),
                     (Some(now), Some(started)) if now == *started => {}
                     _ => {
                         guess.changed = true;
-                        self.writer = None;
+                        self.partitions.clear();
+                        self.index.clear();
                     }
                 }
             }
@@ -447,17 +496,114 @@ impl Progress {
             }
         }
         let schema = self.schema.clone().expect("declared, or the first chunk's");
-        let batches = columns::build(&tape, schema, unknown_keys)?;
-        drop(tape);
-        let writer = match &mut self.writer {
-            Some(writer) => writer,
-            None => self
-                .writer
-                .insert(StreamWriter::new(&batches[0], codecs, row_group)?),
+        if let (None, Some(by)) = (&self.layout, &settings.partition_by) {
+            self.layout = Some(by.layout(&schema)?);
+        }
+        let batches = columns::build(&tape, schema, settings.unknown_keys)?;
+        let parts: Vec<(String, Vec<RecordBatch>)> = match &self.layout {
+            None => vec![(String::new(), batches)],
+            Some(layout) => layout
+                .split(&batches, settings.max_partitions, |i| tape.row_ref(i))?
+                .into_iter()
+                .map(|part| (part.path, vec![part.batch]))
+                .collect(),
         };
-        writer.write(&batches)?;
-        drop(batches);
-        writer.take_ready(PART_BYTES)
+        drop(tape);
+        let mut ready = Vec::new();
+        for (path, batches) in parts {
+            let partition = match self.index.get(&path) {
+                Some(&partition) => partition,
+                None if self.index.len() == settings.max_partitions => {
+                    return Err(too_many(settings.max_partitions));
+                }
+                None => {
+                    self.index.insert(path.clone(), self.partitions.len());
+                    self.partitions.push(Files {
+                        path,
+                        writer: None,
+                        file: 0,
+                    });
+                    self.partitions.len() - 1
+                }
+            };
+            let files = &mut self.partitions[partition];
+            let writer = match &mut files.writer {
+                Some(writer) => writer,
+                None => files.writer.insert(StreamWriter::new(
+                    &batches[0],
+                    &settings.codecs,
+                    settings.row_group,
+                    self.layout.is_none(),
+                )?),
+            };
+            writer.write(&batches)?;
+            for (codec, bytes) in writer.take_ready(PART_BYTES)? {
+                ready.push(Ready {
+                    partition,
+                    file: files.file,
+                    codec,
+                    bytes,
+                    closed: None,
+                });
+            }
+        }
+        self.bound_memory(settings.partitions_memory, &mut ready)?;
+        Ok(ready)
+    }
+
+    /// Closes the largest open files while those of several partitions hold more than
+    /// `bound`.
+    fn bound_memory(&mut self, bound: usize, ready: &mut Vec<Ready>) -> Result<(), Error> {
+        let mut open: Vec<(usize, usize)> = self
+            .partitions
+            .iter()
+            .enumerate()
+            .filter_map(|(p, f)| f.writer.as_ref().map(|w| (w.memory(), p)))
+            .collect();
+        if open.len() < 2 {
+            return Ok(());
+        }
+        open.sort_unstable();
+        let mut total: usize = open.iter().map(|(memory, _)| memory).sum();
+        while total > bound {
+            let Some((memory, partition)) = open.pop() else {
+                break;
+            };
+            total -= memory;
+            ready.extend(self.close(partition)?);
+        }
+        Ok(())
+    }
+
+    /// Closes partition `partition`'s open file: its last bytes per codec.
+    fn close(&mut self, partition: usize) -> Result<Vec<Ready>, Error> {
+        let files = &mut self.partitions[partition];
+        let Some(writer) = files.writer.take() else {
+            return Ok(Vec::new());
+        };
+        let rows = writer.rows();
+        let file = files.file;
+        files.file += 1;
+        Ok(writer
+            .finish()?
+            .into_iter()
+            .map(|(codec, bytes)| Ready {
+                partition,
+                file,
+                codec,
+                bytes,
+                closed: Some(rows),
+            })
+            .collect())
+    }
+
+    /// Closes every open file.
+    fn close_all(&mut self) -> Result<Vec<Ready>, Error> {
+        let mut ready = Vec::new();
+        for partition in 0..self.partitions.len() {
+            ready.extend(self.close(partition)?);
+        }
+        Ok(ready)
     }
 }
 
@@ -488,16 +634,83 @@ async fn within<T>(
     }
 }
 
-/// `e`, naming what the clean-up after it could not remove.
-fn with_leftovers(e: Error, left: &[String]) -> Error {
-    if left.is_empty() {
-        return e;
-    }
-    let kept = not_removed(left);
-    match e {
-        Error::S3WriteFailed(m) => Error::S3WriteFailed(m + &kept),
-        Error::InvalidEvent(m) => Error::InvalidEvent(m + &kept),
-        Error::SourceReadFailed(m) => Error::SourceReadFailed(m + &kept),
-        other => other,
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{Compression, Format};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    #[test]
+    fn past_the_memory_bound_the_largest_files_close_and_their_partitions_start_new_ones() {
+        let rows = 100_000;
+        let text: String = (0..rows)
+            .map(|i| {
+                format!(
+                    "{{\"i\": {i}, \"p\": \"k{}\", \"pad\": \"{i:050}\"}}\n",
+                    i % 4
+                )
+            })
+            .collect();
+        let mut reader = Reader::new(Format::Ndjson, Compression::None).unwrap();
+        let mut chunks = reader.push(text.as_bytes()).unwrap();
+        chunks.extend(reader.finish().unwrap());
+        assert!(chunks.len() >= 3, "{} chunks", chunks.len());
+        let settings = Settings {
+            unknown_keys: UnknownKeys::default(),
+            codecs: vec![Codec::Snappy, Codec::Uncompressed],
+            row_group: RowGroupSize::streamed(1_000_000),
+            partition_by: Some(PartitionBy::parse(r#"["p"]"#).unwrap()),
+            max_partitions: 4,
+            partitions_memory: 256 << 10,
+        };
+        let mut progress = Progress {
+            guess: Some(Guess::default()),
+            ..Progress::default()
+        };
+        let mut ready = Vec::new();
+        for chunk in chunks {
+            ready.extend(progress.append(chunk, &settings).unwrap());
+        }
+        ready.extend(progress.close_all().unwrap());
+        // Each file's bytes in order, by (partition, file), for one codec.
+        let mut files: std::collections::BTreeMap<(usize, usize), (Vec<u8>, Option<usize>)> =
+            Default::default();
+        for r in ready.iter().filter(|r| r.codec == Codec::Snappy) {
+            let file = files.entry((r.partition, r.file)).or_default();
+            assert!(file.1.is_none(), "no bytes after a file's last");
+            file.0.extend_from_slice(&r.bytes);
+            file.1 = r.closed;
+        }
+        let mut per_partition = [0usize; 4];
+        let mut seen = Vec::new();
+        for ((partition, file), (bytes, closed)) in files {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes)).unwrap();
+            assert_eq!(reader.schema().fields().len(), 2, "`p` is left out");
+            let read: usize = reader
+                .build()
+                .unwrap()
+                .map(|b| {
+                    let b = b.unwrap();
+                    let i = b
+                        .column(0)
+                        .as_any()
+                        .downcast_ref::<arrow_array::Int64Array>()
+                        .unwrap();
+                    seen.extend(i.values().iter().copied());
+                    b.num_rows()
+                })
+                .sum();
+            assert_eq!(Some(read), closed, "partition {partition} file {file}");
+            per_partition[partition] += read;
+        }
+        assert_eq!(per_partition, [rows / 4; 4]);
+        seen.sort_unstable();
+        assert!(seen.into_iter().eq(0..rows as i64), "every row once");
+        let files_per_partition: Vec<usize> = progress.partitions.iter().map(|f| f.file).collect();
+        assert!(
+            files_per_partition.iter().all(|&n| n >= 2),
+            "{files_per_partition:?}"
+        );
+        assert_eq!(progress.partitions[0].path, "p=k0/");
     }
 }

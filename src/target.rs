@@ -187,15 +187,23 @@ pub struct Target {
 const MAX_KEY_BYTES: usize = 1024;
 
 impl Target {
-    /// `<prefix>part-00000-<id>-c000<suffix>`: Spark's naming for a single-partition write.
-    /// `id` makes a retried invocation overwrite its own objects: the request id for inline
-    /// rows, the source object's identity for a source.
+    /// `<prefix><partition>part-00000-<id>-c<file><suffix>`: Spark's naming for a task's
+    /// files, `partition` being the Hive folders (`dt=2024-01-01/`, or empty) and `file`
+    /// counting a partition's files (`c000`, `c001`). `id` makes a retried invocation
+    /// overwrite its own objects: the request id for inline rows, the source object's identity
+    /// for a source.
     ///
     /// # Errors
     /// `InvalidTarget` when the key would be longer than S3 allows (`index` names the target).
-    pub fn object_key(&self, index: usize, id: &str) -> Result<String, Error> {
+    pub fn object_key(
+        &self,
+        index: usize,
+        partition: &str,
+        id: &str,
+        file: usize,
+    ) -> Result<String, Error> {
         let key = format!(
-            "{}part-00000-{id}-c000{}",
+            "{}{partition}part-00000-{id}-c{file:03}{}",
             self.prefix.key_prefix,
             self.codec.file_suffix()
         );

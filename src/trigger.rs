@@ -7,8 +7,10 @@
 //!    (`aws:sqs`; each message body is detected again, on its own);
 //! 3. an object with `detail-type`: an EventBridge event; `aws.s3` `Object Created` is a
 //!    source, any other's `detail` must be this function's own event;
-//! 4. `"Event": "s3:TestEvent"`: S3's test message when a notification is configured;
-//! 5. anything else: refused as this function's own event would be (naming the unknown field).
+//! 4. an object with `Items`: a Step Functions Distributed Map batch of objects listed by its
+//!    S3 item reader, whose `BatchInput` holds the bucket and the event's optional fields;
+//! 5. `"Event": "s3:TestEvent"`: S3's test message when a notification is configured;
+//! 6. anything else: refused as this function's own event would be (naming the unknown field).
 
 use serde::Deserialize;
 
@@ -123,6 +125,9 @@ pub fn detect(bytes: &[u8]) -> Result<Trigger<'_>, Error> {
     if fields.get("detail-type").is_some() {
         return eventbridge(&fields);
     }
+    if let Some(items) = fields.get("Items") {
+        return batch(items, fields.get("BatchInput"));
+    }
     if fields.string("Event").as_deref() == Some("s3:TestEvent") {
         return Ok(Trigger::Test);
     }
@@ -192,6 +197,40 @@ fn records_of(raw: &str) -> Result<Trigger<'static>, Error> {
             "records from `{other}` are not converted (expected aws:s3 or aws:sqs)"
         ))),
     }
+}
+
+/// An item of a Distributed Map batch from `arn:aws:states:::s3:listObjectsV2` (only the
+/// field read here; `Etag`, `Size`, `LastModified` and `StorageClass` come too).
+#[derive(Deserialize)]
+struct MapItem {
+    #[serde(rename = "Key")]
+    key: String,
+}
+
+/// A Distributed Map batch: its `Items`' objects in the bucket its `BatchInput` names. Folder
+/// markers (keys ending in `/`, which the listing includes) are skipped.
+fn batch<'a>(items: &str, input: Option<&'a str>) -> Result<Trigger<'a>, Error> {
+    let items: Vec<MapItem> = serde_json::from_str(items).map_err(|e| {
+        Error::InvalidEvent(format!(
+            "`Items` must be the Distributed Map's list of objects, each with its `Key`: {e}"
+        ))
+    })?;
+    let input = input.ok_or_else(|| {
+        Error::InvalidEvent(
+            "a Distributed Map batch needs a `BatchInput` with the `bucket` (and the targets)"
+                .into(),
+        )
+    })?;
+    let keys = items
+        .into_iter()
+        .map(|item| item.key)
+        .filter(|key| !key.ends_with('/'))
+        .collect();
+    let within = |e: Error| e.within("in `BatchInput`");
+    Fields::read(input.as_bytes())
+        .and_then(|fields| fields.into_batch(keys))
+        .map(Trigger::Event)
+        .map_err(within)
 }
 
 /// An EventBridge event: S3's `Object Created`, or a custom event whose `detail` is this

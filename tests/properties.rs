@@ -6,7 +6,7 @@ mod common;
 
 use common::{read_parquet, same_data};
 use proptest::prelude::*;
-use rows_to_parquet::encode::rows_to_parquet;
+use rows_to_parquet::encode::{Partitioning, rows_to_parquet};
 use rows_to_parquet::event;
 use rows_to_parquet::target::Codec;
 use serde_json::{Map, Value, json};
@@ -77,7 +77,14 @@ fn convert(rows: &[Value]) -> Result<Vec<(Codec, bytes::Bytes)>, rows_to_parquet
     let body = json!({ "rows": rows }).to_string();
     let event = event::parse(body.as_bytes())?;
     let rows = event.input.rows().expect("inline rows");
-    Ok(rows_to_parquet(rows, event.schema, event.unknown_keys, &Codec::ALL)?.files)
+    let mut encoded = rows_to_parquet(
+        rows,
+        event.schema,
+        event.unknown_keys,
+        &Codec::ALL,
+        Partitioning::NONE,
+    )?;
+    Ok(encoded.partitions.remove(0).files)
 }
 
 proptest! {

@@ -1,0 +1,272 @@
+//! `partition_by` and Distributed Map batches end to end against the embedded S3 server: Hive
+//! folders per partition and target, the partition columns left out of the files, one
+//! all-or-nothing write, and batches of objects converted together.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{LocalS3, invocation, read_parquet};
+use rows_to_parquet::handler::{Reply, Response};
+use serde_json::{Value, json};
+
+const IN: &str = "in-bucket";
+const OUT: &str = "out-bucket";
+
+fn targets() -> Value {
+    json!([
+        {"prefix": "s3://out-bucket/out/parquet/", "compression": "uncompressed"},
+        {"prefix": "s3://out-bucket/out/parquet-snappy/", "compression": "snappy"}
+    ])
+}
+
+fn rows() -> Vec<Value> {
+    vec![
+        json!({"dt": "2024-01-01", "region": "eu", "n": 1, "name": "a"}),
+        json!({"dt": "2024-01-02", "region": "us/east", "n": 2, "name": "b"}),
+        json!({"dt": "2024-01-01", "region": "eu", "n": 3, "name": "c"}),
+        json!({"dt": null, "region": "", "n": 4, "name": "d"}),
+    ]
+}
+
+async fn run(
+    s3: &LocalS3,
+    vars: &[(&str, &str)],
+    body: &Value,
+    id: &str,
+) -> Result<Reply, rows_to_parquet::Error> {
+    s3.function(vars)
+        .handle(invocation(&body.to_string(), id))
+        .await
+}
+
+/// Every object's rows read back, by key, with the partition's values put back as columns.
+async fn read_back(s3: &LocalS3, response: &Response) -> BTreeMap<String, Vec<Value>> {
+    let mut out = BTreeMap::new();
+    for object in &response.objects {
+        let (bytes, _) = s3.get(&object.bucket, &object.key).await;
+        assert_eq!(bytes.len(), object.bytes, "{}", object.key);
+        let (rows, _) = read_parquet(bytes);
+        assert_eq!(rows.len(), object.rows, "{}", object.key);
+        out.insert(object.key.clone(), rows);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_rows_go_to_one_hive_folder_per_partition_and_target_without_their_columns() {
+    let s3 = LocalS3::start(&[OUT]).await;
+    let body = json!({"rows": rows(), "targets": targets(), "partition_by": ["dt", "region"]});
+    let response = run(&s3, &[], &body, "req-1")
+        .await
+        .unwrap()
+        .converted()
+        .unwrap();
+    assert_eq!(response.rows, 4);
+    let folders: Vec<(&str, &str, usize)> = response
+        .objects
+        .iter()
+        .map(|o| (o.partition.as_deref().unwrap(), o.compression, o.rows))
+        .collect();
+    let default = "dt=__HIVE_DEFAULT_PARTITION__/region=__HIVE_DEFAULT_PARTITION__";
+    assert_eq!(
+        folders,
+        [
+            ("dt=2024-01-01/region=eu", "uncompressed", 2),
+            ("dt=2024-01-01/region=eu", "snappy", 2),
+            ("dt=2024-01-02/region=us%2Feast", "uncompressed", 1),
+            ("dt=2024-01-02/region=us%2Feast", "snappy", 1),
+            (default, "uncompressed", 1),
+            (default, "snappy", 1),
+        ]
+    );
+    assert_eq!(
+        response.objects[3].key,
+        "out/parquet-snappy/dt=2024-01-02/region=us%2Feast/part-00000-req-1-c000.snappy.parquet"
+    );
+    let mut keys: Vec<String> = response.objects.iter().map(|o| o.key.clone()).collect();
+    keys.sort();
+    assert_eq!(s3.keys(OUT).await, keys);
+    let back = read_back(&s3, &response).await;
+    let eu = &back["out/parquet/dt=2024-01-01/region=eu/part-00000-req-1-c000.parquet"];
+    assert_eq!(
+        eu,
+        &vec![json!({"n": 1, "name": "a"}), json!({"n": 3, "name": "c"})]
+    );
+    // The same invocation again overwrites its own objects.
+    run(&s3, &[], &body, "req-1").await.unwrap();
+    assert_eq!(s3.keys(OUT).await, keys);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_lists_every_key_and_a_partitioned_table_and_writes_nothing() {
+    let s3 = LocalS3::start(&[OUT]).await;
+    let body = json!({"rows": rows(), "targets": targets(), "partition_by": ["dt"],
+                      "schema": "dt DATE, region STRING, n INT, name STRING", "dry_run": true});
+    let response = run(&s3, &[], &body, "req-2")
+        .await
+        .unwrap()
+        .converted()
+        .unwrap();
+    assert!(response.dry_run);
+    assert_eq!(response.objects.len(), 6);
+    assert!(s3.keys(OUT).await.is_empty());
+    let ddl: Vec<&str> = response
+        .objects
+        .iter()
+        .filter_map(|o| o.athena_ddl.as_deref())
+        .collect();
+    assert_eq!(ddl.len(), 2, "one table per target");
+    assert!(ddl[1].contains("`parquet_snappy` (\n  region string,\n  n int,\n  name string\n)\nPARTITIONED BY (\n  dt date\n)"), "{}", ddl[1]);
+    let schema = response.schema.as_ref().unwrap();
+    assert_eq!(schema.ddl, "dt DATE, region STRING, n INT, name STRING");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_partitioning_is_invalid_event_and_writes_nothing() {
+    let s3 = LocalS3::start(&[OUT]).await;
+    for (by, vars, word) in [
+        (
+            json!(["missing"]),
+            &[][..],
+            "column `missing` is not a column",
+        ),
+        (
+            json!(["n", "dt", "region", "name"]),
+            &[],
+            "names every column",
+        ),
+        (
+            json!(["name"]),
+            &[("MAX_PARTITIONS", "3")][..],
+            "more than MAX_PARTITIONS (3)",
+        ),
+        (json!("dt"), &[], "must be an array"),
+    ] {
+        let body = json!({"rows": rows(), "targets": targets(), "partition_by": by});
+        let e = run(&s3, vars, &body, "req-3").await.unwrap_err();
+        assert_eq!(e.error_type(), "InvalidEvent", "{by}: {e}");
+        assert!(e.to_string().contains(word), "{by}: {e}");
+    }
+    let body =
+        json!({"rows": [{"d": {"x": 1}, "v": 1}], "targets": targets(), "partition_by": ["d"]});
+    let e = run(&s3, &[], &body, "req-3").await.unwrap_err();
+    assert!(
+        e.to_string().contains("column `d` is STRUCT<x: BIGINT>"),
+        "{e}"
+    );
+    assert!(s3.keys(OUT).await.is_empty());
+}
+
+/// `n` rows of NDJSON whose partition column `dt` is null in the first `nulls` rows.
+fn ndjson(n: usize, nulls: usize) -> String {
+    (0..n)
+        .map(|i| {
+            let dt = if i < nulls {
+                Value::Null
+            } else {
+                json!(format!("2024-01-0{}", i % 3 + 1))
+            };
+            format!("{}\n", json!({"i": i, "dt": dt, "pad": "x".repeat(40)}))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_is_partitioned_as_it_streams_even_when_the_types_change_late() {
+    let s3 = LocalS3::start(&[IN, OUT]).await;
+    // 3 MB: the first 2 MiB chunk has no `dt` value at all (a null column), the rest do.
+    let rows = 45_000;
+    s3.put(IN, "in/a.ndjson", ndjson(rows, 35_000), None).await;
+    let body = json!({"source": {"uri": "s3://in-bucket/in/a.ndjson"}, "targets": targets(), "partition_by": ["dt"]});
+    let response = run(&s3, &[], &body, "req-4")
+        .await
+        .unwrap()
+        .converted()
+        .unwrap();
+    assert_eq!(response.rows, rows);
+    let mut partitions: Vec<&str> = response
+        .objects
+        .iter()
+        .step_by(2)
+        .map(|o| o.partition.as_deref().unwrap())
+        .collect();
+    partitions.sort_unstable();
+    assert_eq!(
+        partitions,
+        [
+            "dt=2024-01-01",
+            "dt=2024-01-02",
+            "dt=2024-01-03",
+            "dt=__HIVE_DEFAULT_PARTITION__"
+        ]
+    );
+    let back = read_back(&s3, &response).await;
+    let mut seen: Vec<i64> = back
+        .iter()
+        .filter(|(key, _)| key.starts_with("out/parquet-snappy/"))
+        .flat_map(|(_, rows)| {
+            rows.iter().map(|r| {
+                assert!(r.get("dt").is_none(), "the partition column is left out");
+                r["i"].as_i64().unwrap()
+            })
+        })
+        .collect();
+    seen.sort_unstable();
+    assert!(
+        seen.into_iter().eq(0..rows as i64),
+        "every row exactly once"
+    );
+    assert_eq!(s3.keys(OUT).await.len(), 8);
+    assert!(s3.uploads(OUT).await.is_empty());
+}
+
+/// A batch as Step Functions' Distributed Map delivers it from `s3:listObjectsV2`.
+fn map_batch(keys: &[&str], input: Value) -> Value {
+    let items: Vec<Value> = keys
+        .iter()
+        .map(|k| json!({"Etag": "\"e\"", "Key": k, "LastModified": 1732800000, "Size": 10, "StorageClass": "STANDARD"}))
+        .collect();
+    json!({"Items": items, "BatchInput": input})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_distributed_map_batch_converts_every_object_all_or_nothing() {
+    let s3 = LocalS3::start(&[IN, OUT]).await;
+    s3.put(IN, "in/a.ndjson", ndjson(10, 0), None).await;
+    s3.put(IN, "in/b.ndjson", ndjson(5, 0), None).await;
+    let input = json!({"bucket": IN, "targets": targets(), "partition_by": ["dt"]});
+    let body = map_batch(&["in/", "in/a.ndjson", "in/b.ndjson"], input.clone());
+    let Reply::Each { results } = run(&s3, &[], &body, "req-5").await.unwrap() else {
+        panic!("one result per object")
+    };
+    assert_eq!(results.iter().map(|r| r.rows).collect::<Vec<_>>(), [10, 5]);
+    assert_eq!(
+        results[1].source.as_ref().unwrap().uri,
+        "s3://in-bucket/in/b.ndjson"
+    );
+    let written = s3.keys(OUT).await;
+    assert_eq!(written.len(), 2 * (3 + 3));
+    // A retried batch overwrites its own output: the keys follow each object's identity.
+    run(&s3, &[], &body, "req-6").await.unwrap();
+    assert_eq!(s3.keys(OUT).await, written);
+
+    // One missing object fails the batch, and the other's output is not left behind.
+    let s3 = LocalS3::start(&[IN, OUT]).await;
+    s3.put(IN, "in/a.ndjson", ndjson(10, 0), None).await;
+    let body = map_batch(&["in/a.ndjson", "in/gone.ndjson"], input);
+    let e = run(&s3, &[], &body, "req-7").await.unwrap_err();
+    assert_eq!(e.error_type(), "SourceNotFound", "{e}");
+    assert!(s3.keys(OUT).await.is_empty());
+    assert!(s3.uploads(OUT).await.is_empty());
+
+    let e = run(
+        &s3,
+        &[],
+        &map_batch(&["in/a.ndjson"], json!({"targets": targets()})),
+        "req-8",
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("`BatchInput.bucket`"), "{e}");
+}
