@@ -30,6 +30,10 @@ pub enum Error {
     /// would trigger the function again on its own output.
     #[error("{0}")]
     RecursiveTrigger(String),
+    /// A job's commit found executions of its map run that failed or never finished: the
+    /// job is not whole, and no `_SUCCESS` marker was written.
+    #[error("{0}")]
+    JobIncomplete(String),
     /// S3 refused or failed a write; whatever this invocation wrote has been removed.
     #[error("{0}")]
     S3WriteFailed(String),
@@ -59,6 +63,7 @@ impl Error {
             Error::SourceNotFound(_) => "SourceNotFound",
             Error::SourceReadFailed(_) => "SourceReadFailed",
             Error::RecursiveTrigger(_) => "RecursiveTrigger",
+            Error::JobIncomplete(_) => "JobIncomplete",
             Error::S3WriteFailed(_) => "S3WriteFailed",
             Error::InvalidConfig(_) => "InvalidConfig",
         }

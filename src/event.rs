@@ -145,6 +145,30 @@ impl<'a> Fields<'a> {
             .filter(|raw| *raw != "null")
     }
 
+    /// # Errors
+    /// `InvalidEvent` naming the first field not in `allowed`, for an object (`what`) of a
+    /// fixed shape.
+    pub fn only(&self, allowed: &[&str], what: &str) -> Result<(), Error> {
+        match self
+            .others
+            .iter()
+            .find(|(name, _)| !allowed.contains(&name.as_ref()))
+        {
+            Some((unknown, _)) => Err(Error::InvalidEvent(format!(
+                "unknown field `{unknown}` in {what} (expected {})",
+                allowed
+                    .iter()
+                    .map(|f| format!("`{f}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+            None if self.rows.is_some() => {
+                Err(Error::InvalidEvent(format!("{what} has no `rows`")))
+            }
+            None => Ok(()),
+        }
+    }
+
     /// The value of a string field; `None` when absent or not a string.
     pub fn string(&self, name: &str) -> Option<String> {
         serde_json::from_str(self.get(name)?).ok()

@@ -12,6 +12,7 @@ use crate::columns::UnknownKeys;
 use crate::config::Config;
 use crate::encode::Partitioning;
 use crate::event::{Event, Input};
+use crate::job::{self, Commit};
 use crate::partition::Layout;
 use crate::rows::Rows;
 use crate::source::Source;
@@ -76,6 +77,21 @@ pub enum Reply {
     },
     /// Nothing to convert (S3's test event, or only records of deleted objects).
     Ignored { ignored: &'static str },
+    /// A job's commit step: the markers removed (`start`) or written (`finish`).
+    Committed {
+        phase: &'static str,
+        markers: Vec<Marker>,
+    },
+}
+
+/// A job's `_SUCCESS` marker in one target's folder.
+#[derive(Debug, Serialize)]
+pub struct Marker {
+    pub uri: String,
+    /// What the job wrote there (0 for `start`).
+    pub objects: usize,
+    pub rows: u64,
+    pub bytes: u64,
 }
 
 impl Reply {
@@ -249,6 +265,14 @@ impl Function {
             Ok(Reply::Ignored { ignored }) => {
                 tracing::info!(request_id, ignored, ms, "nothing to convert")
             }
+            Ok(Reply::Committed { phase, markers }) => tracing::info!(
+                request_id,
+                phase,
+                markers = ?markers.iter().map(|m| m.uri.as_str()).collect::<Vec<_>>(),
+                objects = ?markers.iter().map(|m| m.objects).collect::<Vec<_>>(),
+                ms,
+                "job commit"
+            ),
             Ok(Reply::Converted(response)) => log_written(request_id, response, ms),
             Ok(Reply::Each { results }) => {
                 for response in results {
@@ -336,6 +360,10 @@ impl Function {
             Trigger::Test => Ok(Reply::Ignored {
                 ignored: "s3:TestEvent",
             }),
+            Trigger::Commit { commit, targets } => {
+                let targets = self.config.resolve_targets(targets)?;
+                self.commit_job(commit, &targets, deadline).await
+            }
             Trigger::Sqs(_) => Err(Error::InvalidEvent(
                 "an SQS batch inside an SQS message".into(),
             )),
@@ -423,7 +451,7 @@ impl Function {
                 }
             }
         }
-        let mut stored = commit(&mut transaction, job.dry_run, deadline)
+        let mut stored = make_visible(&mut transaction, job.dry_run, deadline)
             .await?
             .into_iter();
         Ok(converted
@@ -506,13 +534,78 @@ impl Function {
     }
 }
 
+impl Function {
+    /// A job's commit step (see [`crate::job`]).
+    async fn commit_job(
+        &self,
+        commit: Commit,
+        targets: &[Target],
+        deadline: Option<SystemTime>,
+    ) -> Result<Reply, Error> {
+        let marker_of = |t: &Target| format!("{}{}", t.prefix.key_prefix, job::MARKER);
+        let Commit::Finish {
+            bucket,
+            key,
+            map_run,
+        } = commit
+        else {
+            let mut markers = Vec::new();
+            for target in targets {
+                self.store
+                    .delete(&target.prefix.bucket, &marker_of(target))
+                    .await?;
+                markers.push(Marker {
+                    uri: format!("{}{}", target.prefix, job::MARKER),
+                    objects: 0,
+                    rows: 0,
+                    bytes: 0,
+                });
+            }
+            return Ok(Reply::Committed {
+                phase: "start",
+                markers,
+            });
+        };
+        let manifest = self.store.read_all(&bucket, &key, RESULTS_LIMIT).await?;
+        let mut written = vec![job::Written::default(); targets.len()];
+        for file in job::succeeded_files(&manifest)? {
+            let text = self.store.read_all(&bucket, &file, RESULTS_LIMIT).await?;
+            job::add_results(&text, targets, &mut written)?;
+        }
+        let mut transaction = Transaction::new(&self.store);
+        for (target, written) in targets.iter().zip(&written) {
+            let index = transaction.add(target.prefix.bucket.clone(), marker_of(target));
+            let body = job::marker(written, map_run.as_deref());
+            transaction.last(index, body.into()).await?;
+        }
+        make_visible(&mut transaction, false, deadline).await?;
+        let markers = targets
+            .iter()
+            .zip(written)
+            .map(|(target, written)| Marker {
+                uri: format!("{}{}", target.prefix, job::MARKER),
+                objects: written.files.len(),
+                rows: written.rows,
+                bytes: written.bytes,
+            })
+            .collect();
+        Ok(Reply::Committed {
+            phase: "finish",
+            markers,
+        })
+    }
+}
+
+/// The most of a map run's manifest or results file read.
+const RESULTS_LIMIT: usize = 256 << 20;
+
 /// Makes every object of `transaction` visible (nothing in a dry run), within the time left;
 /// what S3 stored, in order.
 ///
 /// # Errors
 /// `S3WriteFailed` when too little time is left or a write fails; nothing of the transaction
 /// is then left in S3 (or what could not be removed is named).
-async fn commit(
+async fn make_visible(
     transaction: &mut Transaction<'_>,
     dry_run: bool,
     deadline: Option<SystemTime>,

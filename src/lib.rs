@@ -34,6 +34,8 @@
 //!   all-or-nothing commit and clean-up.
 //! - [`stream`]: a source object through reader, schema, columns and encoder into a
 //!   transaction of multipart uploads.
+//! - [`job`]: a Distributed Map job committed as a whole: the `_SUCCESS` marker from the map
+//!   run's results.
 //!
 //! Around them: [`config`] (environment variables, read once, and logging), [`memory`] (the
 //! allocator's settings for a small function), and [`Error`] (every failure, one variant per
@@ -47,6 +49,7 @@ pub mod encode;
 mod error;
 pub mod event;
 pub mod handler;
+pub mod job;
 pub mod json;
 pub mod memory;
 pub mod partition;

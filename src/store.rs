@@ -176,6 +176,48 @@ impl S3Store {
     }
 }
 
+impl S3Store {
+    /// The whole of a small object (a map run's results), at most `limit` bytes.
+    ///
+    /// # Errors
+    /// As [`S3Store::open`]; `SourceReadFailed` past `limit`.
+    pub async fn read_all(&self, bucket: &str, key: &str, limit: usize) -> Result<Vec<u8>, Error> {
+        let mut opened = self.open(bucket, key, None, None).await?;
+        let mut all = Vec::new();
+        while let Some(bytes) = opened.next().await? {
+            all.extend_from_slice(&bytes);
+            if all.len() > limit {
+                return Err(Error::SourceReadFailed(format!(
+                    "{} is larger than the {limit} bytes read from such an object",
+                    opened.uri
+                )));
+            }
+        }
+        Ok(all)
+    }
+
+    /// Deletes `s3://bucket/key` (a missing key is no error).
+    ///
+    /// # Errors
+    /// `S3WriteFailed` naming the object.
+    pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), Error> {
+        self.client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .set_expected_bucket_owner(self.expected_bucket_owner.clone())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                Error::S3WriteFailed(format!(
+                    "deleting s3://{bucket}/{key} failed: {}",
+                    describe(&e)
+                ))
+            })
+    }
+}
+
 /// A source object being read.
 #[derive(Debug)]
 pub struct Opened {

@@ -7,16 +7,19 @@
 //!    (`aws:sqs`; each message body is detected again, on its own);
 //! 3. an object with `detail-type`: an EventBridge event; `aws.s3` `Object Created` is a
 //!    source, any other's `detail` must be this function's own event;
-//! 4. an object with `Items`: a Step Functions Distributed Map batch of objects listed by its
+//! 4. an object with `commit`: a Distributed Map job's start or finish (see [`crate::job`]);
+//! 5. an object with `Items`: a Step Functions Distributed Map batch of objects listed by its
 //!    S3 item reader, whose `BatchInput` holds the bucket and the event's optional fields;
-//! 5. `"Event": "s3:TestEvent"`: S3's test message when a notification is configured;
-//! 6. anything else: refused as this function's own event would be (naming the unknown field).
+//! 6. `"Event": "s3:TestEvent"`: S3's test message when a notification is configured;
+//! 7. anything else: refused as this function's own event would be (naming the unknown field).
 
 use serde::Deserialize;
 
 use crate::Error;
 use crate::event::{Event, Fields};
+use crate::job::Commit;
 use crate::source::Source;
+use crate::target::{Target, parse_targets};
 
 /// What an invocation (or one SQS message) carries.
 #[derive(Debug)]
@@ -33,6 +36,11 @@ pub enum Trigger<'a> {
     Sqs(Vec<Message>),
     /// S3's `s3:TestEvent`: acknowledged, nothing converted.
     Test,
+    /// A job's commit step, for its `targets` (`None`: `DEFAULT_TARGETS`).
+    Commit {
+        commit: Commit,
+        targets: Option<Vec<Target>>,
+    },
 }
 
 impl Trigger<'_> {
@@ -43,6 +51,7 @@ impl Trigger<'_> {
             Trigger::Created { via, .. } => via,
             Trigger::Sqs(_) => "sqs",
             Trigger::Test => "s3-test-event",
+            Trigger::Commit { .. } => "commit",
         }
     }
 }
@@ -124,6 +133,16 @@ pub fn detect(bytes: &[u8]) -> Result<Trigger<'_>, Error> {
     }
     if fields.get("detail-type").is_some() {
         return eventbridge(&fields);
+    }
+    if let Some(commit) = fields.get("commit") {
+        fields.only(&["commit", "targets"], "a commit event")?;
+        return Ok(Trigger::Commit {
+            commit: Commit::parse(commit)?,
+            targets: fields
+                .get("targets")
+                .map(|t| parse_targets(t, "targets"))
+                .transpose()?,
+        });
     }
     if let Some(items) = fields.get("Items") {
         return batch(items, fields.get("BatchInput"));

@@ -270,3 +270,112 @@ async fn a_distributed_map_batch_converts_every_object_all_or_nothing() {
     .unwrap_err();
     assert!(e.to_string().contains("`BatchInput.bucket`"), "{e}");
 }
+
+/// The map run's results as the Distributed Map's `ResultWriter` exports them: a
+/// `manifest.json` naming one file per status, each a JSON array of child executions whose
+/// `Output` is the item processor's output (here the function's reply, `$.Payload`).
+async fn export_results(s3: &LocalS3, replies: &[Value], failed: usize) -> Value {
+    let prefix = "results/6dbfba93-bcff-410b-9b5c-abf41ae9eddb";
+    let executions: Vec<Value> = replies
+        .iter()
+        .enumerate()
+        .map(|(i, reply)| json!({"ExecutionArn": format!("arn:aws:states:us-east-1:123456789012:execution:m/Map:{i}"),
+            "Input": "{}", "InputDetails": {"Included": true}, "Name": i.to_string(),
+            "Output": reply.to_string(), "OutputDetails": {"Included": true}, "RedriveCount": 0,
+            "Status": "SUCCEEDED", "StartDate": "2026-11-29T00:00:00Z", "StopDate": "2026-11-29T00:00:01Z"}))
+        .collect();
+    s3.put(
+        IN,
+        &format!("{prefix}/SUCCEEDED_0.json"),
+        Value::Array(executions).to_string(),
+        None,
+    )
+    .await;
+    let failed: Vec<Value> = (0..failed)
+        .map(|i| json!({"Key": format!("{prefix}/FAILED_{i}.json"), "Size": 10}))
+        .collect();
+    let manifest = json!({"DestinationBucket": IN, "MapRunArn": "arn:aws:states:us-east-1:123456789012:mapRun:m/Map:6dbf",
+        "ResultFiles": {"FAILED": failed, "PENDING": [], "SUCCEEDED": [{"Key": format!("{prefix}/SUCCEEDED_0.json"), "Size": 100}]}});
+    s3.put(
+        IN,
+        &format!("{prefix}/manifest.json"),
+        manifest.to_string(),
+        None,
+    )
+    .await;
+    json!({"Bucket": IN, "Key": format!("{prefix}/manifest.json")})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_commits_a_success_marker_listing_every_object_only_when_every_item_succeeded() {
+    let s3 = LocalS3::start(&[IN, OUT]).await;
+    let input = json!({"bucket": IN, "targets": targets(), "partition_by": ["dt"]});
+    let mut replies = Vec::new();
+    for (i, keys) in [
+        ["in/a.ndjson", "in/b.ndjson"],
+        ["in/c.ndjson", "in/d.ndjson"],
+    ]
+    .iter()
+    .enumerate()
+    {
+        for (n, key) in keys.iter().enumerate() {
+            s3.put(IN, key, ndjson(4 + n, 0), None).await;
+        }
+        let reply = run(
+            &s3,
+            &[],
+            &map_batch(keys, input.clone()),
+            &format!("batch-{i}"),
+        )
+        .await
+        .unwrap();
+        replies.push(serde_json::to_value(reply).unwrap());
+    }
+    let written = s3.keys(OUT).await;
+    let start = json!({"commit": {"phase": "start"}, "targets": targets()});
+    let results = export_results(&s3, &replies, 0).await;
+    let finish = json!({"commit": {"phase": "finish", "results": results, "map_run": "arn:run"}, "targets": targets()});
+    let Reply::Committed { phase, markers } = run(&s3, &[], &finish, "commit").await.unwrap()
+    else {
+        panic!("a commit reply")
+    };
+    assert_eq!(phase, "finish");
+    assert_eq!(
+        markers
+            .iter()
+            .map(|m| (m.objects, m.rows))
+            .collect::<Vec<_>>(),
+        [(12, 18), (12, 18)]
+    );
+    let (body, _) = s3.get(OUT, "out/parquet-snappy/_SUCCESS").await;
+    let marker: Value = serde_json::from_slice(&body).unwrap();
+    let listed: Vec<String> = marker["filenames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| format!("out/parquet-snappy/{}", f.as_str().unwrap()))
+        .collect();
+    let snappy: Vec<String> = written
+        .iter()
+        .filter(|k| k.starts_with("out/parquet-snappy/"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        listed, snappy,
+        "the marker lists every object the run wrote there"
+    );
+    assert_eq!(marker["map_run"], "arn:run");
+
+    // A rerun starts by removing the markers: no reader trusts a folder being rewritten.
+    let Reply::Committed { markers, .. } = run(&s3, &[], &start, "start").await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(markers.len(), 2);
+    assert!(s3.keys(OUT).await.iter().all(|k| !k.ends_with("_SUCCESS")));
+    // A run whose map tolerated a failed item is not whole: no marker.
+    let results = export_results(&s3, &replies, 1).await;
+    let finish = json!({"commit": {"phase": "finish", "results": results}, "targets": targets()});
+    let e = run(&s3, &[], &finish, "commit-2").await.unwrap_err();
+    assert_eq!(e.error_type(), "JobIncomplete", "{e}");
+    assert!(s3.keys(OUT).await.iter().all(|k| !k.ends_with("_SUCCESS")));
+}
