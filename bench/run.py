@@ -79,6 +79,20 @@ def table(header, rows):
     return [line(header), line(["---"] * len(header))] + [line(r) for r in rows]
 
 
+def replace_section(title, section):
+    """Puts `section` (starting with the heading `title`) into bench/RESULTS.md in place of the
+    section of that heading, or at the end."""
+    results = ROOT / "bench" / "RESULTS.md"
+    text = results.read_text() if results.exists() else ""
+    if title in text:
+        before, rest = text.split(title, 1)
+        after = rest[rest.find("\n## "):] if "\n## " in rest else ""
+        text = before + section + after.lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    results.write_text(text)
+
+
 def option(name):
     return pathlib.Path(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else None
 

@@ -21,7 +21,7 @@ import tempfile
 import time
 
 from emulator import Emulator, LocalS3
-from run import cpu_model, table
+from run import cpu_model, replace_section, table
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SECTION = "## Streaming a source object"
@@ -177,15 +177,7 @@ def main():
     if notes:
         lines += [""] + [f"- {n}" for n in notes]
     section = "\n".join(lines) + "\n"
-    results = ROOT / "bench" / "RESULTS.md"
-    text = results.read_text() if results.exists() else ""
-    if SECTION in text:
-        before, rest = text.split(SECTION, 1)
-        after = rest[rest.find("\n## "):] if "\n## " in rest else ""
-        text = before + section + after.lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    results.write_text(text)
+    replace_section(SECTION, section)
     print(section)
 
 

@@ -264,6 +264,7 @@ async fn one_read(
             partitions_memory: PARTITIONS_MEMORY,
         }),
         transaction,
+        mark,
         objects: Vec::new(),
         files: HashMap::new(),
         progress: Progress {
@@ -310,6 +311,8 @@ struct Write<'j, 't, 's> {
     settings: Arc<Settings>,
     /// `None` in a dry run.
     transaction: Option<&'t mut Transaction<'s>>,
+    /// The transaction's index of this read's first object (it may hold others' before).
+    mark: usize,
     /// Every object so far, in the transaction's order.
     objects: Vec<Output>,
     /// The first of the objects (one per target) of each (partition, file).
@@ -402,10 +405,11 @@ impl Write<'_, '_, '_> {
                     continue;
                 };
                 let (body, closed) = (bytes.bytes.clone(), bytes.closed.is_some());
+                let at = self.mark + first + index;
                 let send = async {
                     match closed {
-                        true => transaction.last(first + index, body).await,
-                        false => transaction.part(first + index, body).await,
+                        true => transaction.last(at, body).await,
+                        false => transaction.part(at, body).await,
                     }
                 };
                 within(self.job.deadline, uri, send).await?;

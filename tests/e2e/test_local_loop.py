@@ -437,3 +437,85 @@ def test_athena_ddl_of_a_dry_run_reads_what_was_written(runs, spark, name, tmp_p
         assert [f.dataType.simpleString() for f in frame.schema.fields] == types
         assert canon(frame.collect()) == canon(rows)
 
+
+
+# --- partition_by: Hive folders as Spark writes and reads them -------------------------------
+
+def download_folder(response, prefix, directory):
+    """Every object of `response`, into `directory` under the folders below `prefix`."""
+    for obj in response["objects"]:
+        local = directory / obj["uri"][len(prefix):]
+        local.parent.mkdir(parents=True, exist_ok=True)
+        aws("s3", "cp", "--endpoint-url", os.environ["S3_ENDPOINT"], obj["uri"], str(local))
+    return directory
+
+
+def invoke_event(event, tmp_path, name):
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(event))
+    done, response = invoke(path, tmp_path / f"{name}-out.json")
+    assert done.returncode == 0, done.stderr
+    return response
+
+
+# Values whose folder names need escaping, each with its row number.
+TRICKY = ["a/b", "x=y", "50%", "why?", "#1", "c:d", "st*r", "it's", 'say "hi"', "[a]{b}^c", "back\\slash",
+          "tab\tctl\u0001", "del\u007f", "é 🚀 ü", "plain", "", None]
+
+
+def test_partition_folders_are_escaped_as_spark_escapes_them_and_read_back_unescaped(spark, tmp_path):
+    escape = spark._jvm.org.apache.spark.sql.catalyst.catalog.ExternalCatalogUtils.escapePathName
+    prefix = "s3://my-bucket/out/e2e-escaped/"
+    event = {"rows": [{"n": i, "v": v} for i, v in enumerate(TRICKY)], "partition_by": ["v"],
+             "targets": [{"prefix": prefix, "compression": "snappy"}]}
+    response = invoke_event(event, tmp_path, "escaped")
+    assert len(response["objects"]) == len(TRICKY) - 1  # "" and null share the default folder
+    for obj in response["objects"]:
+        local = download(obj["uri"], tmp_path)
+        ns = pq.read_table(local).column("n").to_pylist()
+        values = {TRICKY[n] for n in ns}
+        want = {"v=__HIVE_DEFAULT_PARTITION__"} if values <= {"", None} else {f"v={escape(v)}" for v in values}
+        assert {obj["partition"]} == want, (obj["partition"], values)
+    folder = download_folder(response, prefix, tmp_path / "escaped")
+    back = {row["n"]: row["v"] for row in spark.read.parquet(str(folder)).collect()}
+    assert back == {i: (v or None) for i, v in enumerate(TRICKY)}
+
+
+def partitioned_people(tmp_path, prefix, **extra):
+    event = json.loads((ROOT / "events" / "partitioned-rows.json").read_text())
+    event = {**event, "targets": [{"prefix": prefix, "compression": "snappy"}], **extra}
+    return event, invoke_event(event, tmp_path, prefix.rstrip("/").rsplit("/", 1)[1] + str(len(extra)))
+
+
+def test_spark_and_duckdb_discover_the_partitions_with_the_types_they_infer(spark, tmp_path):
+    prefix = "s3://my-bucket/out/e2e-people/"
+    event, response = partitioned_people(tmp_path, prefix)
+    assert response["rows"] == 4 and len(response["objects"]) == 4
+    folder = download_folder(response, prefix, tmp_path / "people")
+    want = event["rows"]
+    frame = spark.read.parquet(str(folder))
+    assert [(f.name, f.dataType.simpleString()) for f in frame.schema.fields] == [
+        ("name", "string"), ("age", "bigint"), ("dt", "date"), ("region", "string")]
+    key = lambda r: r["name"]
+    assert sorted(canon(frame.collect()), key=key) == sorted(want, key=key)
+    relation = duckdb.sql(f"SELECT * FROM read_parquet('{folder}/**/*.parquet', hive_partitioning=true)")
+    assert [str(t) for t in relation.types] == ["VARCHAR", "BIGINT", "DATE", "VARCHAR"], relation.types
+    got = [canon(dict(zip(relation.columns, row))) for row in relation.fetchall()]
+    assert sorted(got, key=key) == sorted(want, key=key)
+
+
+def test_athena_ddl_of_a_partitioned_dry_run_reads_every_partition_after_msck_repair(spark, tmp_path):
+    prefix = "s3://my-bucket/out/e2e-people-ddl/"
+    event, response = partitioned_people(tmp_path, prefix)
+    _, dry = partitioned_people(tmp_path, prefix, dry_run=True)
+    ddl = dry["objects"][0]["athena_ddl"]
+    assert "PARTITIONED BY (\n  dt string,\n  region string\n)" in ddl, ddl
+    assert [o.get("athena_ddl") is not None for o in dry["objects"]] == [True, False, False, False]
+    folder = download_folder(response, prefix, tmp_path / "people-ddl")
+    local = ddl.replace(f"LOCATION '{prefix}'", f"LOCATION '{folder.as_uri()}/'")
+    local = "CREATE EXTERNAL TABLE `people_partitioned`" + local[local.index(" (\n"):]
+    spark.sql(local)
+    spark.sql("MSCK REPAIR TABLE people_partitioned")
+    rows = canon(spark.table("people_partitioned").collect())
+    key = lambda r: r["name"]
+    assert sorted(rows, key=key) == sorted(event["rows"], key=key)

@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""A whole-prefix job run locally as template.yaml's state machine runs it on AWS, without an
+account: the embedded S3 server holds a generated prefix of NDJSON objects; the prefix is
+listed with `aws s3api list-objects-v2` (what the Distributed Map's `s3:listObjectsV2` item
+reader calls) into items of the same shape; the items go in batches, with the same
+`BatchInput`, to CONCURRENCY copies of the built function, each under its own Runtime API
+emulator (as Lambda runs one invocation per execution environment at a time); the replies are
+exported as the map's `ResultWriter` exports them (`manifest.json` and `SUCCEEDED_0.json`); and
+the job's `commit` steps run before and after. Then every output object is read back with
+pyarrow and DuckDB (`hive_partitioning`): every input row must be in exactly one object of each
+target, in the folder of its own `dt`, and the `_SUCCESS` marker must list exactly the objects
+in its folder.
+
+usage: fanout.py BOOTSTRAP_BIN LOCAL_S3_BIN WORK_DIR [--objects N] [--rows N] [--batch N]
+                 [--concurrency N] [--results]   (--results: replace the "Fan-out over a
+                 prefix" section of bench/RESULTS.md)
+
+Prints objects/s and MB/s (input bytes over wall time, listing to commit), and the peak RSS of
+each function process (VmHWM)."""
+import datetime
+import json
+import os
+import pathlib
+import queue
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+from emulator import ACCESS_KEY, SECRET_KEY, Emulator, LocalS3
+from run import cpu_model, replace_section, table
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SECTION = "## Fan-out over a prefix"
+IN, OUT, PREFIX = "in-bucket", "out-bucket", "in/fanout/"
+TARGETS = [{"prefix": f"s3://{OUT}/out/fanout/", "compression": "uncompressed"},
+           {"prefix": f"s3://{OUT}/out/fanout-snappy/", "compression": "snappy"}]
+DAYS = [f"2024-01-{d:02d}" for d in range(1, 9)]
+CITIES = ["New York", "Los Angeles", "Chicago", "Houston"]
+
+
+def arg(name, default):
+    return int(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else default
+
+
+def day_of(row_id):
+    return DAYS[(row_id * 7919) % len(DAYS)]
+
+
+def generate(root, objects, rows):
+    """`objects` NDJSON objects of `rows` rows each, ids unique across all; their total bytes."""
+    folder = root / IN / PREFIX
+    folder.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for o in range(objects):
+        lines = []
+        for r in range(rows):
+            i = o * rows + r
+            lines.append(json.dumps({"id": i, "dt": day_of(i), "city": CITIES[i % 4],
+                                     "score": i * 0.25, "active": i % 3 == 0, "note": f"row {i} of object {o}"}))
+        text = "\n".join(lines) + "\n"
+        (folder / f"part-{o:05d}.ndjson").write_text(text)
+        total += len(text)
+    return total
+
+
+def list_items(endpoint):
+    """The prefix as the item reader lists it: `{Key, Etag, LastModified, Size, StorageClass}`."""
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_MAX_ATTEMPTS": "1"}
+    out = subprocess.run(["aws", "s3api", "list-objects-v2", "--endpoint-url", endpoint, "--bucket", IN,
+                          "--prefix", PREFIX, "--output", "json"], capture_output=True, text=True, check=True, env=env)
+    return [{"Etag": c.get("ETag", ""), "Key": c["Key"], "LastModified": c["LastModified"], "Size": c["Size"],
+             "StorageClass": c.get("StorageClass", "STANDARD")} for c in json.loads(out.stdout)["Contents"]]
+
+
+def export_results(root, replies):
+    """The map's ResultWriter export of `replies` (one per batch); its ResultWriterDetails."""
+    run_id = str(uuid.uuid4())
+    prefix = f"out/_jobs/{run_id}"
+    folder = root / OUT / prefix
+    folder.mkdir(parents=True)
+    executions = [{"ExecutionArn": f"arn:aws:states:us-east-1:123456789012:execution:convert-prefix/Convert:{i}",
+                   "Input": "{}", "InputDetails": {"Included": True}, "Name": str(i),
+                   "Output": json.dumps(reply), "OutputDetails": {"Included": True},
+                   "RedriveCount": 0, "Status": "SUCCEEDED"} for i, reply in enumerate(replies)]
+    (folder / "SUCCEEDED_0.json").write_text(json.dumps(executions))
+    manifest = {"DestinationBucket": OUT, "MapRunArn": f"arn:aws:states:us-east-1:123456789012:mapRun:convert-prefix/Convert:{run_id}",
+                "ResultFiles": {"FAILED": [], "PENDING": [],
+                                "SUCCEEDED": [{"Key": f"{prefix}/SUCCEEDED_0.json", "Size": len(json.dumps(executions))}]}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return {"Bucket": OUT, "Key": f"{prefix}/manifest.json"}, manifest["MapRunArn"]
+
+
+def verify(root, objects, rows):
+    """Every row once per target, in its own day's folder; the markers list every object."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    expected = objects * rows
+    counts = {}
+    for target in TARGETS:
+        base = root / OUT / target["prefix"].split("/", 3)[3]
+        files = sorted(p for p in base.rglob("*.parquet"))
+        seen = bytearray(expected)
+        for path in files:
+            folder = path.parent.name
+            assert folder.startswith("dt="), path
+            ids = pq.read_table(path, columns=["id"]).column("id").to_pylist()
+            assert "dt" not in pq.read_schema(path).names, f"{path}: the partition column is in the file"
+            for i in ids:
+                assert day_of(i) == folder[3:], f"row {i} in {folder}"
+                assert not seen[i], f"row {i} twice"
+                seen[i] = 1
+        assert all(seen), f"{expected - sum(seen)} rows missing under {target['prefix']}"
+        marker = json.loads((base / "_SUCCESS").read_text())
+        listed = sorted(marker["filenames"])
+        assert listed == [str(p.relative_to(base)) for p in files], "the marker lists other objects"
+        assert marker["rows"] == expected, marker["rows"]
+        glob = f"{base}/**/*.parquet"
+        got = duckdb.sql(f"SELECT count(*), count(DISTINCT id), count(DISTINCT dt) FROM read_parquet('{glob}', hive_partitioning=true)").fetchall()[0]
+        assert got == (expected, expected, len(DAYS)), got
+        counts[target["compression"]] = len(files)
+    return counts
+
+
+def main():
+    bootstrap, local_s3, work = map(pathlib.Path, sys.argv[1:4])
+    objects, rows = arg("--objects", 1000), arg("--rows", 200)
+    batch, concurrency = arg("--batch", 10), arg("--concurrency", 4)
+    s3 = LocalS3(local_s3, work / "s3", buckets=(IN, OUT))
+    functions = []
+    try:
+        input_bytes = generate(s3.root, objects, rows)
+        env = {"AWS_ENDPOINT_URL_S3": s3.endpoint, "DEFAULT_TARGETS": json.dumps(TARGETS)}
+        functions = [Emulator(bootstrap, env, timeout_s=300) for _ in range(concurrency)]
+        for f in functions:
+            f.init_ms()
+        started = time.perf_counter()
+        kind, reply, _ = functions[0].invoke(json.dumps({"commit": {"phase": "start"}}).encode())
+        assert kind == "response", reply
+        items = list_items(s3.endpoint)
+        assert len(items) == objects, len(items)
+        batch_input = {"bucket": IN, "targets": TARGETS, "partition_by": ["dt"]}
+        batches = queue.Queue()
+        for b in range(0, len(items), batch):
+            batches.put(json.dumps({"Items": items[b:b + batch], "BatchInput": batch_input}).encode())
+        replies, failures = [], []
+
+        def worker(function):
+            while True:
+                try:
+                    payload = batches.get_nowait()
+                except queue.Empty:
+                    return
+                kind, body, _ = function.invoke(payload)
+                (replies if kind == "response" else failures).append(body)
+
+        threads = [threading.Thread(target=worker, args=(f,)) for f in functions]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not failures, failures[:3]
+        results, map_run = export_results(s3.root, replies)
+        commit = {"commit": {"phase": "finish", "results": results, "map_run": map_run}}
+        kind, committed, _ = functions[0].invoke(json.dumps(commit).encode())
+        assert kind == "response", committed
+        wall = time.perf_counter() - started
+        peaks = [f.peak_rss_kib() / 1024 for f in functions]
+    finally:
+        for f in functions:
+            f.stop()
+        s3.stop()
+    files = verify(s3.root, objects, rows)
+    mb = input_bytes / 1e6
+    row = [objects, f"{mb:.1f}", len(replies), concurrency, f"{wall:.1f}", f"{objects / wall:.0f}",
+           f"{mb / wall:.1f}", f"{max(peaks):.0f} ({min(peaks):.0f}-{max(peaks):.0f})",
+           f"{files['uncompressed']} + {files['snappy']}"]
+    header = ["objects", "input MB", "batches", "processes", "wall s", "objects/s", "MB/s",
+              "peak RSS MiB per process (min-max)", "objects written"]
+    lines = [SECTION, "",
+             f"{datetime.date.today()}, {cpu_model()}, {os.cpu_count()} cores: `scripts/fanout` "
+             f"({objects} NDJSON objects of {rows} rows under one prefix, `partition_by: [\"dt\"]` over "
+             f"{len(DAYS)} days, batches of {batch}, {concurrency} function processes at once, each "
+             "under its own Runtime API emulator, with the embedded S3 server on the same cores). "
+             "Wall time from the start commit to the `_SUCCESS` markers, listing included. Every row "
+             "was read back once per target, in its own day's folder (pyarrow, and DuckDB with "
+             "hive_partitioning), and each marker lists exactly the objects in its folder.", ""]
+    lines += table(header, [row])
+    section = "\n".join(lines) + "\n"
+    print(section)
+    if "--results" in sys.argv:
+        replace_section(SECTION, section)
+
+if __name__ == "__main__":
+    main()
