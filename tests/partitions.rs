@@ -251,7 +251,12 @@ async fn a_distributed_map_batch_converts_every_object_all_or_nothing() {
     for result in &results {
         let back = read_back(&s3, result).await;
         let ids: usize = back.values().map(Vec::len).sum();
-        assert_eq!(ids, 2 * result.rows, "{:?}", result.source.as_ref().unwrap().uri);
+        assert_eq!(
+            ids,
+            2 * result.rows,
+            "{:?}",
+            result.source.as_ref().unwrap().uri
+        );
     }
     // A retried batch overwrites its own output: the keys follow each object's identity.
     run(&s3, &[], &body, "req-6").await.unwrap();
