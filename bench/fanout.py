@@ -48,6 +48,12 @@ def day_of(row_id):
     return DAYS[(row_id * 7919) % len(DAYS)]
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds of a live process."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def generate(root, objects, rows):
     """`objects` NDJSON objects of `rows` rows each, ids unique across all; their total bytes."""
     folder = root / IN / PREFIX
@@ -127,7 +133,7 @@ def verify(root, objects, rows):
 
 def main():
     bootstrap, local_s3, work = map(pathlib.Path, sys.argv[1:4])
-    objects, rows = arg("--objects", 1000), arg("--rows", 200)
+    objects, rows = arg("--objects", 1000), arg("--rows", 2000)
     batch, concurrency = arg("--batch", 10), arg("--concurrency", 4)
     s3 = LocalS3(local_s3, work / "s3", buckets=(IN, OUT))
     functions = []
@@ -169,6 +175,7 @@ def main():
         assert kind == "response", committed
         wall = time.perf_counter() - started
         peaks = [f.peak_rss_kib() / 1024 for f in functions]
+        cpu = sum(cpu_seconds(f.proc.pid) for f in functions)
     finally:
         for f in functions:
             f.stop()
@@ -176,16 +183,18 @@ def main():
     files = verify(s3.root, objects, rows)
     mb = input_bytes / 1e6
     row = [objects, f"{mb:.1f}", len(replies), concurrency, f"{wall:.1f}", f"{objects / wall:.0f}",
-           f"{mb / wall:.1f}", f"{max(peaks):.0f} ({min(peaks):.0f}-{max(peaks):.0f})",
+           f"{mb / wall:.1f}", f"{cpu:.1f}", f"{mb / cpu:.1f}",
+           f"{max(peaks):.0f} ({min(peaks):.0f}-{max(peaks):.0f})",
            f"{files['uncompressed']} + {files['snappy']}"]
     header = ["objects", "input MB", "batches", "processes", "wall s", "objects/s", "MB/s",
-              "peak RSS MiB per process (min-max)", "objects written"]
+              "function CPU s", "MB per CPU-s", "peak RSS MiB per process (min-max)", "objects written"]
     lines = [SECTION, "",
              f"{datetime.date.today()}, {cpu_model()}, {os.cpu_count()} cores: `scripts/fanout` "
              f"({objects} NDJSON objects of {rows} rows under one prefix, `partition_by: [\"dt\"]` over "
              f"{len(DAYS)} days, batches of {batch}, {concurrency} function processes at once, each "
              "under its own Runtime API emulator, with the embedded S3 server on the same cores). "
-             "Wall time from the start commit to the `_SUCCESS` markers, listing included. Every row "
+             "Wall time from the start commit to the `_SUCCESS` markers, listing included; CPU is the "
+             "function processes' user + system time (what Lambda bills, at 1 vCPU per 1,769 MB). Every row "
              "was read back once per target, in its own day's folder (pyarrow, and DuckDB with "
              "hive_partitioning), and each marker lists exactly the objects in its folder.", ""]
     lines += table(header, [row])

@@ -334,16 +334,7 @@ impl Function {
             }),
             Trigger::Created { objects, .. } => {
                 let targets = self.config.resolve_targets(None)?;
-                // Checked for every object before any is converted: a loop writes nothing.
-                for object in &objects {
-                    if let Some(target) = targets.iter().find(|t| object.is_in(&t.prefix)) {
-                        return Err(Error::RecursiveTrigger(format!(
-                            "{} lies inside the target {}: converting it would trigger this function on its own output; keep inputs and outputs in separate folders",
-                            object.uri(),
-                            target.prefix
-                        )));
-                    }
-                }
+                refuse_own_output(&objects, &targets)?;
                 let job = Conversion {
                     targets: &targets,
                     schema: None,
@@ -400,6 +391,7 @@ impl Function {
                 ignored: "no object in the batch",
             }),
             Input::Objects(objects) => {
+                refuse_own_output(&objects, &targets)?;
                 let results = self.sources(&objects, job, deadline).await?;
                 Ok(Reply::Each { results })
             }
@@ -594,6 +586,25 @@ impl Function {
             markers,
         })
     }
+}
+
+/// Refuses objects inside a target folder (checked for every object before any is converted,
+/// so nothing is written): converting a notification of one would trigger the function on its
+/// own output, and a job over a prefix holding its own output would convert it again.
+///
+/// # Errors
+/// `RecursiveTrigger` naming the first such object.
+fn refuse_own_output(objects: &[Source], targets: &[Target]) -> Result<(), Error> {
+    for object in objects {
+        if let Some(target) = targets.iter().find(|t| object.is_in(&t.prefix)) {
+            return Err(Error::RecursiveTrigger(format!(
+                "{} lies inside the target {}: converting it would convert this function's own output; keep inputs and outputs in separate folders",
+                object.uri(),
+                target.prefix
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The most of a map run's manifest or results file read.

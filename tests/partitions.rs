@@ -271,6 +271,12 @@ async fn a_distributed_map_batch_converts_every_object_all_or_nothing() {
     assert!(s3.keys(OUT).await.is_empty());
     assert!(s3.uploads(OUT).await.is_empty());
 
+    let own = map_batch(
+        &["in/a.ndjson", "out/parquet/x.parquet"],
+        json!({"bucket": OUT, "targets": targets()}),
+    );
+    let e = run(&s3, &[], &own, "req-8").await.unwrap_err();
+    assert_eq!(e.error_type(), "RecursiveTrigger", "{e}");
     let e = run(
         &s3,
         &[],
