@@ -10,7 +10,6 @@ use arrow_array::{Array, RecordBatch};
 use arrow_schema::{DataType, SchemaRef};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
@@ -201,14 +200,7 @@ fn mostly_distinct(array: &dyn Array) -> bool {
 /// page, whose page-index entry would only repeat the chunk's statistics (and made small
 /// files larger than pyarrow's).
 fn properties(codec: Codec, plain: &[ColumnPath], row_group: RowGroupSize) -> WriterProperties {
-    let compression = match codec {
-        Codec::Uncompressed => Compression::UNCOMPRESSED,
-        Codec::Snappy => Compression::SNAPPY,
-        Codec::Zstd => Compression::ZSTD(ZstdLevel::default()),
-        Codec::Gzip => Compression::GZIP(GzipLevel::default()),
-        Codec::Lz4 => Compression::LZ4_RAW,
-        Codec::Brotli => Compression::BROTLI(BrotliLevel::default()),
-    };
+    let compression = crate::recompress::compression(codec);
     let mut builder = WriterProperties::builder()
         .set_compression(compression)
         .set_coerce_types(true)
@@ -229,7 +221,8 @@ fn properties(codec: Codec, plain: &[ColumnPath], row_group: RowGroupSize) -> Wr
 /// # Errors
 /// `InvalidEvent` if Parquet cannot represent the batch (not expected for inferred schemas).
 pub fn to_parquet(batch: &RecordBatch, codec: Codec) -> Result<Bytes, Error> {
-    write(std::slice::from_ref(batch), codec, &plain_columns(batch))
+    let mut files = to_parquet_all(std::slice::from_ref(batch), &[codec])?;
+    Ok(files.remove(0).1)
 }
 
 /// One Parquet file of `batches` (one schema, at least one batch) in one row group.
@@ -420,8 +413,9 @@ fn distinct(codecs: &[Codec]) -> Vec<Codec> {
     distinct
 }
 
-/// Encodes `batches` (one schema, at least one batch) into one file per distinct codec, in
-/// parallel, in the order given.
+/// Encodes `batches` (one schema, at least one batch) once, into an uncompressed file, then
+/// gives one file per distinct codec, in the order given: that file's pages compressed with
+/// each codec, in parallel (see [`crate::recompress`]).
 ///
 /// # Errors
 /// The first encoding error, as [`to_parquet`].
@@ -430,10 +424,18 @@ pub fn to_parquet_all(
     codecs: &[Codec],
 ) -> Result<Vec<(Codec, Bytes)>, Error> {
     let plain = &plain_columns(&batches[0]);
+    let encoded = &write(batches, Codec::Uncompressed, plain)?;
     std::thread::scope(|scope| {
         let handles: Vec<_> = distinct(codecs)
-            .iter()
-            .map(|&codec| scope.spawn(move || write(batches, codec, plain).map(|b| (codec, b))))
+            .into_iter()
+            .map(|codec| {
+                scope.spawn(move || {
+                    let props = properties(codec, plain, RowGroupSize::WHOLE_EVENT);
+                    crate::recompress::recompress(encoded, codec, props)
+                        .map(|file| (codec, file))
+                        .map_err(|e| parquet_error(codec, e))
+                })
+            })
             .collect();
         handles
             .into_iter()

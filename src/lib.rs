@@ -28,6 +28,7 @@
 //! - [`columns`]: Arrow columns built straight from the tape.
 //! - [`partition`]: `partition_by`: rows split into Hive folders (`dt=2024-01-01/`).
 //! - [`encode`]: the batch to Parquet bytes per codec, whole or a row group at a time.
+//! - [`recompress`]: every codec's file from one encoding (pages compressed again).
 //!
 //! S3 (the only AWS code):
 //! - [`store`]: reads of source objects, checksummed PUTs, multipart uploads, and the
