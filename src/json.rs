@@ -71,6 +71,28 @@ impl<'a> Scanner<'a> {
         self.text
     }
 
+    /// Where the scanner is, in bytes from the start of its text.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// A second scanner over the same text, from `pos`: to scan a later part of it on
+    /// another thread.
+    pub fn fork(&self, pos: usize) -> Scanner<'a> {
+        Scanner {
+            text: self.text,
+            pos,
+            first_line: self.first_line,
+            subject: self.subject,
+        }
+    }
+
+    /// Carries on from where `fork` (a scanner over the same text) stopped.
+    pub fn resume(&mut self, fork: Scanner<'a>) {
+        debug_assert!(std::ptr::eq(self.text, fork.text));
+        self.pos = fork.pos;
+    }
+
     /// "the event is not valid JSON: `what` at line L column C" (here).
     pub fn syntax(&self, what: &str) -> Error {
         Error::InvalidEvent(format!(

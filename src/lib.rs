@@ -54,6 +54,7 @@ pub mod job;
 pub mod json;
 pub mod memory;
 pub mod partition;
+pub mod recompress;
 pub mod rows;
 pub mod runtime;
 pub mod schema;

@@ -18,6 +18,38 @@ use crate::json::{Number, Scanner};
 /// Rows from which inference and building work on the two halves of the rows on two threads.
 pub const PARALLEL_ROWS: usize = 16_384;
 
+/// Bytes of rows from which the second half is parsed on a second thread.
+const PARALLEL_BYTES: usize = 1 << 20;
+
+/// Where a second thread may start scanning rows: with at least [`PARALLEL_BYTES`] left, the
+/// first `{` after the middle of what is left that follows `}` and `,` (whitespace between):
+/// a row start in flat or nested rows alike, unless it lies inside a string or a nested list,
+/// which the first half's scan then finds out.
+fn split_point(scanner: &Scanner) -> Option<usize> {
+    let text = scanner.source().as_bytes();
+    let from = scanner.position();
+    if text.len() - from < PARALLEL_BYTES {
+        return None;
+    }
+    let middle = from + (text.len() - from) / 2;
+    let is_space = |b: &u8| matches!(b, b' ' | b'\n' | b'\r' | b'\t');
+    let mut at = middle;
+    while at < text.len() {
+        let close = at + text[at..].iter().position(|&b| b == b'}')?;
+        let mut next = close + 1;
+        next += text[next..].iter().take_while(|b| is_space(b)).count();
+        if text.get(next) == Some(&b',') {
+            next += 1;
+            next += text[next..].iter().take_while(|b| is_space(b)).count();
+            if text.get(next) == Some(&b'{') {
+                return Some(next);
+            }
+        }
+        at = close + 1;
+    }
+    None
+}
+
 /// Objects with more members than this are checked for duplicate keys with a hash set.
 const SMALL_OBJECT: usize = 16;
 
@@ -293,21 +325,101 @@ impl<'a> Rows<'a> {
         if scanner.empty(b']') {
             return Ok(rows);
         }
+        let Some(split) = split_point(scanner) else {
+            rows.rows_until(scanner, depth, None)?;
+            return Ok(rows);
+        };
+        // The second half on another thread, from a guessed row start: its tape is used only
+        // if the first half's scan lands exactly there between two rows (so the guess was a
+        // row start, and that scan is the one a single pass would make) and it succeeded.
+        // Otherwise, and for any error, the first half's scanner goes on alone: the same
+        // result, and the same first error, as one pass.
+        // Both tapes sized once, the first for all the rows (the second is appended to it):
+        // growing them by doublings while two threads fault in pages costs more than the
+        // second thread saves. A slot per 6 bytes of text is more than JSON rows need.
+        let left = scanner.source().len() - scanner.position();
+        rows.slots.reserve(left / 6);
+        std::thread::scope(|scope| {
+            let mut fork = scanner.fork(split);
+            let source = rows.source;
+            let second = scope.spawn(move || {
+                let mut rest = Rows {
+                    source,
+                    slots: Vec::with_capacity((source.len() - split) / 6),
+                    ..Rows::default()
+                };
+                rest.rows_until(&mut fork, depth, None)
+                    .map(|_| (rest, fork))
+            });
+            if rows.rows_until(scanner, depth, Some(split))? {
+                if let Ok((rest, fork)) = second.join().expect("the second half's scan panicked") {
+                    rows.append(rest);
+                    scanner.resume(fork);
+                    return Ok(rows);
+                }
+                rows.rows_until(scanner, depth, None)?;
+            }
+            Ok(rows)
+        })
+    }
+
+    /// Rows onto this tape until the array closes, or, with `stop`, until the next row would
+    /// start exactly at byte `stop` (`true`: stopped there). Passing `stop` anywhere else goes
+    /// on to the end.
+    fn rows_until(
+        &mut self,
+        scanner: &mut Scanner<'a>,
+        depth: usize,
+        mut stop: Option<usize>,
+    ) -> Result<bool, Error> {
         loop {
-            let row = rows.row_ref(rows.starts.len());
-            let start = rows.slots.len();
-            rows.value(scanner, depth + 1, row)?;
-            if !matches!(rows.slots[start], Slot::Object { .. }) {
+            let row = self.row_ref(self.starts.len());
+            let start = self.slots.len();
+            self.value(scanner, depth + 1, row)?;
+            if !matches!(self.slots[start], Slot::Object { .. }) {
                 return Err(scanner.refuse(&format!(
                     "{row} is a JSON {}, not an object",
-                    rows.node(start).json_type()
+                    self.node(start).json_type()
                 )));
             }
-            rows.starts.push(start as u32);
+            self.starts.push(start as u32);
             if !scanner.more(b']')? {
-                return Ok(rows);
+                return Ok(false);
+            }
+            if let Some(at) = stop {
+                scanner.peek();
+                match scanner.position() {
+                    here if here == at => return Ok(true),
+                    here if here > at => stop = None,
+                    _ => {}
+                }
             }
         }
+    }
+
+    /// Appends `rest`'s rows (a later part of the same text) after these.
+    fn append(&mut self, rest: Rows<'a>) {
+        let slots = self.slots.len() as u32;
+        let decoded = self.decoded.len() as u32;
+        let moved = |span: Span| match span.len & DECODED {
+            0 => span,
+            _ => Span {
+                at: span.at + decoded,
+                len: span.len,
+            },
+        };
+        self.slots
+            .extend(rest.slots.into_iter().map(|slot| match slot {
+                Slot::Object { end } => Slot::Object { end: end + slots },
+                Slot::Array { end } => Slot::Array { end: end + slots },
+                Slot::Str(span) => Slot::Str(moved(span)),
+                Slot::Key(span) => Slot::Key(moved(span)),
+                Slot::Number(span) => Slot::Number(moved(span)),
+                other => other,
+            }));
+        self.decoded.push_str(&rest.decoded);
+        self.starts
+            .extend(rest.starts.into_iter().map(|s| s + slots));
     }
 
     /// Parses whole lines of an NDJSON object (JSON Lines: one object a line, blank lines
@@ -515,6 +627,77 @@ mod tests {
                 .contains("`k7` appears twice")
         );
         assert_eq!(rows(&format!("[{{{}}}]", many.join(","))).unwrap().len(), 1);
+    }
+
+    /// The rows as one scan on one thread would put them on the tape.
+    fn one_pass(json: &str) -> Result<Rows<'_>, Error> {
+        let mut scanner = Scanner::new(json.as_bytes())?;
+        scanner.enter(1)?;
+        let mut rows = Rows {
+            source: scanner.source(),
+            ..Rows::default()
+        };
+        rows.rows_until(&mut scanner, 1, None)?;
+        scanner.end()?;
+        Ok(rows)
+    }
+
+    fn same_tape(a: &Rows, b: &Rows) {
+        assert_eq!(a.starts, b.starts);
+        assert_eq!(a.slots.len(), b.slots.len());
+        for i in 0..a.slots.len() {
+            assert_eq!(a.node(i), b.node(i), "slot {i}");
+        }
+    }
+
+    #[test]
+    fn a_large_array_is_parsed_in_two_halves_into_the_tape_of_one_pass() {
+        let shapes: [&dyn Fn(usize) -> String; 3] = [
+            // Flat rows, some strings with escapes (decoded into the side buffer).
+            &|i| format!(r#"{{"id": {i}, "name": "n\u00e9{i}", "x": {i}.5}}"#),
+            // Rows whose lists hold objects: the guessed split lands inside a row.
+            &|i| format!(r#"{{"a": [{{"x": {i}}}, {{"y": 2}}, {{"z": [{{}}, {{}}]}}]}}"#),
+            // Strings holding `}}, {{`: the guess lands inside a string.
+            &|i| format!(r#"{{"s": "}}, {{ \"q\": {i} }}, {{", "t": "}},{{"}}"#),
+        ];
+        for shape in shapes {
+            let rows: Vec<String> = (0..40_000).map(shape).collect();
+            let json = format!("[{}]", rows.join(",\n "));
+            assert!(json.len() > PARALLEL_BYTES);
+            let mut scanner = Scanner::new(json.as_bytes()).unwrap();
+            let two = Rows::parse(&mut scanner, 1, 0).unwrap();
+            scanner.end().unwrap();
+            same_tape(&two, &one_pass(&json).unwrap());
+            assert_eq!(two.len(), 40_000);
+        }
+    }
+
+    #[test]
+    fn errors_in_either_half_are_the_ones_one_pass_reports() {
+        let rows: Vec<String> = (0..40_000)
+            .map(|i| format!(r#"{{"id": {i}, "name": "row {i}"}}"#))
+            .collect();
+        for bad in [3_000, 20_000, 30_000, 39_999] {
+            for broken in [
+                r#"{"id": 1, "id": 2}"#,
+                "[1]",
+                r#"{"id": tru}"#,
+                r#"{"id" 1}"#,
+            ] {
+                let mut rows = rows.clone();
+                rows[bad] = broken.to_owned();
+                let json = format!("[{}]", rows.join(",\n"));
+                let two = Rows::parse(&mut Scanner::new(json.as_bytes()).unwrap(), 1, 0)
+                    .unwrap_err()
+                    .to_string();
+                assert_eq!(two, one_pass(&json).unwrap_err().to_string(), "{bad}");
+                assert!(
+                    two.contains(&format!("row {bad}"))
+                        || two.contains(&format!("line {}", bad + 1)),
+                    "{bad}: {two}"
+                );
+            }
+        }
     }
 
     #[test]
