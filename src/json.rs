@@ -215,7 +215,7 @@ impl<'a> Scanner<'a> {
         let text = self.text;
         let bytes = text.as_bytes();
         let start = self.pos + 1;
-        let mut i = start;
+        let mut i = plain_run(bytes, start);
         // The common case: no escape before the closing quote.
         while let Some(&b) = bytes.get(i) {
             match b {
@@ -457,12 +457,51 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// The index of the first byte from `i` that may end or escape a string (`"`, `\\` or a
+/// control character), checking 8 bytes at a time; at most `bytes.len()`, and possibly earlier
+/// (the byte loop that follows checks each byte from there).
+fn plain_run(bytes: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        // A byte below 0x20, or equal to `"` or `\`: the high bit of its lane is set. Bytes
+        // of 0x80 and above (UTF-8) only cause a false stop, which the byte loop clears.
+        let special = x.wrapping_sub(ONES * 0x20) & !x & HIGH
+            | has_zero(x ^ (ONES * u64::from(b'"')))
+            | has_zero(x ^ (ONES * u64::from(b'\\')));
+        if special != 0 {
+            return i;
+        }
+        i += 8;
+    }
+    i
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn scan(json: &str) -> Scanner<'_> {
         Scanner::new(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn the_8_byte_skip_never_passes_a_quote_backslash_or_control_character() {
+        let filler = "abcdé🚀xyz0123456789ABCDEFGHIJ";
+        for special in [b'"', b'\\', 0x00, 0x01, 0x1f] {
+            for at in 0..40 {
+                let mut bytes: Vec<u8> = filler.bytes().cycle().take(48).collect();
+                bytes[at] = special;
+                for from in 0..=at {
+                    let stop = plain_run(&bytes, from);
+                    assert!(stop <= at, "{special:#x} at {at}, from {from}: {stop}");
+                }
+            }
+        }
+        // Plain text is skipped 8 bytes at a time up to its last whole word.
+        assert_eq!(plain_run(b"abcdefghijklmnopq", 0), 16);
     }
 
     #[test]

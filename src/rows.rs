@@ -51,7 +51,7 @@ fn split_point(scanner: &Scanner) -> Option<usize> {
 }
 
 /// Objects with more members than this are checked for duplicate keys with a hash set.
-const SMALL_OBJECT: usize = 16;
+const SMALL_OBJECT: usize = 32;
 
 /// Which row a message is about: its index among the rows (of the event, or of a source
 /// object's JSON array), or its 1-based line in an NDJSON object.
@@ -535,13 +535,25 @@ impl<'a> Rows<'a> {
     /// A key that appears twice in the object at `object` (small objects compare pairwise,
     /// without allocating).
     fn duplicate_key(&self, object: usize) -> Option<&str> {
-        let mut members = self.members(object);
-        if members.by_ref().nth(SMALL_OBJECT).is_none() {
-            return self.members(object).enumerate().find_map(|(i, (key, _))| {
-                self.members(object)
-                    .take(i)
-                    .any(|(earlier, _)| same_key(earlier, key))
-                    .then_some(key)
+        // The keys walked once into a small array, then compared pairwise from there (walking
+        // the tape again for each key made this the costliest part of parsing wide rows).
+        let mut keys = [""; SMALL_OBJECT];
+        let mut count = 0;
+        for (key, _) in self.members(object) {
+            if count == SMALL_OBJECT {
+                count = usize::MAX;
+                break;
+            }
+            keys[count] = key;
+            count += 1;
+        }
+        if count != usize::MAX {
+            let keys = &keys[..count];
+            return (1..count).find_map(|i| {
+                keys[..i]
+                    .iter()
+                    .any(|earlier| same_key(earlier, keys[i]))
+                    .then_some(keys[i])
             });
         }
         let mut seen = HashSet::new();
@@ -627,6 +639,18 @@ mod tests {
                 .contains("`k7` appears twice")
         );
         assert_eq!(rows(&format!("[{{{}}}]", many.join(","))).unwrap().len(), 1);
+        // Each size of object: compared pairwise up to SMALL_OBJECT keys, hashed past it.
+        for size in [2, SMALL_OBJECT - 1, SMALL_OBJECT, SMALL_OBJECT + 1] {
+            let json = format!("[{{{}, \"k0\": 0}}]", many[..size - 1].join(","));
+            let err = rows(&json).unwrap_err().to_string();
+            assert!(err.contains("`k0` appears twice"), "{size}: {err}");
+            assert_eq!(
+                rows(&format!("[{{{}}}]", many[..size].join(",")))
+                    .unwrap()
+                    .len(),
+                1
+            );
+        }
     }
 
     /// The rows as one scan on one thread would put them on the tape.
