@@ -48,6 +48,12 @@ def status_kib(pid, field):
     raise RuntimeError(f"no {field} for pid {pid}")
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds of a live process."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def holds(got, want):
     """Whether a reply `got` holds everything in `want` (objects: at least its keys; arrays:
     the same length, element by element)."""
@@ -197,6 +203,9 @@ class Emulator:
 
     def peak_rss_kib(self):
         return status_kib(self.proc.pid, "VmHWM")
+
+    def cpu_seconds(self):
+        return cpu_seconds(self.proc.pid)
 
     def stop(self):
         self.proc.kill()

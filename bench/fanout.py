@@ -48,12 +48,6 @@ def day_of(row_id):
     return DAYS[(row_id * 7919) % len(DAYS)]
 
 
-def cpu_seconds(pid):
-    """User + system CPU seconds of a live process."""
-    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def generate(root, objects, rows):
     """`objects` NDJSON objects of `rows` rows each, ids unique across all; their total bytes."""
     folder = root / IN / PREFIX
@@ -175,7 +169,7 @@ def main():
         assert kind == "response", committed
         wall = time.perf_counter() - started
         peaks = [f.peak_rss_kib() / 1024 for f in functions]
-        cpu = sum(cpu_seconds(f.proc.pid) for f in functions)
+        cpu = sum(f.cpu_seconds() for f in functions)
     finally:
         for f in functions:
             f.stop()

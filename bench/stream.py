@@ -93,11 +93,6 @@ def generate(path, size):
     return rows
 
 
-def cpu_seconds(pid):
-    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def ours(bootstrap, s3, key, size, schema):
     """One fresh function process converting s3://in-bucket/<key>: seconds, CPU seconds, peak MiB."""
     function = Emulator(bootstrap, {"AWS_ENDPOINT_URL_S3": s3.endpoint}, timeout_s=900)
@@ -106,11 +101,11 @@ def ours(bootstrap, s3, key, size, schema):
         event = {"source": {"uri": f"s3://in-bucket/{key}"}, "targets": TARGETS}
         if schema:
             event["schema"] = SCHEMA
-        cpu = cpu_seconds(function.proc.pid)
+        cpu = function.cpu_seconds()
         started = time.perf_counter()
         kind, body, _ = function.invoke(json.dumps(event).encode(), deadline_s=900)
         wall = time.perf_counter() - started
-        cpu = cpu_seconds(function.proc.pid) - cpu
+        cpu = function.cpu_seconds() - cpu
         if kind != "response":
             sys.exit(f"{key}: {body}")
         peak = function.peak_rss_kib() / 1024
