@@ -15,7 +15,7 @@ use parquet::schema::types::ColumnPath;
 
 use crate::Error;
 use crate::columns::UnknownKeys;
-use crate::partition::{Layout, PartitionBy};
+use crate::partition::{self, Layout, PartitionBy};
 use crate::rows::Rows;
 use crate::target::Codec;
 
@@ -106,23 +106,18 @@ pub fn rows_to_parquet(
     crate::schema::check_names(schema.fields())?;
     let layout = partitioning.by.map(|by| by.layout(&schema)).transpose()?;
     let batches = crate::columns::build(&rows, schema.clone(), unknown)?;
-    let parts = match &layout {
-        None => vec![(String::new(), batches)],
-        Some(layout) => layout
-            .split(&batches, partitioning.max, |i| rows.row_ref(i))?
-            .into_iter()
-            .map(|part| (part.path, vec![part.batch]))
-            .collect(),
-    };
+    let parts = partition::parts(layout.as_ref(), batches, partitioning.max, |i| {
+        rows.row_ref(i)
+    })?;
     drop(rows);
     let built = Instant::now();
     let partitions = parts
         .into_iter()
-        .map(|(path, batches)| {
+        .map(|part| {
             Ok(EncodedPartition {
-                path,
-                rows: batches.iter().map(RecordBatch::num_rows).sum(),
-                files: to_parquet_all(&batches, codecs)?,
+                rows: part.batches.iter().map(RecordBatch::num_rows).sum(),
+                files: to_parquet_all(&part.batches, codecs)?,
+                path: part.path,
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;

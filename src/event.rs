@@ -149,12 +149,8 @@ impl<'a> Fields<'a> {
     /// `InvalidEvent` naming the first field not in `allowed`, for an object (`what`) of a
     /// fixed shape.
     pub fn only(&self, allowed: &[&str], what: &str) -> Result<(), Error> {
-        match self
-            .others
-            .iter()
-            .find(|(name, _)| !allowed.contains(&name.as_ref()))
-        {
-            Some((unknown, _)) => Err(Error::InvalidEvent(format!(
+        match self.unknown(allowed) {
+            Some(unknown) => Err(Error::InvalidEvent(format!(
                 "unknown field `{unknown}` in {what} (expected {})",
                 allowed
                     .iter()
@@ -162,11 +158,16 @@ impl<'a> Fields<'a> {
                     .collect::<Vec<_>>()
                     .join(", ")
             ))),
-            None if self.rows.is_some() => {
-                Err(Error::InvalidEvent(format!("{what} has no `rows`")))
-            }
             None => Ok(()),
         }
+    }
+
+    /// The first field (besides `rows`) not in `allowed`.
+    fn unknown(&self, allowed: &[&str]) -> Option<&str> {
+        self.others
+            .iter()
+            .map(|(name, _)| name.as_ref())
+            .find(|name| !allowed.contains(name))
     }
 
     /// The value of a string field; `None` when absent or not a string.
@@ -242,11 +243,10 @@ impl<'a> Fields<'a> {
     /// Refused so that a typo such as `target` fails loudly instead of silently writing to
     /// the default targets: any field but `own` and the optional ones.
     fn refuse_unknown(&self, own: &[&str], expected: &str) -> Result<(), Error> {
-        match self.others.iter().find(|(name, _)| {
-            !own.contains(&name.as_ref()) && !OPTIONAL_FIELDS.contains(&name.as_ref())
-        }) {
+        let allowed: Vec<&str> = own.iter().chain(&OPTIONAL_FIELDS).copied().collect();
+        match self.unknown(&allowed) {
             None => Ok(()),
-            Some((unknown, _)) => Err(Error::InvalidEvent(format!(
+            Some(unknown) => Err(Error::InvalidEvent(format!(
                 "unknown field `{unknown}` in the event (expected {expected} {})",
                 OPTIONAL_FIELDS.map(|f| format!("`{f}`")).join(", ")
             ))),

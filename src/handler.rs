@@ -535,42 +535,36 @@ impl Function {
         deadline: Option<SystemTime>,
     ) -> Result<Reply, Error> {
         let marker_of = |t: &Target| format!("{}{}", t.prefix.key_prefix, job::MARKER);
-        let Commit::Finish {
-            bucket,
-            key,
-            map_run,
-        } = commit
-        else {
-            let mut markers = Vec::new();
-            for target in targets {
-                self.store
-                    .delete(&target.prefix.bucket, &marker_of(target))
-                    .await?;
-                markers.push(Marker {
-                    uri: format!("{}{}", target.prefix, job::MARKER),
-                    objects: 0,
-                    rows: 0,
-                    bytes: 0,
-                });
+        let (phase, written) = match commit {
+            Commit::Start => {
+                for target in targets {
+                    self.store
+                        .delete(&target.prefix.bucket, &marker_of(target))
+                        .await?;
+                }
+                ("start", vec![job::Written::default(); targets.len()])
             }
-            return Ok(Reply::Committed {
-                phase: "start",
-                markers,
-            });
+            Commit::Finish {
+                bucket,
+                key,
+                map_run,
+            } => {
+                let manifest = self.store.read_all(&bucket, &key, RESULTS_LIMIT).await?;
+                let mut written = vec![job::Written::default(); targets.len()];
+                for file in job::succeeded_files(&manifest)? {
+                    let text = self.store.read_all(&bucket, &file, RESULTS_LIMIT).await?;
+                    job::add_results(&text, targets, &mut written)?;
+                }
+                let mut transaction = Transaction::new(&self.store);
+                for (target, written) in targets.iter().zip(&written) {
+                    let index = transaction.add(target.prefix.bucket.clone(), marker_of(target));
+                    let body = job::marker(written, map_run.as_deref());
+                    transaction.last(index, body.into()).await?;
+                }
+                make_visible(&mut transaction, false, deadline).await?;
+                ("finish", written)
+            }
         };
-        let manifest = self.store.read_all(&bucket, &key, RESULTS_LIMIT).await?;
-        let mut written = vec![job::Written::default(); targets.len()];
-        for file in job::succeeded_files(&manifest)? {
-            let text = self.store.read_all(&bucket, &file, RESULTS_LIMIT).await?;
-            job::add_results(&text, targets, &mut written)?;
-        }
-        let mut transaction = Transaction::new(&self.store);
-        for (target, written) in targets.iter().zip(&written) {
-            let index = transaction.add(target.prefix.bucket.clone(), marker_of(target));
-            let body = job::marker(written, map_run.as_deref());
-            transaction.last(index, body.into()).await?;
-        }
-        make_visible(&mut transaction, false, deadline).await?;
         let markers = targets
             .iter()
             .zip(written)
@@ -581,10 +575,7 @@ impl Function {
                 bytes: written.bytes,
             })
             .collect();
-        Ok(Reply::Committed {
-            phase: "finish",
-            markers,
-        })
+        Ok(Reply::Committed { phase, markers })
     }
 }
 

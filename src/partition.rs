@@ -77,13 +77,20 @@ impl PartitionBy {
                     crate::ddl::spark_type(field.data_type())
                 )));
             }
-            columns.push((index, name.clone()));
+            let mut folder = String::new();
+            escape_into(&mut folder, name);
+            folder.push('=');
+            columns.push(Column {
+                index,
+                name: name.clone(),
+                folder,
+            });
         }
         let kept: Vec<Arc<Field>> = schema
             .fields()
             .iter()
             .enumerate()
-            .filter(|(i, _)| !columns.iter().any(|(c, _)| c == i))
+            .filter(|(i, _)| !columns.iter().any(|c| c.index == *i))
             .map(|(_, f)| f.clone())
             .collect();
         if kept.is_empty() {
@@ -93,7 +100,7 @@ impl PartitionBy {
         }
         let partition_fields = columns
             .iter()
-            .map(|(i, _)| schema.field(*i).clone())
+            .map(|c| schema.field(c.index).clone())
             .collect();
         Ok(Layout {
             columns,
@@ -126,20 +133,50 @@ fn partitionable(data_type: &DataType) -> bool {
 /// `partition_by` checked against a schema.
 #[derive(Debug, Clone)]
 pub struct Layout {
-    /// Index in the full schema and name of each partition column, in `partition_by` order.
-    columns: Vec<(usize, String)>,
+    /// The partition columns, in `partition_by` order.
+    columns: Vec<Column>,
     /// The partition columns' fields, in order (for the Athena DDL).
     pub partition_fields: Vec<Field>,
     /// The schema of the files: every other column, in order.
     pub files: SchemaRef,
 }
 
-/// The rows of one partition of a batch.
+/// A partition column.
+#[derive(Debug, Clone)]
+struct Column {
+    /// Its index in the full schema.
+    index: usize,
+    name: String,
+    /// Its folder names' start: the name escaped, and `=`.
+    folder: String,
+}
+
+/// The rows of one partition.
 pub struct Part {
-    /// `dt=2024-01-01/region=eu/` (escaped, ending in `/`).
+    /// `dt=2024-01-01/region=eu/` (escaped, ending in `/`); empty without `partition_by`.
     pub path: String,
     /// Without the partition columns.
-    pub batch: RecordBatch,
+    pub batches: Vec<RecordBatch>,
+}
+
+/// `batches` (the rows in order, as built) as the parts a conversion writes: split by
+/// `layout` as [`Layout::split`], or, without one, whole under an empty path.
+///
+/// # Errors
+/// As [`Layout::split`].
+pub fn parts(
+    layout: Option<&Layout>,
+    batches: Vec<RecordBatch>,
+    max: usize,
+    row_ref: impl Fn(usize) -> RowRef,
+) -> Result<Vec<Part>, Error> {
+    match layout {
+        None => Ok(vec![Part {
+            path: String::new(),
+            batches,
+        }]),
+        Some(layout) => layout.split(&batches, max, row_ref),
+    }
 }
 
 impl Layout {
@@ -156,55 +193,47 @@ impl Layout {
         max: usize,
         row_ref: impl Fn(usize) -> RowRef,
     ) -> Result<Vec<Part>, Error> {
-        let mut order: Vec<String> = Vec::new();
-        let mut rows_of: HashMap<String, Vec<Vec<u32>>> = HashMap::new();
+        // Each partition's path and its rows in each batch, in order of appearance.
+        let mut found: Vec<(String, Vec<Vec<u32>>)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut path = String::new();
         let mut first = 0;
         for (b, batch) in batches.iter().enumerate() {
             let values: Vec<&ArrayRef> =
-                self.columns.iter().map(|(i, _)| batch.column(*i)).collect();
-            let mut path = String::new();
+                self.columns.iter().map(|c| batch.column(c.index)).collect();
             for row in 0..batch.num_rows() {
                 path.clear();
-                for ((_, name), column) in self.columns.iter().zip(&values) {
-                    let value = text(column.as_ref(), row);
-                    if value.as_deref().is_some_and(|v| v.contains('\0')) {
+                for (column, values) in self.columns.iter().zip(&values) {
+                    path.push_str(&column.folder);
+                    if !append_value(&mut path, values.as_ref(), row) {
                         return Err(Error::InvalidEvent(format!(
-                            "partition column `{name}` at {}: a NUL character cannot be part of an S3 folder name",
+                            "partition column `{}` at {}: a NUL character cannot be part of an S3 folder name",
+                            column.name,
                             row_ref(first + row)
                         )));
                     }
-                    escape_into(&mut path, name);
-                    path.push('=');
-                    match value.as_deref() {
-                        None | Some("") => path.push_str(DEFAULT_PARTITION),
-                        Some(value) => escape_into(&mut path, value),
-                    }
                     path.push('/');
                 }
-                let rows = match rows_of.get_mut(&path) {
-                    Some(rows) => rows,
-                    None if order.len() == max => {
-                        return Err(too_many(max));
-                    }
+                let at = match index.get(&path) {
+                    Some(&at) => at,
+                    None if found.len() == max => return Err(too_many(max)),
                     None => {
-                        order.push(path.clone());
-                        rows_of
-                            .entry(path.clone())
-                            .or_insert_with(|| vec![Vec::new(); batches.len()])
+                        index.insert(path.clone(), found.len());
+                        found.push((path.clone(), vec![Vec::new(); batches.len()]));
+                        found.len() - 1
                     }
                 };
-                rows[b].push(row as u32);
+                found[at].1[b].push(row as u32);
             }
             first += batch.num_rows();
         }
-        let whole = order.len() == 1;
-        order
+        let whole = found.len() == 1;
+        found
             .into_iter()
-            .map(|path| {
-                let rows = &rows_of[&path];
+            .map(|(path, rows)| {
                 let parts: Vec<RecordBatch> = batches
                     .iter()
-                    .zip(rows)
+                    .zip(&rows)
                     .filter(|(_, rows)| !rows.is_empty())
                     .map(|(batch, rows)| self.take(batch, (!whole).then_some(rows)))
                     .collect::<Result<_, _>>()?;
@@ -213,7 +242,10 @@ impl Layout {
                     _ => arrow_select::concat::concat_batches(&self.files, &parts)
                         .map_err(arrow_error)?,
                 };
-                Ok(Part { path, batch })
+                Ok(Part {
+                    path,
+                    batches: vec![batch],
+                })
             })
             .collect()
     }
@@ -225,7 +257,7 @@ impl Layout {
             .columns()
             .iter()
             .enumerate()
-            .filter(|(i, _)| !self.columns.iter().any(|(c, _)| c == i))
+            .filter(|(i, _)| !self.columns.iter().any(|c| c.index == *i))
             .map(|(_, column)| match &indices {
                 None => Ok(column.clone()),
                 Some(indices) => arrow_select::take::take(column.as_ref(), indices, None),
@@ -247,31 +279,47 @@ fn arrow_error(e: arrow_schema::ArrowError) -> Error {
     Error::InvalidEvent(format!("the rows could not be split into partitions: {e}"))
 }
 
-/// The value's text in a folder name, as Spark writes it; `None` for null.
-fn text(column: &dyn Array, row: usize) -> Option<String> {
+/// Appends the value's text in a folder name, as Spark writes it (escaped; null or empty as
+/// [`DEFAULT_PARTITION`]); `false`, appending nothing, for a string holding a NUL. Numbers,
+/// booleans and dates need no escaping.
+fn append_value(out: &mut String, column: &dyn Array, row: usize) -> bool {
     if column.is_null(row) {
-        return None;
+        out.push_str(DEFAULT_PARTITION);
+        return true;
     }
-    Some(match column.data_type() {
-        DataType::Utf8 => column.as_string::<i32>().value(row).to_owned(),
-        DataType::Boolean => column.as_boolean().value(row).to_string(),
+    let _ = match column.data_type() {
+        DataType::Utf8 => {
+            let text = column.as_string::<i32>().value(row);
+            if text.contains('\0') {
+                return false;
+            }
+            match text {
+                "" => out.push_str(DEFAULT_PARTITION),
+                text => escape_into(out, text),
+            }
+            Ok(())
+        }
+        DataType::Boolean => write!(out, "{}", column.as_boolean().value(row)),
         DataType::Date32 => {
             let days = column.as_primitive::<Date32Type>().value(row);
             let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date");
-            (epoch + chrono::Duration::days(days.into()))
-                .format("%Y-%m-%d")
-                .to_string()
+            write!(
+                out,
+                "{}",
+                (epoch + chrono::Duration::days(days.into())).format("%Y-%m-%d")
+            )
         }
-        DataType::Int8 => column.as_primitive::<Int8Type>().value(row).to_string(),
-        DataType::Int16 => column.as_primitive::<Int16Type>().value(row).to_string(),
-        DataType::Int32 => column.as_primitive::<Int32Type>().value(row).to_string(),
-        DataType::Int64 => column.as_primitive::<Int64Type>().value(row).to_string(),
-        DataType::UInt8 => column.as_primitive::<UInt8Type>().value(row).to_string(),
-        DataType::UInt16 => column.as_primitive::<UInt16Type>().value(row).to_string(),
-        DataType::UInt32 => column.as_primitive::<UInt32Type>().value(row).to_string(),
-        DataType::UInt64 => column.as_primitive::<UInt64Type>().value(row).to_string(),
+        DataType::Int8 => write!(out, "{}", column.as_primitive::<Int8Type>().value(row)),
+        DataType::Int16 => write!(out, "{}", column.as_primitive::<Int16Type>().value(row)),
+        DataType::Int32 => write!(out, "{}", column.as_primitive::<Int32Type>().value(row)),
+        DataType::Int64 => write!(out, "{}", column.as_primitive::<Int64Type>().value(row)),
+        DataType::UInt8 => write!(out, "{}", column.as_primitive::<UInt8Type>().value(row)),
+        DataType::UInt16 => write!(out, "{}", column.as_primitive::<UInt16Type>().value(row)),
+        DataType::UInt32 => write!(out, "{}", column.as_primitive::<UInt32Type>().value(row)),
+        DataType::UInt64 => write!(out, "{}", column.as_primitive::<UInt64Type>().value(row)),
         other => unreachable!("{other} is refused by PartitionBy::layout"),
-    })
+    };
+    true
 }
 
 /// Appends `text` escaped as Spark's `ExternalCatalogUtils.escapePathName` escapes folder
@@ -364,7 +412,7 @@ mod tests {
             ]
         );
         let n = |p: &Part| -> Vec<i64> {
-            p.batch
+            p.batches[0]
                 .column(0)
                 .as_primitive::<Int64Type>()
                 .values()

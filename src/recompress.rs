@@ -247,14 +247,19 @@ mod tests {
     use parquet::arrow::ArrowWriter;
     use parquet::file::properties::EnabledStatistics;
 
-    /// What parquet-rs's own writer makes of `batch` with `codec`, and the uncompressed file.
-    fn direct(batch: &arrow_array::RecordBatch, codec: Codec) -> Bytes {
-        let props = WriterProperties::builder()
+    /// The settings both ways of writing get.
+    fn props(codec: Codec) -> WriterProperties {
+        WriterProperties::builder()
             .set_compression(compression(codec))
             .set_statistics_enabled(EnabledStatistics::Chunk)
             .set_offset_index_disabled(true)
-            .build();
-        let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props)).unwrap();
+            .build()
+    }
+
+    /// What parquet-rs's own writer makes of `batch` with `codec`.
+    fn direct(batch: &arrow_array::RecordBatch, codec: Codec) -> Bytes {
+        let mut writer =
+            ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props(codec))).unwrap();
         writer.write(batch).unwrap();
         Bytes::from(writer.into_inner().unwrap())
     }
@@ -286,17 +291,8 @@ mod tests {
         .remove(0);
         let plain = direct(&batch, Codec::Uncompressed);
         for codec in Codec::ALL {
-            let props = WriterProperties::builder()
-                .set_compression(compression(codec))
-                .set_statistics_enabled(EnabledStatistics::Chunk)
-                .set_offset_index_disabled(true)
-                .build();
-            let again = recompress(&plain, codec, props).unwrap();
+            let again = recompress(&plain, codec, props(codec)).unwrap();
             let want = direct(&batch, codec);
-            if std::env::var("DUMP").is_ok() {
-                std::fs::write(format!("/tmp/again-{codec:?}.parquet"), &again).unwrap();
-                std::fs::write(format!("/tmp/want-{codec:?}.parquet"), &want).unwrap();
-            }
             assert!(
                 again == want,
                 "{codec:?}: {} bytes, the writer's {}",

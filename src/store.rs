@@ -5,6 +5,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::SharedHttpClient;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::delete_object::DeleteObjectError;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use aws_smithy_http_client::tls;
@@ -201,20 +202,19 @@ impl S3Store {
     /// # Errors
     /// `S3WriteFailed` naming the object.
     pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), Error> {
-        self.client
-            .delete_object()
-            .bucket(bucket)
-            .key(key)
-            .set_expected_bucket_owner(self.expected_bucket_owner.clone())
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                Error::S3WriteFailed(format!(
-                    "deleting s3://{bucket}/{key} failed: {}",
-                    describe(&e)
-                ))
-            })
+        delete_object(
+            &self.client,
+            self.expected_bucket_owner.clone(),
+            bucket,
+            key,
+        )
+        .await
+        .map_err(|e| {
+            Error::S3WriteFailed(format!(
+                "deleting s3://{bucket}/{key} failed: {}",
+                describe(&e)
+            ))
+        })
     }
 }
 
@@ -556,15 +556,8 @@ impl<'s> Transaction<'s> {
                         }
                     }
                 }
-                match client
-                    .delete_object()
-                    .bucket(&bucket)
-                    .key(&key)
-                    .set_expected_bucket_owner(owner)
-                    .send()
-                    .await
-                {
-                    Ok(_) => Ok(()),
+                match delete_object(&client, owner, &bucket, &key).await {
+                    Ok(()) => Ok(()),
                     // Nothing can be left where there is no bucket.
                     Err(e) if e.code() == Some("NoSuchBucket") => Ok(()),
                     Err(e) => Err(format!("{uri} ({})", describe(&e))),
@@ -583,6 +576,23 @@ impl<'s> Transaction<'s> {
         }
         left
     }
+}
+
+/// One DELETE of `s3://bucket/key` (S3 answers a missing key with success).
+async fn delete_object(
+    client: &Client,
+    owner: Option<String>,
+    bucket: &str,
+    key: &str,
+) -> Result<(), SdkError<DeleteObjectError, HttpResponse>> {
+    client
+        .delete_object()
+        .bucket(bucket)
+        .key(key)
+        .set_expected_bucket_owner(owner)
+        .send()
+        .await
+        .map(|_| ())
 }
 
 /// What a clean-up could not remove (`left`, as [`Transaction::abort`] names it), for the end

@@ -19,7 +19,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use ring::digest::{SHA256, digest};
@@ -29,7 +28,7 @@ use crate::Error;
 use crate::columns::{self, UnknownKeys};
 use crate::encode::{Partitioning, RowGroupSize, StreamWriter};
 use crate::handler::{Output, write_budget};
-use crate::partition::{Layout, PartitionBy, too_many};
+use crate::partition::{self, Layout, Part, PartitionBy, too_many};
 use crate::schema::{self, Inference};
 use crate::source::{Chunk, Reader, Source};
 use crate::store::{Opened, PART_BYTES, S3Store, Transaction, with_leftovers};
@@ -56,7 +55,6 @@ pub struct Streamed {
     /// The rows' schema (with the partition columns).
     pub schema: SchemaRef,
     pub layout: Option<Layout>,
-    pub rows: usize,
     /// The object read: its URI, stored size and ETag.
     pub uri: String,
     pub bytes: u64,
@@ -156,7 +154,6 @@ pub async fn convert(
     Ok(Streamed {
         schema: converted.schema,
         layout: converted.layout,
-        rows: converted.rows,
         uri,
         bytes,
         etag,
@@ -237,7 +234,6 @@ enum Read {
 struct Converted {
     schema: SchemaRef,
     layout: Option<Layout>,
-    rows: usize,
     objects: Vec<Output>,
 }
 
@@ -362,12 +358,6 @@ impl Write<'_, '_, '_> {
         Ok(Read::Converted(Converted {
             schema,
             layout: self.progress.layout.take(),
-            rows: self
-                .objects
-                .iter()
-                .filter(|o| o.target == 0)
-                .map(|o| o.rows)
-                .sum(),
             objects: std::mem::take(&mut self.objects),
         }))
     }
@@ -504,17 +494,15 @@ impl Progress {
             self.layout = Some(by.layout(&schema)?);
         }
         let batches = columns::build(&tape, schema, settings.unknown_keys)?;
-        let parts: Vec<(String, Vec<RecordBatch>)> = match &self.layout {
-            None => vec![(String::new(), batches)],
-            Some(layout) => layout
-                .split(&batches, settings.max_partitions, |i| tape.row_ref(i))?
-                .into_iter()
-                .map(|part| (part.path, vec![part.batch]))
-                .collect(),
-        };
+        let parts = partition::parts(
+            self.layout.as_ref(),
+            batches,
+            settings.max_partitions,
+            |i| tape.row_ref(i),
+        )?;
         drop(tape);
         let mut ready = Vec::new();
-        for (path, batches) in parts {
+        for Part { path, batches } in parts {
             let partition = match self.index.get(&path) {
                 Some(&partition) => partition,
                 None if self.index.len() == settings.max_partitions => {
