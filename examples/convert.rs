@@ -1,8 +1,9 @@
 //! Times the conversion core on an event file, with no network:
-//! `cargo run --release --example convert -- EVENT.json [REPEAT]`.
+//! `cargo run --release --example convert -- EVENT.json [REPEAT [OUT_DIR]]`.
 //! Prints rows, columns, each codec's size, the median time of REPEAT runs (and of each
 //! phase: parsing the event onto the tape, building the Arrow batch, encoding the codecs in
-//! parallel) and the process's peak RSS.
+//! parallel) and the process's peak RSS. With OUT_DIR, writes each codec's file there
+//! (`<codec>.parquet`), to compare column by column with an anchor's.
 
 use std::time::Instant;
 
@@ -10,13 +11,16 @@ use rows_to_parquet::{encode, event};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let path = args.next().ok_or("usage: convert EVENT.json [REPEAT]")?;
+    let path = args
+        .next()
+        .ok_or("usage: convert EVENT.json [REPEAT [OUT_DIR]]")?;
     let repeat: usize = args
         .next()
         .map(|r| r.parse())
         .transpose()?
         .unwrap_or(1)
         .max(1);
+    let out_dir = args.next();
     // As the function runs it.
     rows_to_parquet::memory::use_one_arena();
     let bytes = std::fs::read(&path)?;
@@ -54,6 +58,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (t[t.len() / 2], t[0])
     });
     let encoded = last.expect("at least one run");
+    if let Some(dir) = out_dir {
+        for (codec, bytes) in &encoded.partitions[0].files {
+            std::fs::write(format!("{dir}/{}.parquet", codec.name()), bytes)?;
+        }
+    }
     let sizes: Vec<String> = encoded.partitions[0]
         .files
         .iter()
