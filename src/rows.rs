@@ -50,6 +50,12 @@ fn split_point(scanner: &Scanner) -> Option<usize> {
     None
 }
 
+/// Bytes of text per tape slot that the split parse reserves for. Rows of short strings take
+/// a slot per 5 bytes (a key or value of 2-6 bytes with its quotes and separator); reserving
+/// for fewer meant a copy of the whole tape when it outgrew its block, which held both copies
+/// at once. Reserved pages that no slot reaches are never touched, so they cost no memory.
+const TEXT_PER_SLOT: usize = 4;
+
 /// Objects with more members than this are checked for duplicate keys with a hash set.
 const SMALL_OBJECT: usize = 32;
 
@@ -336,16 +342,16 @@ impl<'a> Rows<'a> {
         // result, and the same first error, as one pass.
         // Both tapes sized once, the first for all the rows (the second is appended to it):
         // growing them by doublings while two threads fault in pages costs more than the
-        // second thread saves. A slot per 6 bytes of text is more than JSON rows need.
+        // second thread saves.
         let left = scanner.source().len() - scanner.position();
-        rows.slots.reserve(left / 6);
+        rows.slots.reserve(left / TEXT_PER_SLOT);
         std::thread::scope(|scope| {
             let mut fork = scanner.fork(split);
             let source = rows.source;
             let second = scope.spawn(move || {
                 let mut rest = Rows {
                     source,
-                    slots: Vec::with_capacity((source.len() - split) / 6),
+                    slots: Vec::with_capacity((source.len() - split) / TEXT_PER_SLOT),
                     ..Rows::default()
                 };
                 rest.rows_until(&mut fork, depth, None)
