@@ -283,7 +283,6 @@ impl Function {
                 tracing::warn!(request_id, error_type = e.error_type(), error = %e, ms, "invocation failed")
             }
         }
-        crate::memory::release_freed();
         result
     }
 

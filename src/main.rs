@@ -9,7 +9,7 @@ use rows_to_parquet::store::S3Store;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    rows_to_parquet::memory::use_one_arena();
+    rows_to_parquet::memory::tune_allocator();
     rows_to_parquet::config::init_logging();
     let config = Config::from_env()?;
     let store =

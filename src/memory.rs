@@ -3,26 +3,28 @@
 //! glibc gives each thread that allocates its own arena, and keeps what an arena frees for
 //! that arena. The conversion uses up to four threads per invocation (two build the batch,
 //! one per codec encodes), so a 6 MB event's peak could vary by tens of MiB with which arena
-//! served what, and a warm function's resident set crept up over invocations. One arena, and
-//! freed memory handed back after each invocation, keep both flat (`bench/RESULTS.md`,
-//! `bench/soak.py`).
+//! served what, and a warm function's resident set crept up over invocations. One arena keeps
+//! the peak flat (`bench/RESULTS.md`, `bench/soak.py`).
+//!
+//! A warm function keeps the pages it used: large blocks come from the heap, not from fresh
+//! mappings, and freed memory is not handed back. Handing it back after each invocation (as
+//! an earlier version did) made the next one fault every page in again, a quarter of a 6 MB
+//! event's time end to end; the resident set between invocations is instead the peak, which
+//! the function has to have room for anyway.
 
-/// One malloc arena for every thread. Call first thing in `main`, before other threads.
-pub fn use_one_arena() {
+/// One malloc arena for every thread, and freed memory kept for the next invocation. Call
+/// first thing in `main`, before other threads.
+pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes glibc's allocator settings; it is called before any other
     // thread exists.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
-}
-
-/// Returns the memory an invocation freed to the system, so the next one starts from the
-/// same footprint.
-pub fn release_freed() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only gives unused pages of glibc's heaps back to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
+        // Blocks up to 64 MiB (a 6 MB event's tape is under 25 MiB) from the heap, where a
+        // freed block's pages are reused; the default unmaps blocks past 128 KiB (a threshold
+        // that grows only as far as the largest freed), so each invocation faulted them in.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        // The heap's top is not trimmed below 256 MiB (more than a 128 MB function has).
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
     }
 }
