@@ -1,10 +1,10 @@
 //! The event's rows as a flat tape of JSON nodes, built in the same pass that parses the event.
 //!
 //! [`crate::json`] does the lexing (escapes, surrogates, nesting limits); this module keeps
-//! what it finds as a `Vec` of 16-byte slots instead of a `serde_json::Value` tree: no map per
-//! row, strings and numbers other than plain i64 referred to where they lie in the event (only
+//! what it finds as a `Vec` of 8-byte slots instead of a `serde_json::Value` tree: no map per
+//! row, strings and numbers other than integers referred to where they lie in the event (only
 //! strings with escapes are decoded, into one side buffer), so a decimal never passes through
-//! f64 and a 6 MB event's tape stays near 15 MB. Objects are checked for duplicate keys here,
+//! f64 and a 6 MB event's tape stays under 10 MB. Objects are checked for duplicate keys here,
 //! once.
 
 use std::borrow::Cow;
@@ -140,19 +140,121 @@ struct Span {
     len: u32,
 }
 
-const DECODED: u32 = 1 << 31;
+const DECODED: u32 = 1 << 27;
 
-/// A [`Node`] as stored: 16 bytes.
+/// The most text a tape's spans can reach (`len` and its flag take 28 bits of a [`Packed`]
+/// slot); far more than an event (6 MB) or a source chunk (2 MiB plus one row of at most
+/// 32 MiB) holds.
+const MAX_TEXT: usize = DECODED as usize - 1;
+
+/// Refuses text the tape's spans cannot reach (past [`MAX_TEXT`]).
+fn within_spans(text: &str) -> Result<(), Error> {
+    if text.len() > MAX_TEXT {
+        return Err(Error::InvalidEvent(format!(
+            "the rows are {} bytes; at most {MAX_TEXT} can be converted at once",
+            text.len()
+        )));
+    }
+    Ok(())
+}
+
+/// A [`Node`] as the tape works with it.
 #[derive(Debug, Clone, Copy)]
 enum Slot {
     Null,
     Bool(bool),
+    /// An integer within 60 bits (nearly every one), kept in its slot.
     Int(i64),
+    /// Any other i64, by its index in [`Rows::ints`].
+    BigInt(u32),
     Number(Span),
     Str(Span),
-    Object { end: u32 },
+    Object {
+        end: u32,
+    },
     Key(Span),
-    Array { end: u32 },
+    Array {
+        end: u32,
+    },
+}
+
+/// A [`Slot`] as stored: 8 bytes, half of what the enum takes, so the tape (the largest thing
+/// a conversion holds, a slot per 5 to 8 bytes of rows) needs half the memory. The low 4 bits
+/// say which slot; a span keeps its length and flag in bits 4-31 and its offset in 32-63.
+#[derive(Debug, Clone, Copy)]
+struct Packed(u64);
+
+impl Packed {
+    const NULL: u64 = 0;
+    const BOOL: u64 = 1;
+    const INT: u64 = 2;
+    const BIG_INT: u64 = 3;
+    const NUMBER: u64 = 4;
+    const STR: u64 = 5;
+    const KEY: u64 = 6;
+    const OBJECT: u64 = 7;
+    const ARRAY: u64 = 8;
+
+    /// Whether `v` fits an [`Slot::Int`] slot.
+    fn holds(v: i64) -> bool {
+        (v << 4) >> 4 == v
+    }
+
+    fn pack(slot: Slot) -> Packed {
+        let span = |tag: u64, s: Span| tag | u64::from(s.len) << 4 | u64::from(s.at) << 32;
+        Packed(match slot {
+            Slot::Null => Packed::NULL,
+            Slot::Bool(v) => Packed::BOOL | u64::from(v) << 4,
+            Slot::Int(v) => {
+                debug_assert!(Packed::holds(v));
+                Packed::INT | (v << 4) as u64
+            }
+            Slot::BigInt(i) => Packed::BIG_INT | u64::from(i) << 4,
+            Slot::Number(s) => span(Packed::NUMBER, s),
+            Slot::Str(s) => span(Packed::STR, s),
+            Slot::Key(s) => span(Packed::KEY, s),
+            Slot::Object { end } => Packed::OBJECT | u64::from(end) << 4,
+            Slot::Array { end } => Packed::ARRAY | u64::from(end) << 4,
+        })
+    }
+
+    #[inline]
+    fn tag(self) -> u64 {
+        self.0 & 15
+    }
+
+    /// The payload of a `Bool`, `BigInt`, `Object` or `Array` slot.
+    #[inline]
+    fn small(self) -> u32 {
+        (self.0 >> 4) as u32
+    }
+
+    /// The span of a `Number`, `Str` or `Key` slot.
+    #[inline]
+    fn span(self) -> Span {
+        Span {
+            at: (self.0 >> 32) as u32,
+            len: (self.0 >> 4) as u32 & (DECODED | MAX_TEXT as u32),
+        }
+    }
+
+    // The tape is read far more often than written (inference, then building, walk it), so
+    // the readers (`Rows::node`, `skip`, `members`) decode the fields they need from the tag
+    // rather than through this.
+    fn unpack(self) -> Slot {
+        match self.tag() {
+            Packed::NULL => Slot::Null,
+            Packed::BOOL => Slot::Bool(self.small() != 0),
+            Packed::INT => Slot::Int(self.0 as i64 >> 4),
+            Packed::BIG_INT => Slot::BigInt(self.small()),
+            Packed::NUMBER => Slot::Number(self.span()),
+            Packed::STR => Slot::Str(self.span()),
+            Packed::KEY => Slot::Key(self.span()),
+            Packed::OBJECT => Slot::Object { end: self.small() },
+            Packed::ARRAY => Slot::Array { end: self.small() },
+            _ => unreachable!("only Packed::pack makes slots"),
+        }
+    }
 }
 
 /// Every row of an event, each an object on one shared tape.
@@ -162,7 +264,9 @@ pub struct Rows<'a> {
     source: &'a str,
     /// Strings that had escapes, decoded one after another.
     decoded: String,
-    slots: Vec<Slot>,
+    slots: Vec<Packed>,
+    /// Integers beyond 60 bits, which [`Slot::BigInt`] slots point into.
+    ints: Vec<i64>,
     /// The tape index of each row's `Object` node.
     starts: Vec<u32>,
     /// The index of the first row (a chunk of a source object starts past 0).
@@ -181,15 +285,18 @@ impl<'a> Rows<'a> {
     }
 
     pub fn node(&self, at: usize) -> Node<'_> {
-        match self.slots[at] {
-            Slot::Null => Node::Null,
-            Slot::Bool(v) => Node::Bool(v),
-            Slot::Int(v) => Node::Int(v),
-            Slot::Number(span) => Node::Number(self.text(span)),
-            Slot::Str(span) => Node::Str(self.text(span)),
-            Slot::Object { end } => Node::Object { end },
-            Slot::Key(span) => Node::Key(self.text(span)),
-            Slot::Array { end } => Node::Array { end },
+        let slot = self.slots[at];
+        match slot.tag() {
+            Packed::NULL => Node::Null,
+            Packed::BOOL => Node::Bool(slot.small() != 0),
+            Packed::INT => Node::Int(slot.0 as i64 >> 4),
+            Packed::BIG_INT => Node::Int(self.ints[slot.small() as usize]),
+            Packed::NUMBER => Node::Number(self.text(slot.span())),
+            Packed::STR => Node::Str(self.text(slot.span())),
+            Packed::KEY => Node::Key(self.text(slot.span())),
+            Packed::OBJECT => Node::Object { end: slot.small() },
+            Packed::ARRAY => Node::Array { end: slot.small() },
+            _ => unreachable!("only Packed::pack makes slots"),
         }
     }
 
@@ -263,8 +370,9 @@ impl<'a> Rows<'a> {
 
     /// The index just past the value that starts at `at`.
     pub fn skip(&self, at: usize) -> usize {
-        match self.slots[at] {
-            Slot::Object { end } | Slot::Array { end } => end as usize,
+        let slot = self.slots[at];
+        match slot.tag() {
+            Packed::OBJECT | Packed::ARRAY => slot.small() as usize,
             _ => at + 1,
         }
     }
@@ -277,12 +385,15 @@ impl<'a> Rows<'a> {
             if next >= end {
                 return None;
             }
-            let Slot::Key(key) = self.slots[next] else {
-                unreachable!("an object's members start with a key")
-            };
+            let key = self.slots[next];
+            debug_assert_eq!(
+                key.tag(),
+                Packed::KEY,
+                "an object's members start with a key"
+            );
             let value = next + 1;
             next = self.skip(value);
-            Some((self.text(key), value))
+            Some((self.text(key.span()), value))
         })
     }
 
@@ -322,6 +433,7 @@ impl<'a> Rows<'a> {
                 scanner.refuse_value(&format!("`rows` must be an array of objects, not {what}"))
             );
         }
+        within_spans(scanner.source())?;
         scanner.enter(depth)?;
         let mut rows = Rows {
             source: scanner.source(),
@@ -382,7 +494,7 @@ impl<'a> Rows<'a> {
             let row = self.row_ref(self.starts.len());
             let start = self.slots.len();
             self.value(scanner, depth + 1, row)?;
-            if !matches!(self.slots[start], Slot::Object { .. }) {
+            if !matches!(self.slots[start].unpack(), Slot::Object { .. }) {
                 return Err(scanner.refuse(&format!(
                     "{row} is a JSON {}, not an object",
                     self.node(start).json_type()
@@ -414,16 +526,20 @@ impl<'a> Rows<'a> {
                 len: span.len,
             },
         };
-        self.slots
-            .extend(rest.slots.into_iter().map(|slot| match slot {
+        let ints = self.ints.len() as u32;
+        self.slots.extend(rest.slots.into_iter().map(|slot| {
+            Packed::pack(match slot.unpack() {
                 Slot::Object { end } => Slot::Object { end: end + slots },
                 Slot::Array { end } => Slot::Array { end: end + slots },
                 Slot::Str(span) => Slot::Str(moved(span)),
                 Slot::Key(span) => Slot::Key(moved(span)),
                 Slot::Number(span) => Slot::Number(moved(span)),
+                Slot::BigInt(i) => Slot::BigInt(i + ints),
                 other => other,
-            }));
+            })
+        }));
         self.decoded.push_str(&rest.decoded);
+        self.ints.extend(rest.ints);
         self.starts
             .extend(rest.starts.into_iter().map(|s| s + slots));
     }
@@ -437,6 +553,7 @@ impl<'a> Rows<'a> {
     /// `InvalidEvent` naming the line for malformed JSON, a line that is not an object, and
     /// an object with a repeated key.
     pub fn parse_lines(text: &'a str, first_line: usize) -> Result<Rows<'a>, Error> {
+        within_spans(text)?;
         let mut rows = Rows {
             source: text,
             // Sized once for typical rows (a slot per 8 bytes of text), so that chunk after
@@ -511,7 +628,11 @@ impl<'a> Rows<'a> {
                 Slot::Str(self.span(text))
             }
             Some(b'-' | b'0'..=b'9') => match scanner.number()? {
-                Number::Int(v) => Slot::Int(v),
+                Number::Int(v) if Packed::holds(v) => Slot::Int(v),
+                Number::Int(v) => {
+                    self.ints.push(v);
+                    Slot::BigInt(self.ints.len() as u32 - 1)
+                }
                 Number::Text(text) => Slot::Number(self.span(text.into())),
             },
             Some(_) => match scanner.literal()? {
@@ -520,22 +641,23 @@ impl<'a> Rows<'a> {
             },
             None => return Err(scanner.syntax("EOF while parsing a value")),
         };
-        self.slots.push(slot);
+        self.slots.push(Packed::pack(slot));
         Ok(())
     }
 
     fn push(&mut self, slot: Slot) -> usize {
-        self.slots.push(slot);
+        self.slots.push(Packed::pack(slot));
         self.slots.len() - 1
     }
 
     /// Closes the container opened at `start`, now that its contents are on the tape.
     fn close(&mut self, start: usize) {
         let end = self.slots.len() as u32;
-        match &mut self.slots[start] {
-            Slot::Object { end: e } | Slot::Array { end: e } => *e = end,
+        self.slots[start] = Packed::pack(match self.slots[start].unpack() {
+            Slot::Object { .. } => Slot::Object { end },
+            Slot::Array { .. } => Slot::Array { end },
             _ => unreachable!("only containers are closed"),
-        }
+        });
     }
 
     /// A key that appears twice in the object at `object` (small objects compare pairwise,
@@ -614,6 +736,38 @@ mod tests {
         assert_eq!(e, [("e", Node::Number("12345678901234567890.12"))]);
     }
 
+    #[test]
+    fn integers_of_every_width_survive_the_8_byte_slots() {
+        let edges = [
+            0,
+            -1,
+            (1 << 59) - 1,
+            -(1 << 59),
+            1 << 59,
+            -(1 << 59) - 1,
+            i64::MAX,
+            i64::MIN,
+        ];
+        let json = format!(
+            "[{}]",
+            edges
+                .map(|v| format!(r#"{{"v": {v}, "end": [true, false]}}"#))
+                .join(",")
+        );
+        let rows = rows(&json).unwrap();
+        let back: Vec<_> = rows
+            .starts()
+            .map(|s| rows.node(member(&rows, s, "v")))
+            .collect();
+        assert_eq!(back, edges.map(Node::Int));
+        // Only the four past 60 bits were kept beside the tape.
+        assert_eq!(rows.ints.len(), 4);
+        let end = member(&rows, rows.starts().next().unwrap(), "end");
+        let flags: Vec<_> = rows.elements(end).map(|i| rows.node(i)).collect();
+        assert_eq!(flags, [Node::Bool(true), Node::Bool(false)]);
+        assert_eq!(std::mem::size_of::<Packed>(), 8);
+    }
+
     fn member(rows: &Rows, object: usize, key: &str) -> usize {
         rows.members(object).find(|(k, _)| *k == key).unwrap().1
     }
@@ -684,7 +838,13 @@ mod tests {
     fn a_large_array_is_parsed_in_two_halves_into_the_tape_of_one_pass() {
         let shapes: [&dyn Fn(usize) -> String; 3] = [
             // Flat rows, some strings with escapes (decoded into the side buffer).
-            &|i| format!(r#"{{"id": {i}, "name": "n\u00e9{i}", "x": {i}.5}}"#),
+            // Integers past 60 bits (kept beside the tape) in both halves.
+            &|i| {
+                format!(
+                    r#"{{"id": {i}, "name": "n\u00e9{i}", "x": {i}.5, "big": {}}}"#,
+                    i64::MAX - i as i64
+                )
+            },
             // Rows whose lists hold objects: the guessed split lands inside a row.
             &|i| format!(r#"{{"a": [{{"x": {i}}}, {{"y": 2}}, {{"z": [{{}}, {{}}]}}]}}"#),
             // Strings holding `}}, {{`: the guess lands inside a string.
