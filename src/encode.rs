@@ -4,16 +4,18 @@
 use std::time::{Duration, Instant};
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::{DataType, SchemaRef};
 use bytes::Bytes;
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::{
     ArrowColumnChunk, ArrowColumnWriter, ArrowLeafColumn, compute_leaves,
 };
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter, add_encoded_arrow_schema_to_metadata};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
 use crate::Error;
@@ -408,8 +410,24 @@ pub const ROW_GROUP_ROWS: usize = 122_880;
 /// One Parquet file per distinct codec, written a row group at a time from a stream of
 /// batches; whole row groups can be taken out as they are finished (a multipart upload's
 /// parts), so a file of any size never sits in memory whole.
+///
+/// Each row group is encoded once, uncompressed; every other codec's file gets that row
+/// group's pages compressed as soon as it is finished (see [`crate::recompress`]).
 pub struct StreamWriter {
-    writers: Vec<(Codec, ArrowWriter<Vec<u8>>)>,
+    /// The one encoding; the uncompressed file itself when one was asked for.
+    encoded: ArrowWriter<Vec<u8>>,
+    /// The uncompressed file's finished bytes not taken yet, when it was asked for.
+    kept: Option<Vec<Bytes>>,
+    /// Bytes of `encoded`'s file that have left its buffer.
+    left: u64,
+    /// Row groups of `encoded` already in every other file.
+    recompressed: usize,
+    /// Every other codec's file.
+    others: Vec<(Codec, SerializedFileWriter<Vec<u8>>)>,
+    /// The codecs in the order first asked for, which outputs keep.
+    order: Vec<Codec>,
+    /// Room reserved for each buffer of finished bytes.
+    reserve: usize,
     rows: usize,
 }
 
@@ -429,19 +447,44 @@ impl StreamWriter {
     ) -> Result<StreamWriter, Error> {
         let plain = plain_columns(first);
         let reserve = if alone { PART_BUFFER } else { 0 };
-        let writers = distinct(codecs)
-            .into_iter()
-            .map(|codec| {
-                ArrowWriter::try_new(
+        let order = distinct(codecs);
+        let schema = first.schema();
+        let props = properties(Codec::Uncompressed, &plain, row_group);
+        // The Parquet schema ArrowWriter derives.
+        let root = ArrowSchemaConverter::new()
+            .with_coerce_types(props.coerce_types())
+            .convert(&schema)
+            .map_err(|e| parquet_error(Codec::Uncompressed, e))?
+            .root_schema_ptr();
+        let encoded =
+            ArrowWriter::try_new(Vec::with_capacity(reserve), schema.clone(), Some(props))
+                .map_err(|e| parquet_error(Codec::Uncompressed, e))?;
+        let others = order
+            .iter()
+            .filter(|&&codec| codec != Codec::Uncompressed)
+            .map(|&codec| {
+                // What ArrowWriter adds to its file: the Arrow schema, in the footer.
+                let mut props = properties(codec, &plain, row_group);
+                add_encoded_arrow_schema_to_metadata(&schema, &mut props);
+                SerializedFileWriter::new(
                     Vec::with_capacity(reserve),
-                    first.schema(),
-                    Some(properties(codec, &plain, row_group)),
+                    root.clone(),
+                    Arc::new(props),
                 )
                 .map(|w| (codec, w))
                 .map_err(|e| parquet_error(codec, e))
             })
             .collect::<Result<_, _>>()?;
-        Ok(StreamWriter { writers, rows: 0 })
+        Ok(StreamWriter {
+            encoded,
+            kept: order.contains(&Codec::Uncompressed).then(Vec::new),
+            left: 0,
+            recompressed: 0,
+            others,
+            order,
+            reserve,
+            rows: 0,
+        })
     }
 
     /// Rows written so far.
@@ -451,28 +494,59 @@ impl StreamWriter {
 
     /// About how much memory the files hold: row groups in progress and bytes not taken.
     pub fn memory(&self) -> usize {
-        self.writers
-            .iter()
-            .map(|(_, w)| w.memory_size() + w.inner().len())
-            .sum()
+        let kept: usize = self.kept.iter().flatten().map(Bytes::len).sum();
+        let others: usize = self.others.iter().map(|(_, w)| w.inner().len()).sum();
+        self.encoded.memory_size() + self.encoded.inner().len() + kept + others
     }
 
-    /// Appends `batches` to every file, one thread per codec.
+    /// Appends `batches` to every file.
     ///
     /// # Errors
     /// As [`to_parquet`].
     pub fn write(&mut self, batches: &[RecordBatch]) -> Result<(), Error> {
+        for batch in batches {
+            self.encoded
+                .write(batch)
+                .map_err(|e| parquet_error(Codec::Uncompressed, e))?;
+        }
+        self.rows += batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+        self.recompress_finished()
+    }
+
+    /// Every row group `encoded` has finished since the last call, compressed into every
+    /// other file, one thread per codec; its uncompressed bytes then kept or dropped.
+    fn recompress_finished(&mut self) -> Result<(), Error> {
+        let groups = &self.encoded.flushed_row_groups()[self.recompressed..];
+        if groups.is_empty() {
+            return Ok(());
+        }
+        let groups = groups.to_vec();
+        self.encoded
+            .sync()
+            .map_err(|e| parquet_error(Codec::Uncompressed, e.into()))?;
+        // Offsets in the footer come from the writer's own count, not the buffer's length,
+        // so the finished bytes can leave it.
+        let fresh = Vec::with_capacity(self.reserve);
+        let bytes = Bytes::from(std::mem::replace(self.encoded.inner_mut(), fresh));
+        let from = self.left;
+        self.left += bytes.len() as u64;
         std::thread::scope(|scope| {
             let handles: Vec<_> = self
-                .writers
+                .others
                 .iter_mut()
-                .map(|(codec, writer)| {
-                    let codec = *codec;
+                .map(|(codec, out)| {
+                    let (codec, groups, bytes) = (*codec, &groups, &bytes);
                     scope.spawn(move || {
-                        batches
-                            .iter()
-                            .try_for_each(|b| writer.write(b))
+                        groups.iter().try_for_each(|group| {
+                            crate::recompress::append_row_group(
+                                out,
+                                group,
+                                bytes.clone(),
+                                from,
+                                codec,
+                            )
                             .map_err(|e| parquet_error(codec, e))
+                        })
                     })
                 })
                 .collect();
@@ -481,7 +555,10 @@ impl StreamWriter {
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             })
         })?;
-        self.rows += batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+        self.recompressed += groups.len();
+        if let Some(kept) = &mut self.kept {
+            kept.push(bytes);
+        }
         Ok(())
     }
 
@@ -491,17 +568,33 @@ impl StreamWriter {
     /// # Errors
     /// As [`to_parquet`].
     pub fn take_ready(&mut self, min: usize) -> Result<Vec<(Codec, Bytes)>, Error> {
+        let min = min.max(1);
         let mut ready = Vec::new();
-        for (codec, writer) in &mut self.writers {
-            // The file's own buffer first, so that every finished byte is in the Vec.
-            writer.sync().map_err(|e| parquet_error(*codec, e.into()))?;
-            // Offsets in the footer come from the writer's own count, not the Vec's length,
-            // so the bytes can be taken out as they are finished.
-            let buffer = writer.inner_mut();
-            if buffer.len() >= min.max(1) {
-                let fresh = Vec::with_capacity(PART_BUFFER);
-                ready.push((*codec, Bytes::from(std::mem::replace(buffer, fresh))));
-            }
+        for &codec in &self.order {
+            let bytes = match codec {
+                Codec::Uncompressed => {
+                    let kept = self.kept.as_mut().expect("kept when asked for");
+                    if kept.iter().map(Bytes::len).sum::<usize>() < min {
+                        continue;
+                    }
+                    joined(std::mem::take(kept))
+                }
+                _ => {
+                    let (_, out) = self
+                        .others
+                        .iter_mut()
+                        .find(|(c, _)| *c == codec)
+                        .expect("a file per codec");
+                    out.flush().map_err(|e| parquet_error(codec, e.into()))?;
+                    let buffer = out.inner_mut();
+                    if buffer.len() < min {
+                        continue;
+                    }
+                    let fresh = Vec::with_capacity(PART_BUFFER);
+                    Bytes::from(std::mem::replace(buffer, fresh))
+                }
+            };
+            ready.push((codec, bytes));
         }
         Ok(ready)
     }
@@ -510,16 +603,45 @@ impl StreamWriter {
     ///
     /// # Errors
     /// As [`to_parquet`].
-    pub fn finish(self) -> Result<Vec<(Codec, Bytes)>, Error> {
-        self.writers
+    pub fn finish(mut self) -> Result<Vec<(Codec, Bytes)>, Error> {
+        self.encoded
+            .flush()
+            .map_err(|e| parquet_error(Codec::Uncompressed, e))?;
+        self.recompress_finished()?;
+        let tail = self
+            .encoded
+            .into_inner()
+            .map_err(|e| parquet_error(Codec::Uncompressed, e))?;
+        let mut kept = self.kept;
+        let mut others = self.others;
+        self.order
             .into_iter()
-            .map(|(codec, writer)| {
-                writer
-                    .into_inner()
-                    .map(|rest| (codec, Bytes::from(rest)))
-                    .map_err(|e| parquet_error(codec, e))
+            .map(|codec| match codec {
+                Codec::Uncompressed => {
+                    let mut parts = kept.take().expect("kept when asked for");
+                    parts.push(Bytes::from(tail.clone()));
+                    Ok((codec, joined(parts)))
+                }
+                _ => {
+                    let at = others
+                        .iter()
+                        .position(|(c, _)| *c == codec)
+                        .expect("a file");
+                    let (_, out) = others.swap_remove(at);
+                    out.into_inner()
+                        .map(|rest| (codec, Bytes::from(rest)))
+                        .map_err(|e| parquet_error(codec, e))
+                }
             })
             .collect()
+    }
+}
+
+/// `parts` as one buffer (without a copy when there is one).
+fn joined(mut parts: Vec<Bytes>) -> Bytes {
+    match parts.len() {
+        1 => parts.pop().expect("one"),
+        _ => Bytes::from(parts.concat()),
     }
 }
 
@@ -948,6 +1070,7 @@ mod tests {
         let finished = writer.finish().unwrap();
         let codecs: Vec<_> = finished.iter().map(|(c, _)| *c).collect();
         assert_eq!(codecs, order);
+        let plain = plain_columns(&batch_from(0));
         for (i, (codec, rest)) in finished.into_iter().enumerate() {
             files[i].extend_from_slice(&rest);
             assert!(parts[i] >= 2, "{codec:?} came out in {} parts", parts[i]);
@@ -956,6 +1079,15 @@ mod tests {
             assert_eq!(builder.metadata().num_row_groups(), 4, "{codec:?}");
             let batches: Vec<_> = builder.build().unwrap().map(Result::unwrap).collect();
             assert!(i_values(&batches).into_iter().eq(0..100_000), "{codec:?}");
+            // Encoded once, the Snappy file from the uncompressed row groups' pages: still
+            // byte for byte what ArrowWriter makes with Snappy.
+            let props = properties(codec, &plain, RowGroupSize::streamed(25_000));
+            let mut direct =
+                ArrowWriter::try_new(Vec::new(), batch_from(0).schema(), Some(props)).unwrap();
+            for first in (0..100_000).step_by(10_000) {
+                direct.write(&batch_from(first)).unwrap();
+            }
+            assert!(direct.into_inner().unwrap() == files[i], "{codec:?}");
         }
     }
 

@@ -1,8 +1,8 @@
 //! The allocator, tuned for a 128 MB function (glibc's malloc; elsewhere these do nothing).
 //!
 //! glibc gives each thread that allocates its own arena, and keeps what an arena frees for
-//! that arena. The conversion uses up to four threads per invocation (two build the batch,
-//! one per codec encodes), so a 6 MB event's peak could vary by tens of MiB with which arena
+//! that arena. The conversion uses several threads per invocation (two parse, two build the
+//! batch, two encode it, one per codec compresses), so a 6 MB event's peak could vary by tens of MiB with which arena
 //! served what, and a warm function's resident set crept up over invocations. One arena keeps
 //! the peak flat (`bench/RESULTS.md`, `bench/soak.py`).
 //!

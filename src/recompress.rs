@@ -7,14 +7,17 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use parquet::basic::Compression;
 use parquet::column::page::{CompressedPage, Page, PageReader, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{ColumnChunkMetaData, PageEncodingStats};
+use parquet::file::metadata::{
+    ColumnChunkMetaData, PageEncodingStats, ParquetMetaDataReader, RowGroupMetaData,
+};
 use parquet::file::properties::WriterProperties;
-use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::reader::{ChunkReader, Length};
+use parquet::file::serialized_reader::SerializedPageReader;
 use parquet::file::statistics::Statistics;
 use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
 
@@ -41,8 +44,7 @@ pub fn recompress(
     if codec == Codec::Uncompressed {
         return Ok(file.clone());
     }
-    let reader = SerializedFileReader::new(file.clone())?;
-    let metadata = reader.metadata();
+    let metadata = ParquetMetaDataReader::new().parse_and_finish(file)?;
     let schema = metadata.file_metadata().schema_descr().root_schema_ptr();
     let mut out =
         SerializedFileWriter::new(Vec::with_capacity(file.len() / 2), schema, Arc::new(props))?;
@@ -54,17 +56,72 @@ pub fn recompress(
     {
         out.append_key_value_metadata(kv.clone());
     }
-    for (index, group) in metadata.row_groups().iter().enumerate() {
-        let pages_of = reader.get_row_group(index)?;
-        let mut writer = out.next_row_group()?;
-        for (column, chunk) in group.columns().iter().enumerate() {
-            let pages = pages_of.get_column_page_reader(column)?;
-            let (bytes, close) = column_chunk(pages, chunk, group.num_rows(), codec)?;
-            writer.append_column(&bytes, close)?;
-        }
-        writer.close()?;
+    for group in metadata.row_groups() {
+        append_row_group(&mut out, group, file.clone(), 0, codec)?;
     }
     Ok(Bytes::from(out.into_inner()?))
+}
+
+/// Appends to `out` the row group `group` of an uncompressed file with its pages compressed
+/// with `codec`. `bytes` are that file's bytes from offset `from` on (a streamed file's
+/// earlier row groups have already left), holding at least the whole row group.
+///
+/// # Errors
+/// As [`recompress`].
+pub fn append_row_group<W: Write + Send>(
+    out: &mut SerializedFileWriter<W>,
+    group: &RowGroupMetaData,
+    bytes: Bytes,
+    from: u64,
+    codec: Codec,
+) -> Result<(), ParquetError> {
+    let file = Arc::new(Tail { bytes, from });
+    let mut writer = out.next_row_group()?;
+    for chunk in group.columns() {
+        let rows = group.num_rows();
+        let pages = SerializedPageReader::new(file.clone(), chunk, rows as usize, None)?;
+        let (bytes, close) = column_chunk(Box::new(pages), chunk, rows, codec)?;
+        writer.append_column(&bytes, close)?;
+    }
+    writer.close()?;
+    Ok(())
+}
+
+/// A file's bytes from offset `from` on, read at the file's own offsets.
+struct Tail {
+    bytes: Bytes,
+    from: u64,
+}
+
+impl Tail {
+    fn range(&self, start: u64, len: usize) -> Result<std::ops::Range<usize>, ParquetError> {
+        start
+            .checked_sub(self.from)
+            .map(|at| at as usize..at as usize + len)
+            .filter(|range| range.end <= self.bytes.len())
+            .ok_or_else(|| {
+                ParquetError::EOF(format!("offset {start} is not in this part of the file"))
+            })
+    }
+}
+
+impl Length for Tail {
+    fn len(&self) -> u64 {
+        self.from + self.bytes.len() as u64
+    }
+}
+
+impl ChunkReader for Tail {
+    type T = bytes::buf::Reader<Bytes>;
+
+    fn get_read(&self, start: u64) -> Result<Self::T, ParquetError> {
+        let at = self.range(start, 0)?.start;
+        Ok(self.bytes.slice(at..).reader())
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> Result<Bytes, ParquetError> {
+        Ok(self.bytes.slice(self.range(start, length)?))
+    }
 }
 
 /// One column chunk's pages compressed with `codec`, laid out from offset 0, and its metadata.
