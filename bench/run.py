@@ -7,11 +7,11 @@ Writes bench/RESULTS.md (and prints it).
 usage: run.py CONVERT_BIN BOOTSTRAP_BIN LOCAL_S3_BIN SHARED_BENCH_DIR WORK_DIR
               [--with-spark] [--arm64 BIN] [--bloat FILE]
 
-Times are in-process, warm, median of REPEAT runs (the anchors' own measurement, and the
-`convert` example's for ours: event bytes -> the uncompressed and the Snappy Parquet bytes, no
-network). Peak RSS is the whole process's: ours as the `convert` example reads it (`VmHWM`), the
-anchors' from `wait4` (measured before this script loads anything large, since a child's
-figure includes its parent's at fork)."""
+Times are in-process, warm, median of REPEAT runs, the best of ROUNDS interleaved rounds (the
+anchors' own measurement, and the `convert` example's for ours: event bytes -> the
+uncompressed and the Snappy Parquet bytes, no network). Peak RSS is the whole process's: ours
+as the `convert` example reads it (`VmHWM`), the anchors' from `wait4` (measured before this
+script loads anything large, since a child's figure includes its parent's at fork)."""
 import datetime
 import json
 import os
@@ -25,6 +25,10 @@ import sys
 from emulator import Emulator, LocalS3
 
 REPEAT = 15
+# This 2-core VM has slow spells lasting seconds (every phase of ours, and the anchors, up to
+# 1.5x slower; no steal time shown): each tool runs in ROUNDS interleaved rounds, and the best
+# round's median is kept for each, so a spell cannot land on one side of a ratio only.
+ROUNDS = 3
 INVOKES = 50
 INIT_SPAWNS = 20
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -200,17 +204,22 @@ def main():
     for name in EVENTS:
         event = events_dir / f"{name}.json"
         size_mb = event.stat().st_size / 1e6
-        ours, _ = timed([convert, event, str(REPEAT)])
-        row = {"event": name, "MB": size_mb, "ours_ms": field(ours, "median_ms"),
-               "ours_rss": field(ours, "peak_rss_kib") / 1024,
-               "ours_snappy": field(ours, "snappy"),
-               "phases": [field(ours, p) for p in ["parse_ms", "build_ms", "encode_ms"]]}
-        for anchor in ["pyarrow", "polars", "duckdb"]:
-            text, rss = timed([sys.executable, shared / f"anchor_{anchor}.py", event, anchors_out, str(REPEAT)])
-            row[f"{anchor}_ms"] = field(text, "convert_median_s") * 1e3
-            row[f"{anchor}_rss"] = rss
-            if anchor == "pyarrow":
-                row["pyarrow_snappy"] = int(re.search(r"'snappy': (\d+)", text).group(1))
+        row = {"event": name, "MB": size_mb}
+        for _ in range(ROUNDS):
+            ours, _ = timed([convert, event, str(REPEAT)])
+            if field(ours, "median_ms") < row.get("ours_ms", float("inf")):
+                row.update({"ours_ms": field(ours, "median_ms"),
+                            "ours_rss": field(ours, "peak_rss_kib") / 1024,
+                            "ours_snappy": field(ours, "snappy"),
+                            "phases": [field(ours, p) for p in ["parse_ms", "build_ms", "encode_ms"]]})
+            for anchor in ["pyarrow", "polars", "duckdb"]:
+                text, rss = timed([sys.executable, shared / f"anchor_{anchor}.py", event, anchors_out, str(REPEAT)])
+                ms = field(text, "convert_median_s") * 1e3
+                if ms < row.get(f"{anchor}_ms", float("inf")):
+                    row[f"{anchor}_ms"] = ms
+                    row[f"{anchor}_rss"] = rss
+                if anchor == "pyarrow":
+                    row["pyarrow_snappy"] = int(re.search(r"'snappy': (\d+)", text).group(1))
         if with_spark and name == "seed-6mb":
             text, _ = timed([sys.executable, shared / "anchor_pyspark.py", event, anchors_out])
             row["pyspark_ms"] = field(text, "convert_s") * 1e3
@@ -232,7 +241,9 @@ def main():
         "",
         "## Conversion core: event bytes to uncompressed and Snappy Parquet bytes (no network)",
         "",
-        f"Warm, median of {REPEAT} in-process runs each; ratio = anchor time / our time (above 1: we are faster).",
+        f"Warm, median of {REPEAT} in-process runs each, in {ROUNDS} interleaved rounds (ours, pyarrow, polars, "
+        f"DuckDB, again), the best round's median kept for each (this VM has slow spells of seconds); "
+        f"ratio = anchor time / our time (above 1: we are faster).",
         "",
     ]
     core = []
