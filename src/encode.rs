@@ -691,7 +691,7 @@ pub fn to_parquet_all(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use arrow_array::StructArray;
     use arrow_array::types::{Float64Type, Int64Type};
@@ -699,20 +699,21 @@ mod tests {
     use parquet::column::page::Page;
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
-    fn batch_of(json: &str) -> RecordBatch {
+    /// The batches built from `json` (an array of rows) with the inferred schema: one, or two
+    /// halves from [`crate::rows::PARALLEL_ROWS`] rows.
+    pub(crate) fn batches_of(json: &str) -> Vec<RecordBatch> {
         let event = format!(r#"{{"rows": {json}}}"#);
         let rows = crate::event::parse(event.as_bytes())
             .unwrap()
             .input
             .rows()
             .unwrap();
-        crate::columns::build(
-            &rows,
-            crate::schema::infer(&rows).unwrap(),
-            Default::default(),
-        )
-        .unwrap()
-        .remove(0)
+        let schema = crate::schema::infer(&rows).unwrap();
+        crate::columns::build(&rows, schema, Default::default()).unwrap()
+    }
+
+    fn batch_of(json: &str) -> RecordBatch {
+        batches_of(json).remove(0)
     }
 
     fn read_back(bytes: Bytes) -> (RecordBatch, parquet::file::metadata::ParquetMetaData) {
@@ -955,14 +956,7 @@ mod tests {
                 )
             })
             .collect();
-        let event = format!(r#"{{"rows": [{}]}}"#, json.join(","));
-        let rows = crate::event::parse(event.as_bytes())
-            .unwrap()
-            .input
-            .rows()
-            .unwrap();
-        let schema = crate::schema::infer(&rows).unwrap();
-        let batches = crate::columns::build(&rows, schema, Default::default()).unwrap();
+        let batches = batches_of(&format!("[{}]", json.join(",")));
         assert_eq!(batches.len(), 2, "built in two halves");
         let plain = plain_columns(&batches[0]);
         assert!(!plain.is_empty());

@@ -333,19 +333,7 @@ mod tests {
                 )
             })
             .collect();
-        let event = format!(r#"{{"rows": [{}]}}"#, rows.join(","));
-        let rows = crate::event::parse(event.as_bytes())
-            .unwrap()
-            .input
-            .rows()
-            .unwrap();
-        let batch = crate::columns::build(
-            &rows,
-            crate::schema::infer(&rows).unwrap(),
-            Default::default(),
-        )
-        .unwrap()
-        .remove(0);
+        let batch = crate::encode::tests::batches_of(&format!("[{}]", rows.join(","))).remove(0);
         let plain = direct(&batch, Codec::Uncompressed);
         for codec in Codec::ALL {
             let again = recompress(&plain, codec, props(codec)).unwrap();
