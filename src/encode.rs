@@ -301,20 +301,26 @@ fn write(batches: &[RecordBatch], codec: Codec, plain: &[ColumnPath]) -> Result<
     }
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let chunks = if rows < crate::rows::PARALLEL_ROWS || columns.len() < 2 {
-        encode_columns(columns.into_iter().enumerate().collect())
+        encode_columns(
+            columns
+                .into_iter()
+                .map(|(_, leaves)| leaves)
+                .enumerate()
+                .collect(),
+        )
     } else {
         // The largest columns first, each to the thread with less so far.
         let mut order: Vec<(usize, (usize, Vec<Leaf>))> = columns.into_iter().enumerate().collect();
         order.sort_by_key(|(_, (size, _))| std::cmp::Reverse(*size));
         let (mut first, mut second) = (Vec::new(), Vec::new());
         let (mut first_size, mut second_size) = (0, 0);
-        for (i, column) in order {
+        for (i, (size, leaves)) in order {
             if first_size <= second_size {
-                first_size += column.0;
-                first.push((i, column));
+                first_size += size;
+                first.push((i, leaves));
             } else {
-                second_size += column.0;
-                second.push((i, column));
+                second_size += size;
+                second.push((i, leaves));
             }
         }
         std::thread::scope(|scope| {
@@ -343,13 +349,13 @@ fn write(batches: &[RecordBatch], codec: Codec, plain: &[ColumnPath]) -> Result<
 /// A leaf column's writer, and its values from each batch.
 type Leaf = (ArrowColumnWriter, Vec<ArrowLeafColumn>);
 
-/// Encodes each `(index, (size, leaves))` column: its chunks, under the same index.
+/// Encodes each `(index, leaves)` column: its chunks, under the same index.
 fn encode_columns(
-    columns: Vec<(usize, (usize, Vec<Leaf>))>,
+    columns: Vec<(usize, Vec<Leaf>)>,
 ) -> parquet::errors::Result<Vec<(usize, Vec<ArrowColumnChunk>)>> {
     columns
         .into_iter()
-        .map(|(i, (_, leaves))| {
+        .map(|(i, leaves)| {
             let chunks = leaves
                 .into_iter()
                 .map(|(mut writer, values)| {
@@ -416,19 +422,23 @@ pub const ROW_GROUP_ROWS: usize = 122_880;
 pub struct StreamWriter {
     /// The one encoding; the uncompressed file itself when one was asked for.
     encoded: ArrowWriter<Vec<u8>>,
-    /// The uncompressed file's finished bytes not taken yet, when it was asked for.
-    kept: Option<Vec<Bytes>>,
     /// Bytes of `encoded`'s file that have left its buffer.
     left: u64,
     /// Row groups of `encoded` already in every other file.
     recompressed: usize,
-    /// Every other codec's file.
-    others: Vec<(Codec, SerializedFileWriter<Vec<u8>>)>,
-    /// The codecs in the order first asked for, which outputs keep.
-    order: Vec<Codec>,
+    /// Each codec's file, in the order first asked for.
+    files: Vec<(Codec, File)>,
     /// Room reserved for each buffer of finished bytes.
     reserve: usize,
     rows: usize,
+}
+
+/// Where a codec's finished bytes wait to be taken.
+enum File {
+    /// The uncompressed file: `encoded`'s own row groups, as they left its buffer.
+    Encoded(Vec<Bytes>),
+    /// Another codec's file, fed each row group's pages compressed.
+    Compressed(SerializedFileWriter<Vec<u8>>),
 }
 
 impl StreamWriter {
@@ -447,7 +457,6 @@ impl StreamWriter {
     ) -> Result<StreamWriter, Error> {
         let plain = plain_columns(first);
         let reserve = if alone { PART_BUFFER } else { 0 };
-        let order = distinct(codecs);
         let schema = first.schema();
         let props = properties(Codec::Uncompressed, &plain, row_group);
         // The Parquet schema ArrowWriter derives.
@@ -459,10 +468,12 @@ impl StreamWriter {
         let encoded =
             ArrowWriter::try_new(Vec::with_capacity(reserve), schema.clone(), Some(props))
                 .map_err(|e| parquet_error(Codec::Uncompressed, e))?;
-        let others = order
-            .iter()
-            .filter(|&&codec| codec != Codec::Uncompressed)
-            .map(|&codec| {
+        let files = distinct(codecs)
+            .into_iter()
+            .map(|codec| {
+                if codec == Codec::Uncompressed {
+                    return Ok((codec, File::Encoded(Vec::new())));
+                }
                 // What ArrowWriter adds to its file: the Arrow schema, in the footer.
                 let mut props = properties(codec, &plain, row_group);
                 add_encoded_arrow_schema_to_metadata(&schema, &mut props);
@@ -471,17 +482,15 @@ impl StreamWriter {
                     root.clone(),
                     Arc::new(props),
                 )
-                .map(|w| (codec, w))
+                .map(|w| (codec, File::Compressed(w)))
                 .map_err(|e| parquet_error(codec, e))
             })
             .collect::<Result<_, _>>()?;
         Ok(StreamWriter {
             encoded,
-            kept: order.contains(&Codec::Uncompressed).then(Vec::new),
             left: 0,
             recompressed: 0,
-            others,
-            order,
+            files,
             reserve,
             rows: 0,
         })
@@ -494,9 +503,15 @@ impl StreamWriter {
 
     /// About how much memory the files hold: row groups in progress and bytes not taken.
     pub fn memory(&self) -> usize {
-        let kept: usize = self.kept.iter().flatten().map(Bytes::len).sum();
-        let others: usize = self.others.iter().map(|(_, w)| w.inner().len()).sum();
-        self.encoded.memory_size() + self.encoded.inner().len() + kept + others
+        let waiting: usize = self
+            .files
+            .iter()
+            .map(|(_, file)| match file {
+                File::Encoded(parts) => parts.iter().map(Bytes::len).sum(),
+                File::Compressed(out) => out.inner().len(),
+            })
+            .sum();
+        self.encoded.memory_size() + self.encoded.inner().len() + waiting
     }
 
     /// Appends `batches` to every file.
@@ -532,10 +547,14 @@ impl StreamWriter {
         self.left += bytes.len() as u64;
         std::thread::scope(|scope| {
             let handles: Vec<_> = self
-                .others
+                .files
                 .iter_mut()
+                .filter_map(|(codec, file)| match file {
+                    File::Compressed(out) => Some((*codec, out)),
+                    File::Encoded(_) => None,
+                })
                 .map(|(codec, out)| {
-                    let (codec, groups, bytes) = (*codec, &groups, &bytes);
+                    let (groups, bytes) = (&groups, &bytes);
                     scope.spawn(move || {
                         groups.iter().try_for_each(|group| {
                             crate::recompress::append_row_group(
@@ -556,8 +575,11 @@ impl StreamWriter {
             })
         })?;
         self.recompressed += groups.len();
-        if let Some(kept) = &mut self.kept {
-            kept.push(bytes);
+        if let Some(parts) = self.files.iter_mut().find_map(|(_, file)| match file {
+            File::Encoded(parts) => Some(parts),
+            File::Compressed(_) => None,
+        }) {
+            parts.push(bytes);
         }
         Ok(())
     }
@@ -570,22 +592,16 @@ impl StreamWriter {
     pub fn take_ready(&mut self, min: usize) -> Result<Vec<(Codec, Bytes)>, Error> {
         let min = min.max(1);
         let mut ready = Vec::new();
-        for &codec in &self.order {
-            let bytes = match codec {
-                Codec::Uncompressed => {
-                    let kept = self.kept.as_mut().expect("kept when asked for");
-                    if kept.iter().map(Bytes::len).sum::<usize>() < min {
+        for (codec, file) in &mut self.files {
+            let bytes = match file {
+                File::Encoded(parts) => {
+                    if parts.iter().map(Bytes::len).sum::<usize>() < min {
                         continue;
                     }
-                    joined(std::mem::take(kept))
+                    joined(std::mem::take(parts))
                 }
-                _ => {
-                    let (_, out) = self
-                        .others
-                        .iter_mut()
-                        .find(|(c, _)| *c == codec)
-                        .expect("a file per codec");
-                    out.flush().map_err(|e| parquet_error(codec, e.into()))?;
+                File::Compressed(out) => {
+                    out.flush().map_err(|e| parquet_error(*codec, e.into()))?;
                     let buffer = out.inner_mut();
                     if buffer.len() < min {
                         continue;
@@ -594,7 +610,7 @@ impl StreamWriter {
                     Bytes::from(std::mem::replace(buffer, fresh))
                 }
             };
-            ready.push((codec, bytes));
+            ready.push((*codec, bytes));
         }
         Ok(ready)
     }
@@ -608,30 +624,22 @@ impl StreamWriter {
             .flush()
             .map_err(|e| parquet_error(Codec::Uncompressed, e))?;
         self.recompress_finished()?;
-        let tail = self
+        // The footer; the uncompressed file (at most one) ends with it.
+        let mut footer = self
             .encoded
             .into_inner()
             .map_err(|e| parquet_error(Codec::Uncompressed, e))?;
-        let mut kept = self.kept;
-        let mut others = self.others;
-        self.order
+        self.files
             .into_iter()
-            .map(|codec| match codec {
-                Codec::Uncompressed => {
-                    let mut parts = kept.take().expect("kept when asked for");
-                    parts.push(Bytes::from(tail.clone()));
+            .map(|(codec, file)| match file {
+                File::Encoded(mut parts) => {
+                    parts.push(Bytes::from(std::mem::take(&mut footer)));
                     Ok((codec, joined(parts)))
                 }
-                _ => {
-                    let at = others
-                        .iter()
-                        .position(|(c, _)| *c == codec)
-                        .expect("a file");
-                    let (_, out) = others.swap_remove(at);
-                    out.into_inner()
-                        .map(|rest| (codec, Bytes::from(rest)))
-                        .map_err(|e| parquet_error(codec, e))
-                }
+                File::Compressed(out) => out
+                    .into_inner()
+                    .map(|rest| (codec, Bytes::from(rest)))
+                    .map_err(|e| parquet_error(codec, e)),
             })
             .collect()
     }

@@ -2,9 +2,9 @@
 //!
 //! glibc gives each thread that allocates its own arena, and keeps what an arena frees for
 //! that arena. The conversion uses several threads per invocation (two parse, two build the
-//! batch, two encode it, one per codec compresses), so a 6 MB event's peak could vary by tens of MiB with which arena
-//! served what, and a warm function's resident set crept up over invocations. One arena keeps
-//! the peak flat (`bench/RESULTS.md`, `bench/soak.py`).
+//! batch, two encode it, one per codec compresses), so a 6 MB event's peak could vary by tens
+//! of MiB with which arena served what, and a warm function's resident set crept up over
+//! invocations. One arena keeps the peak flat (`bench/RESULTS.md`, `bench/soak.py`).
 //!
 //! A warm function keeps the pages it used: large blocks come from the heap, not from fresh
 //! mappings, and freed memory is not handed back. Handing it back after each invocation (as
