@@ -22,7 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .max(1);
     let out_dir = args.next();
     // As the function runs it.
-    rows_to_parquet::memory::tune_allocator();
+    rows_to_parquet::lambda::memory::tune_allocator();
     let bytes = std::fs::read(&path)?;
     // Total, parse, build, encode: milliseconds per run.
     let mut times: [Vec<f64>; 4] = Default::default();

@@ -405,7 +405,7 @@ impl RowGroupSize {
 }
 
 /// The room reserved for a streamed file's finished bytes until they are taken: a part and a
-/// row group fit, and the size is past the mmap threshold [`crate::memory`] sets (32 MiB), so
+/// row group fit, and the size is past the mmap threshold [`crate::lambda::memory`] sets (32 MiB), so
 /// each buffer is its own mapping, returned whole when its part is sent, and never fragments
 /// the heap; only the pages written to are resident.
 const PART_BUFFER: usize = 33 << 20;

@@ -9,10 +9,10 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Serialize;
 
 use crate::columns::UnknownKeys;
-use crate::config::Config;
 use crate::encode::Partitioning;
 use crate::event::{Event, Input};
 use crate::job::{self, Commit};
+use crate::lambda::config::Config;
 use crate::partition::Layout;
 use crate::rows::Rows;
 use crate::source::Source;

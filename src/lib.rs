@@ -5,8 +5,8 @@
 //!
 //! # Layout
 //! By stage, in the order an invocation goes through them:
-//! - `main.rs`: the thin `bootstrap`; builds [`config::Config`] and the S3 client once.
-//! - [`runtime`]: the invocation's body as the Runtime API delivered it (before
+//! - `main.rs`: the thin `bootstrap`; builds [`lambda::config::Config`] and the S3 client once.
+//! - [`lambda::runtime`]: the invocation's body as the Runtime API delivered it (before
 //!   `lambda_runtime` would parse it).
 //! - [`handler`]: one invocation end to end, the replies, and the Lambda `errorType` mapping.
 //!
@@ -38,12 +38,11 @@
 //! - [`job`]: a Distributed Map job committed as a whole: the `_SUCCESS` marker from the map
 //!   run's results.
 //!
-//! Around them: [`config`] (environment variables, read once, and logging), [`memory`] (the
+//! Around them: [`lambda::config`] (environment variables, read once, and logging), [`lambda::memory`] (the
 //! allocator's settings for a small function), and [`Error`] (every failure, one variant per
 //! `errorType`).
 
 pub mod columns;
-pub mod config;
 pub mod convert;
 pub mod ddl;
 pub mod encode;
@@ -52,11 +51,10 @@ pub mod event;
 pub mod handler;
 pub mod job;
 pub mod json;
-pub mod memory;
+pub mod lambda;
 pub mod partition;
 pub mod recompress;
 pub mod rows;
-pub mod runtime;
 pub mod schema;
 pub mod source;
 pub mod store;

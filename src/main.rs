@@ -2,15 +2,15 @@
 //! invocation's raw body goes to [`Function::handle`].
 
 use lambda_runtime::{Error, LambdaEvent, Runtime, service_fn};
-use rows_to_parquet::config::Config;
 use rows_to_parquet::handler::Function;
-use rows_to_parquet::runtime::RawBodies;
+use rows_to_parquet::lambda::config::Config;
+use rows_to_parquet::lambda::runtime::RawBodies;
 use rows_to_parquet::store::S3Store;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    rows_to_parquet::memory::tune_allocator();
-    rows_to_parquet::config::init_logging();
+    rows_to_parquet::lambda::memory::tune_allocator();
+    rows_to_parquet::lambda::config::init_logging();
     let config = Config::from_env()?;
     let store =
         S3Store::from_env(config.custom_endpoint, config.expected_bucket_owner.clone()).await;
