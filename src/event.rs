@@ -8,9 +8,9 @@ use arrow_schema::{Field, Schema, SchemaRef};
 use serde::Deserialize;
 
 use crate::columns::UnknownKeys;
-use crate::json::Scanner;
 use crate::partition::PartitionBy;
 use crate::rows::Rows;
+use crate::rows::json::Scanner;
 use crate::source::Source;
 use crate::target::{Target, parse_targets};
 use crate::{Error, ddl};

@@ -50,7 +50,6 @@ mod error;
 pub mod event;
 pub mod handler;
 pub mod job;
-pub mod json;
 pub mod lambda;
 pub mod partition;
 pub mod recompress;

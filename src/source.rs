@@ -7,8 +7,8 @@ use std::io::Write;
 use serde::Deserialize;
 
 use crate::Error;
-use crate::json::Scanner;
 use crate::rows::Rows;
+use crate::rows::json::Scanner;
 use crate::target::{S3Prefix, check_bucket_name};
 
 /// Decompressed bytes gathered before they are cut into a chunk of whole rows.

@@ -1,11 +1,14 @@
-//! The event's rows as a flat tape of JSON nodes, built in the same pass that parses the event.
+//! The rows stage: JSON bytes into rows, in one strict pass (no AWS types, nothing from the
+//! stages above; the schema and encode stages read the rows from here).
 //!
-//! [`crate::json`] does the lexing (escapes, surrogates, nesting limits); this module keeps
-//! what it finds as a `Vec` of 8-byte slots instead of a `serde_json::Value` tree: no map per
-//! row, strings and numbers other than integers referred to where they lie in the event (only
+//! [`json`] does the lexing (escapes, surrogates, nesting limits); this module keeps what it
+//! finds as a `Vec` of 8-byte slots instead of a `serde_json::Value` tree: no map per row,
+//! strings and numbers other than integers referred to where they lie in the event (only
 //! strings with escapes are decoded, into one side buffer), so a decimal never passes through
 //! f64 and a 6 MB event's tape stays under 10 MB. Objects are checked for duplicate keys here,
 //! once.
+
+pub mod json;
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -13,7 +16,7 @@ use std::fmt;
 use std::ops::Range;
 
 use crate::Error;
-use crate::json::{Number, Scanner};
+use crate::rows::json::{Number, Scanner};
 
 /// Rows from which inference and building work on the two halves of the rows on two threads.
 pub const PARALLEL_ROWS: usize = 16_384;
