@@ -19,8 +19,9 @@ use arrow_array::{ArrayRef, ListArray, MapArray, RecordBatch, StructArray};
 use arrow_buffer::{NullBufferBuilder, OffsetBuffer};
 use arrow_schema::{DataType, FieldRef, Fields, SchemaRef, TimeUnit};
 
+use crate::Error;
 use crate::rows::{Node, PARALLEL_ROWS, RowRef, Rows, same_key};
-use crate::{Error, convert, ddl};
+use crate::schema::{convert, ddl};
 
 /// What to do with a row key that the schema does not name.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

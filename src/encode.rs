@@ -84,7 +84,7 @@ impl Partitioning<'_> {
 /// (freeing the rows), splits it into partitions, and encodes each once per distinct codec.
 ///
 /// # Errors
-/// As [`crate::schema::infer`], [`crate::columns::build`], [`PartitionBy::layout`],
+/// As [`crate::schema::inference::infer`], [`crate::columns::build`], [`PartitionBy::layout`],
 /// [`Layout::split`] and [`to_parquet`].
 ///
 /// ```
@@ -106,9 +106,9 @@ pub fn rows_to_parquet(
     let started = Instant::now();
     let schema = match schema {
         Some(declared) => declared,
-        None => crate::schema::infer(&rows)?,
+        None => crate::schema::inference::infer(&rows)?,
     };
-    crate::schema::check_names(schema.fields())?;
+    crate::schema::inference::check_names(schema.fields())?;
     let layout = partitioning.by.map(|by| by.layout(&schema)).transpose()?;
     let batches = crate::columns::build(&rows, schema.clone(), unknown)?;
     let parts = partition::parts(layout.as_ref(), batches, partitioning.max, |i| {
@@ -716,7 +716,7 @@ pub(crate) mod tests {
             .input
             .rows()
             .unwrap();
-        let schema = crate::schema::infer(&rows).unwrap();
+        let schema = crate::schema::inference::infer(&rows).unwrap();
         crate::columns::build(&rows, schema, Default::default()).unwrap()
     }
 

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use arrow_schema::{Field, Schema, SchemaRef};
 use serde::Deserialize;
 
+use crate::Error;
 use crate::columns::UnknownKeys;
 use crate::partition::PartitionBy;
 use crate::rows::Rows;
 use crate::rows::json::Scanner;
+use crate::schema::ddl;
 use crate::source::Source;
 use crate::target::{Target, parse_targets};
-use crate::{Error, ddl};
 
 /// The optional top-level fields besides `rows` or `source`.
 const OPTIONAL_FIELDS: [&str; 5] = [

@@ -15,11 +15,12 @@ use crate::job::{self, Commit};
 use crate::lambda::config::Config;
 use crate::partition::Layout;
 use crate::rows::Rows;
+use crate::schema::ddl;
 use crate::source::Source;
 use crate::store::{Object, S3Store, Stored, Transaction, with_leftovers};
 use crate::target::Target;
 use crate::trigger::{self, Trigger};
-use crate::{Error, ddl, encode, stream};
+use crate::{Error, encode, stream};
 
 /// Time kept back from the invocation deadline to delete partial output and answer.
 pub const CLEANUP_RESERVE: Duration = Duration::from_secs(3);

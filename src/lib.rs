@@ -43,8 +43,6 @@
 //! `errorType`).
 
 pub mod columns;
-pub mod convert;
-pub mod ddl;
 pub mod encode;
 mod error;
 pub mod event;

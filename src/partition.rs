@@ -74,7 +74,7 @@ impl PartitionBy {
             if !partitionable(field.data_type()) {
                 return Err(invalid(format!(
                     "is {}; a partition column must be a string, integer, boolean or date",
-                    crate::ddl::spark_type(field.data_type())
+                    crate::schema::ddl::spark_type(field.data_type())
                 )));
             }
             let mut folder = String::new();
@@ -376,7 +376,7 @@ mod tests {
         let rows = event.input.rows().unwrap();
         let schema = event
             .schema
-            .unwrap_or_else(|| crate::schema::infer(&rows).unwrap());
+            .unwrap_or_else(|| crate::schema::inference::infer(&rows).unwrap());
         let batch = crate::columns::build(&rows, schema.clone(), Default::default())
             .unwrap()
             .remove(0);

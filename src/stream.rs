@@ -29,7 +29,7 @@ use crate::columns::{self, UnknownKeys};
 use crate::encode::{Partitioning, RowGroupSize, StreamWriter};
 use crate::handler::{Output, write_budget};
 use crate::partition::{self, Layout, Part, PartitionBy, too_many};
-use crate::schema::{self, Inference};
+use crate::schema::inference::{self, Inference};
 use crate::source::{Chunk, Reader, Source};
 use crate::store::{Opened, PART_BYTES, S3Store, Transaction, with_leftovers};
 use crate::target::{Codec, Target};
@@ -128,7 +128,7 @@ pub async fn convert(
     );
     let declared = match &job.schema {
         Some(declared) => {
-            schema::check_names(declared.fields()).map_err(|e| about(&uri, e))?;
+            inference::check_names(declared.fields()).map_err(|e| about(&uri, e))?;
             Some(declared.clone())
         }
         None => None,
@@ -137,7 +137,7 @@ pub async fn convert(
     if let Read::Inferred(inference) = read {
         // A later chunk changed the types: convert again, on the types of every row.
         let inferred = inference.finish().map_err(|e| about(&uri, e))?;
-        schema::check_names(inferred.fields()).map_err(|e| about(&uri, e))?;
+        inference::check_names(inferred.fields()).map_err(|e| about(&uri, e))?;
         let again = store
             .open(
                 &source.bucket,
@@ -469,7 +469,7 @@ impl Progress {
                 // partition column not met yet) may still be settled by later rows: a change
                 // too.
                 let now = guess.inference.finish().ok().filter(|s| {
-                    schema::check_names(s.fields()).is_ok()
+                    inference::check_names(s.fields()).is_ok()
                         && settings
                             .partition_by
                             .as_ref()

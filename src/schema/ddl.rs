@@ -25,7 +25,7 @@ pub const UTC: &str = "+00:00";
 ///
 /// ```
 /// use arrow_schema::DataType;
-/// let schema = rows_to_parquet::ddl::parse("name STRING NOT NULL, price DECIMAL(10,2)").unwrap();
+/// let schema = rows_to_parquet::schema::ddl::parse("name STRING NOT NULL, price DECIMAL(10,2)").unwrap();
 /// assert!(!schema.field(0).is_nullable());
 /// assert_eq!(schema.field(1).data_type(), &DataType::Decimal128(10, 2));
 /// ```

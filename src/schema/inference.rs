@@ -88,7 +88,7 @@ fn fields_of(fields: &IndexMap<String, Kind>, path: &mut Vec<String>) -> Result<
 /// ```
 /// use arrow_schema::DataType;
 /// let event = rows_to_parquet::event::parse(br#"{"rows": [{"age": 30}, {"age": 30.5, "city": "Chicago"}]}"#).unwrap();
-/// let schema = rows_to_parquet::schema::infer(&event.input.rows().unwrap()).unwrap();
+/// let schema = rows_to_parquet::schema::inference::infer(&event.input.rows().unwrap()).unwrap();
 /// assert_eq!(schema.field(0).data_type(), &DataType::Float64);
 /// assert_eq!(schema.field(1).data_type(), &DataType::Utf8);
 /// ```
