@@ -7,7 +7,8 @@
 
 use std::time::Instant;
 
-use rows_to_parquet::{encode, event};
+use rows_to_parquet::encode::writer;
+use rows_to_parquet::event;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -36,12 +37,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .input
             .rows()
             .ok_or("the event has a `source`, not `rows`")?;
-        last = Some(encode::rows_to_parquet(
+        last = Some(writer::rows_to_parquet(
             rows,
             event.schema,
             event.unknown_keys,
             &codecs,
-            encode::Partitioning::NONE,
+            writer::Partitioning::NONE,
         )?);
         let total = started.elapsed();
         let encoded = last.as_ref().expect("just set");

@@ -8,8 +8,8 @@ use arrow_schema::{Field, Schema, SchemaRef};
 use serde::Deserialize;
 
 use crate::Error;
-use crate::columns::UnknownKeys;
-use crate::partition::PartitionBy;
+use crate::encode::columns::UnknownKeys;
+use crate::encode::partition::PartitionBy;
 use crate::rows::Rows;
 use crate::rows::json::Scanner;
 use crate::schema::ddl;

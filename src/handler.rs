@@ -8,19 +8,19 @@ use bytes::Bytes;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Serialize;
 
-use crate::columns::UnknownKeys;
-use crate::encode::Partitioning;
+use crate::encode::columns::UnknownKeys;
+use crate::encode::partition::Layout;
+use crate::encode::writer::{self, Partitioning};
 use crate::event::{Event, Input};
 use crate::job::{self, Commit};
 use crate::lambda::config::Config;
-use crate::partition::Layout;
 use crate::rows::Rows;
 use crate::schema::ddl;
 use crate::source::Source;
 use crate::store::{Object, S3Store, Stored, Transaction, with_leftovers};
 use crate::target::Target;
 use crate::trigger::{self, Trigger};
-use crate::{Error, encode, stream};
+use crate::{Error, stream};
 
 /// Time kept back from the invocation deadline to delete partial output and answer.
 pub const CLEANUP_RESERVE: Duration = Duration::from_secs(3);
@@ -479,7 +479,7 @@ impl Function {
         let started = Instant::now();
         let targets = job.targets;
         let codecs: Vec<_> = targets.iter().map(|t| t.codec).collect();
-        let encoded = encode::rows_to_parquet(
+        let encoded = writer::rows_to_parquet(
             rows,
             job.schema.clone(),
             job.unknown_keys,

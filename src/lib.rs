@@ -42,15 +42,12 @@
 //! allocator's settings for a small function), and [`Error`] (every failure, one variant per
 //! `errorType`).
 
-pub mod columns;
 pub mod encode;
 mod error;
 pub mod event;
 pub mod handler;
 pub mod job;
 pub mod lambda;
-pub mod partition;
-pub mod recompress;
 pub mod rows;
 pub mod schema;
 pub mod source;

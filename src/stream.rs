@@ -25,10 +25,10 @@ use ring::digest::{SHA256, digest};
 use tokio::sync::mpsc;
 
 use crate::Error;
-use crate::columns::{self, UnknownKeys};
-use crate::encode::{Partitioning, RowGroupSize, StreamWriter};
+use crate::encode::columns::{self, UnknownKeys};
+use crate::encode::partition::{self, Layout, Part, PartitionBy, too_many};
+use crate::encode::writer::{Partitioning, RowGroupSize, StreamWriter};
 use crate::handler::{Output, write_budget};
-use crate::partition::{self, Layout, Part, PartitionBy, too_many};
 use crate::schema::inference::{self, Inference};
 use crate::source::{Chunk, Reader, Source};
 use crate::store::{Opened, PART_BYTES, S3Store, Transaction, with_leftovers};

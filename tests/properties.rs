@@ -6,7 +6,7 @@ mod common;
 
 use common::{read_parquet, same_data};
 use proptest::prelude::*;
-use rows_to_parquet::encode::{Partitioning, rows_to_parquet};
+use rows_to_parquet::encode::writer::{Partitioning, rows_to_parquet};
 use rows_to_parquet::event;
 use rows_to_parquet::target::Codec;
 use serde_json::{Map, Value, json};

@@ -1,8 +1,8 @@
 //! The function's configuration: environment variables, read and validated once at start.
 
 use crate::Error;
-use crate::encode::ROW_GROUP_ROWS;
-use crate::partition::MAX_PARTITIONS;
+use crate::encode::partition::MAX_PARTITIONS;
+use crate::encode::writer::ROW_GROUP_ROWS;
 use crate::target::{AllowList, Target, parse_targets};
 
 /// Everything the environment configures. A bad value fails the start (an init error) rather

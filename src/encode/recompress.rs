@@ -29,7 +29,7 @@ const ZSTD_LEVEL: i32 = 1;
 const GZIP_LEVEL: u32 = 6;
 const BROTLI_LEVEL: u32 = 1;
 
-/// `file` (an uncompressed Parquet file, as [`crate::encode`] writes it) with every page
+/// `file` (an uncompressed Parquet file, as [`crate::encode::writer`] writes it) with every page
 /// compressed with `codec`: the same schema, row groups, encodings, statistics and key-value
 /// metadata, each column chunk's compression, sizes and offsets updated. Uncompressed, the
 /// file itself.
@@ -333,7 +333,8 @@ mod tests {
                 )
             })
             .collect();
-        let batch = crate::encode::tests::batches_of(&format!("[{}]", rows.join(","))).remove(0);
+        let batch =
+            crate::encode::writer::tests::batches_of(&format!("[{}]", rows.join(","))).remove(0);
         let plain = direct(&batch, Codec::Uncompressed);
         for codec in Codec::ALL {
             let again = recompress(&plain, codec, props(codec)).unwrap();

@@ -35,7 +35,7 @@ impl PartitionBy {
     /// `InvalidEvent` for anything but a non-empty array of distinct, non-empty strings.
     ///
     /// ```
-    /// use rows_to_parquet::partition::PartitionBy;
+    /// use rows_to_parquet::encode::partition::PartitionBy;
     /// assert!(PartitionBy::parse(r#"["dt", "region"]"#).is_ok());
     /// assert!(PartitionBy::parse(r#"["dt", "dt"]"#).is_err());
     /// ```
@@ -377,7 +377,7 @@ mod tests {
         let schema = event
             .schema
             .unwrap_or_else(|| crate::schema::inference::infer(&rows).unwrap());
-        let batch = crate::columns::build(&rows, schema.clone(), Default::default())
+        let batch = crate::encode::columns::build(&rows, schema.clone(), Default::default())
             .unwrap()
             .remove(0);
         (batch, schema)

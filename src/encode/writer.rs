@@ -19,8 +19,8 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
 use crate::Error;
-use crate::columns::UnknownKeys;
-use crate::partition::{self, Layout, PartitionBy};
+use crate::encode::columns::UnknownKeys;
+use crate::encode::partition::{self, Layout, PartitionBy};
 use crate::rows::Rows;
 use crate::target::Codec;
 
@@ -54,7 +54,7 @@ pub struct Encoded {
 /// One partition's files.
 #[derive(Debug)]
 pub struct EncodedPartition {
-    /// `dt=2024-01-01/` (see [`crate::partition`]); empty without `partition_by`.
+    /// `dt=2024-01-01/` (see [`crate::encode::partition`]); empty without `partition_by`.
     pub path: String,
     pub rows: usize,
     /// One entry per distinct codec, in the order first asked for.
@@ -84,15 +84,16 @@ impl Partitioning<'_> {
 /// (freeing the rows), splits it into partitions, and encodes each once per distinct codec.
 ///
 /// # Errors
-/// As [`crate::schema::inference::infer`], [`crate::columns::build`], [`PartitionBy::layout`],
+/// As [`crate::schema::inference::infer`], [`crate::encode::columns::build`], [`PartitionBy::layout`],
 /// [`Layout::split`] and [`to_parquet`].
 ///
 /// ```
-/// use rows_to_parquet::{encode, event, target::Codec};
+/// use rows_to_parquet::encode::writer;
+/// use rows_to_parquet::{event, target::Codec};
 /// let event = event::parse(br#"{"rows": [{"name": "John Doe", "age": 30}]}"#).unwrap();
 /// let codecs = [Codec::Uncompressed, Codec::Snappy];
-/// let none = encode::Partitioning::NONE;
-/// let encoded = encode::rows_to_parquet(event.input.rows().unwrap(), None, Default::default(), &codecs, none).unwrap();
+/// let none = writer::Partitioning::NONE;
+/// let encoded = writer::rows_to_parquet(event.input.rows().unwrap(), None, Default::default(), &codecs, none).unwrap();
 /// assert_eq!((encoded.rows, encoded.schema.fields().len()), (1, 2));
 /// assert!(encoded.partitions[0].file(Codec::Snappy).unwrap().starts_with(b"PAR1"));
 /// ```
@@ -110,7 +111,7 @@ pub fn rows_to_parquet(
     };
     crate::schema::inference::check_names(schema.fields())?;
     let layout = partitioning.by.map(|by| by.layout(&schema)).transpose()?;
-    let batches = crate::columns::build(&rows, schema.clone(), unknown)?;
+    let batches = crate::encode::columns::build(&rows, schema.clone(), unknown)?;
     let parts = partition::parts(layout.as_ref(), batches, partitioning.max, |i| {
         rows.row_ref(i)
     })?;
@@ -241,7 +242,7 @@ fn estimated_distinct(seen: usize, sampled: usize, values: usize) -> usize {
 /// page, whose page-index entry would only repeat the chunk's statistics (and made small
 /// files larger than pyarrow's).
 fn properties(codec: Codec, plain: &[ColumnPath], row_group: RowGroupSize) -> WriterProperties {
-    let compression = crate::recompress::compression(codec);
+    let compression = crate::encode::recompress::compression(codec);
     let mut builder = WriterProperties::builder()
         .set_compression(compression)
         .set_coerce_types(true)
@@ -418,7 +419,7 @@ pub const ROW_GROUP_ROWS: usize = 122_880;
 /// parts), so a file of any size never sits in memory whole.
 ///
 /// Each row group is encoded once, uncompressed; every other codec's file gets that row
-/// group's pages compressed as soon as it is finished (see [`crate::recompress`]).
+/// group's pages compressed as soon as it is finished (see [`crate::encode::recompress`]).
 pub struct StreamWriter {
     /// The one encoding; the uncompressed file itself when one was asked for.
     encoded: ArrowWriter<Vec<u8>>,
@@ -557,7 +558,7 @@ impl StreamWriter {
                     let (groups, bytes) = (&groups, &bytes);
                     scope.spawn(move || {
                         groups.iter().try_for_each(|group| {
-                            crate::recompress::append_row_group(
+                            crate::encode::recompress::append_row_group(
                                 out,
                                 group,
                                 bytes.clone(),
@@ -666,7 +667,7 @@ fn distinct(codecs: &[Codec]) -> Vec<Codec> {
 
 /// Encodes `batches` (one schema, at least one batch) once, into an uncompressed file, then
 /// gives one file per distinct codec, in the order given: that file's pages compressed with
-/// each codec, in parallel (see [`crate::recompress`]).
+/// each codec, in parallel (see [`crate::encode::recompress`]).
 ///
 /// # Errors
 /// The first encoding error, as [`to_parquet`].
@@ -682,7 +683,7 @@ pub fn to_parquet_all(
             .map(|codec| {
                 scope.spawn(move || {
                     let props = properties(codec, plain, RowGroupSize::WHOLE_EVENT);
-                    crate::recompress::recompress(encoded, codec, props)
+                    crate::encode::recompress::recompress(encoded, codec, props)
                         .map(|file| (codec, file))
                         .map_err(|e| parquet_error(codec, e))
                 })
@@ -717,7 +718,7 @@ pub(crate) mod tests {
             .rows()
             .unwrap();
         let schema = crate::schema::inference::infer(&rows).unwrap();
-        crate::columns::build(&rows, schema, Default::default()).unwrap()
+        crate::encode::columns::build(&rows, schema, Default::default()).unwrap()
     }
 
     fn batch_of(json: &str) -> RecordBatch {
