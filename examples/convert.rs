@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use rows_to_parquet::encode::writer;
-use rows_to_parquet::event;
+use rows_to_parquet::input::event;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);

@@ -11,15 +11,15 @@ use serde::Serialize;
 use crate::encode::columns::UnknownKeys;
 use crate::encode::partition::Layout;
 use crate::encode::writer::{self, Partitioning};
-use crate::event::{Event, Input};
+use crate::input::event::{Event, Input};
+use crate::input::source::Source;
+use crate::input::target::Target;
+use crate::input::trigger::{self, Trigger};
 use crate::job::{self, Commit};
 use crate::lambda::config::Config;
 use crate::rows::Rows;
 use crate::schema::ddl;
-use crate::source::Source;
 use crate::store::{Object, S3Store, Stored, Transaction, with_leftovers};
-use crate::target::Target;
-use crate::trigger::{self, Trigger};
 use crate::{Error, stream};
 
 /// Time kept back from the invocation deadline to delete partial output and answer.

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::Error;
-use crate::target::Target;
+use crate::input::target::Target;
 
 /// The marker's name, in each target's folder.
 pub const MARKER: &str = "_SUCCESS";
@@ -200,7 +200,7 @@ pub fn marker(written: &Written, map_run: Option<&str>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::parse_targets;
+    use crate::input::target::parse_targets;
 
     fn targets() -> Vec<Target> {
         parse_targets(

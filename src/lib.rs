@@ -44,16 +44,13 @@
 
 pub mod encode;
 mod error;
-pub mod event;
 pub mod handler;
+pub mod input;
 pub mod job;
 pub mod lambda;
 pub mod rows;
 pub mod schema;
-pub mod source;
 pub mod store;
 pub mod stream;
-pub mod target;
-pub mod trigger;
 
 pub use error::Error;

@@ -29,10 +29,10 @@ use crate::encode::columns::{self, UnknownKeys};
 use crate::encode::partition::{self, Layout, Part, PartitionBy, too_many};
 use crate::encode::writer::{Partitioning, RowGroupSize, StreamWriter};
 use crate::handler::{Output, write_budget};
+use crate::input::source::{Chunk, Reader, Source};
+use crate::input::target::{Codec, Target};
 use crate::schema::inference::{self, Inference};
-use crate::source::{Chunk, Reader, Source};
 use crate::store::{Opened, PART_BYTES, S3Store, Transaction, with_leftovers};
-use crate::target::{Codec, Target};
 
 /// What the open files of a partitioned stream may hold in memory before the largest is
 /// closed (see the module docs).
@@ -629,7 +629,7 @@ async fn within<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::{Compression, Format};
+    use crate::input::source::{Compression, Format};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     #[test]

@@ -14,7 +14,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use common::{Expectation, LocalS3, invocation, read_parquet, read_schema, same_data};
-use rows_to_parquet::trigger::{Trigger, decode_key, detect};
+use rows_to_parquet::input::trigger::{Trigger, decode_key, detect};
 use serde_json::Value;
 
 const BUCKET: &str = "my-bucket";

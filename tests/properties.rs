@@ -7,8 +7,8 @@ mod common;
 use common::{read_parquet, same_data};
 use proptest::prelude::*;
 use rows_to_parquet::encode::writer::{Partitioning, rows_to_parquet};
-use rows_to_parquet::event;
-use rows_to_parquet::target::Codec;
+use rows_to_parquet::input::event;
+use rows_to_parquet::input::target::Codec;
 use serde_json::{Map, Value, json};
 
 /// A value of one column kind (or null), so every row fits the same inferred type.

@@ -584,7 +584,7 @@ mod tests {
 
     fn build_json(schema: &str, rows: &str, unknown: UnknownKeys) -> Result<RecordBatch, Error> {
         let event = format!(r#"{{"rows": {rows}}}"#);
-        let rows = crate::event::parse(event.as_bytes())
+        let rows = crate::input::event::parse(event.as_bytes())
             .unwrap()
             .input
             .rows()

@@ -372,7 +372,7 @@ mod tests {
             Some(ddl) => format!(r#"{{"rows": {json}, "schema": "{ddl}"}}"#),
             None => format!(r#"{{"rows": {json}}}"#),
         };
-        let event = crate::event::parse(event.as_bytes()).unwrap();
+        let event = crate::input::event::parse(event.as_bytes()).unwrap();
         let rows = event.input.rows().unwrap();
         let schema = event
             .schema

@@ -21,8 +21,8 @@ use parquet::schema::types::ColumnPath;
 use crate::Error;
 use crate::encode::columns::UnknownKeys;
 use crate::encode::partition::{self, Layout, PartitionBy};
+use crate::input::target::Codec;
 use crate::rows::Rows;
-use crate::target::Codec;
 
 /// The `created_by` written into every file, in the `<app> version <v> (build <b>)` form that
 /// parquet-mr and Arrow parse.
@@ -89,7 +89,7 @@ impl Partitioning<'_> {
 ///
 /// ```
 /// use rows_to_parquet::encode::writer;
-/// use rows_to_parquet::{event, target::Codec};
+/// use rows_to_parquet::input::{event, target::Codec};
 /// let event = event::parse(br#"{"rows": [{"name": "John Doe", "age": 30}]}"#).unwrap();
 /// let codecs = [Codec::Uncompressed, Codec::Snappy];
 /// let none = writer::Partitioning::NONE;
@@ -712,7 +712,7 @@ pub(crate) mod tests {
     /// halves from [`crate::rows::PARALLEL_ROWS`] rows.
     pub(crate) fn batches_of(json: &str) -> Vec<RecordBatch> {
         let event = format!(r#"{{"rows": {json}}}"#);
-        let rows = crate::event::parse(event.as_bytes())
+        let rows = crate::input::event::parse(event.as_bytes())
             .unwrap()
             .input
             .rows()
@@ -824,7 +824,7 @@ pub(crate) mod tests {
     fn declared_types_survive_parquet_with_reader_friendly_logical_types() {
         let event = br#"{"rows": [{"d": "2026-11-27", "t": "2026-11-27T10:00:00Z", "p": "1.25", "i": 7, "m": {"k": 1}, "b": "aGk="}],
                          "schema": "d DATE, t TIMESTAMP, p DECIMAL(10,2), i INT NOT NULL, m MAP<STRING, BIGINT>, b BINARY"}"#;
-        let event = crate::event::parse(event).unwrap();
+        let event = crate::input::event::parse(event).unwrap();
         let encoded = rows_to_parquet(
             event.input.rows().unwrap(),
             event.schema,
@@ -988,7 +988,7 @@ pub(crate) mod tests {
         let rows = 2 * crate::rows::PARALLEL_ROWS + 7;
         let json: Vec<String> = (0..rows).map(|i| format!(r#"{{"i": {i}}}"#)).collect();
         let event = format!(r#"{{"rows": [{}]}}"#, json.join(","));
-        let event = crate::event::parse(event.as_bytes()).unwrap();
+        let event = crate::input::event::parse(event.as_bytes()).unwrap();
         let encoded = rows_to_parquet(
             event.input.rows().unwrap(),
             None,
@@ -1023,7 +1023,7 @@ pub(crate) mod tests {
         json[3] = r#"{"i": "x"}"#.into();
         json[rows - 2] = r#"{"i": "x"}"#.into();
         let event = format!(r#"{{"rows": [{}], "schema": "i BIGINT"}}"#, json.join(","));
-        let event = crate::event::parse(event.as_bytes()).unwrap();
+        let event = crate::input::event::parse(event.as_bytes()).unwrap();
         let err = rows_to_parquet(
             event.input.rows().unwrap(),
             event.schema,

@@ -3,7 +3,7 @@
 use crate::Error;
 use crate::encode::partition::MAX_PARTITIONS;
 use crate::encode::writer::ROW_GROUP_ROWS;
-use crate::target::{AllowList, Target, parse_targets};
+use crate::input::target::{AllowList, Target, parse_targets};
 
 /// Everything the environment configures. A bad value fails the start (an init error) rather
 /// than every invocation.
@@ -142,7 +142,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::Codec;
+    use crate::input::target::Codec;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, Error> {
         Config::from_lookup(|name| {

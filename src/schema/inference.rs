@@ -87,7 +87,7 @@ fn fields_of(fields: &IndexMap<String, Kind>, path: &mut Vec<String>) -> Result<
 ///
 /// ```
 /// use arrow_schema::DataType;
-/// let event = rows_to_parquet::event::parse(br#"{"rows": [{"age": 30}, {"age": 30.5, "city": "Chicago"}]}"#).unwrap();
+/// let event = rows_to_parquet::input::event::parse(br#"{"rows": [{"age": 30}, {"age": 30.5, "city": "Chicago"}]}"#).unwrap();
 /// let schema = rows_to_parquet::schema::inference::infer(&event.input.rows().unwrap()).unwrap();
 /// assert_eq!(schema.field(0).data_type(), &DataType::Float64);
 /// assert_eq!(schema.field(1).data_type(), &DataType::Utf8);
@@ -400,7 +400,7 @@ mod tests {
             None,
         );
         let event = format!(r#"{{"rows": {json}}}"#);
-        let rows = crate::event::parse(event.as_bytes())
+        let rows = crate::input::event::parse(event.as_bytes())
             .unwrap()
             .input
             .rows()
@@ -426,7 +426,7 @@ mod tests {
         // A conflict between the halves names the first row that conflicts.
         let json = halves(r#"{"a": 1}"#, r#"{"a": "x"}"#, None);
         let event = format!(r#"{{"rows": {json}}}"#);
-        let rows = crate::event::parse(event.as_bytes())
+        let rows = crate::input::event::parse(event.as_bytes())
             .unwrap()
             .input
             .rows()
@@ -456,7 +456,7 @@ mod tests {
     fn infer_json(json: &str) -> Result<SchemaRef, Error> {
         let event = format!(r#"{{"rows": {json}}}"#);
         infer(
-            &crate::event::parse(event.as_bytes())
+            &crate::input::event::parse(event.as_bytes())
                 .unwrap()
                 .input
                 .rows()

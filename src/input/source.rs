@@ -7,9 +7,9 @@ use std::io::Write;
 use serde::Deserialize;
 
 use crate::Error;
+use crate::input::target::{S3Prefix, check_bucket_name};
 use crate::rows::Rows;
 use crate::rows::json::Scanner;
-use crate::target::{S3Prefix, check_bucket_name};
 
 /// Decompressed bytes gathered before they are cut into a chunk of whole rows.
 pub const CHUNK_BYTES: usize = 2 << 20;
@@ -90,7 +90,7 @@ impl Source {
     /// format.
     ///
     /// ```
-    /// use rows_to_parquet::source::{Format, Source};
+    /// use rows_to_parquet::input::source::{Format, Source};
     /// let source = Source::parse(r#"{"uri": "s3://in-bucket/day 1/a+b.ndjson.gz"}"#).unwrap();
     /// assert_eq!((source.bucket.as_str(), source.key.as_str()), ("in-bucket", "day 1/a+b.ndjson.gz"));
     /// assert_eq!(source.format, None);

@@ -10,11 +10,11 @@ use serde::Deserialize;
 use crate::Error;
 use crate::encode::columns::UnknownKeys;
 use crate::encode::partition::PartitionBy;
+use crate::input::source::Source;
+use crate::input::target::{Target, parse_targets};
 use crate::rows::Rows;
 use crate::rows::json::Scanner;
 use crate::schema::ddl;
-use crate::source::Source;
-use crate::target::{Target, parse_targets};
 
 /// The optional top-level fields besides `rows` or `source`.
 const OPTIONAL_FIELDS: [&str; 5] = [
@@ -70,7 +70,7 @@ pub struct Event<'a> {
 /// a repeated key; target errors as [`parse_targets`]; source errors as [`Source::parse`].
 ///
 /// ```
-/// let event = rows_to_parquet::event::parse(
+/// let event = rows_to_parquet::input::event::parse(
 ///     br#"{"rows": [{"name": "John Doe", "age": 30}],
 ///          "targets": [{"prefix": "s3://my-bucket/out/", "compression": "snappy"}]}"#,
 /// ).unwrap();
@@ -225,7 +225,7 @@ impl<'a> Fields<'a> {
         })?;
         let format = self
             .string("format")
-            .map(|name| crate::source::Format::named(&name, "BatchInput.format"))
+            .map(|name| crate::input::source::Format::named(&name, "BatchInput.format"))
             .transpose()?;
         let objects = keys
             .iter()

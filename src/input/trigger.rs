@@ -16,10 +16,10 @@
 use serde::Deserialize;
 
 use crate::Error;
-use crate::event::{Event, Fields};
+use crate::input::event::{Event, Fields};
+use crate::input::source::Source;
+use crate::input::target::{Target, parse_targets};
 use crate::job::Commit;
-use crate::source::Source;
-use crate::target::{Target, parse_targets};
 
 /// What an invocation (or one SQS message) carries.
 #[derive(Debug)]
@@ -114,10 +114,10 @@ struct EventBridgeObject {
 ///
 /// # Errors
 /// `InvalidEvent` for a body that is not a JSON object, an envelope of an unsupported source,
-/// or a malformed record (naming it); otherwise as [`crate::event::parse`].
+/// or a malformed record (naming it); otherwise as [`crate::input::event::parse`].
 ///
 /// ```
-/// use rows_to_parquet::trigger::{detect, Trigger};
+/// use rows_to_parquet::input::trigger::{detect, Trigger};
 /// let notification = br#"{"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
 ///     "s3": {"bucket": {"name": "in-bucket"}, "object": {"key": "day+1/a%2Bb.ndjson"}}}]}"#;
 /// let Trigger::Created { objects, .. } = detect(notification).unwrap() else { panic!() };

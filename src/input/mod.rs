@@ -1,0 +1,17 @@
+//! The input stage: what arrived, validated once into typed values (no AWS types).
+//!
+//! - [`trigger`]: which of the shapes arrived: an event, an S3 or EventBridge notification,
+//!   an SQS batch, a job's commit step.
+//! - [`event`]: the event contract (`rows` or `source`), parsed in one pass with its rows.
+//! - [`source`]: a source object: its format and compression, and the reader that cuts its
+//!   bytes into chunks of whole rows.
+//! - [`target`]: S3 prefixes, object keys and the allow-list policies.
+//!
+//! Uses the rows stage (an event's rows are scanned in the same pass), and the schema and
+//! encode stages only for the option types an event is validated into (a declared schema,
+//! `unknown_keys`, `partition_by`).
+
+pub mod event;
+pub mod source;
+pub mod target;
+pub mod trigger;
