@@ -19,7 +19,7 @@ use crate::job::{self, Commit};
 use crate::lambda::config::Config;
 use crate::rows::Rows;
 use crate::schema::ddl;
-use crate::store::{Object, S3Store, Stored, Transaction, with_leftovers};
+use crate::store::s3::{Object, S3Store, Stored, Transaction, with_leftovers};
 use crate::{Error, stream};
 
 /// Time kept back from the invocation deadline to delete partial output and answer.

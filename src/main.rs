@@ -5,7 +5,7 @@ use lambda_runtime::{Error, LambdaEvent, Runtime, service_fn};
 use rows_to_parquet::handler::Function;
 use rows_to_parquet::lambda::config::Config;
 use rows_to_parquet::lambda::runtime::RawBodies;
-use rows_to_parquet::store::S3Store;
+use rows_to_parquet::store::s3::S3Store;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {

@@ -32,7 +32,7 @@ use crate::handler::{Output, write_budget};
 use crate::input::source::{Chunk, Reader, Source};
 use crate::input::target::{Codec, Target};
 use crate::schema::inference::{self, Inference};
-use crate::store::{Opened, PART_BYTES, S3Store, Transaction, with_leftovers};
+use crate::store::s3::{Opened, PART_BYTES, S3Store, Transaction, with_leftovers};
 
 /// What the open files of a partitioned stream may hold in memory before the largest is
 /// closed (see the module docs).

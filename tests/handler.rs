@@ -3,7 +3,7 @@
 mod common;
 
 use common::{LocalS3, invocation, read_parquet, same_data};
-use rows_to_parquet::store::CONTENT_TYPE;
+use rows_to_parquet::store::s3::CONTENT_TYPE;
 use serde_json::{Value, json};
 
 const BUCKET: &str = "my-bucket";

@@ -13,7 +13,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::ParquetMetaData;
 use rows_to_parquet::handler::Function;
 use rows_to_parquet::lambda::config::Config;
-use rows_to_parquet::store::S3Store;
+use rows_to_parquet::store::s3::S3Store;
 use serde_json::Value;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -35,7 +35,7 @@ pub fn client(endpoint: &str, timeouts: TimeoutConfig) -> Client {
         ))
         .endpoint_url(endpoint)
         .force_path_style(true)
-        .http_client(rows_to_parquet::store::http_client())
+        .http_client(rows_to_parquet::store::s3::http_client())
         .timeout_config(timeouts)
         .retry_config(RetryConfig::standard().with_initial_backoff(Duration::from_millis(20)))
         .build();

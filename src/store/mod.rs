@@ -1,0 +1,3 @@
+//! TODO store
+
+pub mod s3;
