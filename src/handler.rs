@@ -1,7 +1,7 @@
 //! One invocation: decide what arrived (an event, an S3 or EventBridge notification, an SQS
 //! batch), convert each event or object all or nothing, and answer.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use arrow_schema::{Schema, SchemaRef};
 use bytes::Bytes;
@@ -19,41 +19,10 @@ use crate::job::{self, Commit};
 use crate::lambda::config::Config;
 use crate::rows::Rows;
 use crate::schema::ddl;
-use crate::store::s3::{Object, S3Store, Stored, Transaction, with_leftovers};
+use crate::store::budget::{deadline_from, write_budget};
+use crate::store::s3::{Object, Output, S3Store, Stored};
+use crate::store::transaction::{Transaction, with_leftovers};
 use crate::{Error, stream};
-
-/// Time kept back from the invocation deadline to delete partial output and answer.
-pub const CLEANUP_RESERVE: Duration = Duration::from_secs(3);
-
-/// The invocation's deadline from the runtime's milliseconds since the Unix epoch. `0`, or a
-/// time already past on arrival (from a tool that does not model deadlines, such as cargo
-/// lambda's emulator; Lambda's is always ahead), means none.
-fn deadline_from(deadline_ms: u64, now: SystemTime) -> Option<SystemTime> {
-    Some(UNIX_EPOCH + Duration::from_millis(deadline_ms)).filter(|deadline| *deadline > now)
-}
-
-/// How long the writes may take: the time left before the deadline less [`CLEANUP_RESERVE`];
-/// `None` without a deadline.
-///
-/// # Errors
-/// `S3WriteFailed` when no more than the reserve is left.
-pub fn write_budget(
-    deadline: Option<SystemTime>,
-    now: SystemTime,
-) -> Result<Option<Duration>, Error> {
-    let Some(deadline) = deadline else {
-        return Ok(None);
-    };
-    let left = deadline.duration_since(now).unwrap_or_default();
-    match left.checked_sub(CLEANUP_RESERVE) {
-        Some(budget) if !budget.is_zero() => Ok(Some(budget)),
-        _ => Err(Error::S3WriteFailed(format!(
-            "only {} ms were left before the invocation deadline, less than the {} ms kept to clean up; nothing was written (raise the function's timeout)",
-            left.as_millis(),
-            CLEANUP_RESERVE.as_millis()
-        ))),
-    }
-}
 
 /// The function's state, built once in `main` and shared by every invocation.
 #[derive(Debug)]
@@ -192,34 +161,6 @@ pub struct Written {
     pub athena_ddl: Option<String>,
 }
 
-/// One object of a conversion: where it goes, what it holds, and (once committed) what S3
-/// stored.
-#[derive(Debug)]
-pub struct Output {
-    /// The index of its target.
-    pub target: usize,
-    /// `dt=2024-01-01/`, or empty without `partition_by`.
-    pub partition: String,
-    pub key: String,
-    pub bytes: usize,
-    pub rows: usize,
-    pub stored: Stored,
-}
-
-impl Output {
-    /// An object of target `target` with nothing in it yet.
-    pub fn new(target: usize, partition: &str, key: String) -> Output {
-        Output {
-            target,
-            partition: partition.to_owned(),
-            key,
-            bytes: 0,
-            rows: 0,
-            stored: Stored::default(),
-        }
-    }
-}
-
 impl Function {
     pub fn new(store: S3Store, config: Config) -> Function {
         Function { store, config }
@@ -243,7 +184,7 @@ impl Function {
     /// As [`Function::handle`].
     ///
     /// `deadline_ms` is the invocation's deadline in milliseconds since the Unix epoch (0, or a
-    /// time already past, for none): the writes get the time left minus [`CLEANUP_RESERVE`].
+    /// time already past, for none): the writes get the time left minus [`CLEANUP_RESERVE`](crate::store::budget::CLEANUP_RESERVE).
     pub async fn invoke(
         &self,
         payload: &[u8],
@@ -713,39 +654,5 @@ impl From<Error> for Diagnostic {
             error_type: error.error_type().into(),
             error_message: error.to_string(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_write_budget_keeps_time_to_clean_up() {
-        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let at = |secs: u64| Some(now + Duration::from_secs(secs));
-        assert_eq!(write_budget(None, now).unwrap(), None);
-        assert_eq!(
-            write_budget(at(60), now).unwrap(),
-            Some(Duration::from_secs(57))
-        );
-        // A deadline that passes while the objects are built leaves no time either.
-        let passed = Some(now - Duration::from_millis(5));
-        for deadline in [at(3), at(1), passed] {
-            let err = write_budget(deadline, now).unwrap_err();
-            assert_eq!(err.error_type(), "S3WriteFailed");
-            assert!(err.to_string().contains("nothing was written"), "{err}");
-        }
-    }
-
-    #[test]
-    fn no_deadline_or_one_already_past_on_arrival_means_none() {
-        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
-        assert_eq!(deadline_from(0, now), None);
-        assert_eq!(deadline_from(1_000_000 * 1000, now), None);
-        assert_eq!(
-            deadline_from(1_000_060 * 1000, now),
-            Some(now + Duration::from_secs(60))
-        );
     }
 }

@@ -28,11 +28,12 @@ use crate::Error;
 use crate::encode::columns::{self, UnknownKeys};
 use crate::encode::partition::{self, Layout, Part, PartitionBy, too_many};
 use crate::encode::writer::{Partitioning, RowGroupSize, StreamWriter};
-use crate::handler::{Output, write_budget};
 use crate::input::source::{Chunk, Reader, Source};
 use crate::input::target::{Codec, Target};
 use crate::schema::inference::{self, Inference};
-use crate::store::s3::{Opened, PART_BYTES, S3Store, Transaction, with_leftovers};
+use crate::store::budget::write_budget;
+use crate::store::s3::{Opened, Output, S3Store};
+use crate::store::transaction::{PART_BYTES, Transaction, with_leftovers};
 
 /// What the open files of a partitioned stream may hold in memory before the largest is
 /// closed (see the module docs).

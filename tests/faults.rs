@@ -11,7 +11,8 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use common::proxy::{Fault, Proxy};
 use common::{CapturedLogs, LocalS3, invocation, read_parquet};
 use http::Method;
-use rows_to_parquet::handler::{CLEANUP_RESERVE, Function};
+use rows_to_parquet::handler::Function;
+use rows_to_parquet::store::budget::CLEANUP_RESERVE;
 use serde_json::{Value, json};
 
 const BUCKET: &str = "my-bucket";

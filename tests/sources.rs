@@ -8,7 +8,7 @@ use std::io::Write;
 
 use common::{LocalS3, invocation, read_parquet};
 use rows_to_parquet::handler::{ItemFailure, Reply, Response};
-use rows_to_parquet::store::s3::PART_BYTES;
+use rows_to_parquet::store::transaction::PART_BYTES;
 use rows_to_parquet::stream::identity;
 use serde_json::{Value, json};
 

@@ -7,13 +7,12 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::delete_object::DeleteObjectError;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use aws_smithy_http_client::tls;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::task::JoinSet;
 
+use super::transaction::Transaction;
 use crate::Error;
 
 /// The media type registered for Parquet.
@@ -59,7 +58,7 @@ pub struct Stored {
 }
 
 impl Stored {
-    fn new(etag: Option<String>, checksum_crc32c: Option<String>) -> Stored {
+    pub(super) fn new(etag: Option<String>, checksum_crc32c: Option<String>) -> Stored {
         Stored {
             etag,
             checksum_crc32c,
@@ -67,12 +66,40 @@ impl Stored {
     }
 }
 
+/// One object of a conversion: where it goes, what it holds, and (once committed) what S3
+/// stored.
+#[derive(Debug)]
+pub struct Output {
+    /// The index of its target.
+    pub target: usize,
+    /// `dt=2024-01-01/`, or empty without `partition_by`.
+    pub partition: String,
+    pub key: String,
+    pub bytes: usize,
+    pub rows: usize,
+    pub stored: Stored,
+}
+
+impl Output {
+    /// An object of target `target` with nothing in it yet.
+    pub fn new(target: usize, partition: &str, key: String) -> Output {
+        Output {
+            target,
+            partition: partition.to_owned(),
+            key,
+            bytes: 0,
+            rows: 0,
+            stored: Stored::default(),
+        }
+    }
+}
+
 /// The S3 client, built once per process and shared by every invocation.
 #[derive(Debug, Clone)]
 pub struct S3Store {
-    client: Client,
+    pub(super) client: Client,
     /// Sent with every request, so a bucket that changed hands is refused.
-    expected_bucket_owner: Option<String>,
+    pub(super) expected_bucket_owner: Option<String>,
 }
 
 impl S3Store {
@@ -248,344 +275,8 @@ impl Opened {
     }
 }
 
-/// Multipart parts are at least this large (S3's minimum is 5 MiB).
-pub const PART_BYTES: usize = 8 << 20;
-
-/// Small objects' bytes a [`Transaction`] keeps in memory until its commit, in all; past it,
-/// a small object goes up at once as a multipart upload of one part.
-pub const HELD_BYTES: usize = 8 << 20;
-
-/// The objects of one invocation, written all or none: each is a multipart upload once its
-/// first part is ready ([`Transaction::part`]), else one PUT; none becomes visible before
-/// every object's data is complete ([`Transaction::commit`]); on failure every upload is
-/// aborted and every object removed.
-pub struct Transaction<'s> {
-    store: &'s S3Store,
-    objects: Vec<Pending>,
-    /// Bytes of the small objects waiting for their PUT.
-    held: usize,
-}
-
-struct Pending {
-    bucket: String,
-    key: String,
-    upload: Option<Multipart>,
-    /// A small object's whole bytes, PUT at the commit.
-    held: Option<Bytes>,
-}
-
-impl Pending {
-    fn uri(&self) -> String {
-        format!("s3://{}/{}", self.bucket, self.key)
-    }
-}
-
-struct Multipart {
-    upload_id: String,
-    parts: Vec<CompletedPart>,
-}
-
-impl<'s> Transaction<'s> {
-    /// An empty transaction; nothing is sent yet.
-    pub fn new(store: &'s S3Store) -> Transaction<'s> {
-        Transaction {
-            store,
-            objects: Vec::new(),
-            held: 0,
-        }
-    }
-
-    /// Adds the object `s3://bucket/key`; its index for [`Transaction::part`] and
-    /// [`Transaction::last`].
-    pub fn add(&mut self, bucket: String, key: String) -> usize {
-        self.objects.push(Pending {
-            bucket,
-            key,
-            upload: None,
-            held: None,
-        });
-        self.objects.len() - 1
-    }
-
-    /// How many objects it holds: a mark for [`Transaction::abort_from`].
-    pub fn len(&self) -> usize {
-        self.objects.len()
-    }
-
-    /// Whether it holds no object.
-    pub fn is_empty(&self) -> bool {
-        self.objects.is_empty()
-    }
-
-    /// Uploads the next part of object `index` (starting its multipart upload first if this
-    /// is its first part); no object becomes visible.
-    ///
-    /// # Errors
-    /// `S3WriteFailed`; the caller then calls [`Transaction::abort`].
-    pub async fn part(&mut self, index: usize, body: Bytes) -> Result<(), Error> {
-        self.upload_part(index, body)
-            .await
-            .map_err(|e| Error::S3WriteFailed(format!("writing to S3 failed: {e}")))
-    }
-
-    /// The last bytes of object `index` (the whole object if no part was sent): its last
-    /// part, or kept for a PUT at the commit while the kept bytes stay within
-    /// [`HELD_BYTES`], else sent as an upload of one part. Nothing becomes visible.
-    ///
-    /// # Errors
-    /// As [`Transaction::part`].
-    pub async fn last(&mut self, index: usize, body: Bytes) -> Result<(), Error> {
-        if self.objects[index].upload.is_none() && self.held + body.len() <= HELD_BYTES {
-            self.hold(index, body);
-            return Ok(());
-        }
-        self.part(index, body).await
-    }
-
-    /// Keeps `body` as object `index`'s whole bytes, for a PUT at the commit.
-    fn hold(&mut self, index: usize, body: Bytes) {
-        self.held += body.len();
-        self.objects[index].held = Some(body);
-    }
-
-    /// [`Transaction::part`], failing with `uri: what went wrong`.
-    async fn upload_part(&mut self, index: usize, body: Bytes) -> Result<(), String> {
-        let store = self.store;
-        let object = &mut self.objects[index];
-        let failed = |uri: String, what: String| format!("{uri}: {what}");
-        if object.upload.is_none() {
-            let out = store
-                .client
-                .create_multipart_upload()
-                .bucket(&object.bucket)
-                .key(&object.key)
-                .content_type(CONTENT_TYPE)
-                .checksum_algorithm(ChecksumAlgorithm::Crc32C)
-                .set_expected_bucket_owner(store.expected_bucket_owner.clone())
-                .send()
-                .await
-                .map_err(|e| failed(object.uri(), describe(&e)))?;
-            let upload_id = out
-                .upload_id
-                .ok_or_else(|| failed(object.uri(), "S3 returned no upload id".into()))?;
-            object.upload = Some(Multipart {
-                upload_id,
-                parts: Vec::new(),
-            });
-        }
-        let uri = object.uri();
-        let upload = object.upload.as_mut().expect("started above");
-        let number = upload.parts.len() as i32 + 1;
-        let out = store
-            .client
-            .upload_part()
-            .bucket(&object.bucket)
-            .key(&object.key)
-            .upload_id(&upload.upload_id)
-            .part_number(number)
-            .content_length(body.len() as i64)
-            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
-            .set_expected_bucket_owner(store.expected_bucket_owner.clone())
-            .body(ByteStream::from(body))
-            .customize()
-            .disable_payload_signing()
-            .send()
-            .await
-            .map_err(|e| failed(format!("{uri} part {number}"), describe(&e)))?;
-        upload.parts.push(
-            CompletedPart::builder()
-                .part_number(number)
-                .set_e_tag(out.e_tag)
-                .set_checksum_crc32_c(out.checksum_crc32_c)
-                .build(),
-        );
-        Ok(())
-    }
-
-    /// Makes every object visible (each given its last bytes by [`Transaction::last`]):
-    /// every multipart upload completed and every small object PUT, concurrently. Returns
-    /// what S3 stored, in the order the objects were added.
-    ///
-    /// With a `budget`, requests still running when it is spent are abandoned.
-    ///
-    /// # Errors
-    /// `S3WriteFailed` naming each object that failed, or saying the budget ran out. Before it
-    /// returns, every upload is aborted and every object deleted; keys that could not be
-    /// are listed in the message.
-    pub async fn commit(&mut self, budget: Option<Duration>) -> Result<Vec<Stored>, Error> {
-        let give_up = budget.map(|b| tokio::time::Instant::now() + b);
-        let mut failures = match self.make_visible(give_up).await {
-            Ok(stored) => return Ok(stored),
-            Err(failed) => failed,
-        };
-        failures.sort();
-        let mut message = format!("writing to S3 failed: {}", failures.join("; "));
-        let left = self.abort().await;
-        if left.is_empty() {
-            message.push_str("; nothing of this invocation was left in S3");
-        } else {
-            message.push_str(&not_removed(&left));
-        }
-        Err(Error::S3WriteFailed(message))
-    }
-
-    /// Completes every multipart upload and PUTs every other object, concurrently: what S3
-    /// stored, or every failure.
-    async fn make_visible(
-        &mut self,
-        give_up: Option<tokio::time::Instant>,
-    ) -> Result<Vec<Stored>, Vec<String>> {
-        let store = self.store;
-        let owner = store.expected_bucket_owner.clone();
-        let mut requests = JoinSet::new();
-        for (index, object) in self.objects.iter().enumerate() {
-            let body = object.held.clone().unwrap_or_default();
-            let client = store.client.clone();
-            let (bucket, key, owner) = (object.bucket.clone(), object.key.clone(), owner.clone());
-            match &object.upload {
-                Some(upload) => {
-                    let parts = CompletedMultipartUpload::builder()
-                        .set_parts(Some(upload.parts.clone()))
-                        .build();
-                    let upload_id = upload.upload_id.clone();
-                    requests.spawn(async move {
-                        let out = client
-                            .complete_multipart_upload()
-                            .bucket(bucket)
-                            .key(key)
-                            .upload_id(upload_id)
-                            .multipart_upload(parts)
-                            .set_expected_bucket_owner(owner)
-                            .send()
-                            .await;
-                        let stored = out.map(|o| Stored::new(o.e_tag, o.checksum_crc32_c));
-                        (index, stored.map_err(|e| describe(&e)))
-                    });
-                }
-                None => {
-                    requests.spawn(async move {
-                        let out = client
-                            .put_object()
-                            .bucket(bucket)
-                            .key(key)
-                            .content_type(CONTENT_TYPE)
-                            .content_length(body.len() as i64)
-                            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
-                            .set_expected_bucket_owner(owner)
-                            .body(ByteStream::from(body))
-                            .customize()
-                            .disable_payload_signing()
-                            .send()
-                            .await;
-                        let stored = out.map(|o| Stored::new(o.e_tag, o.checksum_crc32_c));
-                        (index, stored.map_err(|e| describe(&e)))
-                    });
-                }
-            }
-        }
-        let mut stored = vec![Stored::default(); self.objects.len()];
-        let mut failures = Vec::new();
-        loop {
-            let next = match give_up {
-                Some(at) => match tokio::time::timeout_at(at, requests.join_next()).await {
-                    Ok(next) => next,
-                    Err(_) => {
-                        requests.abort_all();
-                        failures.push(format!(
-                            "{} of {} objects had not been written when the time left before the invocation deadline ran out",
-                            requests.len(),
-                            self.objects.len()
-                        ));
-                        break;
-                    }
-                },
-                None => requests.join_next().await,
-            };
-            let Some(joined) = next else { break };
-            match joined {
-                Ok((index, Ok(object))) => {
-                    // Completed: nothing left to abort, only an object to delete.
-                    self.objects[index].upload = None;
-                    stored[index] = object;
-                }
-                Ok((index, Err(e))) => failures.push(format!("{}: {e}", self.objects[index].uri())),
-                Err(e) => failures.push(format!("a write task failed: {e}")),
-            }
-        }
-        if failures.is_empty() {
-            Ok(stored)
-        } else {
-            Err(failures)
-        }
-    }
-
-    /// Aborts every multipart upload not completed and deletes every object (a failed or
-    /// abandoned write may still have landed; deleting a missing key is harmless); returns
-    /// `uri (error)` for each that could not be removed. The transaction is empty afterwards,
-    /// so a second call (after a failed [`Transaction::commit`], which aborts itself) sends
-    /// nothing.
-    pub async fn abort(&mut self) -> Vec<String> {
-        self.abort_from(0).await
-    }
-
-    /// [`Transaction::abort`] for the objects added after `mark` (a [`Transaction::len`]);
-    /// those before it stay.
-    pub async fn abort_from(&mut self, mark: usize) -> Vec<String> {
-        let store = self.store;
-        let mut requests = JoinSet::new();
-        let removed = self.objects.split_off(mark.min(self.objects.len()));
-        self.held -= removed
-            .iter()
-            .filter_map(|o| o.held.as_ref().map(Bytes::len))
-            .sum::<usize>();
-        for mut object in removed {
-            let client = store.client.clone();
-            let (bucket, key) = (object.bucket.clone(), object.key.clone());
-            let owner = store.expected_bucket_owner.clone();
-            let uri = object.uri();
-            let upload_id = object.upload.take().map(|u| u.upload_id);
-            requests.spawn(async move {
-                if let Some(upload_id) = upload_id {
-                    let aborted = client
-                        .abort_multipart_upload()
-                        .bucket(&bucket)
-                        .key(&key)
-                        .upload_id(upload_id)
-                        .set_expected_bucket_owner(owner.clone())
-                        .send()
-                        .await;
-                    match aborted {
-                        Ok(_) => {}
-                        Err(e) if e.code() == Some("NoSuchUpload") => {}
-                        Err(e) => {
-                            return Err(format!("{uri} (upload not aborted: {})", describe(&e)));
-                        }
-                    }
-                }
-                match delete_object(&client, owner, &bucket, &key).await {
-                    Ok(()) => Ok(()),
-                    // Nothing can be left where there is no bucket.
-                    Err(e) if e.code() == Some("NoSuchBucket") => Ok(()),
-                    Err(e) => Err(format!("{uri} ({})", describe(&e))),
-                }
-            });
-        }
-        let mut left: Vec<String> = requests
-            .join_all()
-            .await
-            .into_iter()
-            .filter_map(Result::err)
-            .collect();
-        left.sort();
-        if !left.is_empty() {
-            tracing::error!(keys = ?left, "clean-up after a failed write could not delete objects");
-        }
-        left
-    }
-}
-
 /// One DELETE of `s3://bucket/key` (S3 answers a missing key with success).
-async fn delete_object(
+pub(super) async fn delete_object(
     client: &Client,
     owner: Option<String>,
     bucket: &str,
@@ -601,34 +292,9 @@ async fn delete_object(
         .map(|_| ())
 }
 
-/// What a clean-up could not remove (`left`, as [`Transaction::abort`] names it), for the end
-/// of an error message.
-pub fn not_removed(left: &[String]) -> String {
-    format!(
-        "; these objects could not be removed and may be partial output: {}",
-        left.join(", ")
-    )
-}
-
-/// `e`, naming what the clean-up after it could not remove (`left`, as
-/// [`Transaction::abort`] returns it).
-pub fn with_leftovers(e: Error, left: &[String]) -> Error {
-    if left.is_empty() {
-        return e;
-    }
-    let kept = not_removed(left);
-    match e {
-        Error::S3WriteFailed(m) => Error::S3WriteFailed(m + &kept),
-        Error::InvalidEvent(m) => Error::InvalidEvent(m + &kept),
-        Error::SourceReadFailed(m) => Error::SourceReadFailed(m + &kept),
-        Error::SourceNotFound(m) => Error::SourceNotFound(m + &kept),
-        other => other,
-    }
-}
-
 /// A one-line account of an SDK failure: S3's error code and message and the HTTP status for
 /// a refusal, the cause chain for a network failure or timeout.
-fn describe<E>(error: &SdkError<E, HttpResponse>) -> String
+pub(super) fn describe<E>(error: &SdkError<E, HttpResponse>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {

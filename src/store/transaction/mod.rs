@@ -1,0 +1,170 @@
+//! The objects of one invocation, written all or none. One phase a file: writing (here: objects
+//! added, parts uploaded, small objects held), `commit` (every object made visible at once)
+//! and `abort` (every upload aborted and every object removed, after any failure).
+
+mod abort;
+mod commit;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedPart};
+use bytes::Bytes;
+
+use super::s3::{CONTENT_TYPE, S3Store, describe};
+use crate::Error;
+
+pub use abort::{not_removed, with_leftovers};
+
+/// Multipart parts are at least this large (S3's minimum is 5 MiB).
+pub const PART_BYTES: usize = 8 << 20;
+
+/// Small objects' bytes a [`Transaction`] keeps in memory until its commit, in all; past it,
+/// a small object goes up at once as a multipart upload of one part.
+pub const HELD_BYTES: usize = 8 << 20;
+
+/// The objects of one invocation, written all or none: each is a multipart upload once its
+/// first part is ready ([`Transaction::part`]), else one PUT; none becomes visible before
+/// every object's data is complete ([`Transaction::commit`]); on failure every upload is
+/// aborted and every object removed.
+pub struct Transaction<'s> {
+    store: &'s S3Store,
+    objects: Vec<Pending>,
+    /// Bytes of the small objects waiting for their PUT.
+    held: usize,
+}
+
+struct Pending {
+    bucket: String,
+    key: String,
+    upload: Option<Multipart>,
+    /// A small object's whole bytes, PUT at the commit.
+    held: Option<Bytes>,
+}
+
+impl Pending {
+    fn uri(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+struct Multipart {
+    upload_id: String,
+    parts: Vec<CompletedPart>,
+}
+
+impl<'s> Transaction<'s> {
+    /// An empty transaction; nothing is sent yet.
+    pub fn new(store: &'s S3Store) -> Transaction<'s> {
+        Transaction {
+            store,
+            objects: Vec::new(),
+            held: 0,
+        }
+    }
+
+    /// Adds the object `s3://bucket/key`; its index for [`Transaction::part`] and
+    /// [`Transaction::last`].
+    pub fn add(&mut self, bucket: String, key: String) -> usize {
+        self.objects.push(Pending {
+            bucket,
+            key,
+            upload: None,
+            held: None,
+        });
+        self.objects.len() - 1
+    }
+
+    /// How many objects it holds: a mark for [`Transaction::abort_from`].
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    /// Whether it holds no object.
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+
+    /// Uploads the next part of object `index` (starting its multipart upload first if this
+    /// is its first part); no object becomes visible.
+    ///
+    /// # Errors
+    /// `S3WriteFailed`; the caller then calls [`Transaction::abort`].
+    pub async fn part(&mut self, index: usize, body: Bytes) -> Result<(), Error> {
+        self.upload_part(index, body)
+            .await
+            .map_err(|e| Error::S3WriteFailed(format!("writing to S3 failed: {e}")))
+    }
+
+    /// The last bytes of object `index` (the whole object if no part was sent): its last
+    /// part, or kept for a PUT at the commit while the kept bytes stay within
+    /// [`HELD_BYTES`], else sent as an upload of one part. Nothing becomes visible.
+    ///
+    /// # Errors
+    /// As [`Transaction::part`].
+    pub async fn last(&mut self, index: usize, body: Bytes) -> Result<(), Error> {
+        if self.objects[index].upload.is_none() && self.held + body.len() <= HELD_BYTES {
+            self.hold(index, body);
+            return Ok(());
+        }
+        self.part(index, body).await
+    }
+
+    /// Keeps `body` as object `index`'s whole bytes, for a PUT at the commit.
+    pub(super) fn hold(&mut self, index: usize, body: Bytes) {
+        self.held += body.len();
+        self.objects[index].held = Some(body);
+    }
+
+    /// [`Transaction::part`], failing with `uri: what went wrong`.
+    async fn upload_part(&mut self, index: usize, body: Bytes) -> Result<(), String> {
+        let store = self.store;
+        let object = &mut self.objects[index];
+        let failed = |uri: String, what: String| format!("{uri}: {what}");
+        if object.upload.is_none() {
+            let out = store
+                .client
+                .create_multipart_upload()
+                .bucket(&object.bucket)
+                .key(&object.key)
+                .content_type(CONTENT_TYPE)
+                .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+                .set_expected_bucket_owner(store.expected_bucket_owner.clone())
+                .send()
+                .await
+                .map_err(|e| failed(object.uri(), describe(&e)))?;
+            let upload_id = out
+                .upload_id
+                .ok_or_else(|| failed(object.uri(), "S3 returned no upload id".into()))?;
+            object.upload = Some(Multipart {
+                upload_id,
+                parts: Vec::new(),
+            });
+        }
+        let uri = object.uri();
+        let upload = object.upload.as_mut().expect("started above");
+        let number = upload.parts.len() as i32 + 1;
+        let out = store
+            .client
+            .upload_part()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .upload_id(&upload.upload_id)
+            .part_number(number)
+            .content_length(body.len() as i64)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+            .set_expected_bucket_owner(store.expected_bucket_owner.clone())
+            .body(ByteStream::from(body))
+            .customize()
+            .disable_payload_signing()
+            .send()
+            .await
+            .map_err(|e| failed(format!("{uri} part {number}"), describe(&e)))?;
+        upload.parts.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(out.e_tag)
+                .set_checksum_crc32_c(out.checksum_crc32_c)
+                .build(),
+        );
+        Ok(())
+    }
+}
