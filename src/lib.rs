@@ -46,11 +46,9 @@ pub mod encode;
 mod error;
 pub mod handler;
 pub mod input;
-pub mod job;
 pub mod lambda;
 pub mod rows;
 pub mod schema;
 pub mod store;
-pub mod stream;
 
 pub use error::Error;

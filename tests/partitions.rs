@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{LocalS3, invocation, read_parquet};
-use rows_to_parquet::handler::{Reply, Response};
+use rows_to_parquet::handler::reply::{Reply, Response};
 use serde_json::{Value, json};
 
 const IN: &str = "in-bucket";

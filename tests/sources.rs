@@ -7,9 +7,9 @@ mod common;
 use std::io::Write;
 
 use common::{LocalS3, invocation, read_parquet};
-use rows_to_parquet::handler::{ItemFailure, Reply, Response};
+use rows_to_parquet::handler::reply::{ItemFailure, Reply, Response};
+use rows_to_parquet::handler::stream::identity;
 use rows_to_parquet::store::transaction::PART_BYTES;
-use rows_to_parquet::stream::identity;
 use serde_json::{Value, json};
 
 const IN: &str = "in-bucket";

@@ -2,6 +2,7 @@
 //!
 //! - [`trigger`]: which of the shapes arrived: an event, an S3 or EventBridge notification,
 //!   an SQS batch, a job's commit step.
+//! - [`commit`]: a whole-prefix job's commit step (`start` or `finish`).
 //! - [`event`]: the event contract (`rows` or `source`), parsed in one pass with its rows.
 //! - [`source`]: a source object: its format and compression, and the reader that cuts its
 //!   bytes into chunks of whole rows.
@@ -11,6 +12,7 @@
 //! encode stages only for the option types an event is validated into (a declared schema,
 //! `unknown_keys`, `partition_by`).
 
+pub mod commit;
 pub mod event;
 pub mod source;
 pub mod target;

@@ -7,7 +7,7 @@
 //!    (`aws:sqs`; each message body is detected again, on its own);
 //! 3. an object with `detail-type`: an EventBridge event; `aws.s3` `Object Created` is a
 //!    source, any other's `detail` must be this function's own event;
-//! 4. an object with `commit`: a Distributed Map job's start or finish (see [`crate::job`]);
+//! 4. an object with `commit`: a Distributed Map job's start or finish (see [`crate::handler::job`]);
 //! 5. an object with `Items`: a Step Functions Distributed Map batch of objects listed by its
 //!    S3 item reader, whose `BatchInput` holds the bucket and the event's optional fields;
 //! 6. `"Event": "s3:TestEvent"`: S3's test message when a notification is configured;
@@ -16,10 +16,10 @@
 use serde::Deserialize;
 
 use crate::Error;
+use crate::input::commit::Commit;
 use crate::input::event::{Event, Fields};
 use crate::input::source::Source;
 use crate::input::target::{Target, parse_targets};
-use crate::job::Commit;
 
 /// What an invocation (or one SQS message) carries.
 #[derive(Debug)]

@@ -69,9 +69,9 @@ pub struct Streamed {
 /// same keys, and a new version of the object new ones. Shaped like the UUID Spark puts there.
 ///
 /// ```
-/// let a = rows_to_parquet::stream::identity("in-bucket", "a.ndjson", None, Some("\"e1\""));
-/// assert_eq!(a, rows_to_parquet::stream::identity("in-bucket", "a.ndjson", None, Some("\"e1\"")));
-/// assert_ne!(a, rows_to_parquet::stream::identity("in-bucket", "a.ndjson", None, Some("\"e2\"")));
+/// let a = rows_to_parquet::handler::stream::identity("in-bucket", "a.ndjson", None, Some("\"e1\""));
+/// assert_eq!(a, rows_to_parquet::handler::stream::identity("in-bucket", "a.ndjson", None, Some("\"e1\"")));
+/// assert_ne!(a, rows_to_parquet::handler::stream::identity("in-bucket", "a.ndjson", None, Some("\"e2\"")));
 /// assert_eq!(a.len(), 36);
 /// ```
 pub fn identity(bucket: &str, key: &str, version_id: Option<&str>, etag: Option<&str>) -> String {

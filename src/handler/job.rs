@@ -8,71 +8,18 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use std::time::SystemTime;
+
+use super::Function;
+use super::conversion::make_visible;
+use super::reply::{Marker, Reply};
 use crate::Error;
+use crate::input::commit::Commit;
 use crate::input::target::Target;
+use crate::store::transaction::Transaction;
 
 /// The marker's name, in each target's folder.
 pub const MARKER: &str = "_SUCCESS";
-
-/// What a commit event asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Commit {
-    /// Before the map: remove the markers, so no reader trusts a folder being rewritten.
-    Start,
-    /// After the map: the `ResultWriter` manifest (`ResultWriterDetails`) to read the run's
-    /// results from, and the map run, for the marker.
-    Finish {
-        bucket: String,
-        key: String,
-        map_run: Option<String>,
-    },
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCommit {
-    phase: String,
-    /// The map state's `ResultWriterDetails`: `{"Bucket", "Key"}` of its `manifest.json`.
-    results: Option<ResultWriterDetails>,
-    map_run: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ResultWriterDetails {
-    #[serde(rename = "Bucket")]
-    bucket: String,
-    #[serde(rename = "Key")]
-    key: String,
-}
-
-impl Commit {
-    /// Parses the `commit` field.
-    ///
-    /// # Errors
-    /// `InvalidEvent` for another shape, or `finish` without `results`.
-    pub fn parse(json: &str) -> Result<Commit, Error> {
-        let invalid = |why: String| Error::InvalidEvent(format!("`commit`: {why}"));
-        let raw: RawCommit = serde_json::from_str(json).map_err(|e| {
-            invalid(format!(
-                r#"must be {{"phase": "start"}} or {{"phase": "finish", "results": {{"Bucket", "Key"}}, "map_run"}}: {e}"#
-            ))
-        })?;
-        match (raw.phase.as_str(), raw.results) {
-            ("start", None) => Ok(Commit::Start),
-            ("finish", Some(results)) => Ok(Commit::Finish {
-                bucket: results.bucket,
-                key: results.key,
-                map_run: raw.map_run,
-            }),
-            ("finish", None) => Err(invalid(
-                "`finish` needs `results`: the map state's ResultWriterDetails".into(),
-            )),
-            (phase, _) => Err(invalid(format!(
-                "`phase` must be \"start\", or \"finish\" with `results`, not `{phase}`"
-            ))),
-        }
-    }
-}
 
 /// The `ResultWriter` export's `manifest.json`.
 #[derive(Deserialize)]
@@ -197,6 +144,62 @@ pub fn marker(written: &Written, map_run: Option<&str>) -> Vec<u8> {
     .expect("a JSON value serializes")
 }
 
+impl Function {
+    /// A job's commit step (see the module docs).
+    pub(super) async fn commit_job(
+        &self,
+        commit: Commit,
+        targets: &[Target],
+        deadline: Option<SystemTime>,
+    ) -> Result<Reply, Error> {
+        let marker_of = |t: &Target| format!("{}{}", t.prefix.key_prefix, MARKER);
+        let (phase, written) = match commit {
+            Commit::Start => {
+                for target in targets {
+                    self.store
+                        .delete(&target.prefix.bucket, &marker_of(target))
+                        .await?;
+                }
+                ("start", vec![Written::default(); targets.len()])
+            }
+            Commit::Finish {
+                bucket,
+                key,
+                map_run,
+            } => {
+                let manifest = self.store.read_all(&bucket, &key, RESULTS_LIMIT).await?;
+                let mut written = vec![Written::default(); targets.len()];
+                for file in succeeded_files(&manifest)? {
+                    let text = self.store.read_all(&bucket, &file, RESULTS_LIMIT).await?;
+                    add_results(&text, targets, &mut written)?;
+                }
+                let mut transaction = Transaction::new(&self.store);
+                for (target, written) in targets.iter().zip(&written) {
+                    let index = transaction.add(target.prefix.bucket.clone(), marker_of(target));
+                    let body = marker(written, map_run.as_deref());
+                    transaction.last(index, body.into()).await?;
+                }
+                make_visible(&mut transaction, false, deadline).await?;
+                ("finish", written)
+            }
+        };
+        let markers = targets
+            .iter()
+            .zip(written)
+            .map(|(target, written)| Marker {
+                uri: format!("{}{}", target.prefix, MARKER),
+                objects: written.files.len(),
+                rows: written.rows,
+                bytes: written.bytes,
+            })
+            .collect();
+        Ok(Reply::Committed { phase, markers })
+    }
+}
+
+/// The most of a map run's manifest or results file read.
+const RESULTS_LIMIT: usize = 256 << 20;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,31 +211,6 @@ mod tests {
             "targets",
         )
         .unwrap()
-    }
-
-    #[test]
-    fn commit_events_parse_and_bad_ones_say_why() {
-        assert_eq!(
-            Commit::parse(r#"{"phase": "start"}"#).unwrap(),
-            Commit::Start
-        );
-        let finish = Commit::parse(r#"{"phase": "finish", "results": {"Bucket": "b", "Key": "r/m/manifest.json"}, "map_run": "arn"}"#).unwrap();
-        assert_eq!(
-            finish,
-            Commit::Finish {
-                bucket: "b".into(),
-                key: "r/m/manifest.json".into(),
-                map_run: Some("arn".into())
-            }
-        );
-        for (bad, word) in [
-            (r#"{"phase": "finish"}"#, "needs `results`"),
-            (r#"{"phase": "done"}"#, "not `done`"),
-            (r#"{"phase": "start", "x": 1}"#, "unknown field"),
-        ] {
-            let e = Commit::parse(bad).unwrap_err();
-            assert!(e.to_string().contains(word), "{bad}: {e}");
-        }
     }
 
     #[test]

@@ -1,0 +1,240 @@
+//! A conversion, all or nothing: inline rows encoded in memory and PUT together, or source
+//! objects streamed into one transaction, committed when every object is converted.
+
+use std::time::{Instant, SystemTime};
+
+use arrow_schema::{Schema, SchemaRef};
+
+use super::reply::{Response, SchemaDescription, SourceRead, Written};
+use super::{Function, stream};
+use crate::Error;
+use crate::encode::columns::UnknownKeys;
+use crate::encode::partition::Layout;
+use crate::encode::writer::{self, Partitioning};
+use crate::input::source::Source;
+use crate::input::target::Target;
+use crate::rows::Rows;
+use crate::schema::ddl;
+use crate::store::budget::write_budget;
+use crate::store::s3::{Object, Output, Stored};
+use crate::store::transaction::{Transaction, with_leftovers};
+
+impl Function {
+    /// Objects read and converted as streams, all or nothing together: one transaction,
+    /// committed when every object is converted.
+    pub(super) async fn sources(
+        &self,
+        sources: &[Source],
+        job: Conversion<'_>,
+        deadline: Option<SystemTime>,
+    ) -> Result<Vec<Response>, Error> {
+        if let Some(allowed) = &self.config.allowed_sources
+            && let Some(source) = sources
+                .iter()
+                .find(|s| !allowed.allows_object(&s.bucket, &s.key))
+        {
+            return Err(Error::SourceNotAllowed(format!(
+                "source {} is outside ALLOWED_SOURCES ({}); nothing was read",
+                source.uri(),
+                allowed.describe()
+            )));
+        }
+        let mut transaction = Transaction::new(&self.store);
+        let mut converted = Vec::with_capacity(sources.len());
+        for source in sources {
+            let streamed = stream::convert(
+                &self.store,
+                stream::Job {
+                    source,
+                    targets: job.targets,
+                    schema: job.schema.clone(),
+                    unknown_keys: job.unknown_keys,
+                    partitioning: job.partitioning,
+                    deadline,
+                    row_group_rows: self.config.row_group_rows,
+                },
+                (!job.dry_run).then_some(&mut transaction),
+            )
+            .await;
+            match streamed {
+                Ok(streamed) => converted.push(streamed),
+                Err(e) => {
+                    // An earlier object's output is not left behind either.
+                    let left = transaction.abort().await;
+                    return Err(with_leftovers(e, &left));
+                }
+            }
+        }
+        let mut stored = make_visible(&mut transaction, job.dry_run, deadline)
+            .await?
+            .into_iter();
+        Ok(converted
+            .into_iter()
+            .map(|streamed| {
+                let mut objects = streamed.objects;
+                for object in &mut objects {
+                    object.stored = stored.next().unwrap_or_default();
+                }
+                let read = SourceRead {
+                    uri: streamed.uri,
+                    bytes: streamed.bytes,
+                    etag: streamed.etag,
+                };
+                job.response(
+                    &streamed.schema,
+                    streamed.layout.as_ref(),
+                    objects,
+                    Some(read),
+                )
+            })
+            .collect())
+    }
+
+    /// Inline rows, converted in memory and written in one go.
+    pub(super) async fn rows(
+        &self,
+        rows: Rows<'_>,
+        job: Conversion<'_>,
+        id: &str,
+        deadline: Option<SystemTime>,
+    ) -> Result<Response, Error> {
+        let started = Instant::now();
+        let targets = job.targets;
+        let codecs: Vec<_> = targets.iter().map(|t| t.codec).collect();
+        let encoded = writer::rows_to_parquet(
+            rows,
+            job.schema.clone(),
+            job.unknown_keys,
+            &codecs,
+            job.partitioning,
+        )?;
+        tracing::debug!(
+            id,
+            build_ms = encoded.build_time.as_secs_f64() * 1e3,
+            encode_ms = encoded.encode_time.as_secs_f64() * 1e3,
+            total_ms = started.elapsed().as_secs_f64() * 1e3,
+            partitions = encoded.partitions.len(),
+            "converted"
+        );
+        let mut outputs = Vec::new();
+        let mut objects = Vec::new();
+        for partition in &encoded.partitions {
+            for (index, target) in targets.iter().enumerate() {
+                let key = target.object_key(index, &partition.path, id, 0)?;
+                let body = partition
+                    .file(target.codec)
+                    .expect("every target's codec was encoded")
+                    .clone();
+                let mut output = Output::new(index, &partition.path, key.clone());
+                (output.bytes, output.rows) = (body.len(), partition.rows);
+                outputs.push(output);
+                objects.push(Object {
+                    bucket: target.prefix.bucket.clone(),
+                    key,
+                    body,
+                });
+            }
+        }
+        let (schema, layout) = (encoded.schema.clone(), encoded.layout.clone());
+        drop(encoded);
+        if !job.dry_run {
+            let budget = write_budget(deadline, SystemTime::now())?;
+            let stored = self.store.put_all(&objects, budget).await?;
+            for (output, stored) in outputs.iter_mut().zip(stored) {
+                output.stored = stored;
+            }
+        }
+        Ok(job.response(&schema, layout.as_ref(), outputs, None))
+    }
+}
+
+/// Refuses objects inside a target folder (checked for every object before any is converted,
+/// so nothing is written): converting a notification of one would trigger the function on its
+/// own output, and a job over a prefix holding its own output would convert it again.
+///
+/// # Errors
+/// `RecursiveTrigger` naming the first such object.
+pub(super) fn refuse_own_output(objects: &[Source], targets: &[Target]) -> Result<(), Error> {
+    for object in objects {
+        if let Some(target) = targets.iter().find(|t| object.is_in(&t.prefix)) {
+            return Err(Error::RecursiveTrigger(format!(
+                "{} lies inside the target {}: converting it would convert this function's own output; keep inputs and outputs in separate folders",
+                object.uri(),
+                target.prefix
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Makes every object of `transaction` visible (nothing in a dry run), within the time left;
+/// what S3 stored, in order.
+///
+/// # Errors
+/// `S3WriteFailed` when too little time is left or a write fails; nothing of the transaction
+/// is then left in S3 (or what could not be removed is named).
+pub(super) async fn make_visible(
+    transaction: &mut Transaction<'_>,
+    dry_run: bool,
+    deadline: Option<SystemTime>,
+) -> Result<Vec<Stored>, Error> {
+    if dry_run {
+        return Ok(Vec::new());
+    }
+    match write_budget(deadline, SystemTime::now()) {
+        Ok(budget) => transaction.commit(budget).await,
+        Err(e) => {
+            let left = transaction.abort().await;
+            Err(with_leftovers(e, &left))
+        }
+    }
+}
+
+/// What a conversion writes, whatever its input.
+pub(super) struct Conversion<'a> {
+    pub(super) targets: &'a [Target],
+    pub(super) schema: Option<SchemaRef>,
+    pub(super) unknown_keys: UnknownKeys,
+    pub(super) partitioning: Partitioning<'a>,
+    pub(super) dry_run: bool,
+}
+
+impl Conversion<'_> {
+    /// The response for `outputs`, with the schema and Athena DDL a dry run describes.
+    pub(super) fn response(
+        &self,
+        schema: &Schema,
+        layout: Option<&Layout>,
+        outputs: Vec<Output>,
+        source: Option<SourceRead>,
+    ) -> Response {
+        let (files, partitions) = match layout {
+            Some(layout) => (layout.files.as_ref(), layout.partition_fields.as_slice()),
+            None => (schema, &[][..]),
+        };
+        let mut described = vec![false; self.targets.len()];
+        let rows = outputs
+            .iter()
+            .filter(|o| o.target == 0)
+            .map(|o| o.rows)
+            .sum();
+        let objects = outputs
+            .into_iter()
+            .map(|output| {
+                let target = &self.targets[output.target];
+                let first = !std::mem::replace(&mut described[output.target], true);
+                let athena = (self.dry_run && first).then(|| {
+                    ddl::athena_create_table(files, partitions, &target.prefix.to_string())
+                });
+                Written::new(target, output, athena)
+            })
+            .collect();
+        Response {
+            rows,
+            objects,
+            dry_run: self.dry_run,
+            schema: self.dry_run.then(|| SchemaDescription::of(schema)),
+            source,
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! The handler stage: one invocation end to end. It decides what arrived (an event, an S3 or
+//! EventBridge notification, an SQS batch, a job's commit step), converts each event or
+//! object all or nothing, and answers. The top of the pipeline: it may use every stage below
+//! it, and none of them uses it.
+//!
+//! - this module: [`Function`], which dispatches what arrived and logs one line for each
+//!   invocation.
+//! - `conversion.rs`: inline rows encoded in memory, and source objects streamed, into one
+//!   transaction.
+//! - [`stream`]: one source object through reader, schema, columns and encoder into the
+//!   transaction's multipart uploads.
+//! - [`job`]: a whole-prefix job's commit step, and the `_SUCCESS` marker it writes.
+//! - [`reply`]: what an invocation answers, and the Lambda `errorType` of a failure.
+
+mod conversion;
+pub mod job;
+pub mod reply;
+pub mod stream;
+
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use lambda_runtime::LambdaEvent;
+
+use crate::Error;
+use crate::encode::columns::UnknownKeys;
+use crate::encode::writer::Partitioning;
+use crate::input::event::{Event, Input};
+use crate::input::trigger::{self, Trigger};
+use crate::lambda::config::Config;
+use crate::store::budget::deadline_from;
+use crate::store::s3::S3Store;
+use conversion::{Conversion, refuse_own_output};
+use reply::{ItemFailure, Reply, Response};
+
+/// The function's state, built once in `main` and shared by every invocation.
+#[derive(Debug)]
+pub struct Function {
+    store: S3Store,
+    config: Config,
+}
+
+impl Function {
+    pub fn new(store: S3Store, config: Config) -> Function {
+        Function { store, config }
+    }
+
+    /// Handles one invocation's body as the runtime delivered it (raw bytes: every body is
+    /// ours to report on, as `InvalidEvent`, rather than the runtime's).
+    ///
+    /// # Errors
+    /// Any [`Error`]; for all but `S3WriteFailed` nothing was written, and for that one what
+    /// was written has been removed. An SQS batch fails only message by message, in the reply.
+    pub async fn handle(&self, event: LambdaEvent<Bytes>) -> Result<Reply, Error> {
+        let context = &event.context;
+        self.invoke(&event.payload, &context.request_id, context.deadline)
+            .await
+    }
+
+    /// Handles one body's bytes, logging one summary line.
+    ///
+    /// # Errors
+    /// As [`Function::handle`].
+    ///
+    /// `deadline_ms` is the invocation's deadline in milliseconds since the Unix epoch (0, or a
+    /// time already past, for none): the writes get the time left minus [`CLEANUP_RESERVE`](crate::store::budget::CLEANUP_RESERVE).
+    pub async fn invoke(
+        &self,
+        payload: &[u8],
+        request_id: &str,
+        deadline_ms: u64,
+    ) -> Result<Reply, Error> {
+        let started = Instant::now();
+        let deadline = deadline_from(deadline_ms, SystemTime::now());
+        let result = self.dispatch(payload, request_id, deadline).await;
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        match &result {
+            Ok(Reply::Batch {
+                batch_item_failures,
+            }) => tracing::info!(
+                request_id,
+                failed = ?batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect::<Vec<_>>(),
+                ms,
+                "sqs batch done"
+            ),
+            Ok(Reply::Ignored { ignored }) => {
+                tracing::info!(request_id, ignored, ms, "nothing to convert")
+            }
+            Ok(Reply::Committed { phase, markers }) => tracing::info!(
+                request_id,
+                phase,
+                markers = ?markers.iter().map(|m| m.uri.as_str()).collect::<Vec<_>>(),
+                objects = ?markers.iter().map(|m| m.objects).collect::<Vec<_>>(),
+                ms,
+                "job commit"
+            ),
+            Ok(Reply::Converted(response)) => log_written(request_id, response, ms),
+            Ok(Reply::Each { results }) => {
+                for response in results {
+                    log_written(request_id, response, ms);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(request_id, error_type = e.error_type(), error = %e, ms, "invocation failed")
+            }
+        }
+        result
+    }
+
+    async fn dispatch(
+        &self,
+        payload: &[u8],
+        request_id: &str,
+        deadline: Option<SystemTime>,
+    ) -> Result<Reply, Error> {
+        let trigger = trigger::detect(payload)?;
+        tracing::info!(request_id, trigger = trigger.kind(), "received");
+        let Trigger::Sqs(messages) = trigger else {
+            return self.convert(trigger, request_id, deadline).await;
+        };
+        let mut failures = Vec::new();
+        for message in messages {
+            // Each message on its own: its id keys inline rows, so a redelivery overwrites.
+            let result = match trigger::detect(message.body.as_bytes()) {
+                Ok(Trigger::Sqs(_)) => Err(Error::InvalidEvent(
+                    "the message holds another SQS batch".into(),
+                )),
+                Ok(inner) => self.convert(inner, &message.id, deadline).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                tracing::warn!(request_id, message_id = message.id, error_type = e.error_type(), error = %e, "message failed");
+                failures.push(ItemFailure {
+                    item_identifier: message.id,
+                });
+            }
+        }
+        Ok(Reply::Batch {
+            batch_item_failures: failures,
+        })
+    }
+
+    /// Converts what one trigger carries; `id` keys the objects of inline rows.
+    async fn convert(
+        &self,
+        trigger: Trigger<'_>,
+        id: &str,
+        deadline: Option<SystemTime>,
+    ) -> Result<Reply, Error> {
+        match trigger {
+            Trigger::Event(event) => self.event(event, id, deadline).await,
+            Trigger::Created { objects, .. } if objects.is_empty() => Ok(Reply::Ignored {
+                ignored: "no ObjectCreated record",
+            }),
+            Trigger::Created { objects, .. } => {
+                let targets = self.config.resolve_targets(None)?;
+                refuse_own_output(&objects, &targets)?;
+                let job = Conversion {
+                    targets: &targets,
+                    schema: None,
+                    unknown_keys: UnknownKeys::default(),
+                    partitioning: Partitioning::NONE,
+                    dry_run: false,
+                };
+                let mut results = self.sources(&objects, job, deadline).await?;
+                Ok(match results.len() {
+                    1 => Reply::Converted(results.remove(0)),
+                    _ => Reply::Each { results },
+                })
+            }
+            Trigger::Test => Ok(Reply::Ignored {
+                ignored: "s3:TestEvent",
+            }),
+            Trigger::Commit { commit, targets } => {
+                let targets = self.config.resolve_targets(targets)?;
+                self.commit_job(commit, &targets, deadline).await
+            }
+            Trigger::Sqs(_) => Err(Error::InvalidEvent(
+                "an SQS batch inside an SQS message".into(),
+            )),
+        }
+    }
+
+    async fn event(
+        &self,
+        event: Event<'_>,
+        id: &str,
+        deadline: Option<SystemTime>,
+    ) -> Result<Reply, Error> {
+        let targets = self.config.resolve_targets(event.targets)?;
+        let job = Conversion {
+            targets: &targets,
+            schema: event.schema,
+            unknown_keys: event.unknown_keys,
+            partitioning: Partitioning {
+                by: event.partition_by.as_ref(),
+                max: self.config.max_partitions,
+            },
+            dry_run: event.dry_run,
+        };
+        match event.input {
+            Input::Rows(rows) => self
+                .rows(rows, job, id, deadline)
+                .await
+                .map(Reply::Converted),
+            Input::Source(source) => {
+                let mut results = self.sources(&[source], job, deadline).await?;
+                Ok(Reply::Converted(results.remove(0)))
+            }
+            Input::Objects(objects) if objects.is_empty() => Ok(Reply::Ignored {
+                ignored: "no object in the batch",
+            }),
+            Input::Objects(objects) => {
+                refuse_own_output(&objects, &targets)?;
+                let results = self.sources(&objects, job, deadline).await?;
+                Ok(Reply::Each { results })
+            }
+        }
+    }
+}
+
+/// The summary line of one conversion: counts, sizes, keys and time, never a value.
+fn log_written(request_id: &str, response: &Response, ms: f64) {
+    tracing::info!(
+        request_id,
+        rows = response.rows,
+        objects = response.objects.len(),
+        dry_run = response.dry_run,
+        source = response.source.as_ref().map(|s| s.uri.as_str()),
+        bytes = ?response.objects.iter().map(|o| o.bytes).collect::<Vec<_>>(),
+        keys = ?response.objects.iter().map(|o| o.uri.as_str()).collect::<Vec<_>>(),
+        ms,
+        "built parquet"
+    );
+}

@@ -1,0 +1,169 @@
+//! What an invocation answers: the objects written, or what else was done; and the Lambda
+//! `errorType` a failure is reported with.
+
+use arrow_schema::Schema;
+use lambda_runtime::Diagnostic;
+use serde::Serialize;
+
+use crate::Error;
+use crate::input::target::Target;
+use crate::schema::ddl;
+use crate::store::s3::Output;
+
+/// What an invocation returns.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Reply {
+    /// An event, or the one object of a notification: what was written.
+    Converted(Response),
+    /// A notification of several objects: one response each, in order.
+    Each { results: Vec<Response> },
+    /// An SQS batch: the messages that failed, for Lambda to retry
+    /// (`ReportBatchItemFailures`); the others are done.
+    Batch {
+        #[serde(rename = "batchItemFailures")]
+        batch_item_failures: Vec<ItemFailure>,
+    },
+    /// Nothing to convert (S3's test event, or only records of deleted objects).
+    Ignored { ignored: &'static str },
+    /// A job's commit step: the markers removed (`start`) or written (`finish`).
+    Committed {
+        phase: &'static str,
+        markers: Vec<Marker>,
+    },
+}
+
+/// A job's `_SUCCESS` marker in one target's folder.
+#[derive(Debug, Serialize)]
+pub struct Marker {
+    pub uri: String,
+    /// What the job wrote there (0 for `start`).
+    pub objects: usize,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+impl Reply {
+    /// The response of a single conversion, if this is one.
+    pub fn converted(self) -> Option<Response> {
+        match self {
+            Reply::Converted(response) => Some(response),
+            _ => None,
+        }
+    }
+}
+
+/// An SQS message to retry.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct ItemFailure {
+    #[serde(rename = "itemIdentifier")]
+    pub item_identifier: String,
+}
+
+/// What a conversion wrote.
+#[derive(Debug, Serialize)]
+pub struct Response {
+    pub rows: usize,
+    pub objects: Vec<Written>,
+    /// Only for `"dry_run": true`, when nothing was written.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// The schema written (declared or inferred); only for a dry run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<SchemaDescription>,
+    /// The object read, for a source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceRead>,
+}
+
+/// The source object a conversion read.
+#[derive(Debug, Serialize)]
+pub struct SourceRead {
+    pub uri: String,
+    /// Its size as stored (compressed, if it is).
+    pub bytes: u64,
+    pub etag: Option<String>,
+}
+
+/// A schema as Spark DDL and as the JSON list form an event's `schema` also accepts.
+#[derive(Debug, Serialize)]
+pub struct SchemaDescription {
+    pub ddl: String,
+    pub fields: Vec<SchemaField>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SchemaField {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub data_type: String,
+    pub nullable: bool,
+}
+
+impl SchemaDescription {
+    pub(super) fn of(schema: &Schema) -> SchemaDescription {
+        SchemaDescription {
+            ddl: ddl::to_spark(schema),
+            fields: schema
+                .fields()
+                .iter()
+                .map(|f| SchemaField {
+                    name: f.name().clone(),
+                    data_type: ddl::spark_type(f.data_type()),
+                    nullable: f.is_nullable(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One object written: per partition (in the order each first appears), one per target in
+/// the targets' order.
+#[derive(Debug, Serialize)]
+pub struct Written {
+    pub uri: String,
+    pub bucket: String,
+    pub key: String,
+    /// The Hive folders of its partition (`dt=2024-01-01/region=eu`); only with `partition_by`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    pub compression: &'static str,
+    pub bytes: usize,
+    pub rows: usize,
+    /// `None` in a dry run.
+    pub etag: Option<String>,
+    /// The CRC32C (base64) sent with the PUT and verified by S3; `None` in a dry run.
+    pub checksum_crc32c: Option<String>,
+    /// An Athena `CREATE EXTERNAL TABLE` for the target's folder; only in a dry run, on the
+    /// target's first object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub athena_ddl: Option<String>,
+}
+
+impl Written {
+    pub(super) fn new(target: &Target, output: Output, athena_ddl: Option<String>) -> Written {
+        let bucket = target.prefix.bucket.clone();
+        let partition = output.partition.strip_suffix('/').map(str::to_owned);
+        Written {
+            uri: format!("s3://{bucket}/{}", output.key),
+            bytes: output.bytes,
+            bucket,
+            key: output.key,
+            partition,
+            compression: target.codec.name(),
+            rows: output.rows,
+            etag: output.stored.etag,
+            checksum_crc32c: output.stored.checksum_crc32c,
+            athena_ddl,
+        }
+    }
+}
+
+impl From<Error> for Diagnostic {
+    fn from(error: Error) -> Diagnostic {
+        Diagnostic {
+            error_type: error.error_type().into(),
+            error_message: error.to_string(),
+        }
+    }
+}

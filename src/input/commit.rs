@@ -1,0 +1,97 @@
+//! A whole-prefix job's commit step as an event asks for it: `{"commit": {"phase": "start"}}`
+//! before the Distributed Map runs, `{"commit": {"phase": "finish", "results": {...}}}` after
+//! it (what the step does is the handler's `job` module).
+
+use serde::Deserialize;
+
+use crate::Error;
+
+/// What a commit event asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Commit {
+    /// Before the map: remove the markers, so no reader trusts a folder being rewritten.
+    Start,
+    /// After the map: the `ResultWriter` manifest (`ResultWriterDetails`) to read the run's
+    /// results from, and the map run, for the marker.
+    Finish {
+        bucket: String,
+        key: String,
+        map_run: Option<String>,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommit {
+    phase: String,
+    /// The map state's `ResultWriterDetails`: `{"Bucket", "Key"}` of its `manifest.json`.
+    results: Option<ResultWriterDetails>,
+    map_run: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ResultWriterDetails {
+    #[serde(rename = "Bucket")]
+    bucket: String,
+    #[serde(rename = "Key")]
+    key: String,
+}
+
+impl Commit {
+    /// Parses the `commit` field.
+    ///
+    /// # Errors
+    /// `InvalidEvent` for another shape, or `finish` without `results`.
+    pub fn parse(json: &str) -> Result<Commit, Error> {
+        let invalid = |why: String| Error::InvalidEvent(format!("`commit`: {why}"));
+        let raw: RawCommit = serde_json::from_str(json).map_err(|e| {
+            invalid(format!(
+                r#"must be {{"phase": "start"}} or {{"phase": "finish", "results": {{"Bucket", "Key"}}, "map_run"}}: {e}"#
+            ))
+        })?;
+        match (raw.phase.as_str(), raw.results) {
+            ("start", None) => Ok(Commit::Start),
+            ("finish", Some(results)) => Ok(Commit::Finish {
+                bucket: results.bucket,
+                key: results.key,
+                map_run: raw.map_run,
+            }),
+            ("finish", None) => Err(invalid(
+                "`finish` needs `results`: the map state's ResultWriterDetails".into(),
+            )),
+            (phase, _) => Err(invalid(format!(
+                "`phase` must be \"start\", or \"finish\" with `results`, not `{phase}`"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_events_parse_and_bad_ones_say_why() {
+        assert_eq!(
+            Commit::parse(r#"{"phase": "start"}"#).unwrap(),
+            Commit::Start
+        );
+        let finish = Commit::parse(r#"{"phase": "finish", "results": {"Bucket": "b", "Key": "r/m/manifest.json"}, "map_run": "arn"}"#).unwrap();
+        assert_eq!(
+            finish,
+            Commit::Finish {
+                bucket: "b".into(),
+                key: "r/m/manifest.json".into(),
+                map_run: Some("arn".into())
+            }
+        );
+        for (bad, word) in [
+            (r#"{"phase": "finish"}"#, "needs `results`"),
+            (r#"{"phase": "done"}"#, "not `done`"),
+            (r#"{"phase": "start", "x": 1}"#, "unknown field"),
+        ] {
+            let e = Commit::parse(bad).unwrap_err();
+            assert!(e.to_string().contains(word), "{bad}: {e}");
+        }
+    }
+}
