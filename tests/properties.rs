@@ -6,9 +6,9 @@ mod common;
 
 use common::{read_parquet, same_data};
 use proptest::prelude::*;
+use rows_to_parquet::encode::codec::Codec;
 use rows_to_parquet::encode::writer::{Partitioning, rows_to_parquet};
 use rows_to_parquet::input::event;
-use rows_to_parquet::input::target::Codec;
 use serde_json::{Map, Value, json};
 
 /// A value of one column kind (or null), so every row fits the same inferred type.

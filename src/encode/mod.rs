@@ -1,11 +1,13 @@
 //! The encode stage: rows into Arrow columns and Arrow into Parquet bytes, one file per codec
 //! (no AWS types; uses the rows and the schema stages).
 //!
+//! - [`codec`]: the compression codecs a target can ask for.
 //! - [`columns`]: Arrow columns built straight from the tape.
 //! - [`partition`]: `partition_by`: rows split into Hive folders (`dt=2024-01-01/`).
 //! - [`writer`]: the batch to Parquet bytes per codec, whole or a row group at a time.
 //! - [`recompress`]: every codec's file from one encoding (pages compressed again).
 
+pub mod codec;
 pub mod columns;
 pub mod partition;
 pub mod recompress;

@@ -21,7 +21,7 @@ use parquet::file::serialized_reader::SerializedPageReader;
 use parquet::file::statistics::Statistics;
 use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
 
-use crate::input::target::Codec;
+use crate::encode::codec::Codec;
 
 /// Levels as parquet-rs's defaults (the writer's settings elsewhere): zstd 1, gzip 6,
 /// brotli 1.

@@ -19,9 +19,9 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
 use crate::Error;
+use crate::encode::codec::Codec;
 use crate::encode::columns::UnknownKeys;
 use crate::encode::partition::{self, Layout, PartitionBy};
-use crate::input::target::Codec;
 use crate::rows::Rows;
 
 /// The `created_by` written into every file, in the `<app> version <v> (build <b>)` form that
@@ -88,8 +88,8 @@ impl Partitioning<'_> {
 /// [`Layout::split`] and [`to_parquet`].
 ///
 /// ```
-/// use rows_to_parquet::encode::writer;
-/// use rows_to_parquet::input::{event, target::Codec};
+/// use rows_to_parquet::encode::{codec::Codec, writer};
+/// use rows_to_parquet::input::event;
 /// let event = event::parse(br#"{"rows": [{"name": "John Doe", "age": 30}]}"#).unwrap();
 /// let codecs = [Codec::Uncompressed, Codec::Snappy];
 /// let none = writer::Partitioning::NONE;

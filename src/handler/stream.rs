@@ -25,11 +25,12 @@ use ring::digest::{SHA256, digest};
 use tokio::sync::mpsc;
 
 use crate::Error;
+use crate::encode::codec::Codec;
 use crate::encode::columns::{self, UnknownKeys};
 use crate::encode::partition::{self, Layout, Part, PartitionBy, too_many};
 use crate::encode::writer::{Partitioning, RowGroupSize, StreamWriter};
 use crate::input::source::{Chunk, Reader, Source};
-use crate::input::target::{Codec, Target};
+use crate::input::target::Target;
 use crate::schema::inference::{self, Inference};
 use crate::store::budget::write_budget;
 use crate::store::s3::{Opened, Output, S3Store};

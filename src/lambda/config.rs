@@ -142,7 +142,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::target::Codec;
+    use crate::encode::codec::Codec;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, Error> {
         Config::from_lookup(|name| {
