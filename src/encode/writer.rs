@@ -1,26 +1,25 @@
 //! The conversion core (rows to one Arrow batch, built once) and the batch to Parquet bytes
-//! per codec.
+//! per codec, whole: encoded once, uncompressed, on two threads, then every other codec's file
+//! from its pages. A streamed source object's files, a row group at a time, are
+//! [`crate::encode::streamed`]'s; which columns keep a dictionary,
+//! [`crate::encode::dictionary`]'s.
 
 use std::time::{Duration, Instant};
 
-use std::collections::HashSet;
-use std::sync::Arc;
-
-use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch};
-use arrow_schema::{DataType, SchemaRef};
+use arrow_schema::SchemaRef;
 use bytes::Bytes;
+use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::{
     ArrowColumnChunk, ArrowColumnWriter, ArrowLeafColumn, compute_leaves,
 };
-use parquet::arrow::{ArrowSchemaConverter, ArrowWriter, add_encoded_arrow_schema_to_metadata};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
 use crate::Error;
 use crate::encode::codec::Codec;
 use crate::encode::columns::UnknownKeys;
+use crate::encode::dictionary::plain_columns;
 use crate::encode::partition::{self, Layout, PartitionBy};
 use crate::rows::Rows;
 
@@ -137,111 +136,17 @@ pub fn rows_to_parquet(
     })
 }
 
-/// How many values, spread evenly over a column, are sampled to choose its encoding.
-const DICTIONARY_SAMPLE: usize = 1024;
-
-/// The leaf columns of `batch` that a dictionary would make larger (ids, timestamps, free
-/// text, measurements: mostly distinct values), written plain to save that size and the hash
-/// per value a dictionary costs. Columns inside lists and maps keep the default.
-fn plain_columns(batch: &RecordBatch) -> Vec<ColumnPath> {
-    fn visit(path: &mut Vec<String>, array: &dyn Array, out: &mut Vec<ColumnPath>) {
-        if let Some(strukt) = array.as_struct_opt() {
-            for (field, child) in strukt.fields().iter().zip(strukt.columns()) {
-                path.push(field.name().clone());
-                visit(path, child.as_ref(), out);
-                path.pop();
-            }
-        } else if plain_is_smaller(array) {
-            out.push(ColumnPath::new(path.clone()));
-        }
-    }
-    let mut out = Vec::new();
-    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-        visit(&mut vec![field.name().clone()], column.as_ref(), &mut out);
-    }
-    out
-}
-
-/// Whether a column's values written plain take fewer bytes than a dictionary (each distinct
-/// value once, plus a bit-packed index per value), judged from [`DICTIONARY_SAMPLE`] non-null
-/// values spread over the column. Distinctness alone misjudges short strings: 1,000 values
-/// repeated over 29,000 rows look mostly distinct in a sample of 1,024, yet their 10-bit
-/// indices are far smaller than 4-byte lengths plus the values. False below 64 sampled
-/// values, or for a type without fixed-width or string values.
-fn plain_is_smaller(array: &dyn Array) -> bool {
-    let data = array.to_data();
-    let stride = data.len().div_ceil(DICTIONARY_SAMPLE).max(1);
-    let rows = (0..data.len())
-        .step_by(stride)
-        .filter(|&i| data.is_valid(i));
-    let mut seen: HashSet<&[u8]> = HashSet::with_capacity(DICTIONARY_SAMPLE);
-    let mut sampled = 0;
-    // Bytes of one plain value: 4 for a string's length, plus its bytes.
-    let mut plain_bytes = 0;
-    match data.data_type() {
-        DataType::Utf8 | DataType::Binary => {
-            let offsets = data.buffer::<i32>(0);
-            let values = data.buffers()[1].as_slice();
-            for i in rows {
-                let value = &values[offsets[i] as usize..offsets[i + 1] as usize];
-                plain_bytes += 4 + value.len();
-                seen.insert(value);
-                sampled += 1;
-            }
-        }
-        DataType::Boolean => return false,
-        other => {
-            let Some(width) = other.primitive_width() else {
-                return false;
-            };
-            let values = &data.buffers()[0].as_slice()[data.offset() * width..];
-            for i in rows {
-                seen.insert(&values[i * width..(i + 1) * width]);
-                plain_bytes += width;
-                sampled += 1;
-            }
-        }
-    }
-    if sampled < 64 {
-        return false;
-    }
-    let values = data.len() - data.null_count();
-    let distinct = estimated_distinct(seen.len(), sampled, values);
-    let value_bytes = plain_bytes as f64 / sampled as f64;
-    let index_bits = (usize::BITS - distinct.saturating_sub(1).leading_zeros()).max(1);
-    let plain = values as f64 * value_bytes;
-    let dictionary = distinct as f64 * value_bytes + values as f64 * f64::from(index_bits) / 8.0;
-    plain < dictionary
-}
-
-/// The number of distinct values among `values` that would show `seen` distinct ones in a
-/// sample of `sampled`, were they drawn uniformly: the `d` solving
-/// `d * (1 - exp(-sampled / d)) = seen`, at most `values` (a sample with no repeat says every
-/// value may differ).
-fn estimated_distinct(seen: usize, sampled: usize, values: usize) -> usize {
-    let expected_seen = |d: f64| d * (1.0 - (-(sampled as f64) / d).exp());
-    let (mut low, mut high) = (seen.max(1), values.max(seen).max(1));
-    if expected_seen(high as f64) <= seen as f64 {
-        return high;
-    }
-    while low < high {
-        let middle = low + (high - low) / 2;
-        if expected_seen(middle as f64) < seen as f64 {
-            low = middle + 1;
-        } else {
-            high = middle;
-        }
-    }
-    low
-}
-
 /// Writer settings every reader we target accepts: lists in the spec's three-level form, our
 /// `created_by`, Parquet 1.0 pages, dictionaries except for the `plain` columns, and min/max
 /// statistics per column chunk. Pages end at 1 MB, not also every 20,000 rows, and there is no
 /// page index: a file holds at most a 6 MB event in one row group, so most columns are one
 /// page, whose page-index entry would only repeat the chunk's statistics (and made small
 /// files larger than pyarrow's).
-fn properties(codec: Codec, plain: &[ColumnPath], row_group: RowGroupSize) -> WriterProperties {
+pub(super) fn properties(
+    codec: Codec,
+    plain: &[ColumnPath],
+    row_group: RowGroupSize,
+) -> WriterProperties {
     let compression = crate::encode::recompress::compression(codec);
     let mut builder = WriterProperties::builder()
         .set_compression(compression)
@@ -371,7 +276,7 @@ fn encode_columns(
         .collect()
 }
 
-fn parquet_error(codec: Codec, e: parquet::errors::ParquetError) -> Error {
+pub(super) fn parquet_error(codec: Codec, e: parquet::errors::ParquetError) -> Error {
     Error::InvalidEvent(format!(
         "the rows could not be written as Parquet ({}): {e}",
         codec.name()
@@ -405,257 +310,8 @@ impl RowGroupSize {
     }
 }
 
-/// The room reserved for a streamed file's finished bytes until they are taken: a part and a
-/// row group fit, and the size is past the mmap threshold [`crate::lambda::memory`] sets (32 MiB), so
-/// each buffer is its own mapping, returned whole when its part is sent, and never fragments
-/// the heap; only the pages written to are resident.
-const PART_BUFFER: usize = 33 << 20;
-
-/// The default `ROW_GROUP_ROWS`: DuckDB's row group size, about 6 MB of the seed rows' JSON.
-pub const ROW_GROUP_ROWS: usize = 122_880;
-
-/// One Parquet file per distinct codec, written a row group at a time from a stream of
-/// batches; whole row groups can be taken out as they are finished (a multipart upload's
-/// parts), so a file of any size never sits in memory whole.
-///
-/// Each row group is encoded once, uncompressed; every other codec's file gets that row
-/// group's pages compressed as soon as it is finished (see [`crate::encode::recompress`]).
-pub struct StreamWriter {
-    /// The one encoding; the uncompressed file itself when one was asked for.
-    encoded: ArrowWriter<Vec<u8>>,
-    /// Bytes of `encoded`'s file that have left its buffer.
-    left: u64,
-    /// Row groups of `encoded` already in every other file.
-    recompressed: usize,
-    /// Each codec's file, in the order first asked for.
-    files: Vec<(Codec, File)>,
-    /// Room reserved for each buffer of finished bytes.
-    reserve: usize,
-    rows: usize,
-}
-
-/// Where a codec's finished bytes wait to be taken.
-enum File {
-    /// The uncompressed file: `encoded`'s own row groups, as they left its buffer.
-    Encoded(Vec<Bytes>),
-    /// Another codec's file, fed each row group's pages compressed.
-    Compressed(SerializedFileWriter<Vec<u8>>),
-}
-
-impl StreamWriter {
-    /// Files for `codecs` (duplicates written once) of `first`'s schema; `first` (the first
-    /// batch) also decides which columns are written without a dictionary. `alone` says this
-    /// is the only file being written per codec: it gets [`PART_BUFFER`] reserved, while
-    /// the many small files of a partitioned stream grow theirs as they need.
-    ///
-    /// # Errors
-    /// `InvalidEvent` if Parquet cannot represent the schema.
-    pub fn new(
-        first: &RecordBatch,
-        codecs: &[Codec],
-        row_group: RowGroupSize,
-        alone: bool,
-    ) -> Result<StreamWriter, Error> {
-        let plain = plain_columns(first);
-        let reserve = if alone { PART_BUFFER } else { 0 };
-        let schema = first.schema();
-        let props = properties(Codec::Uncompressed, &plain, row_group);
-        // The Parquet schema ArrowWriter derives.
-        let root = ArrowSchemaConverter::new()
-            .with_coerce_types(props.coerce_types())
-            .convert(&schema)
-            .map_err(|e| parquet_error(Codec::Uncompressed, e))?
-            .root_schema_ptr();
-        let encoded =
-            ArrowWriter::try_new(Vec::with_capacity(reserve), schema.clone(), Some(props))
-                .map_err(|e| parquet_error(Codec::Uncompressed, e))?;
-        let files = distinct(codecs)
-            .into_iter()
-            .map(|codec| {
-                if codec == Codec::Uncompressed {
-                    return Ok((codec, File::Encoded(Vec::new())));
-                }
-                // What ArrowWriter adds to its file: the Arrow schema, in the footer.
-                let mut props = properties(codec, &plain, row_group);
-                add_encoded_arrow_schema_to_metadata(&schema, &mut props);
-                SerializedFileWriter::new(
-                    Vec::with_capacity(reserve),
-                    root.clone(),
-                    Arc::new(props),
-                )
-                .map(|w| (codec, File::Compressed(w)))
-                .map_err(|e| parquet_error(codec, e))
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(StreamWriter {
-            encoded,
-            left: 0,
-            recompressed: 0,
-            files,
-            reserve,
-            rows: 0,
-        })
-    }
-
-    /// Rows written so far.
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    /// About how much memory the files hold: row groups in progress and bytes not taken.
-    pub fn memory(&self) -> usize {
-        let waiting: usize = self
-            .files
-            .iter()
-            .map(|(_, file)| match file {
-                File::Encoded(parts) => parts.iter().map(Bytes::len).sum(),
-                File::Compressed(out) => out.inner().len(),
-            })
-            .sum();
-        self.encoded.memory_size() + self.encoded.inner().len() + waiting
-    }
-
-    /// Appends `batches` to every file.
-    ///
-    /// # Errors
-    /// As [`to_parquet`].
-    pub fn write(&mut self, batches: &[RecordBatch]) -> Result<(), Error> {
-        for batch in batches {
-            self.encoded
-                .write(batch)
-                .map_err(|e| parquet_error(Codec::Uncompressed, e))?;
-        }
-        self.rows += batches.iter().map(RecordBatch::num_rows).sum::<usize>();
-        self.recompress_finished()
-    }
-
-    /// Every row group `encoded` has finished since the last call, compressed into every
-    /// other file, one thread per codec; its uncompressed bytes then kept or dropped.
-    fn recompress_finished(&mut self) -> Result<(), Error> {
-        let groups = &self.encoded.flushed_row_groups()[self.recompressed..];
-        if groups.is_empty() {
-            return Ok(());
-        }
-        let groups = groups.to_vec();
-        self.encoded
-            .sync()
-            .map_err(|e| parquet_error(Codec::Uncompressed, e.into()))?;
-        // Offsets in the footer come from the writer's own count, not the buffer's length,
-        // so the finished bytes can leave it.
-        let fresh = Vec::with_capacity(self.reserve);
-        let bytes = Bytes::from(std::mem::replace(self.encoded.inner_mut(), fresh));
-        let from = self.left;
-        self.left += bytes.len() as u64;
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .files
-                .iter_mut()
-                .filter_map(|(codec, file)| match file {
-                    File::Compressed(out) => Some((*codec, out)),
-                    File::Encoded(_) => None,
-                })
-                .map(|(codec, out)| {
-                    let (groups, bytes) = (&groups, &bytes);
-                    scope.spawn(move || {
-                        groups.iter().try_for_each(|group| {
-                            crate::encode::recompress::append_row_group(
-                                out,
-                                group,
-                                bytes.clone(),
-                                from,
-                                codec,
-                            )
-                            .map_err(|e| parquet_error(codec, e))
-                        })
-                    })
-                })
-                .collect();
-            handles.into_iter().try_for_each(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-        })?;
-        self.recompressed += groups.len();
-        if let Some(parts) = self.files.iter_mut().find_map(|(_, file)| match file {
-            File::Encoded(parts) => Some(parts),
-            File::Compressed(_) => None,
-        }) {
-            parts.push(bytes);
-        }
-        Ok(())
-    }
-
-    /// The finished row groups not taken yet of each file that has at least `min` bytes of
-    /// them, with its codec, in the order the codecs were first asked for.
-    ///
-    /// # Errors
-    /// As [`to_parquet`].
-    pub fn take_ready(&mut self, min: usize) -> Result<Vec<(Codec, Bytes)>, Error> {
-        let min = min.max(1);
-        let mut ready = Vec::new();
-        for (codec, file) in &mut self.files {
-            let bytes = match file {
-                File::Encoded(parts) => {
-                    if parts.iter().map(Bytes::len).sum::<usize>() < min {
-                        continue;
-                    }
-                    joined(std::mem::take(parts))
-                }
-                File::Compressed(out) => {
-                    out.flush().map_err(|e| parquet_error(*codec, e.into()))?;
-                    let buffer = out.inner_mut();
-                    if buffer.len() < min {
-                        continue;
-                    }
-                    let fresh = Vec::with_capacity(PART_BUFFER);
-                    Bytes::from(std::mem::replace(buffer, fresh))
-                }
-            };
-            ready.push((*codec, bytes));
-        }
-        Ok(ready)
-    }
-
-    /// Closes every file; the bytes of each not taken yet, with the codec.
-    ///
-    /// # Errors
-    /// As [`to_parquet`].
-    pub fn finish(mut self) -> Result<Vec<(Codec, Bytes)>, Error> {
-        self.encoded
-            .flush()
-            .map_err(|e| parquet_error(Codec::Uncompressed, e))?;
-        self.recompress_finished()?;
-        // The footer; the uncompressed file (at most one) ends with it.
-        let mut footer = self
-            .encoded
-            .into_inner()
-            .map_err(|e| parquet_error(Codec::Uncompressed, e))?;
-        self.files
-            .into_iter()
-            .map(|(codec, file)| match file {
-                File::Encoded(mut parts) => {
-                    parts.push(Bytes::from(std::mem::take(&mut footer)));
-                    Ok((codec, joined(parts)))
-                }
-                File::Compressed(out) => out
-                    .into_inner()
-                    .map(|rest| (codec, Bytes::from(rest)))
-                    .map_err(|e| parquet_error(codec, e)),
-            })
-            .collect()
-    }
-}
-
-/// `parts` as one buffer (without a copy when there is one).
-fn joined(mut parts: Vec<Bytes>) -> Bytes {
-    match parts.len() {
-        1 => parts.pop().expect("one"),
-        _ => Bytes::from(parts.concat()),
-    }
-}
-
 /// `codecs` without repeats, in the order first asked for.
-fn distinct(codecs: &[Codec]) -> Vec<Codec> {
+pub(super) fn distinct(codecs: &[Codec]) -> Vec<Codec> {
     let mut distinct: Vec<Codec> = Vec::with_capacity(codecs.len());
     for &codec in codecs {
         if !distinct.contains(&codec) {
@@ -703,6 +359,7 @@ pub fn to_parquet_all(
 pub(crate) mod tests {
     use super::*;
     use arrow_array::StructArray;
+    use arrow_array::cast::AsArray;
     use arrow_array::types::{Float64Type, Int64Type};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use parquet::column::page::Page;
@@ -940,16 +597,6 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn distinct_values_are_estimated_from_the_sample() {
-        assert_eq!(estimated_distinct(10, 1024, 29_000), 10);
-        assert_eq!(estimated_distinct(1024, 1024, 29_000), 29_000);
-        let thousand = estimated_distinct(641, 1024, 29_000);
-        assert!((950..=1050).contains(&thousand), "{thousand}");
-        // Never more than the values there are.
-        assert_eq!(estimated_distinct(1000, 1024, 1024), 1024);
-    }
-
-    #[test]
     fn columns_encoded_on_two_threads_make_arrow_writers_file() {
         // Enough rows for two threads, in two built halves; columns of unequal sizes, nested
         // ones among them (a struct's two leaves stay together), nulls and a plain column.
@@ -1035,67 +682,8 @@ pub(crate) mod tests {
         assert!(err.to_string().contains("at row 3:"), "{err}");
     }
 
-    #[test]
-    fn streamed_files_come_out_in_parts_that_join_into_one_valid_file() {
-        let batch_from = |first: usize| {
-            let json: Vec<String> = (first..first + 10_000)
-                .map(|i| format!(r#"{{"i": {i}, "s": "row {i} of many"}}"#))
-                .collect();
-            batch_of(&format!("[{}]", json.join(",")))
-        };
-        let codecs = [Codec::Snappy, Codec::Uncompressed, Codec::Snappy];
-        let mut writer = StreamWriter::new(
-            &batch_from(0),
-            &codecs,
-            RowGroupSize::streamed(25_000),
-            true,
-        )
-        .unwrap();
-        let order = [Codec::Snappy, Codec::Uncompressed];
-        let mut files = [Vec::new(), Vec::new()];
-        let mut parts = [0, 0];
-        for first in (0..100_000).step_by(10_000) {
-            writer.write(&[batch_from(first)]).unwrap();
-            let ready = writer.take_ready(100_000).unwrap();
-            let codecs: Vec<_> = ready.iter().map(|(c, _)| *c).collect();
-            assert!(
-                order.iter().filter(|c| codecs.contains(c)).eq(&codecs),
-                "{codecs:?}"
-            );
-            for (codec, part) in ready {
-                assert!(part.len() >= 100_000);
-                let i = order.iter().position(|c| *c == codec).unwrap();
-                files[i].extend_from_slice(&part);
-                parts[i] += 1;
-            }
-        }
-        assert_eq!(writer.rows(), 100_000);
-        let finished = writer.finish().unwrap();
-        let codecs: Vec<_> = finished.iter().map(|(c, _)| *c).collect();
-        assert_eq!(codecs, order);
-        let plain = plain_columns(&batch_from(0));
-        for (i, (codec, rest)) in finished.into_iter().enumerate() {
-            files[i].extend_from_slice(&rest);
-            assert!(parts[i] >= 2, "{codec:?} came out in {} parts", parts[i]);
-            let builder =
-                ParquetRecordBatchReaderBuilder::try_new(Bytes::from(files[i].clone())).unwrap();
-            assert_eq!(builder.metadata().num_row_groups(), 4, "{codec:?}");
-            let batches: Vec<_> = builder.build().unwrap().map(Result::unwrap).collect();
-            assert!(i_values(&batches).into_iter().eq(0..100_000), "{codec:?}");
-            // Encoded once, the Snappy file from the uncompressed row groups' pages: still
-            // byte for byte what ArrowWriter makes with Snappy.
-            let props = properties(codec, &plain, RowGroupSize::streamed(25_000));
-            let mut direct =
-                ArrowWriter::try_new(Vec::new(), batch_from(0).schema(), Some(props)).unwrap();
-            for first in (0..100_000).step_by(10_000) {
-                direct.write(&batch_from(first)).unwrap();
-            }
-            assert!(direct.into_inner().unwrap() == files[i], "{codec:?}");
-        }
-    }
-
     /// The `i` column of every batch, in order.
-    fn i_values(batches: &[RecordBatch]) -> Vec<i64> {
+    pub(crate) fn i_values(batches: &[RecordBatch]) -> Vec<i64> {
         batches
             .iter()
             .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())

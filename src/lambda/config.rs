@@ -2,7 +2,7 @@
 
 use crate::Error;
 use crate::encode::partition::MAX_PARTITIONS;
-use crate::encode::writer::ROW_GROUP_ROWS;
+use crate::encode::streamed::ROW_GROUP_ROWS;
 use crate::input::target::{AllowList, Target, parse_targets};
 
 /// Everything the environment configures. A bad value fails the start (an init error) rather
