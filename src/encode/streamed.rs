@@ -28,6 +28,9 @@ pub const ROW_GROUP_ROWS: usize = 122_880;
 ///
 /// Each row group is encoded once, uncompressed; every other codec's file gets that row
 /// group's pages compressed as soon as it is finished (see [`crate::encode::recompress`]).
+///
+/// Kept whole: `write`, `take_ready` and `finish` are three short steps over the same list
+/// of files, and the order of bytes between them is the point of the type.
 pub struct StreamWriter {
     /// The one encoding; the uncompressed file itself when one was asked for.
     encoded: ArrowWriter<Vec<u8>>,
