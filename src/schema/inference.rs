@@ -1,6 +1,6 @@
 //! Type inference: one deterministic pass over every row decides each column's Arrow type.
 //!
-//! Rules (the README's "Types" table): integers that fit i64 are Int64; integers mixed with
+//! Rules (docs/event.md's "Types" table): integers that fit i64 are Int64; integers mixed with
 //! floats are Float64; booleans Boolean; strings Utf8; objects Structs whose fields merge across
 //! rows; arrays Lists of their merged element type; a column that is null or missing everywhere
 //! is a nullable Utf8 (never Arrow's Null type, which Spark and Athena cannot read). Columns
