@@ -174,7 +174,7 @@ def targets(results, e2e, init_ms, sizes):
         rows.append((f"{event}: parsing at 1 GB/s on one core, or split across both",
                      f"{rate:.2f} GB/s over both cores ({parse_ms:.1f} ms)", rate >= 1 or by[event]["MB"] > 1))
     rows.append(("each column encoded once, whatever the codecs (only compression per codec)",
-                 "one uncompressed encoding, other codecs recompressed (src/recompress.rs)", True))
+                 "one uncompressed encoding, other codecs recompressed (src/encode/recompress.rs)", True))
     for name, p50, _, _, _ in e2e:
         if name.endswith(("6mb", "20col")):
             rows.append((f"{name}: p50 end to end at most 50 ms", f"{p50:.1f} ms", p50 <= 50))

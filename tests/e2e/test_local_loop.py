@@ -2,7 +2,7 @@
 to the built function running under `cargo lambda watch`, which writes to the embedded S3
 server. Every object written is read back with pyarrow, DuckDB, polars and PySpark 3.5 (what
 Glue runs), and each reader's column types and values must equal what the event asked for:
-the types the README's inference rules give (or the declared `schema`), the rows' values, and
+the types docs/event.md's inference rules give (or the declared `schema`), the rows' values, and
 the codec its target named. Invalid events must come back as function errors with the
 errorType their `.expect.json` names.
 
@@ -46,7 +46,7 @@ def ts(*parts, micros=0):
 
 
 # Events with a declared schema: the Spark types and the values every reader must give back,
-# written out by hand from the event and the README's conversion rules.
+# written out by hand from the event and docs/event.md's conversion rules.
 DECLARED = {
     "typed-every-type": {
         "types": ["string", "int", "string", "date", "timestamp", "decimal(10,2)", "array<string>",
@@ -115,7 +115,7 @@ def download(uri, directory):
     return local
 
 
-# --- what the README's inference rules give, computed independently in Python -------------
+# --- what docs/event.md's inference rules give, computed independently in Python -------------
 
 def arrow_type(values):
     present = [v for v in values if v is not None]
@@ -371,7 +371,7 @@ def read_spark(path, spark):
     return [f.name for f in fields], [f.dataType.simpleString() for f in fields], None, frame.collect()
 
 
-# What a reader cannot read, and the error that says why (the README's compatibility table):
+# What a reader cannot read, and the error that says why (docs/event.md's compatibility table):
 # Spark's distribution (and so Glue's) ships no Brotli codec for Parquet.
 UNREADABLE = {("pyspark", "brotli"): "BrotliCodec"}
 READERS = {"pyarrow": read_pyarrow, "duckdb": read_duckdb, "polars": read_polars, "pyspark": read_spark}
