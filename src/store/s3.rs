@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::transaction::Transaction;
 use crate::Error;
 
 /// The media type registered for Parquet.
@@ -127,31 +126,6 @@ impl S3Store {
             client,
             expected_bucket_owner,
         }
-    }
-
-    /// Writes every object concurrently, each with a CRC32C that S3 verifies, and returns what
-    /// S3 stored, in the same order. Bodies (here and in uploaded parts) are not hashed into
-    /// the request signature: the CRC32C already guards them end to end (and TLS in transit),
-    /// and a SHA-256 over every byte cost more CPU than the CRC and the copy together.
-    ///
-    /// With a `budget`, PUTs still running when it is spent are abandoned (so the invocation
-    /// ends cleanly before its deadline rather than being killed mid-write).
-    ///
-    /// # Errors
-    /// `S3WriteFailed` naming each object that failed, or saying the budget ran out. Before it
-    /// returns, every object of this call is deleted (a failed PUT may still have landed);
-    /// keys that could not be deleted are listed in the message.
-    pub async fn put_all(
-        &self,
-        objects: &[Object],
-        budget: Option<Duration>,
-    ) -> Result<Vec<Stored>, Error> {
-        let mut transaction = Transaction::new(self);
-        for object in objects {
-            let index = transaction.add(object.bucket.clone(), object.key.clone());
-            transaction.hold(index, object.body.clone());
-        }
-        transaction.commit(budget).await
     }
 
     /// Opens a source object for reading as a stream: `version_id` if given, else the
