@@ -187,8 +187,10 @@ impl Chunks {
                         }
                     }
                 }
-                if let Some(chunk) = reader.finish().map_err(|e| about(&uri, e))? {
-                    let _ = send.send(Ok(chunk)).await;
+                for chunk in reader.finish().map_err(|e| about(&uri, e))? {
+                    if send.send(Ok(chunk)).await.is_err() {
+                        return Ok(());
+                    }
                 }
                 Ok(())
             };

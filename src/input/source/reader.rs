@@ -179,12 +179,13 @@ impl Reader {
         Ok(chunks)
     }
 
-    /// Ends the object: the last chunk, if any rows remain.
+    /// Ends the object: the last chunks, if any rows remain (cut as [`Reader::push`] cuts
+    /// them, so how the bytes arrived never moves a cut).
     ///
     /// # Errors
     /// `InvalidEvent` for a truncated compressed stream, or a JSON array that never closes
     /// or is followed by anything but whitespace.
-    pub fn finish(&mut self) -> Result<Option<Chunk>, Error> {
+    pub fn finish(&mut self) -> Result<Vec<Chunk>, Error> {
         match &mut self.decoder {
             Decoder::Plain => {}
             Decoder::Gzip(gzip) => {
@@ -202,6 +203,8 @@ impl Reader {
                 }
             },
         }
+        let mut chunks = Vec::new();
+        self.cut_ready(&mut chunks)?;
         if self.format == Format::Json {
             self.scan_array()?;
             if !self.array.open {
@@ -222,11 +225,12 @@ impl Reader {
             }
         }
         let text = std::mem::take(&mut self.pending);
-        Ok(match self.format {
+        chunks.extend(match self.format {
             Format::Ndjson => self.lines_chunk(text),
             // The rows after the last cut (their count is not needed any more) and the `]`.
             Format::Json => Some(self.array_chunk(&text, 0, true)),
-        })
+        });
+        Ok(chunks)
     }
 
     /// Cuts the chunks that `pending` holds.
@@ -234,17 +238,21 @@ impl Reader {
         while self.pending.len() >= CHUNK_BYTES {
             let cut = match self.format {
                 Format::Ndjson => {
-                    let from = self.searched.min(self.pending.len());
-                    self.searched = self.pending.len();
-                    let cut = self.pending[from..].iter().rposition(|&b| b == b'\n');
-                    // `pending[..from]` had no newline: the first line runs into the new bytes.
-                    if cut.is_some() && from > 0 {
-                        let end = self.pending[from..].iter().position(|&b| b == b'\n');
-                        if from + end.unwrap_or(0) > MAX_ROW_BYTES {
-                            return Err(self.too_long());
-                        }
-                    }
-                    cut.map(|at| from + at)
+                    // The last newline within the chunk's size, else (one line longer than
+                    // that) the first after it; `searched` skips what is known to hold none.
+                    let within = (self.searched < CHUNK_BYTES)
+                        .then(|| {
+                            self.pending[..CHUNK_BYTES]
+                                .iter()
+                                .rposition(|&b| b == b'\n')
+                        })
+                        .flatten();
+                    within.or_else(|| {
+                        let from = self.searched.max(CHUNK_BYTES);
+                        self.searched = self.pending.len();
+                        let after = self.pending[from..].iter().position(|&b| b == b'\n');
+                        after.map(|at| from + at)
+                    })
                 }
                 Format::Json => {
                     self.scan_array()?;
@@ -257,6 +265,10 @@ impl Reader {
                 }
                 return Ok(());
             };
+            if cut > MAX_ROW_BYTES {
+                // Only a row that alone passes the chunk's size ends past it.
+                return Err(self.too_long());
+            }
             // The rest starts a buffer of the same size as every other chunk's, so the heap
             // reuses one block size instead of fragmenting on doublings.
             let mut rest = Vec::with_capacity(CHUNK_BYTES + (CHUNK_BYTES >> 2));
@@ -266,8 +278,9 @@ impl Reader {
             self.searched = 0;
             if self.format == Format::Json {
                 let (_, commas) = self.array.cut.take().expect("a cut was found");
-                // The cut is the last comma scanned: none is left in the rest.
-                self.array.scanned = self.pending.len();
+                // The scan stopped at the cut's bound: what it passed after the cut holds no
+                // top-level comma, and its state is the rest's at the same offset.
+                self.array.scanned -= cut + 1;
                 self.array.commas = 0;
                 // Rows before the cut: the commas before it, plus the element it ends.
                 let rows = commas + 1;
@@ -292,6 +305,11 @@ impl Reader {
         let state = &mut self.array;
         let mut i = state.scanned;
         while i < self.pending.len() {
+            if i >= CHUNK_BYTES && state.cut.is_some() {
+                // The cut is final: the last top-level comma within the chunk's size, or the
+                // first after it.
+                break;
+            }
             let b = self.pending[i];
             if state.in_string {
                 if state.escaped {
@@ -320,7 +338,9 @@ impl Reader {
                     b'}' | b']' if state.depth > 0 => state.depth -= 1,
                     b']' => state.closed = true,
                     b',' if state.depth == 0 => {
-                        state.cut = Some((i, state.commas));
+                        if i < CHUNK_BYTES || state.cut.is_none() {
+                            state.cut = Some((i, state.commas));
+                        }
                         state.commas += 1;
                     }
                     _ => {}
@@ -438,6 +458,59 @@ mod tests {
         (0..rows)
             .map(|i| format!("{{\"k{}\": {i}, \"s\": \"a,]}}\\\"\"}}\n", i % 3))
             .collect()
+    }
+
+    /// Every chunk as `(first row, first line, text)`, feeding `bytes` in pieces of `piece`.
+    fn cuts(
+        format: Format,
+        compression: Compression,
+        bytes: &[u8],
+        piece: usize,
+    ) -> Vec<(usize, usize, Vec<u8>)> {
+        let mut reader = Reader::new(format, compression).unwrap();
+        let mut chunks = Vec::new();
+        for part in bytes.chunks(piece) {
+            chunks.extend(reader.push(part).unwrap());
+        }
+        chunks.extend(reader.finish().unwrap());
+        chunks
+            .into_iter()
+            .map(|c| (c.first_row, c.first_line, c.text))
+            .collect()
+    }
+
+    #[test]
+    fn chunks_are_cut_where_the_content_says_however_the_bytes_arrive() {
+        // A retry must write what the attempt it replaces wrote: the same chunks, so the same
+        // row groups, dictionaries and files. Rows of uneven lengths, one longer than a chunk.
+        let mut lines: Vec<String> = (0..60_000)
+            .map(|i| format!("{{\"i\": {i}, \"s\": \"{}\"}}", "x,]".repeat(i % 40)))
+            .collect();
+        lines[20_000] = format!("{{\"long\": \"{}\"}}", "y".repeat(CHUNK_BYTES + 5));
+        let ndjson = lines.join("\n") + "\n";
+        let array = format!("[{}]", lines.join(",\n"));
+        for (format, text) in [(Format::Ndjson, ndjson), (Format::Json, array)] {
+            let whole = cuts(format, Compression::None, text.as_bytes(), text.len());
+            assert!(whole.len() > 3, "{format:?}: {} chunks", whole.len());
+            assert!(
+                whole
+                    .iter()
+                    .all(|(_, _, t)| t.len() <= 2 * CHUNK_BYTES + 64)
+            );
+            let zstd = zstd::encode_all(text.as_bytes(), 3).unwrap();
+            for (compression, bytes) in [
+                (Compression::None, text.clone().into_bytes()),
+                (Compression::Gzip, gzip(text.as_bytes())),
+                (Compression::Zstd, zstd),
+            ] {
+                for piece in [1_000, 65_536, 3 << 20] {
+                    assert!(
+                        cuts(format, compression, &bytes, piece) == whole,
+                        "{format:?} {compression:?} in pieces of {piece}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
