@@ -6,7 +6,7 @@ mod common;
 
 use std::io::Write;
 
-use common::{LocalS3, invocation, read_parquet};
+use common::{LocalS3, invocation, many_rows, read_parquet};
 use rows_to_parquet::handler::reply::{ItemFailure, Reply, Response};
 use rows_to_parquet::handler::stream::identity;
 use rows_to_parquet::store::transaction::PART_BYTES;
@@ -165,19 +165,6 @@ async fn compressed_sources_and_json_arrays_read_the_same() {
             assert_eq!(back, rows, "{key}");
         }
     }
-}
-
-/// About `rows` NDJSON rows of distinct values (so the uncompressed file passes one part).
-fn many_rows(rows: usize) -> String {
-    (0..rows)
-        .map(|i| {
-            format!(
-                "{{\"id\": {i}, \"name\": \"customer-{i:08}-{:016x}\", \"score\": {}.5}}\n",
-                i * 7919,
-                i % 1000
-            )
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -65,6 +65,14 @@ impl Function {
                 }
             }
         }
+        // Keys hold each object's identity: a retry after a kill writes the keys the killed
+        // attempt wrote, and aborts the uploads it left once this commit is done.
+        for target in job.targets {
+            for streamed in &converted {
+                let prefix = &target.prefix;
+                transaction.replaces(&prefix.bucket, &prefix.key_prefix, &streamed.id);
+            }
+        }
         let mut stored = make_visible(&mut transaction, job.dry_run, deadline)
             .await?
             .into_iter();

@@ -58,6 +58,8 @@ pub struct Streamed {
     /// The rows' schema (with the partition columns).
     pub schema: SchemaRef,
     pub layout: Option<Layout>,
+    /// The id in its output keys (see [`identity`]).
+    pub id: String,
     /// The object read: its URI, stored size and ETag.
     pub uri: String,
     pub bytes: u64,
@@ -157,6 +159,7 @@ pub async fn convert(
     Ok(Streamed {
         schema: converted.schema,
         layout: converted.layout,
+        id,
         uri,
         bytes,
         etag,

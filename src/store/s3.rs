@@ -8,7 +8,7 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::delete_object::DeleteObjectError;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_http_client::tls;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
@@ -91,6 +91,16 @@ impl Output {
             stored: Stored::default(),
         }
     }
+}
+
+/// A multipart upload in progress: its parts are stored (and billed) until it is completed or
+/// aborted, and no listing of objects shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    pub key: String,
+    pub upload_id: String,
+    /// When it was started (S3 always says; `None` only for a server that does not).
+    pub initiated: Option<SystemTime>,
 }
 
 /// The S3 client, built once per process and shared by every invocation.
@@ -198,6 +208,80 @@ impl S3Store {
             }
         }
         Ok(all)
+    }
+
+    /// Every multipart upload in progress under `s3://bucket/prefix`, every page of S3's
+    /// listing.
+    ///
+    /// # Errors
+    /// `S3WriteFailed` naming the prefix.
+    pub async fn list_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<Upload>, Error> {
+        let mut uploads = Vec::new();
+        let (mut key_marker, mut id_marker) = (None, None);
+        loop {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .set_expected_bucket_owner(self.expected_bucket_owner.clone())
+                .send()
+                .await
+                .map_err(|e| {
+                    Error::S3WriteFailed(format!(
+                        "listing the multipart uploads under s3://{bucket}/{prefix} failed: {}",
+                        describe(&e)
+                    ))
+                })?;
+            for upload in page.uploads() {
+                if let (Some(key), Some(upload_id)) = (upload.key(), upload.upload_id()) {
+                    uploads.push(Upload {
+                        key: key.to_owned(),
+                        upload_id: upload_id.to_owned(),
+                        initiated: upload
+                            .initiated()
+                            .and_then(|t| SystemTime::try_from(*t).ok()),
+                    });
+                }
+            }
+            if page.is_truncated() != Some(true) {
+                return Ok(uploads);
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            id_marker = page.next_upload_id_marker().map(str::to_owned);
+            if key_marker.is_none() && id_marker.is_none() {
+                return Ok(uploads);
+            }
+        }
+    }
+
+    /// Aborts the multipart upload `upload_id` of `s3://bucket/key`: its parts are gone and
+    /// no object is made of them. One already completed or aborted is no error.
+    ///
+    /// # Errors
+    /// What went wrong, in a line.
+    pub async fn abort_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), String> {
+        let aborted = self
+            .client
+            .abort_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .set_expected_bucket_owner(self.expected_bucket_owner.clone())
+            .send()
+            .await;
+        match aborted {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("NoSuchUpload") => Ok(()),
+            Err(e) => Err(describe(&e)),
+        }
     }
 
     /// Deletes `s3://bucket/key` (a missing key is no error).

@@ -286,3 +286,16 @@ pub fn same_data(back: &Value, sent: &Value) -> bool {
         (b, s) => *b == s,
     }
 }
+
+/// About `rows` NDJSON rows of distinct values (so the uncompressed file passes one part).
+pub fn many_rows(rows: usize) -> String {
+    (0..rows)
+        .map(|i| {
+            format!(
+                "{{\"id\": {i}, \"name\": \"customer-{i:08}-{:016x}\", \"score\": {}.5}}\n",
+                i * 7919,
+                i % 1000
+            )
+        })
+        .collect()
+}

@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -44,12 +45,34 @@ impl S3Access for LikeS3 {
 }
 
 /// s3s-fs with the one operation it lacks that the tests need: `ListMultipartUploads`,
-/// answered from the uploads it started and has not completed or aborted, so a test can
-/// prove that no upload is left behind. Every other operation is s3s-fs's own.
+/// answered from the uploads it started and has not completed or aborted, as S3 answers it
+/// (a prefix, each upload's `Initiated`, pages ordered by key and upload id with markers), so
+/// a test can prove that no upload is left behind. Every other operation is s3s-fs's own.
+///
+/// Starting, completing and aborting an upload run to their end even when the client goes
+/// away mid-request (a test kills the function), as S3's do: dropped halfway, s3s-fs's files
+/// and this list of uploads would disagree.
 struct WithUploads {
-    fs: s3s_fs::FileSystem,
-    /// upload id -> (bucket, key) of each upload in progress.
-    uploads: Mutex<BTreeMap<String, (String, String)>>,
+    fs: Arc<s3s_fs::FileSystem>,
+    /// upload id -> (bucket, key, initiated) of each upload in progress.
+    uploads: Uploads,
+}
+
+type Uploads = Arc<Mutex<BTreeMap<String, (String, String, SystemTime)>>>;
+
+/// `work` on a task of its own, so that it ends even if the request's connection is dropped.
+async fn whole<T: Send + 'static>(
+    work: impl Future<Output = S3Result<T>> + Send + 'static,
+) -> S3Result<T> {
+    tokio::spawn(work).await.expect("an S3 operation panicked")
+}
+
+/// S3's answer for an upload already completed or aborted (s3s-fs would say `AccessDenied`).
+fn in_progress(uploads: &Uploads, upload_id: &str) -> S3Result<()> {
+    match uploads.lock().unwrap().contains_key(upload_id) {
+        true => Ok(()),
+        false => Err(s3_error!(NoSuchUpload)),
+    }
 }
 
 /// Passes each named operation to s3s-fs unchanged (spelled as `async_trait` expands an
@@ -86,7 +109,6 @@ impl S3 for WithUploads {
         head_bucket: HeadBucketInput -> HeadBucketOutput;
         create_bucket: CreateBucketInput -> CreateBucketOutput;
         get_bucket_location: GetBucketLocationInput -> GetBucketLocationOutput;
-        upload_part: UploadPartInput -> UploadPartOutput;
         list_parts: ListPartsInput -> ListPartsOutput;
     }
 
@@ -94,58 +116,98 @@ impl S3 for WithUploads {
         &self,
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
-        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
-        let out = self.fs.create_multipart_upload(req).await?;
-        if let Some(id) = &out.output.upload_id {
-            self.uploads
-                .lock()
-                .unwrap()
-                .insert(id.clone(), (bucket, key));
-        }
-        Ok(out)
+        let (fs, uploads) = (self.fs.clone(), self.uploads.clone());
+        whole(async move {
+            let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+            let out = fs.create_multipart_upload(req).await?;
+            if let Some(id) = &out.output.upload_id {
+                let started = (bucket, key, SystemTime::now());
+                uploads.lock().unwrap().insert(id.clone(), started);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        in_progress(&self.uploads, &req.input.upload_id)?;
+        self.fs.upload_part(req).await
     }
 
     async fn complete_multipart_upload(
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
-        let id = req.input.upload_id.clone();
-        let out = self.fs.complete_multipart_upload(req).await?;
-        self.uploads.lock().unwrap().remove(&id);
-        Ok(out)
+        let (fs, uploads) = (self.fs.clone(), self.uploads.clone());
+        whole(async move {
+            let id = req.input.upload_id.clone();
+            in_progress(&uploads, &id)?;
+            let out = fs.complete_multipart_upload(req).await?;
+            uploads.lock().unwrap().remove(&id);
+            Ok(out)
+        })
+        .await
     }
 
     async fn abort_multipart_upload(
         &self,
         req: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
-        let id = req.input.upload_id.clone();
-        let out = self.fs.abort_multipart_upload(req).await?;
-        self.uploads.lock().unwrap().remove(&id);
-        Ok(out)
+        let (fs, uploads) = (self.fs.clone(), self.uploads.clone());
+        whole(async move {
+            let id = req.input.upload_id.clone();
+            in_progress(&uploads, &id)?;
+            let out = fs.abort_multipart_upload(req).await?;
+            uploads.lock().unwrap().remove(&id);
+            Ok(out)
+        })
+        .await
     }
 
     async fn list_multipart_uploads(
         &self,
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
-        let bucket = req.input.bucket;
-        let uploads: Vec<MultipartUpload> = self
+        let input = req.input;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let after = (
+            input.key_marker.clone().unwrap_or_default(),
+            input.upload_id_marker.clone().unwrap_or_default(),
+        );
+        let page = usize::try_from(input.max_uploads.unwrap_or(1000)).unwrap_or(1000);
+        let mut uploads: Vec<(String, String, SystemTime)> = self
             .uploads
             .lock()
             .unwrap()
             .iter()
-            .filter(|(_, (b, _))| *b == bucket)
-            .map(|(id, (_, key))| MultipartUpload {
-                key: Some(key.clone()),
-                upload_id: Some(id.clone()),
-                ..Default::default()
-            })
+            .filter(|(_, (b, key, _))| *b == input.bucket && key.starts_with(&prefix))
+            .map(|(id, (_, key, at))| (key.clone(), id.clone(), *at))
+            .filter(|(key, id, _)| (key, id) > (&after.0, &after.1))
             .collect();
+        uploads.sort();
+        let truncated = uploads.len() > page;
+        uploads.truncate(page);
+        let next = uploads.last().filter(|_| truncated).cloned();
         Ok(S3Response::new(ListMultipartUploadsOutput {
-            bucket: Some(bucket),
-            uploads: Some(uploads),
-            is_truncated: Some(false),
+            bucket: Some(input.bucket),
+            prefix: input.prefix,
+            is_truncated: Some(truncated),
+            next_key_marker: next.as_ref().map(|(key, _, _)| key.clone()),
+            next_upload_id_marker: next.map(|(_, id, _)| id),
+            uploads: Some(
+                uploads
+                    .into_iter()
+                    .map(|(key, id, at)| MultipartUpload {
+                        key: Some(key),
+                        upload_id: Some(id),
+                        initiated: Some(at.into()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
             ..Default::default()
         }))
     }
@@ -155,8 +217,8 @@ impl S3 for WithUploads {
 pub fn serve(root: &Path, listener: TcpListener) -> String {
     let service = {
         let mut builder = S3ServiceBuilder::new(WithUploads {
-            fs: s3s_fs::FileSystem::new(root).unwrap(),
-            uploads: Mutex::default(),
+            fs: Arc::new(s3s_fs::FileSystem::new(root).unwrap()),
+            uploads: Uploads::default(),
         });
         builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
         builder.set_access(LikeS3 {

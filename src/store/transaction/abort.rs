@@ -1,4 +1,5 @@
-//! The clean-up after a failure: every upload aborted and every object removed.
+//! The clean-up after a failure: every upload aborted and every object this attempt may have
+//! made visible removed.
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use bytes::Bytes;
@@ -9,8 +10,9 @@ use crate::Error;
 use crate::store::s3::{delete_object, describe};
 
 impl Transaction<'_> {
-    /// Aborts every multipart upload not completed and deletes every object (a failed or
-    /// abandoned write may still have landed; deleting a missing key is harmless); returns
+    /// Aborts every multipart upload not completed and deletes every object the commit asked
+    /// S3 to make visible (a failed or abandoned write may still have landed; deleting a
+    /// missing key is harmless; an object never sent cannot have landed); returns
     /// `uri (error)` for each that could not be removed. The transaction is empty afterwards,
     /// so a second call (after a failed [`Transaction::commit`], which aborts itself) sends
     /// nothing.
@@ -29,30 +31,31 @@ impl Transaction<'_> {
             .filter_map(|o| o.held.as_ref().map(Bytes::len))
             .sum::<usize>();
         for mut object in removed {
-            let client = store.client.clone();
-            let (bucket, key) = (object.bucket.clone(), object.key.clone());
-            let owner = store.expected_bucket_owner.clone();
+            let store = store.clone();
             let uri = object.uri();
             let upload_id = object.upload.take().map(|u| u.upload_id);
+            // Only an object this attempt asked S3 to make visible can be its own; any other
+            // at its key is another delivery's of the same work, and stays.
+            let sent = object.sent;
             requests.spawn(async move {
+                let (bucket, key) = (&object.bucket, &object.key);
                 if let Some(upload_id) = upload_id {
-                    let aborted = client
-                        .abort_multipart_upload()
-                        .bucket(&bucket)
-                        .key(&key)
-                        .upload_id(upload_id)
-                        .set_expected_bucket_owner(owner.clone())
-                        .send()
-                        .await;
-                    match aborted {
-                        Ok(_) => {}
-                        Err(e) if e.code() == Some("NoSuchUpload") => {}
-                        Err(e) => {
-                            return Err(format!("{uri} (upload not aborted: {})", describe(&e)));
-                        }
-                    }
+                    store
+                        .abort_upload(bucket, key, &upload_id)
+                        .await
+                        .map_err(|e| format!("{uri} (upload not aborted: {e})"))?;
                 }
-                match delete_object(&client, owner, &bucket, &key).await {
+                if !sent {
+                    return Ok(());
+                }
+                match delete_object(
+                    &store.client,
+                    store.expected_bucket_owner.clone(),
+                    bucket,
+                    key,
+                )
+                .await
+                {
                     Ok(()) => Ok(()),
                     // Nothing can be left where there is no bucket.
                     Err(e) if e.code() == Some("NoSuchBucket") => Ok(()),

@@ -2,13 +2,19 @@
 
 use std::time::Duration;
 
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload};
 use tokio::task::JoinSet;
 
 use super::{Transaction, not_removed};
 use crate::Error;
+use crate::store::budget::CLEANUP_RESERVE;
 use crate::store::s3::{CONTENT_TYPE, Stored, describe};
+
+/// How long past its budget a commit that succeeded may spend aborting an earlier attempt's
+/// uploads: the clean-up reserve, which a success no longer needs, less a second to answer.
+pub const AFTER_COMMIT: Duration = CLEANUP_RESERVE.saturating_sub(Duration::from_secs(1));
 
 impl Transaction<'_> {
     /// Makes every object visible (each given its last bytes by [`Transaction::last`]):
@@ -17,17 +23,46 @@ impl Transaction<'_> {
     ///
     /// With a `budget`, requests still running when it is spent are abandoned.
     ///
+    /// Then the uploads an earlier attempt at the same work left ([`Transaction::replaces`])
+    /// are aborted, within the budget and [`AFTER_COMMIT`] more; a failure there is logged,
+    /// not returned: this work is done (and the sweep aborts what is left).
+    ///
     /// # Errors
     /// `S3WriteFailed` naming each object that failed, or saying the budget ran out. Before it
-    /// returns, every upload is aborted and every object deleted; keys that could not be
-    /// are listed in the message.
+    /// returns, every upload is aborted and every object it may have made visible deleted;
+    /// keys that could not be are listed in the message. When an upload was gone at its
+    /// completion, another delivery of the same work has committed it (only that aborts an
+    /// upload still in progress): its objects stand, so nothing is deleted.
     pub async fn commit(&mut self, budget: Option<Duration>) -> Result<Vec<Stored>, Error> {
         let give_up = budget.map(|b| tokio::time::Instant::now() + b);
-        let mut failures = match self.make_visible(give_up).await {
-            Ok(stored) => return Ok(stored),
+        let (mut failures, superseded) = match self.make_visible(give_up).await {
+            Ok(stored) => {
+                // The work is done, so the time kept to clean up after a failure is free: all
+                // of it but the last second (to answer) may go to this.
+                let clean_up = self.abort_replaced();
+                match give_up {
+                    Some(at) => drop(tokio::time::timeout_at(at + AFTER_COMMIT, clean_up).await),
+                    None => clean_up.await,
+                }
+                return Ok(stored);
+            }
             Err(failed) => failed,
         };
         failures.sort();
+        if superseded {
+            for object in &mut self.objects {
+                object.sent = false;
+            }
+            let left = self.abort().await;
+            let mut message = format!(
+                "writing to S3 failed: {}; another delivery of the same work committed it first, so its objects stand and nothing was deleted",
+                failures.join("; ")
+            );
+            if !left.is_empty() {
+                message.push_str(&not_removed(&left));
+            }
+            return Err(Error::S3WriteFailed(message));
+        }
         let mut message = format!("writing to S3 failed: {}", failures.join("; "));
         let left = self.abort().await;
         if left.is_empty() {
@@ -39,15 +74,16 @@ impl Transaction<'_> {
     }
 
     /// Completes every multipart upload and PUTs every other object, concurrently: what S3
-    /// stored, or every failure.
+    /// stored, or every failure and whether an upload was gone (`NoSuchUpload`).
     async fn make_visible(
         &mut self,
         give_up: Option<tokio::time::Instant>,
-    ) -> Result<Vec<Stored>, Vec<String>> {
+    ) -> Result<Vec<Stored>, (Vec<String>, bool)> {
         let store = self.store;
         let owner = store.expected_bucket_owner.clone();
         let mut requests = JoinSet::new();
-        for (index, object) in self.objects.iter().enumerate() {
+        for (index, object) in self.objects.iter_mut().enumerate() {
+            object.sent = true;
             let body = object.held.clone().unwrap_or_default();
             let client = store.client.clone();
             let (bucket, key, owner) = (object.bucket.clone(), object.key.clone(), owner.clone());
@@ -68,7 +104,10 @@ impl Transaction<'_> {
                             .send()
                             .await;
                         let stored = out.map(|o| Stored::new(o.e_tag, o.checksum_crc32_c));
-                        (index, stored.map_err(|e| describe(&e)))
+                        (
+                            index,
+                            stored.map_err(|e| (describe(&e), e.code() == Some("NoSuchUpload"))),
+                        )
                     });
                 }
                 None => {
@@ -87,13 +126,14 @@ impl Transaction<'_> {
                             .send()
                             .await;
                         let stored = out.map(|o| Stored::new(o.e_tag, o.checksum_crc32_c));
-                        (index, stored.map_err(|e| describe(&e)))
+                        (index, stored.map_err(|e| (describe(&e), false)))
                     });
                 }
             }
         }
         let mut stored = vec![Stored::default(); self.objects.len()];
         let mut failures = Vec::new();
+        let mut superseded = false;
         loop {
             let next = match give_up {
                 Some(at) => match tokio::time::timeout_at(at, requests.join_next()).await {
@@ -117,14 +157,66 @@ impl Transaction<'_> {
                     self.objects[index].upload = None;
                     stored[index] = object;
                 }
-                Ok((index, Err(e))) => failures.push(format!("{}: {e}", self.objects[index].uri())),
+                Ok((index, Err((e, gone)))) => {
+                    superseded |= gone;
+                    failures.push(format!("{}: {e}", self.objects[index].uri()));
+                }
                 Err(e) => failures.push(format!("a write task failed: {e}")),
             }
         }
         if failures.is_empty() {
             Ok(stored)
         } else {
-            Err(failures)
+            Err((failures, superseded))
+        }
+    }
+
+    /// Aborts the uploads of an earlier attempt at this work ([`Transaction::replaces`]):
+    /// one listing per folder, every upload there whose key holds one of the work's ids.
+    async fn abort_replaced(&self) {
+        let store = self.store;
+        let mut folders: Vec<(&str, &str)> = self
+            .replaces
+            .iter()
+            .map(|(bucket, folder, _)| (bucket.as_str(), folder.as_str()))
+            .collect();
+        folders.sort_unstable();
+        folders.dedup();
+        let mut aborted = Vec::new();
+        for (bucket, folder) in folders {
+            let ids: Vec<&str> = self
+                .replaces
+                .iter()
+                .filter(|(b, f, _)| b == bucket && f == folder)
+                .map(|(_, _, id)| id.as_str())
+                .collect();
+            let uploads = match store.list_uploads(bucket, folder).await {
+                Ok(uploads) => uploads,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not look for an earlier attempt's uploads");
+                    continue;
+                }
+            };
+            for upload in uploads {
+                if !ids.iter().any(|id| upload.key.contains(id)) {
+                    continue;
+                }
+                let uri = format!("s3://{bucket}/{}", upload.key);
+                match store
+                    .abort_upload(bucket, &upload.key, &upload.upload_id)
+                    .await
+                {
+                    Ok(()) => aborted.push(uri),
+                    Err(e) => tracing::warn!(
+                        uri,
+                        error = e,
+                        "could not abort an earlier attempt's upload"
+                    ),
+                }
+            }
+        }
+        if !aborted.is_empty() {
+            tracing::info!(uploads = ?aborted, "aborted the uploads an earlier attempt at this work left");
         }
     }
 }

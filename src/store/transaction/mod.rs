@@ -26,12 +26,19 @@ pub const HELD_BYTES: usize = 8 << 20;
 /// The objects of one invocation, written all or none: each is a multipart upload once its
 /// first part is ready ([`Transaction::part`]), else one PUT; none becomes visible before
 /// every object's data is complete ([`Transaction::commit`]); on failure every upload is
-/// aborted and every object removed.
+/// aborted and every object it may have made visible removed.
+///
+/// Keys come from the work's identity, so a retry writes the keys of the attempt it replaces:
+/// once its own commit is done, it aborts the uploads such an attempt left behind when it was
+/// killed ([`Transaction::replaces`]).
 pub struct Transaction<'s> {
     store: &'s S3Store,
     objects: Vec<Pending>,
     /// Bytes of the small objects waiting for their PUT.
     held: usize,
+    /// `(bucket, folder, id)`: uploads under the folder whose key holds the id are an earlier
+    /// attempt's at this work, aborted after the commit.
+    replaces: Vec<(String, String, String)>,
 }
 
 struct Pending {
@@ -40,6 +47,8 @@ struct Pending {
     upload: Option<Multipart>,
     /// A small object's whole bytes, PUT at the commit.
     held: Option<Bytes>,
+    /// Its PUT or completion was sent: it may be visible, and is this attempt's to remove.
+    sent: bool,
 }
 
 impl Pending {
@@ -60,6 +69,7 @@ impl<'s> Transaction<'s> {
             store,
             objects: Vec::new(),
             held: 0,
+            replaces: Vec::new(),
         }
     }
 
@@ -71,8 +81,20 @@ impl<'s> Transaction<'s> {
             key,
             upload: None,
             held: None,
+            sent: false,
         });
         self.objects.len() - 1
+    }
+
+    /// Declares that this work's keys under `s3://bucket/folder` (and its partition folders)
+    /// hold `id`: after the commit, any multipart upload there whose key holds it is an earlier
+    /// attempt's at this same work, killed before it could clean up, and is aborted. Only after
+    /// the commit: until then such an upload may be a concurrent delivery's, still running.
+    pub fn replaces(&mut self, bucket: &str, folder: &str, id: &str) {
+        let entry = (bucket.to_owned(), folder.to_owned(), id.to_owned());
+        if !self.replaces.contains(&entry) {
+            self.replaces.push(entry);
+        }
     }
 
     /// How many objects it holds: a mark for [`Transaction::abort_from`].
