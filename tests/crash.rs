@@ -3,9 +3,12 @@
 //! done, and nothing else (not another work's, not one outside its folders). A failed attempt
 //! removes only what it may have made visible, never what another delivery of the same work
 //! wrote; a commit whose upload another delivery aborted leaves that delivery's objects
-//! standing; two deliveries at once end with the right objects and no upload.
+//! standing; two deliveries at once end with the right objects and no upload. A sweep aborts
+//! what is never retried, once it is older than any invocation runs.
 
 mod common;
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use bytes::Bytes;
@@ -39,6 +42,12 @@ async fn with_big_object() -> (LocalS3, String) {
     let etag = s3.put(IN, BIG, many_rows(ROWS), None).await;
     let id = identity(IN, BIG, None, Some(&etag));
     (s3, id)
+}
+
+/// The large object converted by a delivery with request id `id`.
+async fn converted(s3: &LocalS3, id: &str) -> Response {
+    let reply = s3.function(&VARS).handle(invocation(&event(BIG), id)).await;
+    reply.unwrap().converted().unwrap()
 }
 
 /// Starts an upload of one part at `key`, as an attempt killed mid-write leaves it.
@@ -108,13 +117,7 @@ async fn a_retry_aborts_the_uploads_the_killed_attempt_left_and_nothing_else() {
     }
     assert_eq!(s3.uploads(OUT).await.len(), 5);
 
-    let response = s3
-        .function(&VARS)
-        .handle(invocation(&event(BIG), "retry"))
-        .await
-        .unwrap()
-        .converted()
-        .unwrap();
+    let response = converted(&s3, "retry").await;
     assert!(
         response.objects[0].bytes > PART_BYTES,
         "not a multipart upload"
@@ -130,13 +133,7 @@ async fn a_retry_aborts_the_uploads_the_killed_attempt_left_and_nothing_else() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_attempt_removes_nothing_another_delivery_wrote() {
     let (s3, _) = with_big_object().await;
-    let first = s3
-        .function(&VARS)
-        .handle(invocation(&event(BIG), "first"))
-        .await
-        .unwrap()
-        .converted()
-        .unwrap();
+    let first = converted(&s3, "first").await;
     let stored: Vec<_> = first.objects.iter().map(|o| o.etag.clone()).collect();
 
     // The same work delivered again fails while its parts go up: its uploads are aborted, and
@@ -227,4 +224,69 @@ async fn two_deliveries_at_once_end_with_the_right_objects_and_no_upload() {
     assert_eq!(rows_stored(&s3, &response).await, [ROWS as i64; 2]);
     assert_eq!(s3.keys(OUT).await.len(), 2);
     assert!(s3.uploads(OUT).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_sweep_aborts_old_uploads_in_the_functions_folders_only() {
+    let s3 = LocalS3::start(&[OUT]).await;
+    let function = s3.function(&[("ALLOWED_PREFIXES", "s3://out-bucket/out/")]);
+    open_upload(&s3, "out/parquet/part-00000-abandoned-c000.parquet").await;
+    open_upload(&s3, "elsewhere/someone-elses-upload").await;
+    let sweep = |min_age: u64| json!({"sweep": {"min_age_seconds": min_age}}).to_string();
+    let swept = |reply| serde_json::to_value(reply).unwrap()["swept"].clone();
+
+    // Younger than asked, or than the invocation's own timeout: kept.
+    let young = function
+        .invoke(sweep(3600).as_bytes(), "young", 0)
+        .await
+        .unwrap();
+    let in_a_minute = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        + 60_000;
+    let timed = function
+        .invoke(sweep(0).as_bytes(), "timed", in_a_minute)
+        .await
+        .unwrap();
+    for reply in [swept(young), swept(timed)] {
+        assert_eq!(
+            (reply["aborted"].clone(), reply["kept"].clone()),
+            (json!(0), json!(1)),
+            "{reply}"
+        );
+    }
+    assert_eq!(s3.uploads(OUT).await.len(), 2);
+
+    let old = swept(
+        function
+            .invoke(sweep(0).as_bytes(), "old", 0)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(old["folders"], json!(["s3://out-bucket/out/"]));
+    assert_eq!(old["aborted"], 1);
+    assert_eq!(old["complete"], true);
+    assert_eq!(
+        old["uploads"][0]["uri"],
+        "s3://out-bucket/out/parquet/part-00000-abandoned-c000.parquet"
+    );
+    assert_eq!(s3.uploads(OUT).await, ["elsewhere/someone-elses-upload"]);
+
+    for (vars, body, word) in [
+        (vec![], sweep(0), "ALLOWED_PREFIXES or DEFAULT_TARGETS"),
+        (
+            vec![("ALLOWED_PREFIXES", "s3://out-bucket/out/")],
+            json!({"sweep": {}}).to_string(),
+            "min_age_seconds",
+        ),
+    ] {
+        let e = s3
+            .function(&vars)
+            .invoke(body.as_bytes(), "bad", 0)
+            .await
+            .unwrap_err();
+        assert_eq!(e.error_type(), "InvalidEvent");
+        assert!(e.to_string().contains(word), "{e}");
+    }
 }

@@ -10,12 +10,14 @@
 //! - [`stream`]: one source object through reader, schema, columns and encoder into the
 //!   transaction's multipart uploads.
 //! - [`job`]: a whole-prefix job's commit step, and the `_SUCCESS` marker it writes.
+//! - `sweep.rs`: a scheduled sweep of the uploads that killed attempts left.
 //! - [`reply`]: what an invocation answers, and the Lambda `errorType` of a failure.
 
 mod conversion;
 pub mod job;
 pub mod reply;
 pub mod stream;
+mod sweep;
 
 use std::time::{Instant, SystemTime};
 
@@ -93,6 +95,16 @@ impl Function {
                 objects = ?markers.iter().map(|m| m.objects).collect::<Vec<_>>(),
                 ms,
                 "job commit"
+            ),
+            Ok(Reply::Swept { swept }) => tracing::info!(
+                request_id,
+                folders = ?swept.folders,
+                aborted = swept.aborted,
+                kept = swept.kept,
+                failed = swept.failed.len(),
+                complete = swept.complete,
+                ms,
+                "sweep"
             ),
             Ok(Reply::Converted(response)) => log_written(request_id, response, ms),
             Ok(Reply::Each { results }) => {
@@ -175,6 +187,7 @@ impl Function {
                 let targets = self.config.resolve_targets(targets)?;
                 self.commit_job(commit, &targets, deadline).await
             }
+            Trigger::Sweep(sweep) => self.sweep(sweep, deadline).await,
             Trigger::Sqs(_) => Err(Error::InvalidEvent(
                 "an SQS batch inside an SQS message".into(),
             )),

@@ -31,6 +31,37 @@ pub enum Reply {
         phase: &'static str,
         markers: Vec<Marker>,
     },
+    /// A sweep: the uploads it aborted.
+    Swept { swept: Swept },
+}
+
+/// What a sweep found under the function's folders.
+#[derive(Debug, Serialize)]
+pub struct Swept {
+    pub folders: Vec<String>,
+    /// Uploads younger than this were left alone.
+    pub min_age_seconds: u64,
+    /// Uploads aborted (the first [`Swept::LISTED`] are in `uploads`).
+    pub aborted: usize,
+    pub uploads: Vec<SweptUpload>,
+    /// Uploads left because they are too young to be abandoned.
+    pub kept: usize,
+    /// Uploads that could not be aborted, each `uri (why)`; a later sweep tries again.
+    pub failed: Vec<String>,
+    /// False when the invocation's time ran out before every folder was looked at.
+    pub complete: bool,
+}
+
+impl Swept {
+    /// How many aborted uploads the reply names: it stays small whatever the count.
+    pub const LISTED: usize = 100;
+}
+
+/// An upload a sweep aborted.
+#[derive(Debug, Serialize)]
+pub struct SweptUpload {
+    pub uri: String,
+    pub age_seconds: u64,
 }
 
 /// A job's `_SUCCESS` marker in one target's folder.

@@ -6,6 +6,7 @@
 //! - [`event`]: the event contract (`rows` or `source`), parsed in one pass with its rows.
 //! - [`source`]: a source object: its format and compression, and the reader that cuts its
 //!   bytes into chunks of whole rows.
+//! - [`sweep`]: a scheduled sweep of the uploads killed attempts left.
 //! - [`target`]: S3 prefixes, object keys and the allow-list policies.
 //!
 //! Uses the rows stage (an event's rows are scanned in the same pass), and the schema and
@@ -15,5 +16,6 @@
 pub mod commit;
 pub mod event;
 pub mod source;
+pub mod sweep;
 pub mod target;
 pub mod trigger;

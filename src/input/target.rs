@@ -231,6 +231,11 @@ impl AllowList {
         Ok(AllowList(prefixes))
     }
 
+    /// The folders (or whole buckets, with an empty key prefix).
+    pub fn prefixes(&self) -> &[S3Prefix] {
+        &self.0
+    }
+
     /// Whether the object `s3://bucket/key` lies inside one of the folders.
     pub fn allows_object(&self, bucket: &str, key: &str) -> bool {
         self.0

@@ -11,7 +11,8 @@
 //! 5. an object with `Items`: a Step Functions Distributed Map batch of objects listed by its
 //!    S3 item reader, whose `BatchInput` holds the bucket and the event's optional fields;
 //! 6. `"Event": "s3:TestEvent"`: S3's test message when a notification is configured;
-//! 7. anything else: refused as this function's own event would be (naming the unknown field).
+//! 7. an object with `sweep`: a scheduled sweep of the uploads killed attempts left;
+//! 8. anything else: refused as this function's own event would be (naming the unknown field).
 
 use serde::Deserialize;
 
@@ -19,6 +20,7 @@ use crate::Error;
 use crate::input::commit::Commit;
 use crate::input::event::{Event, Fields};
 use crate::input::source::Source;
+use crate::input::sweep::Sweep;
 use crate::input::target::{Target, parse_targets};
 
 /// What an invocation (or one SQS message) carries.
@@ -41,6 +43,8 @@ pub enum Trigger<'a> {
         commit: Commit,
         targets: Option<Vec<Target>>,
     },
+    /// A sweep of the uploads that killed attempts left under the function's folders.
+    Sweep(Sweep),
 }
 
 impl Trigger<'_> {
@@ -52,6 +56,7 @@ impl Trigger<'_> {
             Trigger::Sqs(_) => "sqs",
             Trigger::Test => "s3-test-event",
             Trigger::Commit { .. } => "commit",
+            Trigger::Sweep(_) => "sweep",
         }
     }
 }
@@ -149,6 +154,10 @@ pub fn detect(bytes: &[u8]) -> Result<Trigger<'_>, Error> {
     }
     if fields.string("Event").as_deref() == Some("s3:TestEvent") {
         return Ok(Trigger::Test);
+    }
+    if let Some(sweep) = fields.get("sweep") {
+        fields.only(&["sweep"], "a sweep event")?;
+        return Sweep::parse(sweep).map(Trigger::Sweep);
     }
     fields.into_event().map(Trigger::Event)
 }

@@ -3,7 +3,7 @@
 use crate::Error;
 use crate::encode::partition::MAX_PARTITIONS;
 use crate::encode::streamed::ROW_GROUP_ROWS;
-use crate::input::target::{AllowList, Target, parse_targets};
+use crate::input::target::{AllowList, S3Prefix, Target, parse_targets};
 
 /// Everything the environment configures. A bad value fails the start (an init error) rather
 /// than every invocation.
@@ -136,6 +136,21 @@ impl Config {
             allowed.check(&targets)?;
         }
         Ok(targets)
+    }
+
+    /// The folders a sweep looks in: `ALLOWED_PREFIXES`, else `DEFAULT_TARGETS`' folders,
+    /// where every upload this function starts lies.
+    ///
+    /// # Errors
+    /// `InvalidEvent` when neither is set: a sweep never lists beyond the function's folders.
+    pub fn sweep_folders(&self) -> Result<Vec<S3Prefix>, Error> {
+        match (&self.allowed, &self.default_targets) {
+            (Some(allowed), _) => Ok(allowed.prefixes().to_vec()),
+            (None, Some(targets)) => Ok(targets.iter().map(|t| t.prefix.clone()).collect()),
+            (None, None) => Err(Error::InvalidEvent(
+                "a sweep needs ALLOWED_PREFIXES or DEFAULT_TARGETS: it only looks in the function's own folders".into(),
+            )),
+        }
     }
 }
 
