@@ -82,6 +82,11 @@ class LocalS3:
         object as the file at `root/<bucket>/<key>`)."""
         shutil.copytree(folder, self.root, dirs_exist_ok=True)
 
+    def uploads(self):
+        """The multipart uploads in progress (s3s-fs keeps one `.upload-<id>.json` file for
+        each until it is completed or aborted)."""
+        return {p.name for p in self.root.glob(".upload-*.json")}
+
     def objects(self, bucket="my-bucket"):
         """Every stored key (s3s-fs keeps its own metadata in hidden files)."""
         base = self.root / bucket
@@ -185,16 +190,30 @@ class Emulator:
 
     def invoke(self, payload, deadline_s=None):
         """Returns ("response" | "error", parsed body, ms from handing the event over to the answer)."""
-        request_id = str(uuid.uuid4())
+        request_id = self.submit(payload, deadline_s=deadline_s)
+        answer = self.answer(request_id, self.timeout_s + 5)
+        if answer is None:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the function exited ({self.proc.returncode}) during {request_id}")
+            raise RuntimeError(f"no answer for {request_id} within {self.timeout_s + 5} s")
+        return answer
+
+    def submit(self, payload, request_id=None, deadline_s=None):
+        """Queues one event (a retry passes the request id it repeats); returns its request id."""
+        request_id = request_id or str(uuid.uuid4())
         deadline_ms = int((time.time() + (deadline_s or self.timeout_s)) * 1000)
         self.pending.put((request_id, payload, deadline_ms))
-        end = time.monotonic() + self.timeout_s + 5
+        return request_id
+
+    def answer(self, request_id, wait_s):
+        """("response" | "error", parsed body, ms) once the function answers `request_id`, or
+        None if it has not within `wait_s` seconds or the process is gone."""
+        end = time.monotonic() + wait_s
         with self.cond:
             while "kind" not in self.done.get(request_id, {}):
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"the function exited ({self.proc.returncode}) during {request_id}")
-                if not self.cond.wait(timeout=max(0.0, end - time.monotonic())) and time.monotonic() >= end:
-                    raise RuntimeError(f"no answer for {request_id} within {self.timeout_s + 5} s")
+                if self.proc.poll() is not None or time.monotonic() >= end:
+                    return None
+                self.cond.wait(timeout=min(0.05, max(0.0, end - time.monotonic())))
             entry = self.done.pop(request_id)
         return entry["kind"], json.loads(entry["body"]), (entry["answered"] - entry["sent"]) * 1e3
 

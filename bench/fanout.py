@@ -29,7 +29,7 @@ import time
 import uuid
 
 from emulator import ACCESS_KEY, SECRET_KEY, Emulator, LocalS3
-from run import cpu_model, replace_section, table
+from run import cpu_model, report, table
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SECTION = "## Fan-out over a prefix"
@@ -192,10 +192,7 @@ def main():
              "was read back once per target, in its own day's folder (pyarrow, and DuckDB with "
              "hive_partitioning), and each marker lists exactly the objects in its folder.", ""]
     lines += table(header, [row])
-    section = "\n".join(lines) + "\n"
-    print(section)
-    if "--results" in sys.argv:
-        replace_section(SECTION, section)
+    report(lines)
 
 if __name__ == "__main__":
     main()

@@ -97,6 +97,14 @@ def replace_section(title, section):
     results.write_text(text)
 
 
+def report(lines):
+    """Prints a section (its heading first) and, with `--results`, puts it in RESULTS.md."""
+    section = "\n".join(lines) + "\n"
+    print(section)
+    if "--results" in sys.argv:
+        replace_section(lines[0], section)
+
+
 def option(name):
     return pathlib.Path(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else None
 
