@@ -75,6 +75,28 @@ fn in_progress(uploads: &Uploads, upload_id: &str) -> S3Result<()> {
     }
 }
 
+impl WithUploads {
+    /// Completes or aborts upload `id` with `end`, whole; it is then no longer in progress.
+    async fn end_upload<T, F>(
+        &self,
+        id: String,
+        end: impl FnOnce(Arc<s3s_fs::FileSystem>) -> F + Send + 'static,
+    ) -> S3Result<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = S3Result<T>> + Send + 'static,
+    {
+        let (fs, uploads) = (self.fs.clone(), self.uploads.clone());
+        whole(async move {
+            in_progress(&uploads, &id)?;
+            let out = end(fs).await?;
+            uploads.lock().unwrap().remove(&id);
+            Ok(out)
+        })
+        .await
+    }
+}
+
 /// Passes each named operation to s3s-fs unchanged (spelled as `async_trait` expands an
 /// `async fn`, which it cannot see inside a macro).
 macro_rules! delegate {
@@ -141,14 +163,11 @@ impl S3 for WithUploads {
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
-        let (fs, uploads) = (self.fs.clone(), self.uploads.clone());
-        whole(async move {
-            let id = req.input.upload_id.clone();
-            in_progress(&uploads, &id)?;
-            let out = fs.complete_multipart_upload(req).await?;
-            uploads.lock().unwrap().remove(&id);
-            Ok(out)
-        })
+        let id = req.input.upload_id.clone();
+        self.end_upload(
+            id,
+            |fs| async move { fs.complete_multipart_upload(req).await },
+        )
         .await
     }
 
@@ -156,15 +175,9 @@ impl S3 for WithUploads {
         &self,
         req: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
-        let (fs, uploads) = (self.fs.clone(), self.uploads.clone());
-        whole(async move {
-            let id = req.input.upload_id.clone();
-            in_progress(&uploads, &id)?;
-            let out = fs.abort_multipart_upload(req).await?;
-            uploads.lock().unwrap().remove(&id);
-            Ok(out)
-        })
-        .await
+        let id = req.input.upload_id.clone();
+        self.end_upload(id, |fs| async move { fs.abort_multipart_upload(req).await })
+            .await
     }
 
     async fn list_multipart_uploads(
