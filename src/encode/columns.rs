@@ -588,12 +588,7 @@ mod tests {
         addr STRUCT<zip: STRING, geo: STRUCT<lat: DOUBLE>>, attrs MAP<STRING, BIGINT>";
 
     fn build_json(schema: &str, rows: &str, unknown: UnknownKeys) -> Result<RecordBatch, Error> {
-        let event = format!(r#"{{"rows": {rows}}}"#);
-        let rows = crate::input::event::parse(event.as_bytes())
-            .unwrap()
-            .input
-            .rows()
-            .unwrap();
+        let rows = crate::rows::rows_of(rows);
         build(&rows, Arc::new(ddl::parse(schema).unwrap()), unknown).map(|mut b| b.remove(0))
     }
 

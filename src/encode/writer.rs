@@ -368,12 +368,7 @@ pub(crate) mod tests {
     /// The batches built from `json` (an array of rows) with the inferred schema: one, or two
     /// halves from [`crate::rows::PARALLEL_ROWS`] rows.
     pub(crate) fn batches_of(json: &str) -> Vec<RecordBatch> {
-        let event = format!(r#"{{"rows": {json}}}"#);
-        let rows = crate::input::event::parse(event.as_bytes())
-            .unwrap()
-            .input
-            .rows()
-            .unwrap();
+        let rows = crate::rows::rows_of(json);
         let schema = crate::schema::inference::infer(&rows).unwrap();
         crate::encode::columns::build(&rows, schema, Default::default()).unwrap()
     }
@@ -634,10 +629,9 @@ pub(crate) mod tests {
         // Past parquet-rs's default of 20,000 rows per page, too.
         let rows = 2 * crate::rows::PARALLEL_ROWS + 7;
         let json: Vec<String> = (0..rows).map(|i| format!(r#"{{"i": {i}}}"#)).collect();
-        let event = format!(r#"{{"rows": [{}]}}"#, json.join(","));
-        let event = crate::input::event::parse(event.as_bytes()).unwrap();
+        let array = format!("[{}]", json.join(","));
         let encoded = rows_to_parquet(
-            event.input.rows().unwrap(),
+            crate::rows::rows_of(&array),
             None,
             Default::default(),
             &[Codec::Snappy],

@@ -17,6 +17,19 @@ use std::ops::Range;
 
 use tape::{DECODED, Packed, Span};
 
+/// The rows of a JSON array, as an event's `rows` holds them (for tests of the stages that
+/// read rows, without an event around them).
+///
+/// # Panics
+/// If `json` is not an array of rows.
+#[cfg(test)]
+pub(crate) fn rows_of(json: &str) -> Rows<'_> {
+    let mut scanner = json::Scanner::new(json.as_bytes()).unwrap();
+    let rows = Rows::parse(&mut scanner, 1, 0).unwrap();
+    scanner.end().unwrap();
+    rows
+}
+
 /// Rows from which inference and building work on the two halves of the rows on two threads.
 pub const PARALLEL_ROWS: usize = 16_384;
 

@@ -399,12 +399,7 @@ mod tests {
             r#"{"a": 1.5, "s": {"y": true, "x": "t"}, "l": [2], "b": "new"}"#,
             None,
         );
-        let event = format!(r#"{{"rows": {json}}}"#);
-        let rows = crate::input::event::parse(event.as_bytes())
-            .unwrap()
-            .input
-            .rows()
-            .unwrap();
+        let rows = crate::rows::rows_of(&json);
         let joined = infer_halves(&rows).expect("the halves join");
         assert_eq!(joined.keys().collect::<Vec<_>>(), ["a", "s", "l", "b"]);
         let schema = infer(&rows).unwrap();
@@ -425,12 +420,7 @@ mod tests {
 
         // A conflict between the halves names the first row that conflicts.
         let json = halves(r#"{"a": 1}"#, r#"{"a": "x"}"#, None);
-        let event = format!(r#"{{"rows": {json}}}"#);
-        let rows = crate::input::event::parse(event.as_bytes())
-            .unwrap()
-            .input
-            .rows()
-            .unwrap();
+        let rows = crate::rows::rows_of(&json);
         assert!(infer_halves(&rows).is_none());
         let err = infer(&rows).unwrap_err();
         let first_late = (PARALLEL_ROWS + 2) / 2;
@@ -454,14 +444,7 @@ mod tests {
     }
 
     fn infer_json(json: &str) -> Result<SchemaRef, Error> {
-        let event = format!(r#"{{"rows": {json}}}"#);
-        infer(
-            &crate::input::event::parse(event.as_bytes())
-                .unwrap()
-                .input
-                .rows()
-                .unwrap(),
-        )
+        infer(&crate::rows::rows_of(json))
     }
 
     fn types(json: &str) -> Vec<(String, DataType)> {
