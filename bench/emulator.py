@@ -101,7 +101,8 @@ class LocalS3:
 
 
 class Emulator:
-    """Runs `bootstrap` against this emulator; `invoke` hands it one event at a time."""
+    """Runs `bootstrap` (a path, or a command such as the arm64 one under qemu-aarch64)
+    against this emulator; `invoke` hands it one event at a time."""
 
     def __init__(self, bootstrap, env, timeout_s=30):
         self.timeout_s = timeout_s
@@ -177,7 +178,8 @@ class Emulator:
         }
         self.log = open(os.devnull, "w")
         self.spawned = time.perf_counter()
-        self.proc = subprocess.Popen([str(bootstrap)], env=full_env, stdout=self.log, stderr=self.log)
+        command = [str(part) for part in bootstrap] if isinstance(bootstrap, (list, tuple)) else [str(bootstrap)]
+        self.proc = subprocess.Popen(command, env=full_env, stdout=self.log, stderr=self.log)
 
     def init_ms(self):
         """Spawn to the first `/next` poll."""

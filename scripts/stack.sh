@@ -12,7 +12,9 @@ export INVOKE_ENDPOINT="http://127.0.0.1:$INVOKE_PORT"
 export AWS_ACCESS_KEY_ID=local-test-key AWS_SECRET_ACCESS_KEY=local-test-secret
 export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_PAGER=""
 unset AWS_PROFILE AWS_SESSION_TOKEN
-# The function's own configuration, as template.yaml sets it on AWS.
+# The function's own configuration, as template.yaml sets it on AWS (exported for
+# tests/e2e/test_arm64.py, which runs the function under the Runtime API emulator).
+export STACK_DEFAULT_TARGETS STACK_ALLOWED_PREFIXES STACK_ALLOWED_SOURCES
 STACK_DEFAULT_TARGETS='[{"prefix":"s3://my-bucket/out/parquet/","compression":"uncompressed"},{"prefix":"s3://my-bucket/out/parquet-snappy/","compression":"snappy"}]'
 STACK_ALLOWED_PREFIXES='s3://my-bucket/'
 STACK_ALLOWED_SOURCES='s3://in-bucket/in/'

@@ -304,12 +304,17 @@ def spark(tmp_path_factory):
     session.stop()
 
 
+def sample_expectation(name):
+    """What `events/<name>.expect.json` says of the sample (nothing: it converts)."""
+    path = ROOT / "events" / f"{name}.expect.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 @pytest.mark.parametrize("name", [p.stem for p in EVENTS])
 def test_invocation(runs, name):
     event_path, done, response, files = runs[name]
     event = json.loads(event_path.read_text())
-    expect_path = event_path.with_name(event_path.stem + ".expect.json")
-    expect = json.loads(expect_path.read_text()) if expect_path.exists() else {}
+    expect = sample_expectation(name)
     if "reply" in expect:
         # An SQS batch (only the failed messages come back) or a test event (nothing to do).
         assert done.returncode == 0, done.stderr
@@ -326,6 +331,12 @@ def test_invocation(runs, name):
         return
     assert done.returncode == 0, done.stderr
     assert "FunctionError" not in json.loads(done.stdout), response
+    check_written(event, response, files)
+
+
+def check_written(event, response, files):
+    """A valid event's response and the objects it names (downloaded as `files`): one per
+    target, in its folder, with the target's codec in every column chunk."""
     rows, targets = rows_and_targets(event)
     assert response["rows"] == len(rows)
     reads_an_object = "rows" not in event and ("detail" not in event or event["source"] == "aws.s3")
