@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """The benchmark behind scripts/bench: our conversion core against the Python anchors, on the
 same events, in one run on this machine; a size sweep; the release function end to end under
-a Lambda Runtime API emulator (init, latency, RSS); and the release binaries' sizes.
-Writes bench/RESULTS.md (and prints it).
+a Lambda Runtime API emulator (init, latency, RSS); and the release binary's size against
+its target (bench/artifacts.py reports both architectures' sizes). Writes bench/RESULTS.md
+(and prints it).
 
 usage: run.py CONVERT_BIN BOOTSTRAP_BIN LOCAL_S3_BIN SHARED_BENCH_DIR WORK_DIR
-              [--with-spark] [--arm64 BIN] [--bloat FILE]
+              [--with-spark] [--bloat FILE]
 
 Times are in-process, warm, median of REPEAT runs, the best of ROUNDS interleaved rounds (the
 anchors' own measurement, and the `convert` example's for ours: event bytes -> the
@@ -169,7 +170,7 @@ def end_to_end(bootstrap, local_s3, events_dir, work):
     return statistics.median(inits), max(inits), rows
 
 
-def targets(results, e2e, init_ms, sizes):
+def targets(results, e2e, init_ms, size):
     """Issue 14's targets, each with this run's figure and whether it was met."""
     by = {r["event"]: r for r in results}
     rows = []
@@ -189,7 +190,7 @@ def targets(results, e2e, init_ms, sizes):
     rows.append(("init (spawn to first poll) under 10 ms", f"{init_ms:.1f} ms (median)", init_ms < 10))
     peak = max(p for name, _, _, p, _ in e2e)
     rows.append(("peak RSS end to end under 48 MiB", f"{peak:.1f} MiB", peak < 48))
-    rows.append(("stripped x86_64 binary under 10 MB (10,000,000 bytes)", f"{sizes[0]:,}", sizes[0] < 10_000_000))
+    rows.append(("stripped x86_64 binary under 10 MB (10,000,000 bytes)", f"{size:,}", size < 10_000_000))
     bigger = [r["event"] for r in results if r["ours_snappy"] > r["pyarrow_snappy"]]
     rows.append(("Snappy object no larger than pyarrow's", "larger on " + ", ".join(bigger) if bigger else "every event",
                  not bigger))
@@ -200,7 +201,7 @@ def targets(results, e2e, init_ms, sizes):
 def main():
     convert, bootstrap, local_s3, shared, work = (pathlib.Path(a) for a in sys.argv[1:6])
     with_spark = "--with-spark" in sys.argv
-    arm64, bloat = option("--arm64"), option("--bloat")
+    bloat = option("--bloat")
     events_dir = work / "events"
     events_dir.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, shared / "gen_events.py", events_dir], check=True, capture_output=True)
@@ -301,18 +302,8 @@ def main():
     ]
     lines += table(["event", "p50 ms", "p99 ms", "peak RSS MiB", "RSS after MiB"],
                    [[name] + [f"{v:.1f}" for v in values] for name, *values in e2e])
-    lines += [
-        "",
-        "## Release binary",
-        "",
-        f"Stripped (release profile: LTO, one codegen unit, `panic = \"abort\"`): "
-        f"{platform.machine()} {size} bytes ({size / 2**20:.1f} MiB)"
-        + (f"; aarch64 (`cargo lambda build --release --arm64`, what SAM deploys) "
-           f"{arm64.stat().st_size} bytes ({arm64.stat().st_size / 2**20:.1f} MiB)" if arm64 else "")
-        + ".",
-        "",
-    ]
-    lines += targets(results, e2e, init_ms, [size] + ([arm64.stat().st_size] if arm64 else []))
+    lines += [""]
+    lines += targets(results, e2e, init_ms, size)
     profile = ROOT / "bench" / "profile.md"
     if profile.exists():
         lines += [profile.read_text().rstrip(), ""]
