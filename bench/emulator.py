@@ -64,6 +64,12 @@ def holds(got, want):
     return got == want
 
 
+def trace_id(request_id):
+    """The X-Ray trace header the emulator sends with `request_id`'s event (one per request,
+    as Lambda's differ)."""
+    return f"Root=1-00000000-{uuid.uuid5(uuid.NAMESPACE_OID, request_id).hex[:24]};Sampled=1"
+
+
 class LocalS3:
     """examples/local-s3 serving a fresh directory with the given buckets."""
 
@@ -102,9 +108,10 @@ class LocalS3:
 
 class Emulator:
     """Runs `bootstrap` (a path, or a command such as the arm64 one under qemu-aarch64)
-    against this emulator; `invoke` hands it one event at a time."""
+    against this emulator; `invoke` hands it one event at a time. Its output goes to the file
+    `log`, if given."""
 
-    def __init__(self, bootstrap, env, timeout_s=30):
+    def __init__(self, bootstrap, env, timeout_s=30, log=None):
         self.timeout_s = timeout_s
         self.pending = queue.Queue()
         self.done = {}
@@ -139,7 +146,7 @@ class Emulator:
                     ("Lambda-Runtime-Deadline-Ms", str(deadline_ms)),
                     ("Lambda-Runtime-Invoked-Function-Arn",
                      "arn:aws:lambda:us-east-1:123456789012:function:rows-to-parquet"),
-                    ("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000"),
+                    ("Lambda-Runtime-Trace-Id", trace_id(request_id)),
                     ("Content-Type", "application/json"),
                 ])
 
@@ -176,7 +183,7 @@ class Emulator:
             "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
             **env,
         }
-        self.log = open(os.devnull, "w")
+        self.log = open(log or os.devnull, "w")
         self.spawned = time.perf_counter()
         command = [str(part) for part in bootstrap] if isinstance(bootstrap, (list, tuple)) else [str(bootstrap)]
         self.proc = subprocess.Popen(command, env=full_env, stdout=self.log, stderr=self.log)

@@ -1,6 +1,7 @@
 //! The Lambda `bootstrap`: configuration and the S3 client are built once, then every
 //! invocation's raw body goes to [`Function::handle`].
 
+use lambda_runtime::layers::TracingLayer;
 use lambda_runtime::{Error, LambdaEvent, Runtime, service_fn};
 use rows_to_parquet::handler::Function;
 use rows_to_parquet::lambda::config::Config;
@@ -22,5 +23,11 @@ async fn main() -> Result<(), Error> {
         // inside the runtime's own.
         Box::pin(function.handle(LambdaEvent::new(body, event.context)))
     });
-    Runtime::new(handler).layer(bodies.clone()).run().await
+    // The tracing layer outermost: every log line of an invocation carries its request id
+    // and X-Ray trace id (the span's `requestId`, `xrayTraceId`).
+    Runtime::new(handler)
+        .layer(bodies.clone())
+        .layer(TracingLayer::new())
+        .run()
+        .await
 }

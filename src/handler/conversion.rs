@@ -52,6 +52,7 @@ impl Function {
                     partitioning: job.partitioning,
                     deadline,
                     row_group_rows: self.config.row_group_rows,
+                    measures: &self.measures,
                 },
                 (!job.dry_run).then_some(&mut transaction),
             )
@@ -73,9 +74,10 @@ impl Function {
                 transaction.replaces(&prefix.bucket, &prefix.key_prefix, &streamed.id);
             }
         }
-        let mut stored = make_visible(&mut transaction, job.dry_run, deadline)
-            .await?
-            .into_iter();
+        let committing = Instant::now();
+        let visible = make_visible(&mut transaction, job.dry_run, deadline).await;
+        self.measures.commit.since(committing);
+        let mut stored = visible?.into_iter();
         Ok(converted
             .into_iter()
             .map(|streamed| {
@@ -124,6 +126,8 @@ impl Function {
             partitions = encoded.partitions.len(),
             "converted"
         );
+        self.measures.build.add(encoded.build_time);
+        self.measures.encode.add(encoded.encode_time);
         let mut outputs = Vec::new();
         let mut objects = Vec::new();
         for partition in &encoded.partitions {
@@ -147,7 +151,10 @@ impl Function {
         drop(encoded);
         if !job.dry_run {
             let budget = write_budget(deadline, SystemTime::now())?;
-            let stored = self.store.put_all(&objects, budget).await?;
+            let uploading = Instant::now();
+            let stored = self.store.put_all(&objects, budget).await;
+            self.measures.upload.since(uploading);
+            let stored = stored?;
             for (output, stored) in outputs.iter_mut().zip(stored) {
                 output.stored = stored;
             }

@@ -3,8 +3,8 @@
 //! object all or nothing, and answers. The top of the pipeline: it may use every stage below
 //! it, and none of them uses it.
 //!
-//! - this module: [`Function`], which dispatches what arrived and logs one line for each
-//!   invocation.
+//! - this module: [`Function`], which dispatches what arrived, logs one line for each
+//!   invocation and prints its metrics line.
 //! - `conversion.rs`: inline rows encoded in memory, and source objects streamed, into one
 //!   transaction.
 //! - [`stream`]: one source object through reader, schema, columns and encoder into the
@@ -19,7 +19,7 @@ pub mod reply;
 pub mod stream;
 mod sweep;
 
-use std::time::{Instant, SystemTime};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use lambda_runtime::LambdaEvent;
@@ -30,6 +30,7 @@ use crate::encode::writer::Partitioning;
 use crate::input::event::{Event, Input};
 use crate::input::trigger::{self, Trigger};
 use crate::lambda::config::Config;
+use crate::lambda::metrics::{Measures, Metrics};
 use crate::store::budget::deadline_from;
 use crate::store::s3::S3Store;
 use conversion::{Conversion, refuse_own_output};
@@ -40,11 +41,23 @@ use reply::{ItemFailure, Reply, Response};
 pub struct Function {
     store: S3Store,
     config: Config,
+    metrics: Metrics,
+    /// The invocation in progress (the runtime hands over one at a time).
+    measures: Measures,
 }
 
 impl Function {
     pub fn new(store: S3Store, config: Config) -> Function {
-        Function { store, config }
+        let metrics = Metrics::new(
+            config.metrics_namespace.clone(),
+            config.function_name.clone(),
+        );
+        Function {
+            store,
+            config,
+            metrics,
+            measures: Measures::default(),
+        }
     }
 
     /// Handles one invocation's body as the runtime delivered it (raw bytes: every body is
@@ -59,7 +72,7 @@ impl Function {
             .await
     }
 
-    /// Handles one body's bytes, logging one summary line.
+    /// Handles one body's bytes, logging one summary line and printing one metrics line.
     ///
     /// # Errors
     /// As [`Function::handle`].
@@ -74,7 +87,21 @@ impl Function {
     ) -> Result<Reply, Error> {
         let started = Instant::now();
         let deadline = deadline_from(deadline_ms, SystemTime::now());
+        self.measures.reset();
         let result = self.dispatch(payload, request_id, deadline).await;
+        let timestamp_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |t| t.as_millis() as u64);
+        let failure = result.as_ref().err().map(Error::error_type);
+        let line = self.metrics.line(
+            &self.measures,
+            request_id,
+            payload.len(),
+            failure,
+            timestamp_ms,
+        );
+        // Straight to stdout, not through the logger: CloudWatch reads the line as it is.
+        println!("{line}");
         let ms = started.elapsed().as_secs_f64() * 1e3;
         match &result {
             Ok(Reply::Batch {
@@ -125,7 +152,8 @@ impl Function {
         request_id: &str,
         deadline: Option<SystemTime>,
     ) -> Result<Reply, Error> {
-        let trigger = trigger::detect(payload)?;
+        let trigger = self.measures.parse.measure(|| trigger::detect(payload))?;
+        self.measures.trigger(trigger.kind());
         tracing::info!(request_id, trigger = trigger.kind(), "received");
         let Trigger::Sqs(messages) = trigger else {
             return self.convert(trigger, request_id, deadline).await;
@@ -133,7 +161,11 @@ impl Function {
         let mut failures = Vec::new();
         for message in messages {
             // Each message on its own: its id keys inline rows, so a redelivery overwrites.
-            let result = match trigger::detect(message.body.as_bytes()) {
+            let detected = self
+                .measures
+                .parse
+                .measure(|| trigger::detect(message.body.as_bytes()));
+            let result = match detected {
                 Ok(Trigger::Sqs(_)) => Err(Error::InvalidEvent(
                     "the message holds another SQS batch".into(),
                 )),
@@ -141,6 +173,7 @@ impl Function {
                 Err(e) => Err(e),
             };
             if let Err(e) = result {
+                self.measures.message_failed(&e);
                 tracing::warn!(request_id, message_id = message.id, error_type = e.error_type(), error = %e, "message failed");
                 failures.push(ItemFailure {
                     item_identifier: message.id,
@@ -154,6 +187,31 @@ impl Function {
 
     /// Converts what one trigger carries; `id` keys the objects of inline rows.
     async fn convert(
+        &self,
+        trigger: Trigger<'_>,
+        id: &str,
+        deadline: Option<SystemTime>,
+    ) -> Result<Reply, Error> {
+        // Boxed: a conversion's future is large, and an SQS batch holds one per message.
+        let reply = Box::pin(self.carry_out(trigger, id, deadline)).await?;
+        // A dry run converts rows but writes nothing.
+        let count = |r: &Response| match r.dry_run {
+            true => self.measures.converted(r.rows, 0, 0),
+            false => {
+                let bytes = r.objects.iter().map(|o| o.bytes).sum();
+                self.measures.converted(r.rows, r.objects.len(), bytes)
+            }
+        };
+        match &reply {
+            Reply::Converted(response) => count(response),
+            Reply::Each { results } => results.iter().for_each(count),
+            _ => {}
+        }
+        Ok(reply)
+    }
+
+    /// What one trigger asks for, done.
+    async fn carry_out(
         &self,
         trigger: Trigger<'_>,
         id: &str,
@@ -185,7 +243,10 @@ impl Function {
             }),
             Trigger::Commit { commit, targets } => {
                 let targets = self.config.resolve_targets(targets)?;
-                self.commit_job(commit, &targets, deadline).await
+                let started = Instant::now();
+                let committed = self.commit_job(commit, &targets, deadline).await;
+                self.measures.commit.since(started);
+                committed
             }
             Trigger::Sweep(sweep) => self.sweep(sweep, deadline).await,
             Trigger::Sqs(_) => Err(Error::InvalidEvent(

@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
@@ -32,6 +32,7 @@ use crate::encode::streamed::StreamWriter;
 use crate::encode::writer::{Partitioning, RowGroupSize};
 use crate::input::source::{Chunk, Reader, Source};
 use crate::input::target::Target;
+use crate::lambda::metrics::Measures;
 use crate::schema::inference::{self, Inference};
 use crate::store::budget::write_budget;
 use crate::store::s3::{Opened, Output, S3Store};
@@ -50,6 +51,8 @@ pub struct Job<'a> {
     pub partitioning: Partitioning<'a>,
     pub deadline: Option<SystemTime>,
     pub row_group_rows: usize,
+    /// The invocation's measures: reads, and time per phase.
+    pub measures: &'a Measures,
 }
 
 /// What was read and converted.
@@ -119,6 +122,7 @@ pub async fn convert(
             None,
         )
         .await?;
+    job.measures.source_read(first.size);
     let id = identity(
         &source.bucket,
         &source.key,
@@ -151,6 +155,7 @@ pub async fn convert(
                 etag.as_deref(),
             )
             .await?;
+        job.measures.source_read(again.size);
         read = one_read(&job, &id, transaction, again, Some(inferred)).await?;
     }
     let Read::Converted(converted) = read else {
@@ -338,6 +343,11 @@ impl Write<'_, '_, '_> {
             })
             .await;
             self.progress = progress;
+            let spent = std::mem::take(&mut self.progress.spent);
+            let measures = self.job.measures;
+            measures.parse.add(spent.parse);
+            measures.build.add(spent.build);
+            measures.encode.add(spent.encode);
             self.send(ready.map_err(|e| about(&uri, e))?, &uri).await?;
         }
         let no_rows = || {
@@ -361,7 +371,9 @@ impl Write<'_, '_, '_> {
         else {
             return Err(no_rows());
         };
+        let closing = Instant::now();
         let last = self.progress.close_all().map_err(|e| about(&uri, e))?;
+        self.job.measures.encode.add(closing.elapsed());
         self.send(last, &uri).await?;
         Ok(Read::Converted(Converted {
             schema,
@@ -410,7 +422,10 @@ impl Write<'_, '_, '_> {
                         false => transaction.part(at, body).await,
                     }
                 };
-                within(self.job.deadline, uri, send).await?;
+                let uploading = Instant::now();
+                let sent = within(self.job.deadline, uri, send).await;
+                self.job.measures.upload.since(uploading);
+                sent?;
             }
         }
         Ok(())
@@ -448,6 +463,16 @@ struct Progress {
     /// Every partition met, in order, and its index there.
     partitions: Vec<Files>,
     index: HashMap<String, usize>,
+    /// Time spent on the blocking thread since the last chunk's was taken.
+    spent: Spent,
+}
+
+/// Time per phase of the chunks converted on the blocking thread.
+#[derive(Default)]
+struct Spent {
+    parse: Duration,
+    build: Duration,
+    encode: Duration,
 }
 
 /// Bytes of one file ready to go up.
@@ -465,7 +490,10 @@ impl Progress {
     /// into Arrow, split into partitions, and appended to their files (each started on its
     /// first rows, whose values choose the encodings): the bytes now ready.
     fn append(&mut self, chunk: Chunk, settings: &Settings) -> Result<Vec<Ready>, Error> {
+        let started = Instant::now();
         let tape = chunk.rows()?;
+        let parsed = Instant::now();
+        self.spent.parse += parsed - started;
         if tape.is_empty() {
             return Ok(Vec::new());
         }
@@ -494,6 +522,8 @@ impl Progress {
                 }
             }
             if guess.changed {
+                // Only inferring now: that is the whole of the build.
+                self.spent.build += parsed.elapsed();
                 return Ok(Vec::new());
             }
         }
@@ -509,6 +539,8 @@ impl Progress {
             |i| tape.row_ref(i),
         )?;
         drop(tape);
+        let built = Instant::now();
+        self.spent.build += built - parsed;
         let mut ready = Vec::new();
         for Part { path, batches } in parts {
             let partition = match self.index.get(&path) {
@@ -548,6 +580,7 @@ impl Progress {
             }
         }
         self.bound_memory(settings.partitions_memory, &mut ready)?;
+        self.spent.encode += built.elapsed();
         Ok(ready)
     }
 

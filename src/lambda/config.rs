@@ -24,7 +24,15 @@ pub struct Config {
     pub row_group_rows: usize,
     /// `MAX_PARTITIONS`: distinct `partition_by` partitions one event or object may write.
     pub max_partitions: usize,
+    /// `METRICS_NAMESPACE` (or Powertools' `POWERTOOLS_METRICS_NAMESPACE`): the CloudWatch
+    /// namespace of the function's metrics.
+    pub metrics_namespace: String,
+    /// `AWS_LAMBDA_FUNCTION_NAME`, which Lambda sets: the metrics' `FunctionName` dimension.
+    pub function_name: String,
 }
+
+/// The metrics' namespace when neither variable is set.
+pub const DEFAULT_NAMESPACE: &str = "RowsToParquet";
 
 /// Logs as Lambda's logging controls ask: JSON lines with `AWS_LAMBDA_LOG_FORMAT=JSON`, else
 /// text; the level from `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG` (a plain level such as
@@ -107,7 +115,21 @@ impl Config {
                 "EXPECTED_BUCKET_OWNER must be a 12-digit AWS account id".into(),
             ));
         }
+        let metrics_namespace = var("METRICS_NAMESPACE")
+            .or_else(|| var("POWERTOOLS_METRICS_NAMESPACE"))
+            .map_or_else(|| DEFAULT_NAMESPACE.to_owned(), |v| v.trim().to_owned());
+        let in_namespace = |c: char| c.is_ascii_alphanumeric() || ".-_/#: ".contains(c);
+        if metrics_namespace.len() > 255
+            || !metrics_namespace.chars().all(in_namespace)
+            || metrics_namespace.starts_with("AWS/")
+        {
+            return Err(Error::InvalidConfig(
+                "METRICS_NAMESPACE must be 1 to 255 letters, digits or .-_/#: (CloudWatch's rule) and must not start with AWS/".into(),
+            ));
+        }
         Ok(Config {
+            metrics_namespace,
+            function_name: var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "local".into()),
             default_targets,
             allowed,
             custom_endpoint,
@@ -214,6 +236,8 @@ mod tests {
             &[("ROW_GROUP_ROWS", "many")],
             &[("MAX_PARTITIONS", "0")],
             &[("MAX_PARTITIONS", "-5")],
+            &[("METRICS_NAMESPACE", "AWS/Lambda")],
+            &[("POWERTOOLS_METRICS_NAMESPACE", "rows{to}parquet")],
             &[
                 ("ALLOWED_PREFIXES", "s3://b-2/only/"),
                 ("DEFAULT_TARGETS", DEFAULTS),

@@ -4,10 +4,12 @@
 //!   `lambda_runtime` would parse it.
 //! - [`config`]: environment variables, read once at start, and the log format.
 //! - [`memory`]: the allocator's settings for a small function.
+//! - [`metrics`]: what an invocation measured, as one CloudWatch Embedded Metric Format line.
 //!
 //! May use the input stage (targets and their policies) and the encoder's defaults; nothing
-//! here touches S3. Operational concerns to come (metrics) belong here too.
+//! here touches S3.
 
 pub mod config;
 pub mod memory;
+pub mod metrics;
 pub mod runtime;
