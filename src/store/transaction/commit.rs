@@ -24,8 +24,9 @@ impl Transaction<'_> {
     /// With a `budget`, requests still running when it is spent are abandoned.
     ///
     /// Then the uploads an earlier attempt at the same work left ([`Transaction::replaces`])
-    /// are aborted, within the budget and [`AFTER_COMMIT`] more; a failure there is logged,
-    /// not returned: this work is done (and the sweep aborts what is left).
+    /// are aborted, within the budget and `AFTER_COMMIT` (the clean-up reserve less a
+    /// second) more; a failure there is logged, not returned: this work is done (and the
+    /// sweep aborts what is left).
     ///
     /// # Errors
     /// `S3WriteFailed` naming each object that failed, or saying the budget ran out. Before it
