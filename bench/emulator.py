@@ -83,6 +83,14 @@ class LocalS3:
         wait_for_port(self.port, 30, "the local S3 server", self.proc)
         self.endpoint = f"http://127.0.0.1:{self.port}"
 
+    @classmethod
+    def with_samples(cls, binary, root):
+        """A server holding the buckets events/'s samples write to and read from, with the
+        source objects they name (events/objects/)."""
+        s3 = cls(binary, root, buckets=("my-bucket", "in-bucket"))
+        s3.seed(pathlib.Path(__file__).resolve().parents[1] / "events" / "objects")
+        return s3
+
     def seed(self, folder):
         """Stores every file under `folder/<bucket>/` as that bucket's object (s3s-fs keeps an
         object as the file at `root/<bucket>/<key>`)."""

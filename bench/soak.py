@@ -52,8 +52,7 @@ def main():
     pool = cases()
     big = large_event()
     with tempfile.TemporaryDirectory() as root:
-        s3 = LocalS3(local_s3_bin, root, buckets=("my-bucket", "in-bucket"))
-        s3.seed(ROOT / "events" / "objects")
+        s3 = LocalS3.with_samples(local_s3_bin, root)
         function = Emulator(bootstrap, {
             "AWS_ENDPOINT_URL_S3": s3.endpoint,
             "DEFAULT_TARGETS": DEFAULT_TARGETS,

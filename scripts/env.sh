@@ -15,4 +15,10 @@ export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 
 step() { printf '\n==> %s\n' "$*"; }
 fail() { printf '\nFAILED: %s\n' "$*" >&2; exit 1; }
+# Where `sam build` puts the arm64 function (template.yaml's RowsToParquetFunction), from the
+# clone's root.
+SAM_BOOTSTRAP=.aws-sam/build/RowsToParquetFunction/bootstrap
+sam_build() { # log file: `sam build` as the README deploys, its output kept in the log
+    sam build --template template.yaml >"$1" 2>&1 || { tail -n 40 "$1" >&2; fail "sam build failed (log above)"; }
+}
 arm64_runnable() { command -v qemu-aarch64 >/dev/null && [ -e "$ARM64_SYSROOT/lib/ld-linux-aarch64.so.1" ]; }

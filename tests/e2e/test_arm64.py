@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from test_local_loop import (DEFAULT_TARGETS, EVENTS, WRITTEN, canon, check_written, expected,
-                             read_pyarrow, sample_expectation)
+                             read_pyarrow, sample_expectation, stack_config)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -55,12 +55,8 @@ class Arm64:
 @pytest.fixture(scope="module")
 def arm64(tmp_path_factory):
     bootstrap = pathlib.Path(os.environ["ARM64_BOOTSTRAP"])
-    s3 = LocalS3(TARGET / "debug" / "examples" / "local-s3", tmp_path_factory.mktemp("s3"),
-                 buckets=("my-bucket", "in-bucket"))
-    # The objects that events/'s source samples and notifications name.
-    s3.seed(ROOT / "events" / "objects")
-    env = {"AWS_ENDPOINT_URL_S3": s3.endpoint,
-           **{name: os.environ[f"STACK_{name}"] for name in ("DEFAULT_TARGETS", "ALLOWED_PREFIXES", "ALLOWED_SOURCES")}}
+    s3 = LocalS3.with_samples(TARGET / "debug" / "examples" / "local-s3", tmp_path_factory.mktemp("s3"))
+    env = {"AWS_ENDPOINT_URL_S3": s3.endpoint, **stack_config()}
     # Emulated, the function is about ten times slower: the deadline allows for it.
     function = Emulator(["qemu-aarch64", "-L", os.environ["ARM64_SYSROOT"], bootstrap], env, timeout_s=120)
     try:

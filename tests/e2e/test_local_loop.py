@@ -304,6 +304,12 @@ def spark(tmp_path_factory):
     session.stop()
 
 
+def stack_config():
+    """The function's configuration as scripts/stack.sh gives the local loop (the samples
+    expect it)."""
+    return {name: os.environ[f"STACK_{name}"] for name in ("DEFAULT_TARGETS", "ALLOWED_PREFIXES", "ALLOWED_SOURCES")}
+
+
 def sample_expectation(name):
     """What `events/<name>.expect.json` says of the sample (nothing: it converts)."""
     path = ROOT / "events" / f"{name}.expect.json"

@@ -21,7 +21,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 from emulator import Emulator, LocalS3, trace_id  # noqa: E402
-from test_local_loop import rows_and_targets  # noqa: E402
+from test_local_loop import rows_and_targets, stack_config  # noqa: E402
 
 TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 NAMESPACE = "Test/RowsToParquet"
@@ -115,14 +115,11 @@ class Function:
     invocation."""
 
     def __init__(self, tmp):
-        self.s3 = LocalS3(TARGET / "debug" / "examples" / "local-s3", tmp / "s3", buckets=("my-bucket", "in-bucket"))
-        self.s3.seed(ROOT / "events" / "objects")
+        self.s3 = LocalS3.with_samples(TARGET / "debug" / "examples" / "local-s3", tmp / "s3")
         self.traces = TraceHeaders(self.s3.port)
         self.log = tmp / "function.log"
         env = {"AWS_ENDPOINT_URL_S3": self.traces.endpoint, "AWS_LAMBDA_LOG_FORMAT": "JSON",
-               "METRICS_NAMESPACE": NAMESPACE,
-               # The local loop's configuration (scripts/stack.sh), as the samples expect it.
-               **{name: os.environ[f"STACK_{name}"] for name in ("DEFAULT_TARGETS", "ALLOWED_PREFIXES", "ALLOWED_SOURCES")}}
+               "METRICS_NAMESPACE": NAMESPACE, **stack_config()}
         self.emulator = Emulator(TARGET / "debug" / "rows-to-parquet", env, log=self.log)
         self.emulator.init_ms()
         self.read = 0
