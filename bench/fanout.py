@@ -37,6 +37,8 @@ IN, OUT, PREFIX = "in-bucket", "out-bucket", "in/fanout/"
 TARGETS = [{"prefix": f"s3://{OUT}/out/fanout/", "compression": "uncompressed"},
            {"prefix": f"s3://{OUT}/out/fanout-snappy/", "compression": "snappy"}]
 DAYS = [f"2024-01-{d:02d}" for d in range(1, 9)]
+# Step Functions fails a state whose output (a batch's reply is its child execution's) passes this.
+STATE_OUTPUT_LIMIT = 256 * 1024
 CITIES = ["New York", "Los Angeles", "Chicago", "Houston"]
 
 
@@ -142,7 +144,9 @@ def main():
         assert kind == "response", reply
         items = list_items(s3.endpoint)
         assert len(items) == objects, len(items)
-        batch_input = {"bucket": IN, "targets": TARGETS, "partition_by": ["dt"]}
+        # As the template's state machine: each batch lists its objects under the run's folder.
+        batch_input = {"bucket": IN, "targets": TARGETS, "partition_by": ["dt"],
+                       "manifests": f"s3://{OUT}/out/_jobs/run-1/batches/"}
         batches = queue.Queue()
         for b in range(0, len(items), batch):
             batches.put(json.dumps({"Items": items[b:b + batch], "BatchInput": batch_input}).encode())
@@ -163,6 +167,8 @@ def main():
         for t in threads:
             t.join()
         assert not failures, failures[:3]
+        largest = max(len(json.dumps(reply).encode()) for reply in replies)
+        assert largest <= STATE_OUTPUT_LIMIT, f"a batch replied {largest} bytes: Step Functions fails the state"
         results, map_run = export_results(s3.root, replies)
         commit = {"commit": {"phase": "finish", "results": results, "map_run": map_run}}
         kind, committed, _ = functions[0].invoke(json.dumps(commit).encode())
@@ -179,9 +185,10 @@ def main():
     row = [objects, f"{mb:.1f}", len(replies), concurrency, f"{wall:.1f}", f"{objects / wall:.0f}",
            f"{mb / wall:.1f}", f"{cpu:.1f}", f"{mb / cpu:.1f}",
            f"{max(peaks):.0f} ({min(peaks):.0f}-{max(peaks):.0f})",
-           f"{files['uncompressed']} + {files['snappy']}"]
+           f"{files['uncompressed']} + {files['snappy']}", largest]
     header = ["objects", "input MB", "batches", "processes", "wall s", "objects/s", "MB/s",
-              "function CPU s", "MB per CPU-s", "peak RSS MiB per process (min-max)", "objects written"]
+              "function CPU s", "MB per CPU-s", "peak RSS MiB per process (min-max)", "objects written",
+              "largest batch reply, bytes (limit 262,144)"]
     lines = [SECTION, "",
              f"{datetime.date.today()}, {cpu_model()}, {os.cpu_count()} cores: `scripts/fanout` "
              f"({objects} NDJSON objects of {rows} rows under one prefix, `partition_by: [\"dt\"]` over "

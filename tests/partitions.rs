@@ -7,6 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{LocalS3, invocation, read_parquet};
+use rows_to_parquet::handler::job::STATE_OUTPUT_LIMIT;
 use rows_to_parquet::handler::reply::{Reply, Response};
 use serde_json::{Value, json};
 
@@ -395,4 +396,77 @@ async fn a_job_commits_a_success_marker_listing_every_object_only_when_every_ite
     let e = run(&s3, &[], &finish, "commit-2").await.unwrap_err();
     assert_eq!(e.error_type(), "JobIncomplete", "{e}");
     assert!(s3.keys(OUT).await.iter().all(|k| !k.ends_with("_SUCCESS")));
+}
+
+/// Given a `manifests` folder, a batch answers with a reference to the listing of what it
+/// wrote: Step Functions fails a state whose output passes 256 KiB, which a batch over many
+/// partitions passes. The finish step reads the listing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_given_a_manifests_folder_replies_small_whatever_the_partitions() {
+    let s3 = LocalS3::start(&[IN, OUT]).await;
+    // One row in each of 1,000 partitions (MAX_PARTITIONS' default).
+    let rows: String = (0..1000)
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({"i": i, "dt": format!("d{i:04}"), "pad": "x".repeat(40)})
+            )
+        })
+        .collect();
+    s3.put(IN, "in/wide.ndjson", rows, None).await;
+    let folder = "s3://out-bucket/out/_jobs/run-1/batches/";
+    let with = |manifests: &str| {
+        let input = json!({"bucket": IN, "targets": targets(), "partition_by": ["dt"], "manifests": manifests});
+        map_batch(&["in/wide.ndjson"], input)
+    };
+
+    // Refused before anything is read or written: inside a target, or outside the allowed.
+    let e = run(&s3, &[], &with("s3://out-bucket/out/parquet/m/"), "b-0")
+        .await
+        .unwrap_err();
+    assert_eq!(e.error_type(), "InvalidEvent", "{e}");
+    assert!(e.to_string().contains("inside the target"), "{e}");
+    let allowed = [(
+        "ALLOWED_PREFIXES",
+        "s3://out-bucket/out/parquet/,s3://out-bucket/out/parquet-snappy/",
+    )];
+    let e = run(&s3, &allowed, &with(folder), "b-0").await.unwrap_err();
+    assert_eq!(e.error_type(), "TargetNotAllowed", "{e}");
+    assert!(e.to_string().contains("BatchInput.manifests"), "{e}");
+    assert!(s3.keys(OUT).await.is_empty());
+
+    let reply = run(&s3, &[], &with(folder), "b-1").await.unwrap();
+    let reply = serde_json::to_value(reply).unwrap();
+    assert!(reply.to_string().len() < 400, "{reply}");
+    let batch = &reply["batch"];
+    assert_eq!(
+        (&batch["sources"], &batch["rows"], &batch["objects"]),
+        (&json!(1), &json!(1000), &json!(2000))
+    );
+    let uri = batch["manifest"].as_str().unwrap();
+    let key = uri.strip_prefix("s3://out-bucket/").unwrap();
+    assert!(key.starts_with("out/_jobs/run-1/batches/"), "{key}");
+    // The listing is the reply a batch gave without the folder: past the limit.
+    let (listing, _) = s3.get(OUT, key).await;
+    assert!(listing.len() > STATE_OUTPUT_LIMIT, "{}", listing.len());
+    // A retried batch rewrites its own manifest.
+    let again = serde_json::to_value(run(&s3, &[], &with(folder), "b-2").await.unwrap()).unwrap();
+    assert_eq!(again, reply);
+
+    let results = export_results(&s3, &[reply], 0).await;
+    let finish = json!({"commit": {"phase": "finish", "results": results}, "targets": targets()});
+    let Reply::Committed { markers, .. } = run(&s3, &[], &finish, "commit").await.unwrap() else {
+        panic!("a commit reply")
+    };
+    let counts: Vec<_> = markers.iter().map(|m| (m.objects, m.rows)).collect();
+    assert_eq!(counts, [(1000, 1000), (1000, 1000)]);
+    let (body, _) = s3.get(OUT, "out/parquet/_SUCCESS").await;
+    let marker: Value = serde_json::from_slice(&body).unwrap();
+    let first = marker["filenames"][0].as_str().unwrap();
+    assert!(first.starts_with("dt=d0000/part-"), "{first}");
+    let (bytes, _) = s3.get(OUT, &format!("out/parquet/{first}")).await;
+    assert_eq!(
+        read_parquet(bytes).0,
+        [json!({"i": 0, "pad": "x".repeat(40)})]
+    );
 }

@@ -12,10 +12,11 @@ use std::time::SystemTime;
 
 use super::Function;
 use super::conversion::make_visible;
-use super::reply::{Marker, Reply};
+use super::reply::{BatchListed, Marker, Reply, Response};
+use super::stream::uuid_shaped;
 use crate::Error;
 use crate::input::commit::Commit;
-use crate::input::target::Target;
+use crate::input::target::{S3Prefix, Target};
 use crate::store::transaction::Transaction;
 
 /// The marker's name, in each target's folder.
@@ -76,11 +77,16 @@ pub struct Written {
 
 /// Adds what one results file (a JSON array, or JSON Lines, of executions) lists to `written`
 /// (one entry per target): each execution's `Output` is the function's reply (directly, or as
-/// `lambda:invoke`'s `Payload`).
+/// `lambda:invoke`'s `Payload`). Returns the batch manifests the replies refer to instead of
+/// listing their objects, for the caller to read and add with [`add_reply`].
 ///
 /// # Errors
 /// `InvalidEvent` for a file or an output of another shape.
-pub fn add_results(text: &[u8], targets: &[Target], written: &mut [Written]) -> Result<(), Error> {
+pub fn add_results(
+    text: &[u8],
+    targets: &[Target],
+    written: &mut [Written],
+) -> Result<Vec<String>, Error> {
     let invalid = |why: String| Error::InvalidEvent(format!("a map run results file: {why}"));
     let executions: Vec<Value> = match serde_json::from_slice(text) {
         Ok(Value::Array(all)) => all,
@@ -91,6 +97,7 @@ pub fn add_results(text: &[u8], targets: &[Target], written: &mut [Written]) -> 
             .collect::<Result<_, _>>()
             .map_err(|e| invalid(format!("neither a JSON array nor JSON Lines: {e}")))?,
     };
+    let mut manifests = Vec::new();
     for execution in executions {
         let output = match execution.get("Output") {
             Some(Value::String(text)) => serde_json::from_str(text)
@@ -98,34 +105,54 @@ pub fn add_results(text: &[u8], targets: &[Target], written: &mut [Written]) -> 
             _ => execution,
         };
         let reply = output.get("Payload").unwrap_or(&output);
-        let responses = match reply.get("results") {
-            Some(Value::Array(results)) => results.iter().collect(),
-            _ => vec![reply],
+        manifests.extend(add_reply(reply, targets, written)?);
+    }
+    Ok(manifests)
+}
+
+/// Adds the objects one reply of a batch lists to `written`; or, for a reply that lists them
+/// in a manifest, returns the manifest's URI.
+///
+/// # Errors
+/// `InvalidEvent` for a value that is not such a reply.
+pub fn add_reply(
+    reply: &Value,
+    targets: &[Target],
+    written: &mut [Written],
+) -> Result<Option<String>, Error> {
+    let not_a_reply =
+        || Error::InvalidEvent("a map run result is not this function's reply".into());
+    if let Some(listed) = reply.get("batch") {
+        let manifest = listed.get("manifest").and_then(Value::as_str);
+        return manifest.map(|m| Some(m.to_owned())).ok_or_else(not_a_reply);
+    }
+    let responses = match reply.get("results") {
+        Some(Value::Array(results)) => results.iter().collect(),
+        _ => vec![reply],
+    };
+    for response in responses {
+        let Some(Value::Array(objects)) = response.get("objects") else {
+            return Err(not_a_reply());
         };
-        for response in responses {
-            let Some(Value::Array(objects)) = response.get("objects") else {
-                return Err(invalid("an output is not this function's reply".into()));
+        for object in objects {
+            let uri = object
+                .get("uri")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let Some((index, relative)) = targets
+                .iter()
+                .enumerate()
+                .find_map(|(i, t)| uri.strip_prefix(&t.prefix.to_string()).map(|r| (i, r)))
+            else {
+                continue;
             };
-            for object in objects {
-                let uri = object
-                    .get("uri")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let Some((index, relative)) = targets
-                    .iter()
-                    .enumerate()
-                    .find_map(|(i, t)| uri.strip_prefix(&t.prefix.to_string()).map(|r| (i, r)))
-                else {
-                    continue;
-                };
-                let entry = &mut written[index];
-                entry.files.push(relative.to_owned());
-                entry.rows += object.get("rows").and_then(Value::as_u64).unwrap_or(0);
-                entry.bytes += object.get("bytes").and_then(Value::as_u64).unwrap_or(0);
-            }
+            let entry = &mut written[index];
+            entry.files.push(relative.to_owned());
+            entry.rows += object.get("rows").and_then(Value::as_u64).unwrap_or(0);
+            entry.bytes += object.get("bytes").and_then(Value::as_u64).unwrap_or(0);
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// The marker's body: what the job wrote in this folder.
@@ -171,7 +198,9 @@ impl Function {
                 let mut written = vec![Written::default(); targets.len()];
                 for file in succeeded_files(&manifest)? {
                     let text = self.store.read_all(&bucket, &file, RESULTS_LIMIT).await?;
-                    add_results(&text, targets, &mut written)?;
+                    for listing in add_results(&text, targets, &mut written)? {
+                        self.add_listing(&listing, targets, &mut written).await?;
+                    }
                 }
                 let mut transaction = Transaction::new(&self.store);
                 for (target, written) in targets.iter().zip(&written) {
@@ -197,8 +226,92 @@ impl Function {
     }
 }
 
+impl Function {
+    /// Refuses, before anything is converted, a manifests folder the function may not write
+    /// in or one inside a target (its manifests would be read as the dataset's files).
+    ///
+    /// # Errors
+    /// `TargetNotAllowed` outside `ALLOWED_PREFIXES`; `InvalidEvent` inside a target.
+    pub(super) fn check_manifests(
+        &self,
+        folder: &S3Prefix,
+        targets: &[Target],
+    ) -> Result<(), Error> {
+        const WHAT: &str = "BatchInput.manifests";
+        if let Some(allowed) = &self.config.allowed {
+            allowed.check_folder(folder, WHAT)?;
+        }
+        match targets.iter().find(|t| t.prefix.contains(folder)) {
+            None => Ok(()),
+            Some(t) => Err(Error::InvalidEvent(format!(
+                "`{WHAT}` ({folder}) lies inside the target {}: keep the manifests apart from the data",
+                t.prefix
+            ))),
+        }
+    }
+
+    /// Writes a batch's `results` to its manifest in `folder`, named for the sources it
+    /// converted (a retried batch rewrites its own), and answers with a reference to it.
+    pub(super) async fn list_batch(
+        &self,
+        folder: &S3Prefix,
+        results: Vec<Response>,
+        deadline: Option<SystemTime>,
+    ) -> Result<Reply, Error> {
+        let sources: Vec<u8> = results
+            .iter()
+            .filter_map(|r| r.source.as_ref())
+            .flat_map(|s| {
+                format!("{}\n{}\n", s.uri, s.etag.as_deref().unwrap_or_default()).into_bytes()
+            })
+            .collect();
+        let key = format!("{}{}.json", folder.key_prefix, uuid_shaped(&sources));
+        let listed = BatchListed {
+            manifest: format!("s3://{}/{key}", folder.bucket),
+            sources: results.len(),
+            rows: results.iter().map(|r| r.rows).sum(),
+            objects: results.iter().map(|r| r.objects.len()).sum(),
+            bytes: results
+                .iter()
+                .flat_map(|r| &r.objects)
+                .map(|o| o.bytes)
+                .sum(),
+        };
+        let body = serde_json::to_vec(&Reply::Each { results }).expect("a reply serializes");
+        let mut transaction = Transaction::new(&self.store);
+        let index = transaction.add(folder.bucket.clone(), key);
+        transaction.last(index, body.into()).await?;
+        make_visible(&mut transaction, false, deadline).await?;
+        Ok(Reply::Listed { batch: listed })
+    }
+
+    /// Adds the objects a batch's manifest lists to `written`.
+    async fn add_listing(
+        &self,
+        uri: &str,
+        targets: &[Target],
+        written: &mut [Written],
+    ) -> Result<(), Error> {
+        let invalid = |why: &str| Error::InvalidEvent(format!("the batch manifest {uri} {why}"));
+        let (bucket, key) = uri
+            .strip_prefix("s3://")
+            .and_then(|rest| rest.split_once('/'))
+            .ok_or_else(|| invalid("is not an s3://bucket/key URI"))?;
+        let text = self.store.read_all(bucket, key, RESULTS_LIMIT).await?;
+        let reply: Value = serde_json::from_slice(&text).map_err(|_| invalid("is not JSON"))?;
+        match add_reply(&reply, targets, written)? {
+            None => Ok(()),
+            Some(_) => Err(invalid("refers to another manifest")),
+        }
+    }
+}
+
 /// The most of a map run's manifest or results file read.
 const RESULTS_LIMIT: usize = 256 << 20;
+
+/// The most a Step Functions state's output may hold: a child execution's output is the
+/// batch's reply.
+pub const STATE_OUTPUT_LIMIT: usize = 256 << 10;
 
 #[cfg(test)]
 mod tests {
@@ -255,5 +368,22 @@ mod tests {
         let e =
             add_results(br#"[{"Output": "{\"no\": 1}"}]"#, &targets(), &mut written).unwrap_err();
         assert!(e.to_string().contains("not this function's reply"), "{e}");
+    }
+
+    #[test]
+    fn a_batch_that_lists_its_objects_in_a_manifest_is_returned_for_reading() {
+        let listed =
+            serde_json::json!({"batch": {"manifest": "s3://out/_jobs/b/1.json", "rows": 2}});
+        let file = serde_json::json!([{"Output": listed.to_string()}]).to_string();
+        let mut written = vec![Written::default(); 2];
+        let manifests = add_results(file.as_bytes(), &targets(), &mut written).unwrap();
+        assert_eq!(manifests, ["s3://out/_jobs/b/1.json"]);
+        assert_eq!(written, vec![Written::default(); 2]);
+        let e = add_reply(&serde_json::json!({"batch": {}}), &targets(), &mut written);
+        assert!(
+            e.unwrap_err()
+                .to_string()
+                .contains("not this function's reply")
+        );
     }
 }

@@ -133,6 +133,16 @@ impl Function {
                 ms,
                 "sweep"
             ),
+            Ok(Reply::Listed { batch }) => tracing::info!(
+                request_id,
+                sources = batch.sources,
+                rows = batch.rows,
+                objects = batch.objects,
+                bytes = batch.bytes,
+                manifest = batch.manifest,
+                ms,
+                "batch listed"
+            ),
             Ok(Reply::Converted(response)) => log_written(request_id, response, ms),
             Ok(Reply::Each { results }) => {
                 for response in results {
@@ -205,6 +215,10 @@ impl Function {
         match &reply {
             Reply::Converted(response) => count(response),
             Reply::Each { results } => results.iter().for_each(count),
+            Reply::Listed { batch } => {
+                self.measures
+                    .converted(batch.rows, batch.objects, batch.bytes)
+            }
             _ => {}
         }
         Ok(reply)
@@ -281,15 +295,38 @@ impl Function {
                 let mut results = self.sources(&[source], job, deadline).await?;
                 Ok(Reply::Converted(results.remove(0)))
             }
-            Input::Objects(objects) if objects.is_empty() => Ok(Reply::Ignored {
+            Input::Objects { objects, .. } if objects.is_empty() => Ok(Reply::Ignored {
                 ignored: "no object in the batch",
             }),
-            Input::Objects(objects) => {
+            Input::Objects { objects, manifests } => {
                 refuse_own_output(&objects, &targets)?;
+                if let Some(folder) = &manifests {
+                    self.check_manifests(folder, &targets)?;
+                }
+                let dry_run = job.dry_run;
                 let results = self.sources(&objects, job, deadline).await?;
-                Ok(Reply::Each { results })
+                match manifests {
+                    Some(folder) if !dry_run => self.list_batch(&folder, results, deadline).await,
+                    _ => {
+                        warn_if_too_large(id, &results);
+                        Ok(Reply::Each { results })
+                    }
+                }
             }
         }
+    }
+}
+
+/// Step Functions fails a map batch whose reply passes its state output limit, after the
+/// batch wrote everything: say so in the log, and how to avoid it.
+fn warn_if_too_large(request_id: &str, results: &[Response]) {
+    let bytes = serde_json::to_vec(results).map_or(0, |v| v.len());
+    if bytes > job::STATE_OUTPUT_LIMIT {
+        tracing::warn!(
+            request_id,
+            bytes,
+            "the batch's reply passes Step Functions' 256 KiB state output limit: give its BatchInput a `manifests` folder"
+        );
     }
 }
 

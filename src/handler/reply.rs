@@ -24,6 +24,10 @@ pub enum Reply {
         #[serde(rename = "batchItemFailures")]
         batch_item_failures: Vec<ItemFailure>,
     },
+    /// A Distributed Map batch given a `manifests` folder: what it wrote, counted, and the
+    /// manifest listing it, which the job's finish step reads. It stays small whatever the
+    /// batch wrote: Step Functions fails a state whose output passes 256 KiB.
+    Listed { batch: BatchListed },
     /// Nothing to convert (S3's test event, or only records of deleted objects).
     Ignored { ignored: &'static str },
     /// A job's commit step: the markers removed (`start`) or written (`finish`).
@@ -62,6 +66,19 @@ impl Swept {
 pub struct SweptUpload {
     pub uri: String,
     pub age_seconds: u64,
+}
+
+/// A batch's objects, counted; listed in its manifest.
+#[derive(Debug, Serialize)]
+pub struct BatchListed {
+    /// `s3://` URI of the manifest: the reply the batch would give without one.
+    pub manifest: String,
+    /// Source objects converted.
+    pub sources: usize,
+    pub rows: usize,
+    /// Objects written, over every target.
+    pub objects: usize,
+    pub bytes: usize,
 }
 
 /// A job's `_SUCCESS` marker in one target's folder.

@@ -86,7 +86,12 @@ pub fn identity(bucket: &str, key: &str, version_id: Option<&str>, etag: Option<
         Some(version) => format!("s3://{bucket}/{key}\nversion {version}"),
         None => format!("s3://{bucket}/{key}\netag {}", etag.unwrap_or_default()),
     };
-    let hash = digest(&SHA256, what.as_bytes());
+    uuid_shaped(what.as_bytes())
+}
+
+/// The first 128 bits of `what`'s SHA-256, written as a UUID.
+pub(super) fn uuid_shaped(what: &[u8]) -> String {
+    let hash = digest(&SHA256, what);
     let hex: String = hash.as_ref()[..16]
         .iter()
         .map(|b| format!("{b:02x}"))

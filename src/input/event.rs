@@ -11,7 +11,7 @@ use crate::Error;
 use crate::encode::columns::UnknownKeys;
 use crate::encode::partition::PartitionBy;
 use crate::input::source::Source;
-use crate::input::target::{Target, parse_targets};
+use crate::input::target::{S3Prefix, Target, parse_targets};
 use crate::rows::Rows;
 use crate::rows::json::Scanner;
 use crate::schema::ddl;
@@ -31,8 +31,14 @@ const OPTIONAL_FIELDS: [&str; 5] = [
 pub enum Input<'a> {
     Rows(Rows<'a>),
     Source(Source),
-    /// Converted all or nothing together.
-    Objects(Vec<Source>),
+    /// A Distributed Map batch, converted all or nothing together.
+    Objects {
+        objects: Vec<Source>,
+        /// `BatchInput.manifests`: the folder the batch lists what it wrote in, so that its
+        /// reply is a small reference (Step Functions fails a state whose output passes
+        /// 256 KiB); `None` replies with the listing itself, as before.
+        manifests: Option<S3Prefix>,
+    },
 }
 
 impl<'a> Input<'a> {
@@ -40,7 +46,7 @@ impl<'a> Input<'a> {
     pub fn rows(self) -> Option<Rows<'a>> {
         match self {
             Input::Rows(rows) => Some(rows),
-            Input::Source(_) | Input::Objects(_) => None,
+            Input::Source(_) | Input::Objects { .. } => None,
         }
     }
 }
@@ -215,13 +221,16 @@ impl<'a> Fields<'a> {
     }
 
     /// Validates the fields as a Distributed Map batch's `BatchInput` (`bucket`, optionally
-    /// `format`, and the event's optional fields) for the batch's object `keys`.
+    /// `format` and `manifests`, and the event's optional fields) for the batch's object `keys`.
     ///
     /// # Errors
     /// `InvalidEvent` for a missing `bucket`, an unknown field or format, a key that is a
     /// folder; otherwise as [`parse`].
     pub fn into_batch(self, keys: Vec<String>) -> Result<Event<'a>, Error> {
-        self.refuse_unknown(&["bucket", "format"], "`bucket`, and optionally `format`,")?;
+        self.refuse_unknown(
+            &["bucket", "format", "manifests"],
+            "`bucket`, and optionally `format`, `manifests`,",
+        )?;
         let bucket = self.string("bucket").ok_or_else(|| {
             Error::InvalidEvent(
                 "`BatchInput.bucket` must name the bucket the items are listed from".into(),
@@ -242,7 +251,16 @@ impl<'a> Fields<'a> {
                 Ok(source)
             })
             .collect::<Result<Vec<_>, Error>>()?;
-        self.with_input(Input::Objects(objects))
+        let manifests = match self.get("manifests").map(serde_json::from_str::<String>) {
+            None => None,
+            Some(Ok(uri)) => Some(S3Prefix::parse(&uri, "BatchInput.manifests")?),
+            Some(Err(_)) => {
+                return Err(Error::InvalidEvent(
+                    "`BatchInput.manifests` must be an s3://bucket/folder/ string".into(),
+                ));
+            }
+        };
+        self.with_input(Input::Objects { objects, manifests })
     }
 
     /// Refused so that a typo such as `target` fails loudly instead of silently writing to

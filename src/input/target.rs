@@ -255,14 +255,19 @@ impl AllowList {
     /// # Errors
     /// `TargetNotAllowed` naming the first target outside every allowed folder.
     pub fn check(&self, targets: &[Target]) -> Result<(), Error> {
-        match targets
+        targets
             .iter()
-            .find(|t| !self.0.iter().any(|allowed| allowed.contains(&t.prefix)))
-        {
-            None => Ok(()),
-            Some(t) => Err(Error::TargetNotAllowed(format!(
-                "target {} is outside ALLOWED_PREFIXES ({})",
-                t.prefix,
+            .try_for_each(|t| self.check_folder(&t.prefix, "target"))
+    }
+
+    /// # Errors
+    /// `TargetNotAllowed` when `folder` (`what`, for the message) is outside every allowed
+    /// folder.
+    pub fn check_folder(&self, folder: &S3Prefix, what: &str) -> Result<(), Error> {
+        match self.0.iter().any(|allowed| allowed.contains(folder)) {
+            true => Ok(()),
+            false => Err(Error::TargetNotAllowed(format!(
+                "{what} {folder} is outside ALLOWED_PREFIXES ({})",
                 self.describe()
             ))),
         }
