@@ -37,6 +37,25 @@ pub enum Error {
     /// S3 refused or failed a write; whatever this invocation wrote has been removed.
     #[error("{0}")]
     S3WriteFailed(String),
+    /// A table target names a table the catalog does not have (and no `TABLE_WAREHOUSE` to
+    /// create it in); nothing was written.
+    #[error("{0}")]
+    TableNotFound(String),
+    /// A table target outside `ALLOWED_TABLES`; nothing was written.
+    #[error("{0}")]
+    TableNotAllowed(String),
+    /// The rows have a column the table lacks, or one whose type the table's cannot take;
+    /// nothing was written.
+    #[error("{0}")]
+    TableSchemaMismatch(String),
+    /// Other writers kept committing to the table until the time for retries ran out; the
+    /// data files written were removed, nothing is visible.
+    #[error("{0}")]
+    CommitConflict(String),
+    /// The catalog refused or failed a read or a commit; nothing is visible, and what was
+    /// written has been removed.
+    #[error("{0}")]
+    CatalogFailed(String),
     /// The function's environment variables are wrong; raised at start, before any event.
     #[error("{0}")]
     InvalidConfig(String),
@@ -65,6 +84,11 @@ impl Error {
             Error::RecursiveTrigger(_) => "RecursiveTrigger",
             Error::JobIncomplete(_) => "JobIncomplete",
             Error::S3WriteFailed(_) => "S3WriteFailed",
+            Error::TableNotFound(_) => "TableNotFound",
+            Error::TableNotAllowed(_) => "TableNotAllowed",
+            Error::TableSchemaMismatch(_) => "TableSchemaMismatch",
+            Error::CommitConflict(_) => "CommitConflict",
+            Error::CatalogFailed(_) => "CatalogFailed",
             Error::InvalidConfig(_) => "InvalidConfig",
         }
     }

@@ -23,13 +23,15 @@
 //!   to declared types.
 //! - [`rows`]: the strict JSON scanner and the rows' tape, built in the same pass.
 //! - [`store`]: S3: reads, PUTs, the all-or-nothing transaction of multipart uploads, and the
-//!   time budget before the deadline.
+//!   time budget before the deadline; an Iceberg table's files through the same client.
+//! - [`catalog`]: beside the store, it commits what the store wrote: Iceberg tables in the
+//!   Glue Data Catalog, appended to exactly once.
 //! - [`Error`]: every failure, one variant per `errorType`.
 //!
-//! A new capability gets a folder beside the stage it serves: a table catalog beside
-//! [`store`] (it commits what the store wrote), metrics in [`lambda`] (they leave through
-//! the logs the host sets up).
+//! A new capability gets a folder beside the stage it serves, as the catalog sits beside
+//! [`store`]; metrics live in [`lambda`] (they leave through the logs the host sets up).
 
+pub mod catalog;
 pub mod encode;
 mod error;
 pub mod handler;

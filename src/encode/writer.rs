@@ -163,6 +163,16 @@ pub(super) fn properties(
     builder.build()
 }
 
+/// Settings for an Iceberg table's data files: the same writer settings, with the page index
+/// (engines prune on it in large tables) and the row groups iceberg-rust's writer sizes.
+pub fn table_properties(codec: Codec) -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(crate::encode::recompress::compression(codec))
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_created_by(CREATED_BY.into())
+        .build()
+}
+
 /// One complete Parquet file (a single row group up to 1 Mi rows) holding `batch`.
 ///
 /// # Errors

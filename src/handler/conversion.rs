@@ -189,7 +189,7 @@ pub(super) fn refuse_own_output(objects: &[Source], targets: &[Target]) -> Resul
 /// `S3WriteFailed` when too little time is left or a write fails; nothing of the transaction
 /// is then left in S3 (or what could not be removed is named).
 pub(super) async fn make_visible(
-    transaction: &mut Transaction<'_>,
+    transaction: &mut Transaction,
     dry_run: bool,
     deadline: Option<SystemTime>,
 ) -> Result<Vec<Stored>, Error> {

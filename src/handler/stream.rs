@@ -116,7 +116,7 @@ pub(super) fn uuid_shaped(what: &[u8]) -> String {
 pub async fn convert(
     store: &S3Store,
     job: Job<'_>,
-    mut transaction: Option<&mut Transaction<'_>>,
+    mut transaction: Option<&mut Transaction>,
 ) -> Result<Streamed, Error> {
     let source = job.source;
     let first = store
@@ -261,7 +261,7 @@ struct Converted {
 async fn one_read(
     job: &Job<'_>,
     id: &str,
-    transaction: Option<&mut Transaction<'_>>,
+    transaction: Option<&mut Transaction>,
     opened: Opened,
     schema: Option<SchemaRef>,
 ) -> Result<Read, Error> {
@@ -319,12 +319,12 @@ struct Settings {
 }
 
 /// The rows built, encoded and uploaded as the object is read.
-struct Write<'j, 't, 's> {
+struct Write<'j, 't> {
     job: &'j Job<'j>,
     id: &'j str,
     settings: Arc<Settings>,
     /// `None` in a dry run.
-    transaction: Option<&'t mut Transaction<'s>>,
+    transaction: Option<&'t mut Transaction>,
     /// The transaction's index of this read's first object (it may hold others' before).
     mark: usize,
     /// Every object so far, in the transaction's order.
@@ -334,7 +334,7 @@ struct Write<'j, 't, 's> {
     progress: Progress,
 }
 
-impl Write<'_, '_, '_> {
+impl Write<'_, '_> {
     /// Every chunk of the object, then the files closed and given to the transaction.
     async fn all(&mut self, opened: Opened) -> Result<Read, Error> {
         let uri = opened.uri.clone();

@@ -210,6 +210,63 @@ impl S3Store {
         Ok(all)
     }
 
+    /// The size of `s3://bucket/key`; `None` when there is no such object.
+    ///
+    /// # Errors
+    /// `SourceReadFailed` for any other refusal or a network failure.
+    pub async fn size(&self, bucket: &str, key: &str) -> Result<Option<u64>, Error> {
+        let out = self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .set_expected_bucket_owner(self.expected_bucket_owner.clone())
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(Some(out.content_length.unwrap_or_default().max(0) as u64)),
+            Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 404 => Ok(None),
+            Err(e) => Err(Error::SourceReadFailed(format!(
+                "looking up s3://{bucket}/{key} failed: {}",
+                describe(&e)
+            ))),
+        }
+    }
+
+    /// The bytes `range` of `s3://bucket/key`.
+    ///
+    /// # Errors
+    /// As [`S3Store::open`].
+    pub async fn read_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, Error> {
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let uri = format!("s3://{bucket}/{key}");
+        let failed =
+            |what: String| Error::SourceReadFailed(format!("reading {uri} failed: {what}"));
+        let out = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .range(format!("bytes={}-{}", range.start, range.end - 1))
+            .set_expected_bucket_owner(self.expected_bucket_owner.clone())
+            .send()
+            .await
+            .map_err(|e| failed(describe(&e)))?;
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(body.into_bytes())
+    }
+
     /// Every multipart upload in progress under `s3://bucket/prefix`, every page of S3's
     /// listing.
     ///

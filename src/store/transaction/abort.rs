@@ -9,7 +9,7 @@ use super::Transaction;
 use crate::Error;
 use crate::store::s3::{delete_object, describe};
 
-impl Transaction<'_> {
+impl Transaction {
     /// Aborts every multipart upload not completed and deletes every object the commit asked
     /// S3 to make visible (a failed or abandoned write may still have landed; deleting a
     /// missing key is harmless; an object never sent cannot have landed); returns
@@ -23,7 +23,7 @@ impl Transaction<'_> {
     /// [`Transaction::abort`] for the objects added after `mark` (a [`Transaction::len`]);
     /// those before it stay.
     pub async fn abort_from(&mut self, mark: usize) -> Vec<String> {
-        let store = self.store;
+        let store = &self.store;
         let mut requests = JoinSet::new();
         let removed = self.objects.split_off(mark.min(self.objects.len()));
         self.held -= removed

@@ -16,7 +16,7 @@ use crate::store::s3::{CONTENT_TYPE, Stored, describe};
 /// uploads: the clean-up reserve, which a success no longer needs, less a second to answer.
 pub const AFTER_COMMIT: Duration = CLEANUP_RESERVE.saturating_sub(Duration::from_secs(1));
 
-impl Transaction<'_> {
+impl Transaction {
     /// Makes every object visible (each given its last bytes by [`Transaction::last`]):
     /// every multipart upload completed and every small object PUT, concurrently. Returns
     /// what S3 stored, in the order the objects were added.
@@ -80,7 +80,7 @@ impl Transaction<'_> {
         &mut self,
         give_up: Option<tokio::time::Instant>,
     ) -> Result<Vec<Stored>, (Vec<String>, bool)> {
-        let store = self.store;
+        let store = &self.store;
         let owner = store.expected_bucket_owner.clone();
         let mut requests = JoinSet::new();
         for (index, object) in self.objects.iter_mut().enumerate() {
@@ -175,7 +175,7 @@ impl Transaction<'_> {
     /// Aborts the uploads of an earlier attempt at this work ([`Transaction::replaces`]):
     /// one listing per folder, every upload there whose key holds one of the work's ids.
     async fn abort_replaced(&self) {
-        let store = self.store;
+        let store = &self.store;
         let mut folders: Vec<(&str, &str)> = self
             .replaces
             .iter()

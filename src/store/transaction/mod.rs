@@ -31,8 +31,9 @@ pub const HELD_BYTES: usize = 8 << 20;
 /// Keys come from the work's identity, so a retry writes the keys of the attempt it replaces:
 /// once its own commit is done, it aborts the uploads such an attempt left behind when it was
 /// killed ([`Transaction::replaces`]).
-pub struct Transaction<'s> {
-    store: &'s S3Store,
+pub struct Transaction {
+    /// A clone (the client is shared): a transaction may outlive the borrow it came from.
+    store: S3Store,
     objects: Vec<Pending>,
     /// Bytes of the small objects waiting for their PUT.
     held: usize,
@@ -62,11 +63,11 @@ struct Multipart {
     parts: Vec<CompletedPart>,
 }
 
-impl<'s> Transaction<'s> {
+impl Transaction {
     /// An empty transaction; nothing is sent yet.
-    pub fn new(store: &'s S3Store) -> Transaction<'s> {
+    pub fn new(store: &S3Store) -> Transaction {
         Transaction {
-            store,
+            store: store.clone(),
             objects: Vec::new(),
             held: 0,
             replaces: Vec::new(),
@@ -140,7 +141,7 @@ impl<'s> Transaction<'s> {
 
     /// [`Transaction::part`], failing with `uri: what went wrong`.
     async fn upload_part(&mut self, index: usize, body: Bytes) -> Result<(), String> {
-        let store = self.store;
+        let store = &self.store;
         let object = &mut self.objects[index];
         let failed = |uri: String, what: String| format!("{uri}: {what}");
         if object.upload.is_none() {

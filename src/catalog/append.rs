@@ -1,0 +1,229 @@
+//! Rows appended to an Iceberg table exactly once: data files written under the table's
+//! location by iceberg-rust's writer (Parquet field ids and the metrics engines prune on), then
+//! one snapshot whose summary records the identity of the work. A table that already has a
+//! snapshot recording that identity has this work: nothing more is written or committed, so a
+//! retried or redelivered invocation adds its rows once.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use arrow_array::RecordBatch;
+use iceberg::spec::{DataFile, DataFileFormat};
+use iceberg::table::Table;
+use iceberg::transaction::{ApplyTransactionAction, Transaction};
+use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
+use iceberg::writer::file_writer::ParquetWriterBuilder;
+use iceberg::writer::file_writer::location_generator::{
+    DefaultFileNameGenerator, DefaultLocationGenerator,
+};
+use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
+use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
+use iceberg::{Catalog, ErrorKind, TableIdent};
+use parquet::file::properties::WriterProperties;
+
+use super::glue::GlueCatalog;
+use crate::Error;
+use crate::store::budget::CLEANUP_RESERVE;
+use crate::store::table_files::TableFiles;
+
+/// The snapshot summary property holding the identity of the work a snapshot committed.
+pub const IDENTITY: &str = "rows-to-parquet.identity";
+
+/// What an append did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub snapshot_id: i64,
+    /// The snapshot was already there: an earlier delivery of the same work committed it.
+    pub already: bool,
+    /// Data files this invocation committed (none when `already`).
+    pub data_files: Vec<String>,
+    pub attempts: u32,
+}
+
+/// The snapshot of `table` that committed the work `identity`, if any.
+pub fn committed(table: &Table, identity: &str) -> Option<i64> {
+    table
+        .metadata()
+        .snapshots()
+        .find(|s| {
+            s.summary()
+                .additional_properties
+                .get(IDENTITY)
+                .map(String::as_str)
+                == Some(identity)
+        })
+        .map(|s| s.snapshot_id())
+}
+
+/// Writes `batches` (in the table's Arrow schema, field ids included) as data files of
+/// `table`, named `<name>-<n>.parquet` under its data folder.
+///
+/// # Errors
+/// `CatalogFailed` when a file cannot be written (the caller removes what was).
+pub async fn write_data_files(
+    table: &Table,
+    batches: Vec<RecordBatch>,
+    properties: WriterProperties,
+    name: &str,
+) -> Result<Vec<DataFile>, Error> {
+    let failed = |e: iceberg::Error| {
+        Error::CatalogFailed(format!(
+            "writing a data file of {}: {e}",
+            table.identifier()
+        ))
+    };
+    let metadata = table.metadata();
+    let locations = DefaultLocationGenerator::new(metadata).map_err(failed)?;
+    let names = DefaultFileNameGenerator::new(name.to_owned(), None, DataFileFormat::Parquet);
+    let parquet = ParquetWriterBuilder::new(properties, metadata.current_schema().clone());
+    let rolling = RollingFileWriterBuilder::new_with_default_file_size(
+        parquet,
+        table.file_io().clone(),
+        locations,
+        names,
+    );
+    let mut writer = DataFileWriterBuilder::new(rolling)
+        .build(None)
+        .await
+        .map_err(failed)?;
+    for batch in batches {
+        writer.write(batch).await.map_err(failed)?;
+    }
+    writer.close().await.map_err(failed)
+}
+
+/// Commits `files` to the table as one snapshot recording `identity`, unless a snapshot
+/// already records it. Conflicts with other writers are retried (the table re-read, the
+/// identity checked again, the append re-applied) with jittered backoff until `deadline`
+/// less the clean-up reserve.
+///
+/// # Errors
+/// `CommitConflict` when retries run out; `TableNotFound` when the table went away;
+/// `CatalogFailed` for any other failure. Nothing is committed then.
+pub async fn commit(
+    catalog: &GlueCatalog,
+    written: &TableFiles,
+    ident: &TableIdent,
+    files: Vec<DataFile>,
+    identity: &str,
+    deadline: Option<SystemTime>,
+) -> Result<Appended, Error> {
+    let paths: Vec<String> = files.iter().map(|f| f.file_path().to_owned()).collect();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let table = catalog
+            .load_table(ident)
+            .await
+            .map_err(|e| catalog_error(ident, e))?;
+        if let Some(snapshot_id) = committed(&table, identity) {
+            return Ok(Appended {
+                snapshot_id,
+                already: true,
+                data_files: Vec::new(),
+                attempts,
+            });
+        }
+        let transaction = Transaction::new(&table);
+        let append = transaction
+            .fast_append()
+            // The identity stands for the files: the duplicate check would read every manifest.
+            .with_check_duplicate(false)
+            .add_data_files(files.clone())
+            .set_snapshot_properties(HashMap::from([(IDENTITY.to_owned(), identity.to_owned())]));
+        let transaction = append
+            .apply(transaction)
+            .map_err(|e| catalog_error(ident, e))?;
+        let before = written.written().len();
+        match transaction.commit(catalog).await {
+            Ok(table) => {
+                return Ok(Appended {
+                    snapshot_id: table.metadata().current_snapshot_id().unwrap_or_default(),
+                    already: false,
+                    data_files: paths,
+                    attempts,
+                });
+            }
+            Err(e) if e.kind() == ErrorKind::CatalogCommitConflicts => {
+                // Glue refused this attempt: its manifest, manifest list and metadata file
+                // are referenced by nothing.
+                for path in &written.written()[before..] {
+                    let _ = iceberg::io::Storage::delete(written, path).await;
+                }
+                let pause = backoff(attempts);
+                let left = deadline
+                    .and_then(|d| d.duration_since(SystemTime::now()).ok())
+                    .map(|left| left.saturating_sub(CLEANUP_RESERVE));
+                if left.is_some_and(|left| left < pause * 2) || attempts >= MAX_ATTEMPTS {
+                    return Err(Error::CommitConflict(format!(
+                        "{ident}: {attempts} commits conflicted with other writers and the time for retries ran out; nothing was committed"
+                    )));
+                }
+                tokio::time::sleep(pause).await;
+            }
+            Err(e) => {
+                // The commit may have landed although its answer was lost: look before the
+                // caller removes files a snapshot may refer to.
+                return match catalog.load_table(ident).await {
+                    Ok(table) => match committed(&table, identity) {
+                        Some(snapshot_id) => Ok(Appended {
+                            snapshot_id,
+                            already: false,
+                            data_files: paths,
+                            attempts,
+                        }),
+                        None => Err(catalog_error(ident, e)),
+                    },
+                    Err(_) => {
+                        written.forget();
+                        Err(Error::CatalogFailed(format!(
+                            "table {ident}: the commit's outcome is unknown ({e}); its files were kept, and a retry commits the work once"
+                        )))
+                    }
+                };
+            }
+        }
+    }
+}
+
+/// Bound on attempts without a deadline (tests, local runs).
+const MAX_ATTEMPTS: u32 = 20;
+
+/// 50 ms doubling to 2 s, each pause drawn from its upper half (jitter keeps writers that
+/// conflicted once from conflicting again in step).
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = Duration::from_millis(50 << attempt.min(6)).min(Duration::from_secs(2));
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos());
+    let jitter = f64::from(nanos % 1000) / 1000.0;
+    ceiling.mul_f64(0.5 + jitter / 2.0)
+}
+
+/// A catalog failure as the error a caller can act on.
+pub fn catalog_error(ident: &TableIdent, e: iceberg::Error) -> Error {
+    match e.kind() {
+        ErrorKind::TableNotFound | ErrorKind::NamespaceNotFound => Error::TableNotFound(format!(
+            "table {ident} does not exist in the Glue Data Catalog"
+        )),
+        _ => Error::CatalogFailed(format!("table {ident}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_a_ceiling_with_jitter() {
+        for attempt in 1..30 {
+            let pause = backoff(attempt);
+            let ceiling = Duration::from_millis(50 << attempt.min(6)).min(Duration::from_secs(2));
+            assert!(
+                pause <= ceiling && pause >= ceiling / 2,
+                "{attempt}: {pause:?}"
+            );
+        }
+        assert!(backoff(30) <= Duration::from_secs(2));
+    }
+}

@@ -1,0 +1,367 @@
+//! Iceberg's catalog in the AWS Glue Data Catalog, kept as Iceberg's own Glue catalog keeps
+//! it (so Athena, Spark, Trino and pyiceberg read the tables as they are): a Glue table of
+//! `table_type=ICEBERG` whose `metadata_location` names the current metadata file. A commit
+//! writes the next metadata file, then swaps the location with `UpdateTable` on the
+//! `VersionId` it read: of two concurrent commits, Glue refuses the second.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_glue::Client;
+use aws_sdk_glue::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_glue::types::{Column, StorageDescriptor, TableInput};
+use iceberg::io::{FileIO, FileIOBuilder};
+use iceberg::spec::{PrimitiveType, TableMetadata, TableMetadataBuilder, Type};
+use iceberg::table::Table;
+use iceberg::{
+    Catalog, ErrorKind, MetadataLocation, Namespace, NamespaceIdent, Result, Runtime, TableCommit,
+    TableCreation, TableIdent,
+};
+
+use crate::store::table_files::{TableFiles, TableFilesFactory};
+
+/// Glue's table parameters that make a table an Iceberg table.
+const TABLE_TYPE: &str = "table_type";
+const ICEBERG: &str = "ICEBERG";
+const METADATA_LOCATION: &str = "metadata_location";
+const PREVIOUS_METADATA_LOCATION: &str = "previous_metadata_location";
+
+/// The catalog of one invocation: its file IO logs what the invocation writes.
+#[derive(Debug)]
+pub struct GlueCatalog {
+    glue: Client,
+    io: FileIO,
+    files: TableFiles,
+}
+
+impl GlueCatalog {
+    pub fn new(glue: Client, files: TableFiles) -> GlueCatalog {
+        let io = FileIOBuilder::new(Arc::new(TableFilesFactory(files.clone()))).build();
+        GlueCatalog { glue, io, files }
+    }
+
+    /// The files written through this catalog's tables.
+    pub fn files(&self) -> &TableFiles {
+        &self.files
+    }
+
+    fn table(&self, ident: TableIdent, location: String, metadata: TableMetadata) -> Result<Table> {
+        Table::builder()
+            .file_io(self.io.clone())
+            .metadata_location(location)
+            .metadata(metadata)
+            .identifier(ident)
+            .runtime(Runtime::current())
+            .build()
+    }
+
+    /// The table and the Glue `VersionId` it was read at.
+    async fn read(&self, ident: &TableIdent) -> Result<(Table, Option<String>)> {
+        let database = database(ident)?;
+        let out = self
+            .glue
+            .get_table()
+            .database_name(database)
+            .name(ident.name())
+            .send()
+            .await
+            .map_err(|e| {
+                let not_found = e.code() == Some("EntityNotFoundException");
+                glue_error(&format!("reading {ident}"), not_found, &e)
+            })?;
+        let glue_table = out.table.ok_or_else(|| {
+            iceberg::Error::new(ErrorKind::TableNotFound, format!("{ident} does not exist"))
+        })?;
+        let parameters = glue_table.parameters.unwrap_or_default();
+        let is_iceberg = parameters
+            .get(TABLE_TYPE)
+            .is_some_and(|t| t.eq_ignore_ascii_case(ICEBERG));
+        let location = parameters
+            .get(METADATA_LOCATION)
+            .filter(|_| is_iceberg)
+            .ok_or_else(|| {
+                iceberg::Error::new(
+                    ErrorKind::DataInvalid,
+                    format!("{ident} is a Glue table but not an Iceberg table (no table_type=ICEBERG and metadata_location)"),
+                )
+            })?
+            .clone();
+        let metadata = TableMetadata::read_from(&self.io, &location).await?;
+        let table = self.table(ident.clone(), location, metadata)?;
+        Ok((table, glue_table.version_id))
+    }
+}
+
+fn database(ident: &TableIdent) -> Result<&str> {
+    match ident.namespace().as_ref().as_slice() {
+        [database] => Ok(database),
+        _ => Err(iceberg::Error::new(
+            ErrorKind::DataInvalid,
+            format!("{ident}: a Glue table is <database>.<table>"),
+        )),
+    }
+}
+
+fn glue_error<E: std::error::Error + Send + Sync + 'static>(
+    doing: &str,
+    not_found: bool,
+    e: &E,
+) -> iceberg::Error {
+    let kind = match not_found {
+        true => ErrorKind::TableNotFound,
+        false => ErrorKind::Unexpected,
+    };
+    iceberg::Error::new(
+        kind,
+        format!("{doing} in Glue failed: {}", DisplayErrorContext(e)),
+    )
+}
+
+fn unsupported(what: &str) -> iceberg::Error {
+    iceberg::Error::new(
+        ErrorKind::FeatureUnsupported,
+        format!("{what}: this function only loads, creates and appends to tables"),
+    )
+}
+
+/// The Glue table for `metadata`: columns as Hive types (what Glue's console and Lake
+/// Formation show; engines read the Iceberg schema), the location, and the Iceberg parameters.
+fn table_input(
+    name: &str,
+    location: String,
+    metadata: &TableMetadata,
+    previous: Option<&str>,
+) -> Result<TableInput> {
+    let columns = metadata
+        .current_schema()
+        .as_struct()
+        .fields()
+        .iter()
+        .map(|field| {
+            Column::builder()
+                .name(&field.name)
+                .r#type(hive_type(&field.field_type))
+                .set_comment(field.doc.clone())
+                .build()
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| iceberg::Error::new(ErrorKind::Unexpected, e.to_string()))?;
+    let mut parameters = HashMap::from([
+        (TABLE_TYPE.to_owned(), ICEBERG.to_owned()),
+        (METADATA_LOCATION.to_owned(), location),
+    ]);
+    if let Some(previous) = previous {
+        parameters.insert(PREVIOUS_METADATA_LOCATION.to_owned(), previous.to_owned());
+    }
+    TableInput::builder()
+        .name(name)
+        .table_type("EXTERNAL_TABLE")
+        .set_parameters(Some(parameters))
+        .storage_descriptor(
+            StorageDescriptor::builder()
+                .set_columns(Some(columns))
+                .location(metadata.location())
+                .build(),
+        )
+        .build()
+        .map_err(|e| iceberg::Error::new(ErrorKind::Unexpected, e.to_string()))
+}
+
+/// An Iceberg type as Glue's Hive type names (as Iceberg's Glue catalog writes them).
+fn hive_type(t: &Type) -> String {
+    match t {
+        Type::Primitive(p) => match p {
+            PrimitiveType::Boolean => "boolean".into(),
+            PrimitiveType::Int => "int".into(),
+            PrimitiveType::Long => "bigint".into(),
+            PrimitiveType::Float => "float".into(),
+            PrimitiveType::Double => "double".into(),
+            PrimitiveType::Decimal { precision, scale } => format!("decimal({precision},{scale})"),
+            PrimitiveType::Date => "date".into(),
+            PrimitiveType::Timestamp
+            | PrimitiveType::Timestamptz
+            | PrimitiveType::TimestampNs
+            | PrimitiveType::TimestamptzNs => "timestamp".into(),
+            PrimitiveType::Time | PrimitiveType::String | PrimitiveType::Uuid => "string".into(),
+            PrimitiveType::Fixed(_) | PrimitiveType::Binary => "binary".into(),
+        },
+        Type::Struct(s) => format!(
+            "struct<{}>",
+            s.fields()
+                .iter()
+                .map(|f| format!("{}:{}", f.name, hive_type(&f.field_type)))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        Type::List(l) => format!("array<{}>", hive_type(&l.element_field.field_type)),
+        Type::Map(m) => format!(
+            "map<{},{}>",
+            hive_type(&m.key_field.field_type),
+            hive_type(&m.value_field.field_type)
+        ),
+    }
+}
+
+#[async_trait]
+impl Catalog for GlueCatalog {
+    async fn list_namespaces(&self, _: Option<&NamespaceIdent>) -> Result<Vec<NamespaceIdent>> {
+        Err(unsupported("listing databases"))
+    }
+
+    async fn create_namespace(
+        &self,
+        _: &NamespaceIdent,
+        _: HashMap<String, String>,
+    ) -> Result<Namespace> {
+        Err(unsupported("creating a database"))
+    }
+
+    async fn get_namespace(&self, _: &NamespaceIdent) -> Result<Namespace> {
+        Err(unsupported("reading a database"))
+    }
+
+    async fn namespace_exists(&self, _: &NamespaceIdent) -> Result<bool> {
+        Err(unsupported("looking up a database"))
+    }
+
+    async fn update_namespace(&self, _: &NamespaceIdent, _: HashMap<String, String>) -> Result<()> {
+        Err(unsupported("changing a database"))
+    }
+
+    async fn drop_namespace(&self, _: &NamespaceIdent) -> Result<()> {
+        Err(unsupported("dropping a database"))
+    }
+
+    async fn list_tables(&self, _: &NamespaceIdent) -> Result<Vec<TableIdent>> {
+        Err(unsupported("listing tables"))
+    }
+
+    /// Writes the first metadata file under `creation.location` (which the caller sets), then
+    /// registers the table; a table created meanwhile by another writer wins
+    /// (`TableAlreadyExists`), and the metadata file written here is the caller's to remove.
+    async fn create_table(
+        &self,
+        namespace: &NamespaceIdent,
+        creation: TableCreation,
+    ) -> Result<Table> {
+        let ident = TableIdent::new(namespace.clone(), creation.name.clone());
+        let database = database(&ident)?;
+        let metadata = TableMetadataBuilder::from_table_creation(creation)?
+            .build()?
+            .metadata;
+        let location = MetadataLocation::new_with_metadata(metadata.location(), &metadata);
+        metadata.write_to(&self.io, &location).await?;
+        let location = location.to_string();
+        let input = table_input(ident.name(), location.clone(), &metadata, None)?;
+        self.glue
+            .create_table()
+            .database_name(database)
+            .table_input(input)
+            .send()
+            .await
+            .map_err(|e| match e.code() {
+                Some("AlreadyExistsException") => iceberg::Error::new(
+                    ErrorKind::TableAlreadyExists,
+                    format!("{ident} was created meanwhile"),
+                ),
+                code => glue_error(
+                    &format!("creating {ident}"),
+                    code == Some("EntityNotFoundException"),
+                    &e,
+                ),
+            })?;
+        self.table(ident, location, metadata)
+    }
+
+    async fn load_table(&self, table: &TableIdent) -> Result<Table> {
+        Ok(self.read(table).await?.0)
+    }
+
+    async fn drop_table(&self, _: &TableIdent) -> Result<()> {
+        Err(unsupported("dropping a table"))
+    }
+
+    async fn purge_table(&self, _: &TableIdent) -> Result<()> {
+        Err(unsupported("purging a table"))
+    }
+
+    async fn table_exists(&self, table: &TableIdent) -> Result<bool> {
+        match self.read(table).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::TableNotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn rename_table(&self, _: &TableIdent, _: &TableIdent) -> Result<()> {
+        Err(unsupported("renaming a table"))
+    }
+
+    async fn register_table(&self, _: &TableIdent, _: String) -> Result<Table> {
+        Err(unsupported("registering a table"))
+    }
+
+    /// One attempt, never retried here (`CatalogCommitConflicts` is not marked retryable):
+    /// the caller re-checks what was already committed before it tries again.
+    async fn update_table(&self, commit: TableCommit) -> Result<Table> {
+        let ident = commit.identifier().clone();
+        let database = database(&ident)?.to_owned();
+        let (current, version) = self.read(&ident).await?;
+        let previous = current.metadata_location_result()?.to_owned();
+        let staged = commit.apply(current).map_err(|e| match e.kind() {
+            ErrorKind::CatalogCommitConflicts => e.with_retryable(false),
+            _ => e,
+        })?;
+        let location = staged.metadata_location_result()?.to_owned();
+        staged
+            .metadata()
+            .write_to(staged.file_io(), &MetadataLocation::from_str(&location)?)
+            .await?;
+        let input = table_input(ident.name(), location, staged.metadata(), Some(&previous))?;
+        self.glue
+            .update_table()
+            .database_name(database)
+            .table_input(input)
+            .set_version_id(version)
+            .skip_archive(true)
+            .send()
+            .await
+            .map_err(|e| match e.code() {
+                Some("ConcurrentModificationException") => iceberg::Error::new(
+                    ErrorKind::CatalogCommitConflicts,
+                    format!("{ident} changed while this commit was being made"),
+                ),
+                code => glue_error(
+                    &format!("updating {ident}"),
+                    code == Some("EntityNotFoundException"),
+                    &e,
+                ),
+            })?;
+        Ok(staged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iceberg::spec::{ListType, NestedField};
+
+    #[test]
+    fn iceberg_types_are_named_as_hive_types() {
+        let list = Type::List(ListType::new(
+            NestedField::list_element(3, Type::Primitive(PrimitiveType::Long), false).into(),
+        ));
+        assert_eq!(hive_type(&list), "array<bigint>");
+        let decimal = Type::Primitive(PrimitiveType::Decimal {
+            precision: 10,
+            scale: 2,
+        });
+        assert_eq!(hive_type(&decimal), "decimal(10,2)");
+        assert_eq!(
+            hive_type(&Type::Primitive(PrimitiveType::Timestamptz)),
+            "timestamp"
+        );
+    }
+}
