@@ -250,6 +250,7 @@ impl Conversion<'_> {
             dry_run: self.dry_run,
             schema: self.dry_run.then(|| SchemaDescription::of(schema)),
             source,
+            tables: Vec::new(),
         }
     }
 }

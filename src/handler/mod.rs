@@ -18,6 +18,7 @@ pub mod job;
 pub mod reply;
 pub mod stream;
 mod sweep;
+mod table;
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -25,6 +26,7 @@ use bytes::Bytes;
 use lambda_runtime::LambdaEvent;
 
 use crate::Error;
+use crate::catalog::Glue;
 use crate::encode::columns::UnknownKeys;
 use crate::encode::writer::Partitioning;
 use crate::input::event::{Event, Input};
@@ -40,6 +42,8 @@ use reply::{ItemFailure, Reply, Response};
 #[derive(Debug)]
 pub struct Function {
     store: S3Store,
+    /// The Glue client of table targets, built on first use.
+    glue: Glue,
     config: Config,
     metrics: Metrics,
     /// The invocation in progress (the runtime hands over one at a time).
@@ -47,6 +51,12 @@ pub struct Function {
 }
 
 impl Function {
+    /// With a Glue client built elsewhere (tests point it at a local server).
+    pub fn with_glue(mut self, client: aws_sdk_glue::Client) -> Function {
+        self.glue = Glue::with_client(client);
+        self
+    }
+
     pub fn new(store: S3Store, config: Config) -> Function {
         let metrics = Metrics::new(
             config.metrics_namespace.clone(),
@@ -54,6 +64,7 @@ impl Function {
         );
         Function {
             store,
+            glue: Glue::default(),
             config,
             metrics,
             measures: Measures::default(),
@@ -286,7 +297,16 @@ impl Function {
             },
             dry_run: event.dry_run,
         };
+        if !event.tables.is_empty() && !matches!(event.input, Input::Rows(_)) {
+            return Err(Error::InvalidEvent(
+                "a table target takes inline `rows`; sources and map batches write to folders only, for now".into(),
+            ));
+        }
         match event.input {
+            Input::Rows(rows) if !event.tables.is_empty() => self
+                .rows_into_tables(rows, job, &event.tables, id, deadline)
+                .await
+                .map(Reply::Converted),
             Input::Rows(rows) => self
                 .rows(rows, job, id, deadline)
                 .await

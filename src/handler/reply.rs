@@ -122,6 +122,27 @@ pub struct Response {
     /// The object read, for a source.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<SourceRead>,
+    /// What each table target got.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<TableAppended>,
+}
+
+/// One table target's append.
+#[derive(Debug, Serialize)]
+pub struct TableAppended {
+    /// `<database>.<table>`.
+    pub table: String,
+    /// The snapshot holding the rows; `None` in a dry run.
+    pub snapshot_id: Option<i64>,
+    /// An earlier delivery of the same work had committed it: nothing was added.
+    pub already_committed: bool,
+    /// The table was created by this invocation (from `TABLE_WAREHOUSE`).
+    pub created: bool,
+    pub rows: usize,
+    /// The data files committed (none when already committed or in a dry run).
+    pub data_files: Vec<String>,
+    /// The table's schema as written to, Spark DDL.
+    pub schema: String,
 }
 
 /// The source object a conversion read.

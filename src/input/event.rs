@@ -11,7 +11,7 @@ use crate::Error;
 use crate::encode::columns::UnknownKeys;
 use crate::encode::partition::PartitionBy;
 use crate::input::source::Source;
-use crate::input::target::{S3Prefix, Target, parse_targets};
+use crate::input::target::{S3Prefix, TableTarget, Target, Targets, parse_all_targets};
 use crate::rows::Rows;
 use crate::rows::json::Scanner;
 use crate::schema::ddl;
@@ -58,6 +58,8 @@ pub struct Event<'a> {
     pub input: Input<'a>,
     /// `None` when the event has no `targets`: the function's `DEFAULT_TARGETS` apply.
     pub targets: Option<Vec<Target>>,
+    /// The Iceberg tables among the event's `targets`.
+    pub tables: Vec<TableTarget>,
     /// The declared schema; `None` infers one from the rows.
     pub schema: Option<SchemaRef>,
     pub unknown_keys: UnknownKeys,
@@ -73,7 +75,7 @@ pub struct Event<'a> {
 /// `InvalidEvent` for malformed JSON (with line and column), a body that is not an object, an
 /// unknown or repeated top-level field, both or neither of `rows` and `source`, and `rows`
 /// that is not an array, is empty, or holds a non-object (naming its index) or an object with
-/// a repeated key; target errors as [`parse_targets`]; source errors as [`Source::parse`].
+/// a repeated key; target errors as [`parse_all_targets`]; source errors as [`Source::parse`].
 ///
 /// ```
 /// let event = rows_to_parquet::input::event::parse(
@@ -278,10 +280,13 @@ impl<'a> Fields<'a> {
 
     /// The optional fields validated, for `input`.
     fn with_input(self, input: Input<'a>) -> Result<Event<'a>, Error> {
-        let targets = self
-            .get("targets")
-            .map(|t| parse_targets(t, "targets"))
-            .transpose()?;
+        let (targets, tables) = match self.get("targets").map(|t| parse_all_targets(t, "targets")) {
+            None => (None, Vec::new()),
+            Some(given) => {
+                let Targets { folders, tables } = given?;
+                (Some(folders), tables)
+            }
+        };
         let schema = self.get("schema").map(parse_schema).transpose()?;
         let unknown_keys = match (self.get("unknown_keys"), &schema) {
             (None, _) => UnknownKeys::default(),
@@ -314,6 +319,7 @@ impl<'a> Fields<'a> {
         Ok(Event {
             input,
             targets,
+            tables,
             schema,
             unknown_keys,
             dry_run,

@@ -162,43 +162,205 @@ impl Target {
     }
 }
 
+/// An Iceberg table to append to, in the Glue Data Catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableTarget {
+    pub database: String,
+    pub table: String,
+    /// `None`: the table's `write.parquet.compression-codec`, else zstd.
+    pub codec: Option<Codec>,
+}
+
+impl fmt::Display for TableTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.database, self.table)
+    }
+}
+
+impl TableTarget {
+    /// Parses `<database>.<table>`: Glue's names (lower case letters, digits, `_`; up to 255
+    /// characters), as Athena can query them.
+    ///
+    /// # Errors
+    /// `InvalidTarget` naming `what`.
+    pub fn parse(name: &str, what: &str) -> Result<TableTarget, Error> {
+        let valid = |part: &str| {
+            !part.is_empty()
+                && part.len() <= 255
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        };
+        match name.split_once('.') {
+            Some((database, table)) if valid(database) && valid(table) => Ok(TableTarget {
+                database: database.to_owned(),
+                table: table.to_owned(),
+                codec: None,
+            }),
+            _ => Err(Error::InvalidTarget(format!(
+                "{what}: a table is named `<database>.<table>`, each of lower-case letters, digits and `_`"
+            ))),
+        }
+    }
+}
+
+/// `ALLOWED_TABLES`: the tables table targets may name, as comma-separated
+/// `<database>.<table>` patterns in which `*` ends a part to match any rest (`analytics.*`,
+/// `analytics.clicks_*`, `*.*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableAllowList(Vec<(String, String)>);
+
+impl TableAllowList {
+    /// # Errors
+    /// `InvalidConfig` for a pattern of another shape.
+    pub fn parse(list: &str) -> Result<TableAllowList, Error> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|pattern| {
+                let valid = |part: &str| {
+                    let stem = part.strip_suffix('*').unwrap_or(part);
+                    (stem.len() < part.len() || !stem.is_empty())
+                        && stem
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                };
+                match pattern.split_once('.') {
+                    Some((d, t)) if valid(d) && valid(t) => Ok((d.to_owned(), t.to_owned())),
+                    _ => Err(Error::InvalidConfig(format!(
+                        "ALLOWED_TABLES: `{pattern}` is not a <database>.<table> pattern (lower case, `*` only at the end of a part)"
+                    ))),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(TableAllowList)
+    }
+
+    /// # Errors
+    /// `TableNotAllowed` naming the table and the patterns.
+    pub fn check(&self, table: &TableTarget) -> Result<(), Error> {
+        let matches = |pattern: &str, name: &str| match pattern.strip_suffix('*') {
+            Some(stem) => name.starts_with(stem),
+            None => pattern == name,
+        };
+        let allowed = self
+            .0
+            .iter()
+            .any(|(d, t)| matches(d, &table.database) && matches(t, &table.table));
+        match allowed {
+            true => Ok(()),
+            false => Err(Error::TableNotAllowed(format!(
+                "table {table} is outside ALLOWED_TABLES ({}); nothing was written",
+                self.0
+                    .iter()
+                    .map(|(d, t)| format!("{d}.{t}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+}
+
+/// What an event's `targets` name: folders, and Iceberg tables.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Targets {
+    pub folders: Vec<Target>,
+    pub tables: Vec<TableTarget>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTarget {
-    prefix: String,
-    compression: String,
+    prefix: Option<String>,
+    table: Option<String>,
+    compression: Option<String>,
 }
 
-/// Parses a JSON array of `{"prefix", "compression"}` (the event's `targets` or the
-/// `DEFAULT_TARGETS` variable, named by `origin` in messages).
+/// Parses a JSON array of `{"prefix", "compression"}` folders (the event's `targets` or the
+/// `DEFAULT_TARGETS` variable, named by `origin` in messages); tables are refused here.
 ///
 /// # Errors
-/// `InvalidTarget` when the JSON is not such an array, is empty, names an unknown codec or a
-/// bad prefix, or names one prefix twice; `TargetNotAllowed` as [`S3Prefix::parse`].
+/// As [`parse_all_targets`]; `InvalidTarget` for a table.
 pub fn parse_targets(json: &str, origin: &str) -> Result<Vec<Target>, Error> {
+    let targets = parse_all_targets(json, origin)?;
+    match targets.tables.first() {
+        None => Ok(targets.folders),
+        Some(table) => Err(Error::InvalidTarget(format!(
+            "`{origin}` names the table {table}: only folders may be given here"
+        ))),
+    }
+}
+
+/// Parses a JSON array of `{"prefix", "compression"}` folders and `{"table",
+/// "compression"?}` tables.
+///
+/// # Errors
+/// `InvalidTarget` when the JSON is not such an array, is empty, names an unknown codec, a
+/// bad prefix or table name, or one prefix or table twice; `TargetNotAllowed` as
+/// [`S3Prefix::parse`].
+pub fn parse_all_targets(json: &str, origin: &str) -> Result<Targets, Error> {
     let raw: Vec<RawTarget> = serde_json::from_str(json).map_err(|e| {
         Error::InvalidTarget(format!(
-            "`{origin}` must be an array of {{\"prefix\": \"s3://bucket/path/\", \"compression\": \"snappy\"}} objects: {e}"
+            "`{origin}` must be an array of {{\"prefix\": \"s3://bucket/path/\", \"compression\": \"snappy\"}} or {{\"table\": \"database.table\"}} objects: {e}"
         ))
     })?;
     if raw.is_empty() {
         return Err(Error::InvalidTarget(format!("`{origin}` is empty")));
     }
-    let mut targets: Vec<Target> = Vec::with_capacity(raw.len());
+    let mut targets = Targets::default();
+    // Each folder's index in `raw`, for messages.
+    let mut folder_at = Vec::new();
     for (i, t) in raw.iter().enumerate() {
-        let codec = Codec::from_name(&t.compression).ok_or_else(|| {
-            Error::InvalidTarget(format!(
-                "{origin}[{i}].compression: unknown codec `{}` (use one of uncompressed, snappy, zstd, gzip, lz4, brotli)",
-                t.compression
-            ))
-        })?;
-        let prefix = S3Prefix::parse(&t.prefix, &format!("{origin}[{i}].prefix"))?;
-        if let Some(j) = targets.iter().position(|seen| seen.prefix == prefix) {
-            return Err(Error::InvalidTarget(format!(
-                "{origin}[{i}].prefix: {prefix} is already the prefix of {origin}[{j}]; give each target its own folder"
-            )));
+        let codec = t
+            .compression
+            .as_deref()
+            .map(|name| {
+                Codec::from_name(name).ok_or_else(|| {
+                    Error::InvalidTarget(format!(
+                        "{origin}[{i}].compression: unknown codec `{name}` (use one of uncompressed, snappy, zstd, gzip, lz4, brotli)"
+                    ))
+                })
+            })
+            .transpose()?;
+        match (&t.prefix, &t.table) {
+            (Some(prefix), None) => {
+                let codec = codec.ok_or_else(|| {
+                    Error::InvalidTarget(format!("{origin}[{i}]: a folder needs its `compression`"))
+                })?;
+                let prefix = S3Prefix::parse(prefix, &format!("{origin}[{i}].prefix"))?;
+                if let Some(j) = targets
+                    .folders
+                    .iter()
+                    .position(|seen| seen.prefix == prefix)
+                {
+                    return Err(Error::InvalidTarget(format!(
+                        "{origin}[{i}].prefix: {prefix} is already the prefix of {origin}[{}]; give each target its own folder",
+                        folder_at[j]
+                    )));
+                }
+                folder_at.push(i);
+                targets.folders.push(Target { prefix, codec });
+            }
+            (None, Some(table)) => {
+                let mut table = TableTarget::parse(table, &format!("{origin}[{i}].table"))?;
+                table.codec = codec;
+                if targets
+                    .tables
+                    .iter()
+                    .any(|seen| seen.to_string() == table.to_string())
+                {
+                    return Err(Error::InvalidTarget(format!(
+                        "{origin}[{i}].table: {table} is named twice"
+                    )));
+                }
+                targets.tables.push(table);
+            }
+            _ => {
+                return Err(Error::InvalidTarget(format!(
+                    "{origin}[{i}]: a target has a `prefix` (a folder) or a `table`, not both or neither"
+                )));
+            }
         }
-        targets.push(Target { prefix, codec });
     }
     Ok(targets)
 }
@@ -278,6 +440,44 @@ impl AllowList {
 mod tests {
     use super::*;
 
+    #[test]
+    fn tables_are_named_database_dot_table_and_policed_by_patterns() {
+        let t = parse_all_targets(
+            r#"[{"table": "analytics.clicks"}, {"prefix": "s3://b-1/out/", "compression": "snappy"}, {"table": "raw.events", "compression": "gzip"}]"#,
+            "targets",
+        )
+        .unwrap();
+        assert_eq!(t.folders.len(), 1);
+        assert_eq!(t.tables[0].to_string(), "analytics.clicks");
+        assert_eq!(
+            (t.tables[0].codec, t.tables[1].codec),
+            (None, Some(Codec::Gzip))
+        );
+        for bad in [
+            r#"[{"table": "clicks"}]"#,
+            r#"[{"table": "Analytics.clicks"}]"#,
+            r#"[{"table": "a.b", "prefix": "s3://b-1/out/"}]"#,
+            r#"[{"table": "a.b"}, {"table": "a.b"}]"#,
+            r#"[{"prefix": "s3://b-1/out/"}]"#,
+        ] {
+            let e = parse_all_targets(bad, "targets").unwrap_err();
+            assert_eq!(e.error_type(), "InvalidTarget", "{bad}: {e}");
+        }
+        let e = parse_targets(r#"[{"table": "a.b"}]"#, "DEFAULT_TARGETS").unwrap_err();
+        assert!(e.to_string().contains("only folders"), "{e}");
+
+        let allowed = TableAllowList::parse("analytics.*, raw.events_*").unwrap();
+        let table = |name| TableTarget::parse(name, "t").unwrap();
+        assert!(allowed.check(&table("analytics.clicks")).is_ok());
+        assert!(allowed.check(&table("raw.events_2024")).is_ok());
+        let e = allowed.check(&table("raw.other")).unwrap_err();
+        assert_eq!(e.error_type(), "TableNotAllowed");
+        assert!(e.to_string().contains("analytics.*, raw.events_*"), "{e}");
+        for bad in ["analytics", "a*b.c", "A.b", ".x"] {
+            assert!(TableAllowList::parse(bad).is_err(), "{bad}");
+        }
+    }
+
     fn prefix(uri: &str) -> Result<S3Prefix, Error> {
         S3Prefix::parse(uri, "t")
     }
@@ -344,7 +544,7 @@ mod tests {
             (r#"[{"prefix":"s3://b-1/x"}]"#, "compression"),
             (
                 r#"[{"prefix":"s3://b-1/x","compression":null}]"#,
-                "must be an array",
+                "needs its `compression`",
             ),
             (
                 r#"[{"prefix":"s3://b-1/x","compression":"lzo"}]"#,

@@ -3,7 +3,7 @@
 use crate::Error;
 use crate::encode::partition::MAX_PARTITIONS;
 use crate::encode::streamed::ROW_GROUP_ROWS;
-use crate::input::target::{AllowList, S3Prefix, Target, parse_targets};
+use crate::input::target::{AllowList, S3Prefix, TableAllowList, Target, parse_targets};
 
 /// Everything the environment configures. A bad value fails the start (an init error) rather
 /// than every invocation.
@@ -29,6 +29,11 @@ pub struct Config {
     pub metrics_namespace: String,
     /// `AWS_LAMBDA_FUNCTION_NAME`, which Lambda sets: the metrics' `FunctionName` dimension.
     pub function_name: String,
+    /// `ALLOWED_TABLES`: when set, the only tables table targets may name.
+    pub allowed_tables: Option<TableAllowList>,
+    /// `TABLE_WAREHOUSE`: where a missing table is created
+    /// (`<warehouse><database>.db/<table>/`); unset, a missing table is `TableNotFound`.
+    pub table_warehouse: Option<S3Prefix>,
 }
 
 /// The metrics' namespace when neither variable is set.
@@ -127,7 +132,15 @@ impl Config {
                 "METRICS_NAMESPACE must be 1 to 255 letters, digits or .-_/#: (CloudWatch's rule) and must not start with AWS/".into(),
             ));
         }
+        let allowed_tables = var("ALLOWED_TABLES")
+            .map(|v| TableAllowList::parse(&v))
+            .transpose()?;
+        let table_warehouse = var("TABLE_WAREHOUSE")
+            .map(|v| S3Prefix::parse(v.trim(), "TABLE_WAREHOUSE").map_err(to_config))
+            .transpose()?;
         Ok(Config {
+            allowed_tables,
+            table_warehouse,
             metrics_namespace,
             function_name: var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "local".into()),
             default_targets,

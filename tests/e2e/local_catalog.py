@@ -1,0 +1,66 @@
+"""moto's server as the local AWS Glue Data Catalog and S3 of the table tests (one port for
+both), with the clients that check what the function committed: boto3 for Glue and S3 as
+stored, pyiceberg for the tables as an engine reads them."""
+import os
+import subprocess
+import sys
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+from emulator import free_port, wait_for_port  # noqa: E402
+
+REGION = "us-east-1"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+               "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}
+
+
+class Moto:
+    """`moto_server` on a free port, with `buckets` and Glue `databases` created."""
+
+    def __init__(self, buckets=(), databases=()):
+        self.port = free_port()
+        server = pathlib.Path(sys.executable).parent / "moto_server"
+        self.proc = subprocess.Popen([str(server), "-p", str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, 60, "moto's server", self.proc)
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        for bucket in buckets:
+            self.client("s3").create_bucket(Bucket=bucket)
+        for database in databases:
+            self.client("glue").create_database(DatabaseInput={"Name": database})
+
+    def function_env(self):
+        """What the function needs to use this server for Glue and S3."""
+        return {**CREDENTIALS, "AWS_ENDPOINT_URL_S3": self.endpoint,
+                "AWS_ENDPOINT_URL_GLUE": self.endpoint}
+
+    def client(self, service):
+        import boto3
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION,
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def keys(self, bucket, prefix=""):
+        pages = self.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+    def catalog(self):
+        """pyiceberg's Glue catalog over this server."""
+        from pyiceberg.catalog import load_catalog
+        props = {"glue.endpoint": self.endpoint, "s3.endpoint": self.endpoint,
+                 "glue.region": REGION, "s3.region": REGION}
+        for service in ("glue", "s3"):
+            props[f"{service}.access-key-id"] = "testing"
+            props[f"{service}.secret-access-key"] = "testing"
+        return load_catalog("local", type="glue", **props)
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def environment():
+    """The test process's own AWS settings must not leak into boto3 or pyiceberg."""
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_GLUE"):
+        os.environ.pop(name, None)
+    os.environ.update(CREDENTIALS)
