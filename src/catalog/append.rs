@@ -7,17 +7,16 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use arrow_array::RecordBatch;
 use iceberg::spec::{DataFile, DataFileFormat};
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
-use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
+use iceberg::writer::IcebergWriterBuilder;
+use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
 use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::file_writer::location_generator::{
     DefaultFileNameGenerator, DefaultLocationGenerator,
 };
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
-use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use iceberg::{Catalog, ErrorKind, TableIdent};
 use parquet::file::properties::WriterProperties;
 
@@ -55,17 +54,17 @@ pub fn committed(table: &Table, identity: &str) -> Option<i64> {
         .map(|s| s.snapshot_id())
 }
 
-/// Writes `batches` (in the table's Arrow schema, field ids included) as data files of
-/// `table`, named `<name>-<n>.parquet` under its data folder.
+/// A writer of `table`'s data files, named `<name>-<n>.parquet` under its data folder (a new
+/// file past the table's target file size); it takes batches in the table's Arrow schema,
+/// field ids included, and its `close` gives the data files with their metrics.
 ///
 /// # Errors
-/// `CatalogFailed` when a file cannot be written (the caller removes what was).
-pub async fn write_data_files(
+/// `CatalogFailed` when the table's location cannot be read.
+pub async fn data_file_writer(
     table: &Table,
-    batches: Vec<RecordBatch>,
     properties: WriterProperties,
     name: &str,
-) -> Result<Vec<DataFile>, Error> {
+) -> Result<DataFiles, Error> {
     let failed = |e: iceberg::Error| {
         Error::CatalogFailed(format!(
             "writing a data file of {}: {e}",
@@ -82,15 +81,15 @@ pub async fn write_data_files(
         locations,
         names,
     );
-    let mut writer = DataFileWriterBuilder::new(rolling)
+    DataFileWriterBuilder::new(rolling)
         .build(None)
         .await
-        .map_err(failed)?;
-    for batch in batches {
-        writer.write(batch).await.map_err(failed)?;
-    }
-    writer.close().await.map_err(failed)
+        .map_err(failed)
 }
+
+/// What [`data_file_writer`] gives.
+pub type DataFiles =
+    DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
 
 /// Commits `files` to the table as one snapshot recording `identity`, unless a snapshot
 /// already records it. Conflicts with other writers are retried (the table re-read, the

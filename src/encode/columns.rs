@@ -31,6 +31,8 @@ pub enum UnknownKeys {
     Error,
     /// Leave the key out.
     Drop,
+    /// Refuse it as a column the target table lacks (`TableSchemaMismatch`).
+    NotInTable,
 }
 
 /// Builds the rows into one batch of `schema`.
@@ -537,7 +539,9 @@ impl StructColumn {
                 _ => match (self.index.get(key), self.unknown) {
                     (Some(&child), _) => child,
                     (None, UnknownKeys::Drop) => continue,
-                    (None, UnknownKeys::Error) => return Err(self.unknown_key(key, row)),
+                    (None, UnknownKeys::Error | UnknownKeys::NotInTable) => {
+                        return Err(self.unknown_key(key, row));
+                    }
                 },
             };
             self.children[child].append(rows, value, row)?;
@@ -557,9 +561,14 @@ impl StructColumn {
         } else {
             format!(" of `{}`", self.path)
         };
-        Error::InvalidEvent(format!(
-            "{row}: key `{key}`{within} is not in the schema (set \"unknown_keys\": \"drop\" to leave such keys out)"
-        ))
+        match self.unknown {
+            UnknownKeys::NotInTable => Error::TableSchemaMismatch(format!(
+                "{row}: the table has no column `{key}`{within}; nothing was written"
+            )),
+            _ => Error::InvalidEvent(format!(
+                "{row}: key `{key}`{within} is not in the schema (set \"unknown_keys\": \"drop\" to leave such keys out)"
+            )),
+        }
     }
 
     fn finish(mut self) -> Result<StructArray, Error> {

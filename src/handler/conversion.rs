@@ -28,17 +28,7 @@ impl Function {
         job: Conversion<'_>,
         deadline: Option<SystemTime>,
     ) -> Result<Vec<Response>, Error> {
-        if let Some(allowed) = &self.config.allowed_sources
-            && let Some(source) = sources
-                .iter()
-                .find(|s| !allowed.allows_object(&s.bucket, &s.key))
-        {
-            return Err(Error::SourceNotAllowed(format!(
-                "source {} is outside ALLOWED_SOURCES ({}); nothing was read",
-                source.uri(),
-                allowed.describe()
-            )));
-        }
+        self.check_sources(sources)?;
         let mut transaction = Transaction::new(&self.store);
         let mut converted = Vec::with_capacity(sources.len());
         for source in sources {
@@ -98,6 +88,25 @@ impl Function {
                 )
             })
             .collect())
+    }
+
+    /// # Errors
+    /// `SourceNotAllowed` for the first source outside `ALLOWED_SOURCES`.
+    pub(super) fn check_sources(&self, sources: &[Source]) -> Result<(), Error> {
+        match &self.config.allowed_sources {
+            Some(allowed) => match sources
+                .iter()
+                .find(|s| !allowed.allows_object(&s.bucket, &s.key))
+            {
+                Some(source) => Err(Error::SourceNotAllowed(format!(
+                    "source {} is outside ALLOWED_SOURCES ({}); nothing was read",
+                    source.uri(),
+                    allowed.describe()
+                ))),
+                None => Ok(()),
+            },
+            None => Ok(()),
+        }
     }
 
     /// Inline rows, converted in memory and written in one go.

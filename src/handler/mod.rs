@@ -297,14 +297,18 @@ impl Function {
             },
             dry_run: event.dry_run,
         };
-        if !event.tables.is_empty() && !matches!(event.input, Input::Rows(_)) {
+        if !event.tables.is_empty() && matches!(event.input, Input::Objects { .. }) {
             return Err(Error::InvalidEvent(
-                "a table target takes inline `rows`; sources and map batches write to folders only, for now".into(),
+                "a map batch writes to folders only, for now: table targets take inline `rows` or a `source`".into(),
             ));
         }
         match event.input {
             Input::Rows(rows) if !event.tables.is_empty() => self
                 .rows_into_tables(rows, job, &event.tables, id, deadline)
+                .await
+                .map(Reply::Converted),
+            Input::Source(source) if !event.tables.is_empty() => self
+                .source_into_tables(source, job, &event.tables, deadline)
                 .await
                 .map(Reply::Converted),
             Input::Rows(rows) => self

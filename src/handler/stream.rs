@@ -180,13 +180,13 @@ pub async fn convert(
 /// The object's chunks of whole rows, read, decompressed and cut by a task of their own one
 /// chunk ahead of the conversion: while a chunk is built and encoded on a blocking thread, or
 /// a part uploads, the next one comes off the network.
-struct Chunks {
+pub(super) struct Chunks {
     ready: mpsc::Receiver<Result<Chunk, Error>>,
     reading: tokio::task::JoinHandle<()>,
 }
 
 impl Chunks {
-    fn start(mut opened: Opened, source: &Source) -> Result<Chunks, Error> {
+    pub(super) fn start(mut opened: Opened, source: &Source) -> Result<Chunks, Error> {
         let uri = opened.uri.clone();
         let (format, compression) = source.framing(opened.content_encoding.as_deref())?;
         let mut reader = Reader::new(format, compression)?;
@@ -215,7 +215,7 @@ impl Chunks {
     }
 
     /// The next chunk; `None` at the object's end.
-    async fn next(
+    pub(super) async fn next(
         &mut self,
         deadline: Option<SystemTime>,
         uri: &str,

@@ -1,8 +1,9 @@
-//! Inline rows into Iceberg tables (beside any folders of the same event): each table is
-//! read (or created from `TABLE_WAREHOUSE`), the rows are matched to its schema before
-//! anything is written, its data files are written, the folders are made visible, and each
-//! table gets one snapshot recording the work's identity. Any failure removes every file
-//! written and every folder object made visible.
+//! Rows into Iceberg tables, beside any folders of the same event: inline rows, or a source
+//! object streamed. Each table is read (or planned from `TABLE_WAREHOUSE`) and the rows
+//! matched to its schema before anything is written; then the folders are written and made
+//! visible, a planned table is created, its data files are written, and each table gets one
+//! snapshot recording the work's identity. Any failure removes every file written and every
+//! folder object made visible.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,18 +12,22 @@ use std::time::SystemTime;
 use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
 use iceberg::arrow::{arrow_schema_to_schema_auto_assign_ids, schema_to_arrow_schema};
-use iceberg::spec::FormatVersion;
+use iceberg::io::FileIO;
+use iceberg::spec::{DataFile, FormatVersion, TableMetadataBuilder};
 use iceberg::table::Table;
-use iceberg::{Catalog, ErrorKind, NamespaceIdent, TableCreation, TableIdent};
+use iceberg::writer::IcebergWriter;
+use iceberg::{Catalog, ErrorKind, NamespaceIdent, Runtime, TableCreation, TableIdent};
 
 use super::Function;
 use super::conversion::Conversion;
 use super::reply::{Response, TableAppended};
+use super::stream::{Chunks, identity};
 use crate::Error;
 use crate::catalog::append::{self, catalog_error};
 use crate::catalog::glue::GlueCatalog;
 use crate::encode::codec::Codec;
 use crate::encode::columns::{self, UnknownKeys};
+use crate::input::source::Source;
 use crate::input::target::TableTarget;
 use crate::rows::Rows;
 use crate::schema::{ddl, inference};
@@ -31,17 +36,29 @@ use crate::store::table_files::TableFiles;
 /// The table property naming its Parquet codec.
 const CODEC_PROPERTY: &str = "write.parquet.compression-codec";
 
-/// A table ready to take the rows: loaded or created, with the rows in its schema.
+/// A table target ready to take rows.
 struct Prepared {
     ident: TableIdent,
+    /// The catalog's table; for one still to be created, its metadata planned in memory.
     table: Table,
+    /// Not in the catalog yet: created once everything else was checked.
+    planned: Option<TableCreation>,
+    /// This invocation created it.
     created: bool,
-    batches: Vec<RecordBatch>,
+    /// The table's schema in Arrow, with its field ids.
+    arrow: SchemaRef,
     codec: Codec,
 }
 
+impl Prepared {
+    fn build(&self, rows: &Rows<'_>) -> Result<Vec<RecordBatch>, Error> {
+        columns::build(rows, self.arrow.clone(), UnknownKeys::NotInTable)
+            .map_err(|e| e.within(&format!("table {}", self.ident)))
+    }
+}
+
 impl Function {
-    /// Inline rows into `tables` and the folders of `job`, under the identity `id`.
+    /// Inline rows into `tables` and the folders of `job`, as the work `id`.
     pub(super) async fn rows_into_tables(
         &self,
         rows: Rows<'_>,
@@ -50,83 +67,232 @@ impl Function {
         id: &str,
         deadline: Option<SystemTime>,
     ) -> Result<Response, Error> {
+        self.check_tables(tables, &job)?;
+        let catalog = GlueCatalog::new(
+            self.glue.client().await.clone(),
+            TableFiles::new(&self.store),
+        );
+        let shape = match &job.schema {
+            Some(declared) => declared.clone(),
+            None => inference::infer(&rows)?,
+        };
+        let count = rows.len();
+        let mut prepared = Vec::with_capacity(tables.len());
+        for target in tables {
+            let table = self.prepare(&catalog, target, Some(&shape)).await?;
+            let batches = table.build(&rows)?;
+            prepared.push((table, batches));
+        }
+        let dry_run = job.dry_run;
+        if !dry_run {
+            // Everything is checked: create the planned tables (an empty table is all a later
+            // failure can leave of this), rebuilding for one another writer made meanwhile.
+            for (table, batches) in &mut prepared {
+                if self.create(&catalog, table).await? {
+                    *batches = table.build(&rows)?;
+                }
+            }
+        }
+        let mut response = self.folders(job, Feed::Rows(rows, id), deadline).await?;
+        response.rows = count;
+        if dry_run {
+            response.tables = prepared
+                .iter()
+                .map(|(table, _)| described(table, None, count))
+                .collect();
+            return Ok(response);
+        }
+        let identity = format!("request {id}");
+        let mut written = Vec::with_capacity(prepared.len());
+        for (table, batches) in prepared {
+            // Work a snapshot already records is not written again (the commit says so).
+            if append::committed(&table.table, &identity).is_some() {
+                written.push((table, Vec::new()));
+                continue;
+            }
+            match self.write(&table, batches).await {
+                Ok(files) => written.push((table, files)),
+                Err(e) => return Err(self.undo(e, &catalog, &response).await),
+            }
+        }
+        self.commit_tables(&catalog, written, response, &identity, count, deadline)
+            .await
+    }
+
+    /// A source object into `tables` and the folders of `job`: the folders first (one read),
+    /// then the tables (a second read of the same object version).
+    pub(super) async fn source_into_tables(
+        &self,
+        source: Source,
+        job: Conversion<'_>,
+        tables: &[TableTarget],
+        deadline: Option<SystemTime>,
+    ) -> Result<Response, Error> {
+        self.check_sources(std::slice::from_ref(&source))?;
+        self.check_tables(tables, &job)?;
+        let catalog = GlueCatalog::new(
+            self.glue.client().await.clone(),
+            TableFiles::new(&self.store),
+        );
+        let mut prepared = Vec::with_capacity(tables.len());
+        for target in tables {
+            prepared.push(self.prepare(&catalog, target, job.schema.as_ref()).await?);
+        }
+        let dry_run = job.dry_run;
+        let response = self.folders(job, Feed::Source(&source), deadline).await?;
+        if dry_run {
+            let mut response = response;
+            response.tables = prepared.iter().map(|t| described(t, None, 0)).collect();
+            return Ok(response);
+        }
+        let streamed = self.stream_tables(&catalog, &source, prepared, &response, deadline);
+        let (written, rows, identity) = match streamed.await {
+            Ok(done) => done,
+            Err(e) => return Err(self.undo(e, &catalog, &response).await),
+        };
+        let mut response = response;
+        response.rows = rows;
+        self.commit_tables(&catalog, written, response, &identity, rows, deadline)
+            .await
+    }
+
+    /// Reads the source once more (the version the folders got, else the latest), each
+    /// chunk's rows into every table's data files.
+    async fn stream_tables(
+        &self,
+        catalog: &GlueCatalog,
+        source: &Source,
+        prepared: Vec<Prepared>,
+        response: &Response,
+        deadline: Option<SystemTime>,
+    ) -> Result<(Vec<(Prepared, Vec<DataFile>)>, usize, String), Error> {
+        // The work's identity, the rows read (those of the folders' read when no table needs
+        // them again) and each table's data files.
+        let read = response.source.as_ref();
+        let if_match = read.and_then(|r| r.etag.as_deref());
+        let opened = self
+            .store
+            .open(
+                &source.bucket,
+                &source.key,
+                source.version_id.as_deref(),
+                if_match,
+            )
+            .await?;
+        self.measures.source_read(opened.size);
+        let id = identity(
+            &source.bucket,
+            &source.key,
+            opened.version_id.as_deref(),
+            opened.etag.as_deref(),
+        );
+        let uri = opened.uri.clone();
+        let identity = format!("source {id}");
+        let mut tables = Vec::with_capacity(prepared.len());
+        let mut done = Vec::new();
+        for mut table in prepared {
+            self.create(catalog, &mut table).await?;
+            // Work a snapshot already records is not written again (the commit says so).
+            if append::committed(&table.table, &identity).is_some() {
+                done.push((table, Vec::new()));
+                continue;
+            }
+            let writer = append::data_file_writer(
+                &table.table,
+                crate::encode::writer::table_properties(table.codec),
+                &uuid::Uuid::now_v7().to_string(),
+            )
+            .await?;
+            tables.push((table, writer));
+        }
+        if tables.is_empty() {
+            return Ok((done, response.rows, identity));
+        }
+        let mut chunks = Chunks::start(opened, source)?;
+        let mut rows = 0;
+        while let Some(chunk) = chunks.next(deadline, &uri).await? {
+            let chunk_rows = chunk
+                .rows()
+                .map_err(|e| e.within(&format!("source {uri}")))?;
+            rows += chunk_rows.len();
+            for (table, writer) in &mut tables {
+                for batch in table.build(&chunk_rows)? {
+                    writer
+                        .write(batch)
+                        .await
+                        .map_err(|e| write_error(table, e))?;
+                }
+            }
+        }
+        if rows == 0 {
+            return Err(Error::InvalidEvent(format!(
+                "source {uri} holds no rows: there is nothing to write"
+            )));
+        }
+        let mut written = done;
+        for (table, mut writer) in tables {
+            let files = writer.close().await.map_err(|e| write_error(&table, e))?;
+            written.push((table, files));
+        }
+        Ok((written, rows, identity))
+    }
+
+    fn check_tables(&self, tables: &[TableTarget], job: &Conversion<'_>) -> Result<(), Error> {
         if let Some(allowed) = &self.config.allowed_tables {
             tables.iter().try_for_each(|t| allowed.check(t))?;
         }
-        if job.partitioning.by.is_some() {
-            return Err(Error::InvalidEvent(
+        match job.partitioning.by {
+            Some(_) => Err(Error::InvalidEvent(
                 "`partition_by` with a table target: the table's partition spec decides its layout"
                     .into(),
-            ));
+            )),
+            None => Ok(()),
         }
-        let files = TableFiles::new(&self.store);
-        let catalog = GlueCatalog::new(self.glue.client().await.clone(), files.clone());
-        let written = rows.len();
-        let identity = format!("request {id}");
-        let mut prepared = Vec::with_capacity(tables.len());
-        for target in tables {
-            let result = self.prepare(&catalog, target, &rows, &job).await;
-            match result {
-                Ok(table) => prepared.push(table),
-                Err(e) => return Err(cleaned(e, &files).await),
-            }
-        }
-        let dry_run = job.dry_run;
-        let mut response = match job.targets.is_empty() {
-            true => empty_response(dry_run),
-            false => match self.rows(rows, job, id, deadline).await {
-                Ok(response) => response,
-                Err(e) => return Err(cleaned(e, &files).await),
-            },
-        };
-        let name = uuid::Uuid::now_v7().to_string();
-        for table in prepared {
-            let appended = match dry_run {
-                true => Ok(described(&table, None, written)),
-                false => {
-                    self.append(&catalog, table, &name, &identity, written, deadline)
-                        .await
-                }
-            };
-            match appended {
-                Ok(appended) => response.tables.push(appended),
-                Err(e) => {
-                    for object in &response.objects {
-                        // Best effort: the error names the leftovers' cause either way.
-                        let _ = self.store.delete(&object.bucket, &object.key).await;
-                    }
-                    return Err(cleaned(e, &files).await);
-                }
-            }
-        }
-        response.rows = written;
-        Ok(response)
     }
 
-    /// Reads or creates the table and converts the rows to its schema: every refusal comes
-    /// here, before anything is written.
+    /// The folders' part of the work (nothing when the event names no folder).
+    async fn folders(
+        &self,
+        job: Conversion<'_>,
+        feed: Feed<'_, '_>,
+        deadline: Option<SystemTime>,
+    ) -> Result<Response, Error> {
+        if job.targets.is_empty() {
+            return Ok(Response {
+                rows: 0,
+                objects: Vec::new(),
+                dry_run: job.dry_run,
+                schema: None,
+                source: None,
+                tables: Vec::new(),
+            });
+        }
+        match feed {
+            Feed::Rows(rows, id) => self.rows(rows, job, id, deadline).await,
+            Feed::Source(source) => {
+                let mut responses = self
+                    .sources(std::slice::from_ref(source), job, deadline)
+                    .await?;
+                Ok(responses.remove(0))
+            }
+        }
+    }
+
+    /// Reads the table, or plans it from `TABLE_WAREHOUSE` and `shape` (the rows' schema);
+    /// every refusal comes here, before anything is written.
     async fn prepare(
         &self,
         catalog: &GlueCatalog,
         target: &TableTarget,
-        rows: &Rows<'_>,
-        job: &Conversion<'_>,
+        shape: Option<&SchemaRef>,
     ) -> Result<Prepared, Error> {
         let ident = TableIdent::new(
             NamespaceIdent::new(target.database.clone()),
             target.table.clone(),
         );
-        let rows_schema = match &job.schema {
-            Some(declared) => declared.clone(),
-            None => inference::infer(rows)?,
-        };
-        let (table, created) = match catalog.load_table(&ident).await {
-            Ok(table) => (table, false),
-            Err(e) if e.kind() == ErrorKind::TableNotFound => (
-                self.create(catalog, &ident, &rows_schema, job.dry_run)
-                    .await?,
-                true,
-            ),
+        let (table, planned) = match catalog.load_table(&ident).await {
+            Ok(table) => (table, None),
+            Err(e) if e.kind() == ErrorKind::TableNotFound => self.plan(&ident, shape)?,
             Err(e) => return Err(catalog_error(&ident, e)),
         };
         if !table.metadata().default_partition_spec().is_unpartitioned() {
@@ -134,21 +300,7 @@ impl Function {
                 "table {ident} is partitioned: only unpartitioned tables are written, for now; nothing was written"
             )));
         }
-        let arrow = schema_to_arrow_schema(table.metadata().current_schema()).map_err(|e| {
-            Error::TableSchemaMismatch(format!("table {ident}: its schema has no Arrow form: {e}"))
-        })?;
-        if let Some(extra) = rows_schema
-            .fields()
-            .iter()
-            .find(|f| arrow.field_with_name(f.name()).is_err())
-        {
-            return Err(Error::TableSchemaMismatch(format!(
-                "table {ident} has no column `{}` (the rows have it); nothing was written",
-                extra.name()
-            )));
-        }
-        let batches = columns::build(rows, Arc::new(arrow), UnknownKeys::Error)
-            .map_err(|e| e.within(&format!("table {ident}")))?;
+        let arrow = arrow_of(&ident, &table)?;
         let codec = target
             .codec
             .or_else(|| {
@@ -159,27 +311,31 @@ impl Function {
         Ok(Prepared {
             ident,
             table,
-            created,
-            batches,
+            planned,
+            created: false,
+            arrow,
             codec,
         })
     }
 
-    /// A missing table, created under `TABLE_WAREHOUSE` (format v2, unpartitioned) from the
-    /// rows' schema; in a dry run, only described.
-    async fn create(
+    /// A missing table's creation under `TABLE_WAREHOUSE` (format v2, unpartitioned), from
+    /// `shape`, and its metadata as it will be.
+    fn plan(
         &self,
-        catalog: &GlueCatalog,
         ident: &TableIdent,
-        schema: &Schema,
-        dry_run: bool,
-    ) -> Result<Table, Error> {
+        shape: Option<&SchemaRef>,
+    ) -> Result<(Table, Option<TableCreation>), Error> {
         let Some(warehouse) = &self.config.table_warehouse else {
             return Err(Error::TableNotFound(format!(
                 "table {ident} does not exist in the Glue Data Catalog, and TABLE_WAREHOUSE is not set to create it; nothing was written"
             )));
         };
-        let iceberg_schema = arrow_schema_to_schema_auto_assign_ids(schema).map_err(|e| {
+        let Some(shape) = shape else {
+            return Err(Error::TableNotFound(format!(
+                "table {ident} does not exist: give the event a `schema` to create it from a source object; nothing was written"
+            )));
+        };
+        let schema = arrow_schema_to_schema_auto_assign_ids(shape).map_err(|e| {
             Error::TableSchemaMismatch(format!(
                 "table {ident}: the rows' schema has no Iceberg form: {e}"
             ))
@@ -189,108 +345,159 @@ impl Function {
             ident.namespace().as_ref()[0],
             ident.name()
         );
-        let creation = TableCreation::builder()
-            .name(ident.name().to_owned())
-            .location(location)
-            .schema(iceberg_schema)
-            .format_version(FormatVersion::V2)
-            .properties(HashMap::new())
-            .build();
-        if dry_run {
-            let metadata = iceberg::spec::TableMetadataBuilder::from_table_creation(creation)
-                .and_then(|b| b.build())
-                .map_err(|e| catalog_error(ident, e))?
-                .metadata;
-            return Table::builder()
-                .metadata(metadata)
-                .identifier(ident.clone())
-                .file_io(iceberg::io::FileIO::new_with_memory())
-                .runtime(iceberg::Runtime::current())
+        let creation = || {
+            TableCreation::builder()
+                .name(ident.name().to_owned())
+                .location(location.clone())
+                .schema(schema.clone())
+                .format_version(FormatVersion::V2)
+                .properties(HashMap::new())
                 .build()
-                .map_err(|e| catalog_error(ident, e));
-        }
-        match catalog.create_table(ident.namespace(), creation).await {
-            Ok(table) => Ok(table),
-            // Another writer created it meanwhile: append to theirs.
+        };
+        let metadata = TableMetadataBuilder::from_table_creation(creation())
+            .and_then(|b| b.build())
+            .map_err(|e| catalog_error(ident, e))?
+            .metadata;
+        let table = Table::builder()
+            .metadata(metadata)
+            .identifier(ident.clone())
+            .file_io(FileIO::new_with_memory())
+            .runtime(Runtime::current())
+            .build()
+            .map_err(|e| catalog_error(ident, e))?;
+        Ok((table, Some(creation())))
+    }
+
+    /// Creates a planned table (or takes another writer's, created meanwhile); whether its
+    /// schema then differs from the one planned.
+    async fn create(&self, catalog: &GlueCatalog, prepared: &mut Prepared) -> Result<bool, Error> {
+        let Some(creation) = prepared.planned.take() else {
+            return Ok(false);
+        };
+        let ident = &prepared.ident;
+        let table = match catalog.create_table(ident.namespace(), creation).await {
+            Ok(table) => {
+                prepared.created = true;
+                table
+            }
             Err(e) if e.kind() == ErrorKind::TableAlreadyExists => catalog
                 .load_table(ident)
                 .await
-                .map_err(|e| catalog_error(ident, e)),
-            Err(e) => Err(catalog_error(ident, e)),
-        }
+                .map_err(|e| catalog_error(ident, e))?,
+            Err(e) => return Err(catalog_error(ident, e)),
+        };
+        let arrow = arrow_of(ident, &table)?;
+        let changed = arrow != prepared.arrow;
+        prepared.table = table;
+        prepared.arrow = arrow;
+        Ok(changed)
     }
 
-    async fn append(
+    async fn write(
+        &self,
+        table: &Prepared,
+        batches: Vec<RecordBatch>,
+    ) -> Result<Vec<DataFile>, Error> {
+        let properties = crate::encode::writer::table_properties(table.codec);
+        let name = uuid::Uuid::now_v7().to_string();
+        let mut writer = append::data_file_writer(&table.table, properties, &name).await?;
+        for batch in batches {
+            writer
+                .write(batch)
+                .await
+                .map_err(|e| write_error(table, e))?;
+        }
+        writer.close().await.map_err(|e| write_error(table, e))
+    }
+
+    /// One snapshot per table, in order; a failure removes what this invocation wrote that
+    /// no snapshot refers to, and the folders' objects.
+    async fn commit_tables(
         &self,
         catalog: &GlueCatalog,
-        table: Prepared,
-        name: &str,
+        written: Vec<(Prepared, Vec<DataFile>)>,
+        mut response: Response,
         identity: &str,
         rows: usize,
         deadline: Option<SystemTime>,
-    ) -> Result<TableAppended, Error> {
-        let properties = crate::encode::writer::table_properties(table.codec);
-        let data_files =
-            append::write_data_files(&table.table, table.batches.clone(), properties, name).await?;
+    ) -> Result<Response, Error> {
         let files = catalog.files();
-        let appended =
-            append::commit(catalog, files, &table.ident, data_files, identity, deadline).await?;
-        if appended.already {
-            // Another delivery committed this work: these files are in no snapshot.
-            files.remove_written().await;
+        for (table, data_files) in written {
+            let committed =
+                append::commit(catalog, files, &table.ident, data_files, identity, deadline).await;
+            let appended = match committed {
+                Ok(appended) => appended,
+                Err(e) => return Err(self.undo(e, catalog, &response).await),
+            };
+            if appended.already {
+                // Another delivery committed this work: these files are in no snapshot.
+                files.remove_written().await;
+            }
+            // Whatever else was written is this table's commit now: never to be removed.
+            files.forget();
+            tracing::info!(
+                table = %table.ident,
+                snapshot_id = appended.snapshot_id,
+                already = appended.already,
+                attempts = appended.attempts,
+                data_files = appended.data_files.len(),
+                "table append"
+            );
+            let mut entry = described(&table, Some(appended.snapshot_id), rows);
+            entry.already_committed = appended.already;
+            entry.data_files = appended.data_files;
+            response.tables.push(entry);
         }
-        // Whatever else was written is this table's commit now: never to be removed.
-        files.forget();
-        tracing::info!(
-            table = %table.ident,
-            snapshot_id = appended.snapshot_id,
-            already = appended.already,
-            attempts = appended.attempts,
-            data_files = appended.data_files.len(),
-            "table append"
-        );
-        let mut described = described(&table, Some(appended.snapshot_id), rows);
-        described.already_committed = appended.already;
-        described.data_files = appended.data_files;
-        Ok(described)
+        Ok(response)
     }
+
+    /// `error`, once the tables' uncommitted files and the folders' objects are removed.
+    async fn undo(&self, error: Error, catalog: &GlueCatalog, response: &Response) -> Error {
+        let mut left = catalog.files().remove_written().await;
+        for object in &response.objects {
+            if self
+                .store
+                .delete(&object.bucket, &object.key)
+                .await
+                .is_err()
+            {
+                left.push(object.uri.clone());
+            }
+        }
+        match left.is_empty() {
+            true => error,
+            false => crate::store::transaction::with_leftovers(error, &left),
+        }
+    }
+}
+
+/// What the folders' part converts.
+enum Feed<'r, 's> {
+    Rows(Rows<'r>, &'s str),
+    Source(&'s Source),
+}
+
+fn arrow_of(ident: &TableIdent, table: &Table) -> Result<SchemaRef, Error> {
+    schema_to_arrow_schema(table.metadata().current_schema())
+        .map(Arc::new)
+        .map_err(|e| {
+            Error::TableSchemaMismatch(format!("table {ident}: its schema has no Arrow form: {e}"))
+        })
+}
+
+fn write_error(table: &Prepared, e: iceberg::Error) -> Error {
+    Error::CatalogFailed(format!("writing a data file of {}: {e}", table.ident))
 }
 
 /// The answer for a table, before or after its commit.
 fn described(table: &Prepared, snapshot_id: Option<i64>, rows: usize) -> TableAppended {
-    let schema: SchemaRef = table
-        .batches
-        .first()
-        .map(RecordBatch::schema)
-        .unwrap_or_else(|| Arc::new(Schema::empty()));
     TableAppended {
         table: table.ident.to_string(),
         snapshot_id,
         already_committed: false,
-        created: table.created,
+        created: table.created || table.planned.is_some(),
         rows,
         data_files: Vec::new(),
-        schema: ddl::to_spark(&schema),
-    }
-}
-
-fn empty_response(dry_run: bool) -> Response {
-    Response {
-        rows: 0,
-        objects: Vec::new(),
-        dry_run,
-        schema: None,
-        source: None,
-        tables: Vec::new(),
-    }
-}
-
-/// `error`, once every table file written has been removed (those that could not be are
-/// named).
-async fn cleaned(error: Error, files: &TableFiles) -> Error {
-    let left = files.remove_written().await;
-    match left.is_empty() {
-        true => error,
-        false => crate::store::transaction::with_leftovers(error, &left),
+        schema: ddl::to_spark(&Schema::new(table.arrow.fields().clone())),
     }
 }

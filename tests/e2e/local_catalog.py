@@ -1,6 +1,7 @@
 """moto's server as the local AWS Glue Data Catalog and S3 of the table tests (one port for
 both), with the clients that check what the function committed: boto3 for Glue and S3 as
 stored, pyiceberg for the tables as an engine reads them."""
+import json
 import os
 import subprocess
 import sys
@@ -64,3 +65,66 @@ def environment():
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_GLUE"):
         os.environ.pop(name, None)
     os.environ.update(CREDENTIALS)
+
+
+class VersionedGlue:
+    """A proxy in front of moto's Glue that refuses an `UpdateTable` whose `VersionId` is not
+    the table's current one with `ConcurrentModificationException`, as Glue does (moto accepts
+    a stale one). Check and update happen under one lock, so of two commits made from the same
+    version exactly one lands. `conflicts` counts the refusals."""
+
+    def __init__(self, moto):
+        import http.client
+        import http.server
+        import threading
+
+        self.conflicts = 0
+        self.updates = 0
+        lock = threading.Lock()
+        proxy = self
+        upstream_port = moto.port
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def forward(self, body):
+                connection = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                connection.request(self.command, self.path, body=body, headers=headers)
+                reply = connection.getresponse()
+                return reply.status, reply.getheaders(), reply.read()
+
+            def answer(self, status, headers, data):
+                self.send_response(status)
+                for name, value in headers:
+                    if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.headers.get("X-Amz-Target") != "AWSGlue.UpdateTable":
+                    return self.answer(*self.forward(body))
+                request = json.loads(body)
+                with lock:
+                    current = moto.client("glue").get_table(
+                        DatabaseName=request["DatabaseName"], Name=request["TableInput"]["Name"])["Table"]
+                    if request.get("VersionId") != current.get("VersionId"):
+                        proxy.conflicts += 1
+                        refusal = json.dumps({"__type": "ConcurrentModificationException",
+                                              "Message": "Update table failed due to concurrent modifications."}).encode()
+                        return self.answer(400, [("Content-Type", "application/x-amz-json-1.1")], refusal)
+                    proxy.updates += 1
+                    return self.answer(*self.forward(body))
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()

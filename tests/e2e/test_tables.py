@@ -6,8 +6,11 @@ reads them:
 - a retried invocation (the same request id) adds nothing; another one adds a snapshot;
 - the data files carry the table's field ids, their manifest entries the metrics engines
   prune on, and the Glue table is what Iceberg's Glue catalog writes;
+- a source object (several chunks) streams into a table once per version of the object;
 - every refusal (a missing table, a table outside ALLOWED_TABLES, a column the table lacks,
-  a value its type cannot take) writes nothing anywhere.
+  a value its type cannot take, a partitioned table, a map batch) writes nothing anywhere;
+- 8 writers appending to one table at once, through a proxy that makes moto's Glue refuse a
+  stale VersionId as Glue does, all land once, and no file is left unreferenced.
 
 Run by scripts/test after the debug binaries are built; CARGO_TARGET_DIR comes from
 scripts/env.sh, moto and pyiceberg from the virtualenv scripts/setup makes."""
@@ -134,12 +137,12 @@ def test_every_refusal_writes_nothing(moto):
             (without_warehouse, {"table": "raw.people"}, [{"id": 1, "email": "x"}], "TableSchemaMismatch", "`email`"),
             (without_warehouse, {"table": "raw.people"}, [{"id": 1}, {"id": "two"}], "InvalidEvent", "row 1"),
             (without_warehouse, {"table": "raw.by_name"}, [{"id": 1}], "InvalidEvent", "partitioned"),
-            (without_warehouse, {"table": "raw.people"}, [{"id": 1}], "InvalidEvent", "inline `rows`"),
+            (without_warehouse, {"table": "raw.people"}, [{"id": 1}], "InvalidEvent", "map batch"),
         ]
         for emulator, target, rows, error_type, word in cases:
             event = {"rows": rows, "targets": [target, {"prefix": f"s3://{LAKE}/out/refused/", "compression": "zstd"}]}
-            if word == "inline `rows`":
-                event = {"source": {"uri": f"s3://{LAKE}/in/a.ndjson"}, "targets": event["targets"]}
+            if word == "map batch":
+                event = {"Items": [{"Key": "in/a.ndjson"}], "BatchInput": {"bucket": LAKE, "targets": event["targets"]}}
             kind, answer = invoke(emulator, event)
             assert kind == "error", answer
             assert answer["errorType"] == error_type and word in answer["errorMessage"], answer
@@ -155,3 +158,102 @@ def test_every_refusal_writes_nothing(moto):
     finally:
         without_warehouse.stop()
         creating.stop()
+
+
+def table_files(moto, table):
+    """Every key under the table's location, and those its metadata refers to: the current
+    and logged metadata files, each snapshot's manifest list, manifests and data files."""
+    location = table.location().split("/", 3)[3]
+    referenced = {table.metadata_location, *(entry.metadata_file for entry in table.metadata.metadata_log)}
+    for snapshot in table.snapshots():
+        referenced.add(snapshot.manifest_list)
+        for manifest in snapshot.manifests(table.io):
+            referenced.add(manifest.manifest_path)
+            referenced.update(entry.data_file.file_path for entry in manifest.fetch_manifest_entry(table.io))
+    stored = {f"s3://{LAKE}/{key}" for key in moto.keys(LAKE, location)}
+    return stored, referenced
+
+
+def test_eight_concurrent_writers_all_land_once_and_leave_no_orphans(moto):
+    import threading
+
+    from local_catalog import VersionedGlue
+
+    import pyarrow as pa
+    schema = pa.schema([pa.field("writer", pa.int64()), pa.field("n", pa.int64())])
+    moto.catalog().create_table("analytics.busy", schema=schema, location=f"{WAREHOUSE}analytics.db/busy")
+    glue = VersionedGlue(moto)
+    writers = [function(moto, AWS_ENDPOINT_URL_GLUE=glue.endpoint) for _ in range(8)]
+    try:
+        replies = [None] * len(writers)
+
+        def write(i):
+            rows = [{"writer": i, "n": n} for n in range(50)]
+            replies[i] = invoke(writers[i], {"rows": rows, "targets": [{"table": "analytics.busy"}]},
+                                request_id=f"writer-{i}")
+
+        threads = [threading.Thread(target=write, args=(i,)) for i in range(len(writers))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert all(kind == "response" for kind, _ in replies), replies
+        assert glue.conflicts > 0, "the writers never conflicted: the test proves nothing"
+        table = moto.catalog().load_table("analytics.busy")
+        assert len(table.snapshots()) == 8 and glue.updates == 8
+        got = sorted((r["writer"], r["n"]) for r in table.scan().to_arrow().to_pylist())
+        assert got == [(i, n) for i in range(8) for n in range(50)]
+        identities = sorted(s.summary.additional_properties["rows-to-parquet.identity"] for s in table.snapshots())
+        assert identities == [f"request writer-{i}" for i in range(8)]
+        stored, referenced = table_files(moto, table)
+        assert stored - referenced == set(), "orphan files in the table's location"
+        print(f"8 concurrent writers: {glue.conflicts} commits refused as stale, all 8 landed")
+    finally:
+        for w in writers:
+            w.stop()
+        glue.stop()
+
+
+def test_a_source_object_commits_once_per_version_of_the_object(moto):
+    emulator = function(moto, TABLE_WAREHOUSE=WAREHOUSE, ALLOWED_TABLES="analytics.*",
+                        ALLOWED_SOURCES=f"s3://{LAKE}/in/")
+    s3 = moto.client("s3")
+    try:
+        # About 5 MB: several of the reader's 2 MiB chunks, each streamed into the data file.
+        count = 100_000
+        lines = "".join(json.dumps({"id": i, "page": f"/p/{i % 7}", "ms": i * 1.5}) + "\n" for i in range(count))
+        assert len(lines) > 4 << 20
+        s3.put_object(Bucket=LAKE, Key="in/clicks.ndjson", Body=lines.encode())
+        event = {"source": {"uri": f"s3://{LAKE}/in/clicks.ndjson"},
+                 "schema": "id BIGINT, page STRING, ms DOUBLE",
+                 "targets": [{"table": "analytics.pages"},
+                             {"prefix": f"s3://{LAKE}/out/pages/", "compression": "snappy"}]}
+        kind, reply = invoke(emulator, event)
+        assert kind == "response", reply
+        first = reply["tables"][0]
+        assert (first["created"], first["rows"], reply["rows"], len(reply["objects"])) == (True, count, count, 1), reply
+        table = moto.catalog().load_table("analytics.pages")
+        assert sorted(table.scan().to_arrow().column("id").to_pylist()) == list(range(count))
+        identity = table.snapshots()[0].summary.additional_properties["rows-to-parquet.identity"]
+        assert identity.startswith("source "), identity
+
+        # The same object delivered again (another request): nothing more.
+        before = moto.keys(LAKE, "warehouse/")
+        kind, again = invoke(emulator, event)
+        assert kind == "response" and again["tables"][0]["already_committed"] is True, again
+        assert moto.keys(LAKE, "warehouse/") == before
+        # A new version of the object is new work.
+        s3.put_object(Bucket=LAKE, Key="in/clicks.ndjson", Body=lines[: lines.index("\n") + 1].encode())
+        kind, newer = invoke(emulator, event)
+        assert kind == "response" and newer["tables"][0]["rows"] == 1, newer
+        assert len(moto.catalog().load_table("analytics.pages").snapshots()) == 2
+
+        # ALLOWED_SOURCES holds with table targets only, too.
+        refused = {"source": {"uri": f"s3://{LAKE}/elsewhere/x.ndjson"}, "targets": [{"table": "analytics.pages"}]}
+        kind, answer = invoke(emulator, refused)
+        assert (kind, answer["errorType"]) == ("error", "SourceNotAllowed"), answer
+        # A missing table cannot be created from a source without a schema.
+        kind, answer = invoke(emulator, {"source": event["source"], "targets": [{"table": "analytics.unknown"}]})
+        assert (kind, answer["errorType"]) == ("error", "TableNotFound") and "`schema`" in answer["errorMessage"], answer
+    finally:
+        emulator.stop()
