@@ -21,7 +21,9 @@ async fn files_are_written_whole_read_back_logged_and_removed() {
     let small = "s3a://lake/w/db.db/t/metadata/v1.metadata.json";
 
     // Written in pieces that straddle the part size: several parts, then the rest.
-    let body: Vec<u8> = (0..PART_BYTES * 2 + 12345).map(|i| (i % 251) as u8).collect();
+    let body: Vec<u8> = (0..PART_BYTES * 2 + 12345)
+        .map(|i| (i % 251) as u8)
+        .collect();
     let mut writer = files.writer(big).await.unwrap();
     for piece in body.chunks(3 << 20) {
         writer.write(Bytes::copy_from_slice(piece)).await.unwrap();
@@ -33,7 +35,13 @@ async fn files_are_written_whole_read_back_logged_and_removed() {
     assert_eq!(files.read(big).await.unwrap(), body);
     assert_eq!(files.metadata(big).await.unwrap().size, body.len() as u64);
     let range = PART_BYTES as u64 - 5..PART_BYTES as u64 + 5;
-    let part = files.reader(big).await.unwrap().read(range.clone()).await.unwrap();
+    let part = files
+        .reader(big)
+        .await
+        .unwrap()
+        .read(range.clone())
+        .await
+        .unwrap();
     assert_eq!(part, body[range.start as usize..range.end as usize]);
     assert_eq!(files.read(small).await.unwrap(), Bytes::from_static(b"{}"));
     assert!(s3.uploads(LAKE).await.is_empty());
@@ -45,5 +53,8 @@ async fn files_are_written_whole_read_back_logged_and_removed() {
     assert!(!files.exists(big).await.unwrap() && !files.exists(small).await.unwrap());
     assert!(s3.keys(LAKE).await.is_empty());
     assert!(files.read("s3://lake/none").await.is_err());
-    assert!(files.delete_prefix("s3://lake/w/").await.is_err(), "never deletes a folder");
+    assert!(
+        files.delete_prefix("s3://lake/w/").await.is_err(),
+        "never deletes a folder"
+    );
 }

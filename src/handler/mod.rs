@@ -250,14 +250,27 @@ impl Function {
             Trigger::Created { objects, .. } => {
                 let targets = self.config.resolve_targets(None)?;
                 refuse_own_output(&objects, &targets)?;
-                let job = Conversion {
+                let job = || Conversion {
                     targets: &targets,
                     schema: None,
                     unknown_keys: UnknownKeys::default(),
                     partitioning: Partitioning::NONE,
                     dry_run: false,
                 };
-                let mut results = self.sources(&objects, job, deadline).await?;
+                let tables = &self.config.default_tables;
+                let mut results = match tables.is_empty() {
+                    true => self.sources(&objects, job(), deadline).await?,
+                    // Each object its own work: a retried notification skips what landed.
+                    false => {
+                        let mut results = Vec::with_capacity(objects.len());
+                        for object in objects {
+                            let converted =
+                                self.source_into_tables(object, job(), tables, deadline);
+                            results.push(converted.await?);
+                        }
+                        results
+                    }
+                };
                 Ok(match results.len() {
                     1 => Reply::Converted(results.remove(0)),
                     _ => Reply::Each { results },
@@ -286,6 +299,10 @@ impl Function {
         id: &str,
         deadline: Option<SystemTime>,
     ) -> Result<Reply, Error> {
+        let tables = match &event.targets {
+            Some(_) => event.tables,
+            None => self.config.default_tables.clone(),
+        };
         let targets = self.config.resolve_targets(event.targets)?;
         let job = Conversion {
             targets: &targets,
@@ -297,18 +314,18 @@ impl Function {
             },
             dry_run: event.dry_run,
         };
-        if !event.tables.is_empty() && matches!(event.input, Input::Objects { .. }) {
+        if !tables.is_empty() && matches!(event.input, Input::Objects { .. }) {
             return Err(Error::InvalidEvent(
                 "a map batch writes to folders only, for now: table targets take inline `rows` or a `source`".into(),
             ));
         }
         match event.input {
-            Input::Rows(rows) if !event.tables.is_empty() => self
-                .rows_into_tables(rows, job, &event.tables, id, deadline)
+            Input::Rows(rows) if !tables.is_empty() => self
+                .rows_into_tables(rows, job, &tables, id, deadline)
                 .await
                 .map(Reply::Converted),
-            Input::Source(source) if !event.tables.is_empty() => self
-                .source_into_tables(source, job, &event.tables, deadline)
+            Input::Source(source) if !tables.is_empty() => self
+                .source_into_tables(source, job, &tables, deadline)
                 .await
                 .map(Reply::Converted),
             Input::Rows(rows) => self

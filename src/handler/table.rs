@@ -136,7 +136,16 @@ impl Function {
         );
         let mut prepared = Vec::with_capacity(tables.len());
         for target in tables {
-            prepared.push(self.prepare(&catalog, target, job.schema.as_ref()).await?);
+            let table = self.prepare(&catalog, target, job.schema.as_ref()).await?;
+            let location = table.table.metadata().location().trim_end_matches('/');
+            if source.uri().starts_with(&format!("{location}/")) {
+                return Err(Error::RecursiveTrigger(format!(
+                    "{} lies inside the table {}'s location: converting it would convert this function's own output",
+                    source.uri(),
+                    table.ident
+                )));
+            }
+            prepared.push(table);
         }
         let dry_run = job.dry_run;
         let response = self.folders(job, Feed::Source(&source), deadline).await?;

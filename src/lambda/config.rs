@@ -3,14 +3,18 @@
 use crate::Error;
 use crate::encode::partition::MAX_PARTITIONS;
 use crate::encode::streamed::ROW_GROUP_ROWS;
-use crate::input::target::{AllowList, S3Prefix, TableAllowList, Target, parse_targets};
+use crate::input::target::{
+    AllowList, S3Prefix, TableAllowList, TableTarget, Target, parse_all_targets,
+};
 
 /// Everything the environment configures. A bad value fails the start (an init error) rather
 /// than every invocation.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `DEFAULT_TARGETS`: the targets of an event that names none.
+    /// `DEFAULT_TARGETS`' folders: the targets of an event that names none.
     pub default_targets: Option<Vec<Target>>,
+    /// `DEFAULT_TARGETS`' tables.
+    pub default_tables: Vec<TableTarget>,
     /// `ALLOWED_PREFIXES`: when set, the only folders targets may lie in.
     pub allowed: Option<AllowList>,
     /// `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` is set: a local or S3-compatible server,
@@ -104,11 +108,24 @@ impl Config {
         };
         let row_group_rows = whole("ROW_GROUP_ROWS", ROW_GROUP_ROWS, 1_000..=10_000_000)?;
         let max_partitions = whole("MAX_PARTITIONS", MAX_PARTITIONS, 1..=100_000)?;
-        let default_targets = var("DEFAULT_TARGETS")
-            .map(|v| parse_targets(&v, "DEFAULT_TARGETS").map_err(to_config))
+        let allowed_tables = var("ALLOWED_TABLES")
+            .map(|v| TableAllowList::parse(&v))
             .transpose()?;
+        let (default_targets, default_tables) = match var("DEFAULT_TARGETS") {
+            None => (None, Vec::new()),
+            Some(v) => {
+                let targets = parse_all_targets(&v, "DEFAULT_TARGETS").map_err(to_config)?;
+                (Some(targets.folders), targets.tables)
+            }
+        };
         if let (Some(allowed), Some(targets)) = (&allowed, &default_targets) {
             allowed.check(targets).map_err(to_config)?;
+        }
+        if let Some(allowed) = &allowed_tables {
+            default_tables
+                .iter()
+                .try_for_each(|t| allowed.check(t))
+                .map_err(to_config)?;
         }
         let custom_endpoint =
             var("AWS_ENDPOINT_URL_S3").is_some() || var("AWS_ENDPOINT_URL").is_some();
@@ -132,9 +149,6 @@ impl Config {
                 "METRICS_NAMESPACE must be 1 to 255 letters, digits or .-_/#: (CloudWatch's rule) and must not start with AWS/".into(),
             ));
         }
-        let allowed_tables = var("ALLOWED_TABLES")
-            .map(|v| TableAllowList::parse(&v))
-            .transpose()?;
         let table_warehouse = var("TABLE_WAREHOUSE")
             .map(|v| S3Prefix::parse(v.trim(), "TABLE_WAREHOUSE").map_err(to_config))
             .transpose()?;
@@ -144,6 +158,7 @@ impl Config {
             metrics_namespace,
             function_name: var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "local".into()),
             default_targets,
+            default_tables,
             allowed,
             custom_endpoint,
             expected_bucket_owner,
@@ -193,6 +208,28 @@ impl Config {
 mod tests {
     use super::*;
     use crate::encode::codec::Codec;
+    use crate::input::target::parse_targets;
+
+    #[test]
+    fn default_targets_may_name_tables_within_allowed_tables() {
+        let mixed = r#"[{"table": "analytics.clicks"}, {"prefix": "s3://b-1/out/", "compression": "zstd"}]"#;
+        let c = config(&[
+            ("DEFAULT_TARGETS", mixed),
+            ("ALLOWED_TABLES", "analytics.*"),
+        ])
+        .unwrap();
+        assert_eq!(c.default_tables[0].to_string(), "analytics.clicks");
+        assert_eq!(c.resolve_targets(None).unwrap().len(), 1);
+        let only = config(&[("DEFAULT_TARGETS", r#"[{"table": "raw.x"}]"#)]).unwrap();
+        assert!(only.resolve_targets(None).unwrap().is_empty());
+        let e = config(&[("DEFAULT_TARGETS", mixed), ("ALLOWED_TABLES", "raw.*")]).unwrap_err();
+        assert_eq!(e.error_type(), "InvalidConfig");
+        assert!(e.to_string().contains("analytics.clicks"), "{e}");
+        let e = config(&[("ALLOWED_TABLES", "analytics")]).unwrap_err();
+        assert_eq!(e.error_type(), "InvalidConfig");
+        let e = config(&[("TABLE_WAREHOUSE", "warehouse/")]).unwrap_err();
+        assert_eq!(e.error_type(), "InvalidConfig");
+    }
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, Error> {
         Config::from_lookup(|name| {

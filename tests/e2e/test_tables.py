@@ -257,3 +257,38 @@ def test_a_source_object_commits_once_per_version_of_the_object(moto):
         assert (kind, answer["errorType"]) == ("error", "TableNotFound") and "`schema`" in answer["errorMessage"], answer
     finally:
         emulator.stop()
+
+
+def notification(*keys):
+    """S3's ObjectCreated notification for `keys` in the lake bucket."""
+    return {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "awsRegion": "us-east-1",
+                         "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": LAKE, "arn": f"arn:aws:s3:::{LAKE}"},
+                                "object": {"key": key, "size": 1}}} for key in keys]}
+
+
+def test_notifications_feed_the_default_tables_once_per_object(moto):
+    import pyarrow as pa
+    schema = pa.schema([pa.field("id", pa.int64()), pa.field("kind", pa.string())])
+    moto.catalog().create_table("analytics.notified", schema=schema, location=f"{WAREHOUSE}analytics.db/notified")
+    defaults = json.dumps([{"table": "analytics.notified"}, {"prefix": f"s3://{LAKE}/out/notified/", "compression": "zstd"}])
+    emulator = function(moto, DEFAULT_TARGETS=defaults, ALLOWED_TABLES="analytics.*")
+    s3 = moto.client("s3")
+    try:
+        for n, key in enumerate(["in/n/a.ndjson", "in/n/b.ndjson"]):
+            s3.put_object(Bucket=LAKE, Key=key, Body=f'{{"id": {n}, "kind": "k{n}"}}\n'.encode())
+        kind, reply = invoke(emulator, notification("in/n/a.ndjson", "in/n/b.ndjson"))
+        assert kind == "response" and len(reply["results"]) == 2, reply
+        assert [r["tables"][0]["rows"] for r in reply["results"]] == [1, 1]
+        # S3 delivers a notification at least once: the second delivery adds nothing.
+        kind, again = invoke(emulator, notification("in/n/a.ndjson", "in/n/b.ndjson"))
+        assert kind == "response" and all(r["tables"][0]["already_committed"] for r in again["results"]), again
+        table = moto.catalog().load_table("analytics.notified")
+        assert len(table.snapshots()) == 2
+        assert sorted(table.scan().to_arrow().to_pylist(), key=lambda r: r["id"]) == \
+            [{"id": 0, "kind": "k0"}, {"id": 1, "kind": "k1"}]
+        # The function's own data files are never converted back into the table.
+        own = table.inspect.files().to_pylist()[0]["file_path"].split("/", 3)[3]
+        kind, answer = invoke(emulator, notification(own))
+        assert (kind, answer["errorType"]) == ("error", "RecursiveTrigger"), answer
+    finally:
+        emulator.stop()
