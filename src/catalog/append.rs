@@ -7,9 +7,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use iceberg::spec::{DataFile, DataFileFormat};
+use iceberg::spec::{DataFile, DataFileFormat, NestedFieldRef, SchemaRef};
 use iceberg::table::Table;
-use iceberg::transaction::{ApplyTransactionAction, Transaction};
+use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
 use iceberg::writer::IcebergWriterBuilder;
 use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
 use iceberg::writer::file_writer::ParquetWriterBuilder;
@@ -54,14 +54,16 @@ pub fn committed(table: &Table, identity: &str) -> Option<i64> {
         .map(|s| s.snapshot_id())
 }
 
-/// A writer of `table`'s data files, named `<name>-<n>.parquet` under its data folder (a new
-/// file past the table's target file size); it takes batches in the table's Arrow schema,
-/// field ids included, and its `close` gives the data files with their metrics.
+/// A writer of `table`'s data files in `schema` (the table's, or the one its commit makes),
+/// named `<name>-<n>.parquet` under its data folder (a new file past the table's target file
+/// size); it takes batches in that schema's Arrow form, field ids included, and its `close`
+/// gives the data files with their metrics.
 ///
 /// # Errors
 /// `CatalogFailed` when the table's location cannot be read.
 pub async fn data_file_writer(
     table: &Table,
+    schema: &SchemaRef,
     properties: WriterProperties,
     name: &str,
 ) -> Result<DataFiles, Error> {
@@ -74,7 +76,7 @@ pub async fn data_file_writer(
     let metadata = table.metadata();
     let locations = DefaultLocationGenerator::new(metadata).map_err(failed)?;
     let names = DefaultFileNameGenerator::new(name.to_owned(), None, DataFileFormat::Parquet);
-    let parquet = ParquetWriterBuilder::new(properties, metadata.current_schema().clone());
+    let parquet = ParquetWriterBuilder::new(properties, schema.clone());
     let rolling = RollingFileWriterBuilder::new_with_default_file_size(
         parquet,
         table.file_io().clone(),
@@ -91,22 +93,38 @@ pub async fn data_file_writer(
 pub type DataFiles =
     DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
 
-/// Commits `files` to the table as one snapshot recording `identity`, unless a snapshot
-/// already records it. Conflicts with other writers are retried (the table re-read, the
-/// identity checked again, the append re-applied) with jittered backoff until `deadline`
-/// less the clean-up reserve.
+/// One unit of work for a table: its data files, the columns its commit adds, and the
+/// identity its snapshot records.
+pub struct Work<'a> {
+    pub identity: &'a str,
+    pub files: Vec<DataFile>,
+    /// Optional columns added in the same commit, with the ids the files were written with.
+    pub adds: &'a [NestedFieldRef],
+}
+
+/// Commits the work's files (and added columns) to the table as one snapshot recording its
+/// identity, unless a snapshot already records it. Conflicts with other writers are retried
+/// (the table re-read, the identity checked again, the append re-applied) with jittered
+/// backoff until `deadline` less the clean-up reserve; `written` logs what the attempts
+/// write, so a refused attempt's files are removed at once.
 ///
 /// # Errors
-/// `CommitConflict` when retries run out; `TableNotFound` when the table went away;
-/// `CatalogFailed` for any other failure. Nothing is committed then.
+/// `CommitConflict` when retries run out, or when the work adds columns and another writer
+/// changed the schema meanwhile (the files' field ids would no longer match);
+/// `TableNotFound` when the table went away; `CatalogFailed` for any other failure. Nothing
+/// is committed then.
 pub async fn commit(
     catalog: &GlueCatalog,
     written: &TableFiles,
     ident: &TableIdent,
-    files: Vec<DataFile>,
-    identity: &str,
+    work: Work<'_>,
     deadline: Option<SystemTime>,
 ) -> Result<Appended, Error> {
+    let Work {
+        identity,
+        files,
+        adds,
+    } = work;
     let paths: Vec<String> = files.iter().map(|f| f.file_path().to_owned()).collect();
     let mut attempts = 0;
     loop {
@@ -123,7 +141,24 @@ pub async fn commit(
                 attempts,
             });
         }
-        let transaction = Transaction::new(&table);
+        let mut transaction = Transaction::new(&table);
+        if let Some(first) = adds.first() {
+            if table.metadata().last_column_id() != first.id - 1 {
+                return Err(Error::CommitConflict(format!(
+                    "{ident}: another writer changed the table's schema while this invocation added columns to it; nothing was committed (a retry adds them anew)"
+                )));
+            }
+            let mut update = transaction.update_schema();
+            for field in adds {
+                update = update.add_column(AddColumn::optional(
+                    &field.name,
+                    (*field.field_type).clone(),
+                ));
+            }
+            transaction = update
+                .apply(transaction)
+                .map_err(|e| catalog_error(ident, e))?;
+        }
         let append = transaction
             .fast_append()
             // The identity stands for the files: the duplicate check would read every manifest.

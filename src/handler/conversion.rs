@@ -11,6 +11,7 @@ use crate::Error;
 use crate::encode::columns::UnknownKeys;
 use crate::encode::partition::Layout;
 use crate::encode::writer::{self, Partitioning};
+use crate::input::event::Evolution;
 use crate::input::source::Source;
 use crate::input::target::Target;
 use crate::rows::Rows;
@@ -221,6 +222,8 @@ pub(super) struct Conversion<'a> {
     pub(super) unknown_keys: UnknownKeys,
     pub(super) partitioning: Partitioning<'a>,
     pub(super) dry_run: bool,
+    /// Whether a table target takes a column it lacks.
+    pub(super) evolution: Evolution,
 }
 
 impl Conversion<'_> {

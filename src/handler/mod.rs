@@ -256,6 +256,7 @@ impl Function {
                     unknown_keys: UnknownKeys::default(),
                     partitioning: Partitioning::NONE,
                     dry_run: false,
+                    evolution: self.config.schema_evolution,
                 };
                 let tables = &self.config.default_tables;
                 let mut results = match tables.is_empty() {
@@ -313,6 +314,9 @@ impl Function {
                 max: self.config.max_partitions,
             },
             dry_run: event.dry_run,
+            evolution: event
+                .schema_evolution
+                .unwrap_or(self.config.schema_evolution),
         };
         if !tables.is_empty() && matches!(event.input, Input::Objects { .. }) {
             return Err(Error::InvalidEvent(

@@ -13,7 +13,9 @@ use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
 use iceberg::arrow::{arrow_schema_to_schema_auto_assign_ids, schema_to_arrow_schema};
 use iceberg::io::FileIO;
-use iceberg::spec::{DataFile, FormatVersion, TableMetadataBuilder};
+use iceberg::spec::{
+    DataFile, FormatVersion, NestedField, NestedFieldRef, TableMetadataBuilder, Type,
+};
 use iceberg::table::Table;
 use iceberg::writer::IcebergWriter;
 use iceberg::{Catalog, ErrorKind, NamespaceIdent, Runtime, TableCreation, TableIdent};
@@ -27,6 +29,7 @@ use crate::catalog::append::{self, catalog_error};
 use crate::catalog::glue::GlueCatalog;
 use crate::encode::codec::Codec;
 use crate::encode::columns::{self, UnknownKeys};
+use crate::input::event::Evolution;
 use crate::input::source::Source;
 use crate::input::target::TableTarget;
 use crate::rows::Rows;
@@ -45,8 +48,12 @@ struct Prepared {
     planned: Option<TableCreation>,
     /// This invocation created it.
     created: bool,
-    /// The table's schema in Arrow, with its field ids.
+    /// The schema the data files are written in (the table's, with the columns `adds`
+    /// after its own), and in Arrow, with its field ids.
+    schema: iceberg::spec::SchemaRef,
     arrow: SchemaRef,
+    /// Columns added in the data's commit (`schema_evolution`), ids as Iceberg assigns them.
+    adds: Vec<NestedFieldRef>,
     codec: Codec,
 }
 
@@ -79,7 +86,9 @@ impl Function {
         let count = rows.len();
         let mut prepared = Vec::with_capacity(tables.len());
         for target in tables {
-            let table = self.prepare(&catalog, target, Some(&shape)).await?;
+            let table = self
+                .prepare(&catalog, target, Some(&shape), job.evolution)
+                .await?;
             let batches = table.build(&rows)?;
             prepared.push((table, batches));
         }
@@ -136,7 +145,9 @@ impl Function {
         );
         let mut prepared = Vec::with_capacity(tables.len());
         for target in tables {
-            let table = self.prepare(&catalog, target, job.schema.as_ref()).await?;
+            let table = self
+                .prepare(&catalog, target, job.schema.as_ref(), job.evolution)
+                .await?;
             let location = table.table.metadata().location().trim_end_matches('/');
             if source.uri().starts_with(&format!("{location}/")) {
                 return Err(Error::RecursiveTrigger(format!(
@@ -208,6 +219,7 @@ impl Function {
             }
             let writer = append::data_file_writer(
                 &table.table,
+                &table.schema,
                 crate::encode::writer::table_properties(table.codec),
                 &uuid::Uuid::now_v7().to_string(),
             )
@@ -294,6 +306,7 @@ impl Function {
         catalog: &GlueCatalog,
         target: &TableTarget,
         shape: Option<&SchemaRef>,
+        evolution: Evolution,
     ) -> Result<Prepared, Error> {
         let ident = TableIdent::new(
             NamespaceIdent::new(target.database.clone()),
@@ -309,7 +322,11 @@ impl Function {
                 "table {ident} is partitioned: only unpartitioned tables are written, for now; nothing was written"
             )));
         }
-        let arrow = arrow_of(&ident, &table)?;
+        let (schema, adds) = match (evolution, shape) {
+            (Evolution::AddColumns, Some(shape)) => evolved(&ident, &table, shape)?,
+            _ => (table.metadata().current_schema().clone(), Vec::new()),
+        };
+        let arrow = arrow_of(&ident, &schema)?;
         let codec = target
             .codec
             .or_else(|| {
@@ -322,7 +339,9 @@ impl Function {
             table,
             planned,
             created: false,
+            schema,
             arrow,
+            adds,
             codec,
         })
     }
@@ -395,9 +414,11 @@ impl Function {
                 .map_err(|e| catalog_error(ident, e))?,
             Err(e) => return Err(catalog_error(ident, e)),
         };
-        let arrow = arrow_of(ident, &table)?;
+        let schema = table.metadata().current_schema().clone();
+        let arrow = arrow_of(ident, &schema)?;
         let changed = arrow != prepared.arrow;
         prepared.table = table;
+        prepared.schema = schema;
         prepared.arrow = arrow;
         Ok(changed)
     }
@@ -409,7 +430,8 @@ impl Function {
     ) -> Result<Vec<DataFile>, Error> {
         let properties = crate::encode::writer::table_properties(table.codec);
         let name = uuid::Uuid::now_v7().to_string();
-        let mut writer = append::data_file_writer(&table.table, properties, &name).await?;
+        let mut writer =
+            append::data_file_writer(&table.table, &table.schema, properties, &name).await?;
         for batch in batches {
             writer
                 .write(batch)
@@ -432,8 +454,12 @@ impl Function {
     ) -> Result<Response, Error> {
         let files = catalog.files();
         for (table, data_files) in written {
-            let committed =
-                append::commit(catalog, files, &table.ident, data_files, identity, deadline).await;
+            let work = append::Work {
+                identity,
+                files: data_files,
+                adds: &table.adds,
+            };
+            let committed = append::commit(catalog, files, &table.ident, work, deadline).await;
             let appended = match committed {
                 Ok(appended) => appended,
                 Err(e) => return Err(self.undo(e, catalog, &response).await),
@@ -486,12 +512,10 @@ enum Feed<'r, 's> {
     Source(&'s Source),
 }
 
-fn arrow_of(ident: &TableIdent, table: &Table) -> Result<SchemaRef, Error> {
-    schema_to_arrow_schema(table.metadata().current_schema())
-        .map(Arc::new)
-        .map_err(|e| {
-            Error::TableSchemaMismatch(format!("table {ident}: its schema has no Arrow form: {e}"))
-        })
+fn arrow_of(ident: &TableIdent, schema: &iceberg::spec::Schema) -> Result<SchemaRef, Error> {
+    schema_to_arrow_schema(schema).map(Arc::new).map_err(|e| {
+        Error::TableSchemaMismatch(format!("table {ident}: its schema has no Arrow form: {e}"))
+    })
 }
 
 fn write_error(table: &Prepared, e: iceberg::Error) -> Error {
@@ -509,4 +533,56 @@ fn described(table: &Prepared, snapshot_id: Option<i64>, rows: usize) -> TableAp
         data_files: Vec::new(),
         schema: ddl::to_spark(&Schema::new(table.arrow.fields().clone())),
     }
+}
+
+/// The table's schema with the columns of `shape` it lacks added after its own (optional,
+/// ids from the table's last column id on, as Iceberg's schema update assigns them), and
+/// those columns.
+///
+/// # Errors
+/// `TableSchemaMismatch` for a new column of a nested type (add those to the table first).
+fn evolved(
+    ident: &TableIdent,
+    table: &Table,
+    shape: &Schema,
+) -> Result<(iceberg::spec::SchemaRef, Vec<NestedFieldRef>), Error> {
+    let current = table.metadata().current_schema();
+    let mut next_id = table.metadata().last_column_id();
+    let mut adds = Vec::new();
+    for field in shape.fields() {
+        if current.field_by_name(field.name()).is_some() {
+            continue;
+        }
+        let field_type = iceberg::arrow::arrow_type_to_type(field.data_type())
+            .ok()
+            .filter(|t| matches!(t, Type::Primitive(_)))
+            .ok_or_else(|| {
+                Error::TableSchemaMismatch(format!(
+                    "table {ident} has no column `{}`, and a nested column is not added by schema_evolution: add it to the table first; nothing was written",
+                    field.name()
+                ))
+            })?;
+        next_id += 1;
+        adds.push(Arc::new(NestedField::optional(
+            next_id,
+            field.name(),
+            field_type,
+        )));
+    }
+    if adds.is_empty() {
+        return Ok((current.clone(), adds));
+    }
+    let fields = current
+        .as_struct()
+        .fields()
+        .iter()
+        .cloned()
+        .chain(adds.iter().cloned());
+    let schema = iceberg::spec::Schema::builder()
+        .with_schema_id(current.schema_id() + 1)
+        .with_fields(fields)
+        .with_identifier_field_ids(current.identifier_field_ids())
+        .build()
+        .map_err(|e| catalog_error(ident, e))?;
+    Ok((Arc::new(schema), adds))
 }

@@ -17,13 +17,40 @@ use crate::rows::json::Scanner;
 use crate::schema::ddl;
 
 /// The optional top-level fields besides `rows` or `source`.
-const OPTIONAL_FIELDS: [&str; 5] = [
+const OPTIONAL_FIELDS: [&str; 6] = [
     "targets",
     "schema",
     "unknown_keys",
     "dry_run",
     "partition_by",
+    "schema_evolution",
 ];
+
+/// Whether a table target's schema may change to take the rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Evolution {
+    /// A column the table lacks is `TableSchemaMismatch`.
+    #[default]
+    None,
+    /// A column the table lacks is added to it, optional, in the data's own commit.
+    AddColumns,
+}
+
+impl Evolution {
+    /// Parses `none` or `add_columns`.
+    ///
+    /// # Errors
+    /// `InvalidEvent` naming `what` for anything else.
+    pub fn parse(name: &str, what: &str) -> Result<Evolution, Error> {
+        match name.trim() {
+            "none" => Ok(Evolution::None),
+            "add_columns" => Ok(Evolution::AddColumns),
+            _ => Err(Error::InvalidEvent(format!(
+                "{what} must be \"none\" or \"add_columns\""
+            ))),
+        }
+    }
+}
 
 /// What an event converts: its own rows, an S3 object named by `source`, or the objects of a
 /// Step Functions Distributed Map batch.
@@ -67,6 +94,8 @@ pub struct Event<'a> {
     pub dry_run: bool,
     /// Hive folders by these columns' values; `None` writes one object per target.
     pub partition_by: Option<PartitionBy>,
+    /// `schema_evolution`; `None` leaves it to the function's `SCHEMA_EVOLUTION`.
+    pub schema_evolution: Option<Evolution>,
 }
 
 /// Parses and validates an event's bytes in one pass (the rows go straight onto a tape).
@@ -312,6 +341,13 @@ impl<'a> Fields<'a> {
                 ));
             }
         };
+        let schema_evolution = match self.get("schema_evolution") {
+            None => None,
+            Some(raw) => Some(match serde_json::from_str::<String>(raw) {
+                Ok(name) => Evolution::parse(&name, "`schema_evolution`")?,
+                Err(_) => Evolution::parse(raw, "`schema_evolution`")?,
+            }),
+        };
         let partition_by = self
             .get("partition_by")
             .map(PartitionBy::parse)
@@ -324,6 +360,7 @@ impl<'a> Fields<'a> {
             unknown_keys,
             dry_run,
             partition_by,
+            schema_evolution,
         })
     }
 }
@@ -477,6 +514,28 @@ mod tests {
             let e = err(json);
             assert_eq!(e.error_type(), "InvalidEvent", "{json}: {e}");
             assert!(e.to_string().contains(word), "{json}: {e}");
+        }
+    }
+
+    #[test]
+    fn schema_evolution_is_none_or_add_columns() {
+        let event = |extra: &str| format!(r#"{{"rows": [{{"a": 1}}]{extra}}}"#);
+        let given = |extra: &str| parse(event(extra).as_bytes()).map(|e| e.schema_evolution);
+        assert_eq!(given("").unwrap(), None);
+        assert_eq!(
+            given(r#", "schema_evolution": "add_columns""#).unwrap(),
+            Some(Evolution::AddColumns)
+        );
+        assert_eq!(
+            given(r#", "schema_evolution": "none""#).unwrap(),
+            Some(Evolution::None)
+        );
+        for bad in [
+            r#", "schema_evolution": "yes""#,
+            r#", "schema_evolution": 1"#,
+        ] {
+            let e = given(bad).unwrap_err();
+            assert!(e.to_string().contains("add_columns"), "{bad}: {e}");
         }
     }
 

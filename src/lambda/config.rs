@@ -3,6 +3,7 @@
 use crate::Error;
 use crate::encode::partition::MAX_PARTITIONS;
 use crate::encode::streamed::ROW_GROUP_ROWS;
+use crate::input::event::Evolution;
 use crate::input::target::{
     AllowList, S3Prefix, TableAllowList, TableTarget, Target, parse_all_targets,
 };
@@ -35,6 +36,9 @@ pub struct Config {
     pub function_name: String,
     /// `ALLOWED_TABLES`: when set, the only tables table targets may name.
     pub allowed_tables: Option<TableAllowList>,
+    /// `SCHEMA_EVOLUTION`: whether a table target takes a column it lacks (an event's
+    /// `schema_evolution` decides for itself).
+    pub schema_evolution: Evolution,
     /// `TABLE_WAREHOUSE`: where a missing table is created
     /// (`<warehouse><database>.db/<table>/`); unset, a missing table is `TableNotFound`.
     pub table_warehouse: Option<S3Prefix>,
@@ -152,7 +156,13 @@ impl Config {
         let table_warehouse = var("TABLE_WAREHOUSE")
             .map(|v| S3Prefix::parse(v.trim(), "TABLE_WAREHOUSE").map_err(to_config))
             .transpose()?;
+        let schema_evolution = var("SCHEMA_EVOLUTION")
+            .map(|v| Evolution::parse(&v, "SCHEMA_EVOLUTION"))
+            .transpose()
+            .map_err(to_config)?
+            .unwrap_or_default();
         Ok(Config {
+            schema_evolution,
             allowed_tables,
             table_warehouse,
             metrics_namespace,

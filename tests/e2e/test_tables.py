@@ -22,11 +22,11 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from local_catalog import Moto, environment  # noqa: E402
-from emulator import Emulator  # noqa: E402
-
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+from emulator import Emulator  # noqa: E402
+from local_catalog import Moto, environment  # noqa: E402
+
 BOOTSTRAP = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))) / "debug" / "rows-to-parquet"
 LAKE = "lake"
 WAREHOUSE = f"s3://{LAKE}/warehouse/"
@@ -292,3 +292,41 @@ def test_notifications_feed_the_default_tables_once_per_object(moto):
         assert (kind, answer["errorType"]) == ("error", "RecursiveTrigger"), answer
     finally:
         emulator.stop()
+
+
+def test_schema_evolution_adds_the_new_columns_in_the_datas_own_commit(moto):
+    import pyarrow as pa
+    schema = pa.schema([pa.field("id", pa.int64()), pa.field("name", pa.string())])
+    moto.catalog().create_table("analytics.growing", schema=schema, location=f"{WAREHOUSE}analytics.db/growing")
+    strict = function(moto, ALLOWED_TABLES="analytics.*")
+    evolving = function(moto, ALLOWED_TABLES="analytics.*", SCHEMA_EVOLUTION="add_columns")
+    try:
+        target = [{"table": "analytics.growing"}]
+        kind, reply = invoke(strict, {"rows": [{"id": 1, "name": "a"}], "targets": target})
+        assert kind == "response", reply
+        wider = [{"id": 2, "name": "b", "score": 2.5, "seen": "2024-01-02"}]
+        kind, answer = invoke(strict, {"rows": wider, "targets": target})
+        assert (kind, answer["errorType"]) == ("error", "TableSchemaMismatch"), answer
+        # The event may allow it, or the function's SCHEMA_EVOLUTION.
+        kind, reply = invoke(strict, {"rows": wider, "targets": target, "schema_evolution": "add_columns"})
+        assert kind == "response", reply
+        assert reply["tables"][0]["schema"] == "id BIGINT, name STRING, score DOUBLE, seen STRING", reply
+        kind, reply = invoke(evolving, {"rows": [{"id": 3, "flag": True}], "targets": target})
+        assert kind == "response", reply
+        kind, answer = invoke(evolving, {"rows": [{"id": 4, "nested": {"x": 1}}], "targets": target})
+        assert (kind, answer["errorType"]) == ("error", "TableSchemaMismatch") and "nested" in answer["errorMessage"], answer
+        kind, answer = invoke(strict, {"rows": [{"id": 5}], "targets": target, "schema_evolution": "sometimes"})
+        assert (kind, answer["errorType"]) == ("error", "InvalidEvent"), answer
+
+        table = moto.catalog().load_table("analytics.growing")
+        assert [f.name for f in table.schema().fields] == ["id", "name", "score", "seen", "flag"]
+        assert not any(f.required for f in table.schema().fields[2:])
+        # One snapshot per append, each schema change in its data's snapshot.
+        assert len(table.snapshots()) == 3 and len(table.metadata.schemas) == 3
+        got = sorted(table.scan().to_arrow().to_pylist(), key=lambda r: r["id"])
+        assert got == [{"id": 1, "name": "a", "score": None, "seen": None, "flag": None},
+                       {"id": 2, "name": "b", "score": 2.5, "seen": "2024-01-02", "flag": None},
+                       {"id": 3, "name": None, "score": None, "seen": None, "flag": True}]
+    finally:
+        strict.stop()
+        evolving.stop()

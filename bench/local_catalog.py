@@ -1,15 +1,14 @@
-"""moto's server as the local AWS Glue Data Catalog and S3 of the table tests (one port for
-both), with the clients that check what the function committed: boto3 for Glue and S3 as
-stored, pyiceberg for the tables as an engine reads them."""
+"""moto's server as the local AWS Glue Data Catalog and S3 of the table tests and
+bench/tables.py (one port for both), with the clients that check what the function committed:
+boto3 for Glue and S3 as stored, pyiceberg for the tables as an engine reads them. Needs the
+virtualenv's moto, boto3 and pyiceberg."""
 import json
 import os
 import subprocess
 import sys
 import pathlib
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-from emulator import free_port, wait_for_port  # noqa: E402
+from emulator import free_port, wait_for_port
 
 REGION = "us-east-1"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",

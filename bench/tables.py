@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Iceberg table targets against folder targets, end to end, in one run: the release
+function under the Runtime API emulator writes seed-6mb (the shared generator's 6 MB event)
+to a folder (uncompressed and Snappy, the seed job's two targets) and to a table (zstd, one
+data file and one snapshot per invocation), in alternating rounds, against moto's server as
+S3 and the Glue Data Catalog, through a proxy that counts every request. Reports the p50 and
+p99 of each, the difference a table's commit makes, the Glue and S3 requests per table
+append, the function's peak RSS, and init with table targets configured.
+
+usage: tables.py BOOTSTRAP_BIN EVENTS_DIR [--results]   (EVENTS_DIR holds seed-6mb.json;
+       --results replaces the "Iceberg tables" section of bench/RESULTS.md)"""
+import collections
+import datetime
+import http.client
+import http.server
+import json
+import os
+import pathlib
+import statistics
+import sys
+import threading
+
+from emulator import Emulator
+from local_catalog import Moto, environment
+from run import cpu_model, percentile, report, table
+
+SECTION = "## Iceberg tables"
+ROUNDS, PER_ROUND = 4, 10
+INIT_SPAWNS = 20
+LAKE = "lake"
+
+
+class Counting:
+    """A proxy in front of moto counting requests: Glue by operation, S3 by method (and
+    multipart steps)."""
+
+    def __init__(self, upstream_port):
+        self.counts = collections.Counter()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def relay(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+                target = self.headers.get("X-Amz-Target")
+                if target:
+                    what = "Glue " + target.split(".")[-1]
+                else:
+                    query = self.path.partition("?")[2]
+                    step = " (multipart)" if "uploadId" in query or "uploads" in query else ""
+                    what = f"S3 {self.command}{step}"
+                proxy.counts[what] += 1
+                connection = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=120)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                connection.request(self.command, self.path, body=body, headers=headers)
+                reply = connection.getresponse()
+                data = reply.read()
+                self.send_response(reply.status)
+                for name, value in reply.getheaders():
+                    if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = relay
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+
+
+def main():
+    bootstrap, events = map(pathlib.Path, sys.argv[1:3])
+    environment()
+    seed = json.loads((events / "seed-6mb.json").read_text())
+    folder_event = json.dumps({**seed, "targets": [
+        {"prefix": f"s3://{LAKE}/out/parquet/", "compression": "uncompressed"},
+        {"prefix": f"s3://{LAKE}/out/parquet-snappy/", "compression": "snappy"}]}).encode()
+    table_event = json.dumps({**seed, "targets": [{"table": "bench.seed"}]}).encode()
+    moto = Moto(buckets=[LAKE], databases=["bench"])
+    proxy = Counting(moto.port)
+    env = {"AWS_ENDPOINT_URL_S3": proxy.endpoint, "AWS_ENDPOINT_URL_GLUE": proxy.endpoint,
+           "TABLE_WAREHOUSE": f"s3://{LAKE}/warehouse/", "ALLOWED_TABLES": "bench.*"}
+    try:
+        inits = []
+        for _ in range(INIT_SPAWNS):
+            function = Emulator(bootstrap, {**moto.function_env(), **env})
+            inits.append(function.init_ms())
+            function.stop()
+        function = Emulator(bootstrap, {**moto.function_env(), **env}, timeout_s=120)
+        try:
+            # The first append creates the table: not measured.
+            kind, body, _ = function.invoke(table_event)
+            assert kind == "response" and body["tables"][0]["created"], body
+            times = {"folder": [], "table": []}
+            per_append = collections.Counter()
+            appends = 0
+            for _ in range(ROUNDS):
+                for name, payload in (("folder", folder_event), ("table", table_event)):
+                    for _ in range(PER_ROUND):
+                        before = collections.Counter(proxy.counts)
+                        kind, body, ms = function.invoke(payload)
+                        assert kind == "response", body
+                        times[name].append(ms)
+                        if name == "table":
+                            appends += 1
+                            per_append.update(proxy.counts - before)
+            peak = function.peak_rss_kib() / 1024
+        finally:
+            function.stop()
+        snapshots = len(moto.catalog().load_table("bench.seed").snapshots())
+    finally:
+        proxy.stop()
+        moto.stop()
+    assert snapshots == appends + 1, (snapshots, appends)
+    folder_p50, table_p50 = statistics.median(times["folder"]), statistics.median(times["table"])
+    rows = [[name, len(ms), f"{statistics.median(ms):.1f}", f"{percentile(ms, 99):.1f}"]
+            for name, ms in times.items()]
+    requests = ", ".join(f"{what} {n / appends:g}" for what, n in sorted(per_append.items()))
+    lines = [SECTION, "",
+             f"{datetime.date.today()}, {cpu_model()}, {os.cpu_count()} cores: `bench/tables.py` (the release "
+             f"function under the Runtime API emulator, seed-6mb.json, {ROUNDS} alternating rounds of "
+             f"{PER_ROUND} invocations each, against moto's server as S3 and Glue on the same cores, "
+             "through a request-counting proxy). Folder: the seed job's two targets (uncompressed and "
+             "Snappy). Table: one Iceberg table, zstd, one data file and one snapshot per invocation; "
+             "the table grows by a snapshot each time. Milliseconds from handing the event over to the "
+             "answer.", ""]
+    lines += table(["targets", "invocations", "p50 ms", "p99 ms"], rows)
+    lines += ["",
+              f"A table append costs {table_p50 - folder_p50:+.1f} ms at p50 against the two folder objects "
+              f"({table_p50 / folder_p50:.2f}× the folder's time). Requests per append: {requests}. "
+              f"Peak RSS of the function over the run: {peak:.1f} MiB. Init with table targets "
+              f"configured (the Glue client is built on first use): {statistics.median(inits):.1f} ms "
+              f"median, {max(inits):.1f} ms at most, over {INIT_SPAWNS} spawns. {snapshots} snapshots "
+              "committed, one per invocation.", ""]
+    report(lines)
+
+
+if __name__ == "__main__":
+    main()
