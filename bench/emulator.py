@@ -248,3 +248,57 @@ class Emulator:
         self.proc.wait()
         self.server.shutdown()
         self.log.close()
+
+
+class Proxy:
+    """A pass-through HTTP proxy on loopback in front of the server at `upstream_port` (the
+    Host header goes on unchanged, so signatures still hold). `intercept(request)` sees each
+    request first (`.method`, `.path`, `.headers`, `.body`) and may answer it itself with
+    `(status, [(header, value)], body)`; `None` lets it through."""
+
+    def __init__(self, upstream_port, intercept=lambda request: None):
+        import types
+
+        self.upstream_port = upstream_port
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def relay(self):
+                length = int(self.headers.get("Content-Length", 0) or 0)
+                body = self.rfile.read(length) if length else None
+                request = types.SimpleNamespace(method=self.command, path=self.path,
+                                                headers=self.headers, body=body)
+                status, headers, data = intercept(request) or proxy.forward(request)
+                self.send_response(status)
+                for name, value in headers:
+                    if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = relay
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def forward(self, request):
+        """`request` as the upstream server answers it."""
+        import http.client
+        upstream = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=120)
+        upstream.request(request.method, request.path, body=request.body, headers=dict(request.headers))
+        reply = upstream.getresponse()
+        answer = reply.status, reply.getheaders(), reply.read()
+        upstream.close()
+        return answer
+
+    def stop(self):
+        self.server.shutdown()

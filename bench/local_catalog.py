@@ -8,7 +8,7 @@ import subprocess
 import sys
 import pathlib
 
-from emulator import free_port, wait_for_port
+from emulator import Proxy, free_port, wait_for_port
 
 REGION = "us-east-1"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -66,64 +66,32 @@ def environment():
     os.environ.update(CREDENTIALS)
 
 
-class VersionedGlue:
+class VersionedGlue(Proxy):
     """A proxy in front of moto's Glue that refuses an `UpdateTable` whose `VersionId` is not
     the table's current one with `ConcurrentModificationException`, as Glue does (moto accepts
     a stale one). Check and update happen under one lock, so of two commits made from the same
-    version exactly one lands. `conflicts` counts the refusals."""
+    version exactly one lands. `conflicts` counts the refusals, `updates` the others."""
 
     def __init__(self, moto):
-        import http.client
-        import http.server
         import threading
 
         self.conflicts = 0
         self.updates = 0
         lock = threading.Lock()
-        proxy = self
-        upstream_port = moto.port
+        refusal = json.dumps({"__type": "ConcurrentModificationException",
+                              "Message": "Update table failed due to concurrent modifications."}).encode()
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        def check(request):
+            if request.headers.get("X-Amz-Target") != "AWSGlue.UpdateTable":
+                return None
+            update = json.loads(request.body)
+            with lock:
+                current = moto.client("glue").get_table(
+                    DatabaseName=update["DatabaseName"], Name=update["TableInput"]["Name"])["Table"]
+                if update.get("VersionId") != current.get("VersionId"):
+                    self.conflicts += 1
+                    return 400, [("Content-Type", "application/x-amz-json-1.1")], refusal
+                self.updates += 1
+                return self.forward(request)
 
-            def log_message(self, *args):
-                pass
-
-            def forward(self, body):
-                connection = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                connection.request(self.command, self.path, body=body, headers=headers)
-                reply = connection.getresponse()
-                return reply.status, reply.getheaders(), reply.read()
-
-            def answer(self, status, headers, data):
-                self.send_response(status)
-                for name, value in headers:
-                    if name.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if self.headers.get("X-Amz-Target") != "AWSGlue.UpdateTable":
-                    return self.answer(*self.forward(body))
-                request = json.loads(body)
-                with lock:
-                    current = moto.client("glue").get_table(
-                        DatabaseName=request["DatabaseName"], Name=request["TableInput"]["Name"])["Table"]
-                    if request.get("VersionId") != current.get("VersionId"):
-                        proxy.conflicts += 1
-                        refusal = json.dumps({"__type": "ConcurrentModificationException",
-                                              "Message": "Update table failed due to concurrent modifications."}).encode()
-                        return self.answer(400, [("Content-Type", "application/x-amz-json-1.1")], refusal)
-                    proxy.updates += 1
-                    return self.answer(*self.forward(body))
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
+        super().__init__(moto.port, check)

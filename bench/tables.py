@@ -11,16 +11,13 @@ usage: tables.py BOOTSTRAP_BIN EVENTS_DIR [--results]   (EVENTS_DIR holds seed-6
        --results replaces the "Iceberg tables" section of bench/RESULTS.md)"""
 import collections
 import datetime
-import http.client
-import http.server
 import json
 import os
 import pathlib
 import statistics
 import sys
-import threading
 
-from emulator import Emulator
+from emulator import Emulator, Proxy
 from local_catalog import Moto, environment
 from run import cpu_model, percentile, report, table
 
@@ -30,52 +27,18 @@ INIT_SPAWNS = 20
 LAKE = "lake"
 
 
-class Counting:
-    """A proxy in front of moto counting requests: Glue by operation, S3 by method (and
-    multipart steps)."""
-
-    def __init__(self, upstream_port):
-        self.counts = collections.Counter()
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def relay(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
-                target = self.headers.get("X-Amz-Target")
-                if target:
-                    what = "Glue " + target.split(".")[-1]
-                else:
-                    query = self.path.partition("?")[2]
-                    step = " (multipart)" if "uploadId" in query or "uploads" in query else ""
-                    what = f"S3 {self.command}{step}"
-                proxy.counts[what] += 1
-                connection = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=120)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                connection.request(self.command, self.path, body=body, headers=headers)
-                reply = connection.getresponse()
-                data = reply.read()
-                self.send_response(reply.status)
-                for name, value in reply.getheaders():
-                    if name.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = relay
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
+def counter(counts):
+    """A proxy's intercept counting requests: Glue by operation, S3 by method (and multipart
+    steps)."""
+    def count(request):
+        target = request.headers.get("X-Amz-Target")
+        if target:
+            counts["Glue " + target.split(".")[-1]] += 1
+        else:
+            query = request.path.partition("?")[2]
+            step = " (multipart)" if "uploadId" in query or "uploads" in query else ""
+            counts[f"S3 {request.method}{step}"] += 1
+    return count
 
 
 def main():
@@ -87,7 +50,8 @@ def main():
         {"prefix": f"s3://{LAKE}/out/parquet-snappy/", "compression": "snappy"}]}).encode()
     table_event = json.dumps({**seed, "targets": [{"table": "bench.seed"}]}).encode()
     moto = Moto(buckets=[LAKE], databases=["bench"])
-    proxy = Counting(moto.port)
+    counts = collections.Counter()
+    proxy = Proxy(moto.port, counter(counts))
     env = {"AWS_ENDPOINT_URL_S3": proxy.endpoint, "AWS_ENDPOINT_URL_GLUE": proxy.endpoint,
            "TABLE_WAREHOUSE": f"s3://{LAKE}/warehouse/", "ALLOWED_TABLES": "bench.*"}
     try:
@@ -107,13 +71,13 @@ def main():
             for _ in range(ROUNDS):
                 for name, payload in (("folder", folder_event), ("table", table_event)):
                     for _ in range(PER_ROUND):
-                        before = collections.Counter(proxy.counts)
+                        before = collections.Counter(counts)
                         kind, body, ms = function.invoke(payload)
                         assert kind == "response", body
                         times[name].append(ms)
                         if name == "table":
                             appends += 1
-                            per_append.update(proxy.counts - before)
+                            per_append.update(counts - before)
             peak = function.peak_rss_kib() / 1024
         finally:
             function.stop()

@@ -8,19 +8,16 @@ X-Ray trace id, and so does every S3 request it makes (the SDK's `X-Amzn-Trace-I
 URI or row value is a metric or a dimension.
 
 Run by scripts/test after stack_start built the debug binaries."""
-import http.client
-import http.server
 import json
 import os
 import pathlib
 import sys
-import threading
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
-from emulator import Emulator, LocalS3, trace_id  # noqa: E402
+from emulator import Emulator, LocalS3, Proxy, trace_id  # noqa: E402
 from test_local_loop import rows_and_targets, stack_config  # noqa: E402
 
 TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
@@ -67,47 +64,13 @@ def validate(line):
     return metrics
 
 
-class TraceHeaders:
+class TraceHeaders(Proxy):
     """A pass-through proxy in front of the S3 server that records each request's method and
-    `X-Amzn-Trace-Id` (the Host header goes on unchanged, so signatures still hold)."""
+    `X-Amzn-Trace-Id`."""
 
     def __init__(self, upstream_port):
         self.seen = []
-        recorder = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def forward(self):
-                length = int(self.headers.get("Content-Length", 0))
-                body = self.rfile.read(length) if length else None
-                recorder.seen.append((self.command, self.headers.get("X-Amzn-Trace-Id")))
-                upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=30)
-                upstream.request(self.command, self.path, body=body, headers=dict(self.headers))
-                reply = upstream.getresponse()
-                data = reply.read()
-                self.send_response(reply.status)
-                for name, value in reply.getheaders():
-                    if name.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(name, value)
-                self.send_header("Content-Length", reply.getheader("Content-Length", str(len(data))))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-                upstream.close()
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = forward
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def stop(self):
-        self.server.shutdown()
+        super().__init__(upstream_port, lambda r: self.seen.append((r.method, r.headers.get("X-Amzn-Trace-Id"))))
 
 
 class Function:
