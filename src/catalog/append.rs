@@ -102,9 +102,10 @@ pub struct Work<'a> {
     pub adds: &'a [NestedFieldRef],
 }
 
-/// Commits the work's files (and added columns) to the table as one snapshot recording its
-/// identity, unless a snapshot already records it. Conflicts with other writers are retried
-/// (the table re-read, the identity checked again, the append re-applied) with jittered
+/// Commits the work's files (and added columns) to `table` (as the caller last read it) as
+/// one snapshot recording its identity, unless a snapshot already records it; the catalog
+/// checks the identity once more against the version it swaps from. Conflicts with other
+/// writers are retried (the table re-read, the identity checked again, the append re-applied) with jittered
 /// backoff until `deadline` less the clean-up reserve; `written` logs what the attempts
 /// write, so a refused attempt's files are removed at once.
 ///
@@ -116,7 +117,7 @@ pub struct Work<'a> {
 pub async fn commit(
     catalog: &GlueCatalog,
     written: &TableFiles,
-    ident: &TableIdent,
+    table: Table,
     work: Work<'_>,
     deadline: Option<SystemTime>,
 ) -> Result<Appended, Error> {
@@ -125,14 +126,18 @@ pub async fn commit(
         files,
         adds,
     } = work;
+    let ident = &table.identifier().clone();
     let paths: Vec<String> = files.iter().map(|f| f.file_path().to_owned()).collect();
+    let mut table = table;
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let table = catalog
-            .load_table(ident)
-            .await
-            .map_err(|e| catalog_error(ident, e))?;
+        if attempts > 1 {
+            table = catalog
+                .load_table(ident)
+                .await
+                .map_err(|e| catalog_error(ident, e))?;
+        }
         if let Some(snapshot_id) = committed(&table, identity) {
             return Ok(Appended {
                 snapshot_id,

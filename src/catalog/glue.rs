@@ -3,23 +3,29 @@
 //! `table_type=ICEBERG` whose `metadata_location` names the current metadata file. A commit
 //! writes the next metadata file, then swaps the location with `UpdateTable` on the
 //! `VersionId` it read: of two concurrent commits, Glue refuses the second.
+//!
+//! Round trips are kept few: a metadata file (immutable) is read once per invocation, and a
+//! commit swaps from the version the transaction's own refresh just read rather than asking
+//! Glue again; a table that moved in between makes Glue refuse the version, and the caller
+//! retries from a fresh read.
 
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use aws_sdk_glue::Client;
 use aws_sdk_glue::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_glue::types::{Column, StorageDescriptor, TableInput};
 use iceberg::io::{FileIO, FileIOBuilder};
-use iceberg::spec::{PrimitiveType, TableMetadata, TableMetadataBuilder, Type};
+use iceberg::spec::{PrimitiveType, TableMetadata, TableMetadataBuilder, TableMetadataRef, Type};
 use iceberg::table::Table;
 use iceberg::{
     Catalog, ErrorKind, MetadataLocation, Namespace, NamespaceIdent, Result, Runtime, TableCommit,
     TableCreation, TableIdent,
 };
 
+use super::append::{IDENTITY, committed};
 use crate::store::table_files::{TableFiles, TableFilesFactory};
 
 /// Glue's table parameters that make a table an Iceberg table.
@@ -34,12 +40,24 @@ pub struct GlueCatalog {
     glue: Client,
     io: FileIO,
     files: TableFiles,
+    /// Metadata files read, by location: they never change, so each is read once.
+    metadata: Mutex<HashMap<String, TableMetadataRef>>,
+    /// Each table's last read: its metadata location and Glue `VersionId`. A commit swaps
+    /// from what was last read; if the table moved since, Glue refuses the stale version and
+    /// the caller reads again.
+    last_read: Mutex<HashMap<TableIdent, (String, Option<String>)>>,
 }
 
 impl GlueCatalog {
     pub fn new(glue: Client, files: TableFiles) -> GlueCatalog {
         let io = FileIOBuilder::new(Arc::new(TableFilesFactory(files.clone()))).build();
-        GlueCatalog { glue, io, files }
+        GlueCatalog {
+            glue,
+            io,
+            files,
+            metadata: Mutex::default(),
+            last_read: Mutex::default(),
+        }
     }
 
     /// The files written through this catalog's tables.
@@ -47,7 +65,12 @@ impl GlueCatalog {
         &self.files
     }
 
-    fn table(&self, ident: TableIdent, location: String, metadata: TableMetadata) -> Result<Table> {
+    fn table(
+        &self,
+        ident: TableIdent,
+        location: String,
+        metadata: impl Into<TableMetadataRef>,
+    ) -> Result<Table> {
         Table::builder()
             .file_io(self.io.clone())
             .metadata_location(location)
@@ -88,9 +111,51 @@ impl GlueCatalog {
                 )
             })?
             .clone();
-        let metadata = TableMetadata::read_from(&self.io, &location).await?;
+        let known = self
+            .metadata
+            .lock()
+            .expect("not poisoned")
+            .get(&location)
+            .cloned();
+        let metadata = match known {
+            Some(metadata) => metadata,
+            None => {
+                let metadata = Arc::new(TableMetadata::read_from(&self.io, &location).await?);
+                let mut cache = self.metadata.lock().expect("not poisoned");
+                cache.insert(location.clone(), metadata.clone());
+                metadata
+            }
+        };
+        self.last_read.lock().expect("not poisoned").insert(
+            ident.clone(),
+            (location.clone(), glue_table.version_id.clone()),
+        );
         let table = self.table(ident.clone(), location, metadata)?;
         Ok((table, glue_table.version_id))
+    }
+
+    /// The table as last read (by `load_table`, as iceberg's transaction does before each
+    /// commit), without asking Glue again.
+    async fn last_read(&self, ident: &TableIdent) -> Result<(Table, Option<String>)> {
+        let last = self
+            .last_read
+            .lock()
+            .expect("not poisoned")
+            .get(ident)
+            .cloned();
+        let Some((location, version)) = last else {
+            return self.read(ident).await;
+        };
+        let metadata = self
+            .metadata
+            .lock()
+            .expect("not poisoned")
+            .get(&location)
+            .cloned();
+        match metadata {
+            Some(metadata) => Ok((self.table(ident.clone(), location, metadata)?, version)),
+            None => self.read(ident).await,
+        }
     }
 }
 
@@ -308,12 +373,27 @@ impl Catalog for GlueCatalog {
     async fn update_table(&self, commit: TableCommit) -> Result<Table> {
         let ident = commit.identifier().clone();
         let database = database(&ident)?.to_owned();
-        let (current, version) = self.read(&ident).await?;
+        let (current, version) = self.last_read(&ident).await?;
         let previous = current.metadata_location_result()?.to_owned();
+        let base = current.clone();
         let staged = commit.apply(current).map_err(|e| match e.kind() {
             ErrorKind::CatalogCommitConflicts => e.with_retryable(false),
             _ => e,
         })?;
+        // The last word on exactly once: the version swapped from has no snapshot of this
+        // work (and if the table moved since, Glue refuses the version).
+        let identity = staged
+            .metadata()
+            .current_snapshot()
+            .and_then(|s| s.summary().additional_properties.get(IDENTITY).cloned());
+        if let Some(identity) = identity
+            && committed(&base, &identity).is_some()
+        {
+            return Err(iceberg::Error::new(
+                ErrorKind::CatalogCommitConflicts,
+                format!("{ident} already has a snapshot of this work"),
+            ));
+        }
         let location = staged.metadata_location_result()?.to_owned();
         staged
             .metadata()
@@ -339,6 +419,7 @@ impl Catalog for GlueCatalog {
                     &e,
                 ),
             })?;
+        self.last_read.lock().expect("not poisoned").remove(&ident);
         Ok(staged)
     }
 }

@@ -459,7 +459,8 @@ impl Function {
                 files: data_files,
                 adds: &table.adds,
             };
-            let committed = append::commit(catalog, files, &table.ident, work, deadline).await;
+            let committed =
+                append::commit(catalog, files, table.table.clone(), work, deadline).await;
             let appended = match committed {
                 Ok(appended) => appended,
                 Err(e) => return Err(self.undo(e, catalog, &response).await),

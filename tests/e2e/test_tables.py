@@ -208,6 +208,25 @@ def test_eight_concurrent_writers_all_land_once_and_leave_no_orphans(moto):
         stored, referenced = table_files(moto, table)
         assert stored - referenced == set(), "orphan files in the table's location"
         print(f"8 concurrent writers: {glue.conflicts} commits refused as stale, all 8 landed")
+
+        # 4 deliveries of one piece of work at once (the same request id): it lands once.
+        def deliver(i):
+            replies[i] = invoke(writers[i], {"rows": [{"writer": 99, "n": 0}], "targets": [{"table": "analytics.busy"}]},
+                                request_id="duplicate")
+
+        threads = [threading.Thread(target=deliver, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        answers = [answer["tables"][0] for kind, answer in replies[:4] if kind == "response"]
+        assert len(answers) == 4, replies[:4]
+        assert sorted(a["already_committed"] for a in answers) == [False, True, True, True], answers
+        assert len({a["snapshot_id"] for a in answers}) == 1, answers
+        table = moto.catalog().load_table("analytics.busy")
+        assert len(table.snapshots()) == 9 and len(table.scan().to_arrow()) == 8 * 50 + 1
+        stored, referenced = table_files(moto, table)
+        assert stored - referenced == set(), "orphan files in the table's location"
     finally:
         for w in writers:
             w.stop()
