@@ -7,16 +7,20 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
+use arrow_array::RecordBatch;
+use iceberg::arrow::RecordBatchPartitionSplitter;
 use iceberg::spec::{DataFile, DataFileFormat, NestedFieldRef, SchemaRef};
 use iceberg::table::Table;
 use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
-use iceberg::writer::IcebergWriterBuilder;
-use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
+use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
 use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::file_writer::location_generator::{
     DefaultFileNameGenerator, DefaultLocationGenerator,
 };
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
+use iceberg::writer::partitioning::PartitioningWriter;
+use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
+use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use iceberg::{Catalog, ErrorKind, TableIdent};
 use parquet::file::properties::WriterProperties;
 
@@ -55,12 +59,14 @@ pub fn committed(table: &Table, identity: &str) -> Option<i64> {
 }
 
 /// A writer of `table`'s data files in `schema` (the table's, or the one its commit makes),
-/// named `<name>-<n>.parquet` under its data folder (a new file past the table's target file
-/// size); it takes batches in that schema's Arrow form, field ids included, and its `close`
-/// gives the data files with their metrics.
+/// named `<name>-<n>.parquet` under its data folder, in the partition folders of its
+/// partition spec (a new file past the table's target file size); it takes batches in that
+/// schema's Arrow form, field ids included, and its `close` gives the data files with their
+/// metrics (and partition values).
 ///
 /// # Errors
-/// `CatalogFailed` when the table's location cannot be read.
+/// `CatalogFailed` when the table's location cannot be read; `InvalidEvent` for a partition
+/// spec whose transforms iceberg-rust cannot compute.
 pub async fn data_file_writer(
     table: &Table,
     schema: &SchemaRef,
@@ -83,15 +89,67 @@ pub async fn data_file_writer(
         locations,
         names,
     );
-    DataFileWriterBuilder::new(rolling)
-        .build(None)
-        .await
-        .map_err(failed)
+    let files = DataFileWriterBuilder::new(rolling);
+    let spec = metadata.default_partition_spec();
+    if spec.is_unpartitioned() {
+        let files = files.build(None).await.map_err(failed)?;
+        return Ok(DataFiles::Unpartitioned(Box::new(files)));
+    }
+    let splitter =
+        RecordBatchPartitionSplitter::try_new_with_computed_values(schema.clone(), spec.clone())
+            .map_err(|e| {
+                Error::InvalidEvent(format!(
+                    "table {}: its partition spec cannot be computed here: {e}",
+                    table.identifier()
+                ))
+            })?;
+    Ok(DataFiles::Partitioned(Box::new(Fanout {
+        splitter,
+        files: FanoutWriter::new(files),
+    })))
 }
 
-/// What [`data_file_writer`] gives.
-pub type DataFiles =
-    DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+type Files =
+    DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+
+/// What [`data_file_writer`] gives: one data file at a time, or one per partition.
+pub enum DataFiles {
+    Unpartitioned(Box<<Files as IcebergWriterBuilder>::R>),
+    Partitioned(Box<Fanout>),
+}
+
+/// Each batch split by partition, each partition its own files.
+pub struct Fanout {
+    splitter: RecordBatchPartitionSplitter,
+    files: FanoutWriter<Files>,
+}
+
+impl DataFiles {
+    /// # Errors
+    /// iceberg-rust's, when a file cannot be written or a partition value computed.
+    pub async fn write(&mut self, batch: RecordBatch) -> iceberg::Result<()> {
+        match self {
+            DataFiles::Unpartitioned(files) => files.write(batch).await,
+            DataFiles::Partitioned(fanout) => {
+                for (key, part) in fanout.splitter.split(&batch)? {
+                    fanout.files.write(key, part).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The data files written.
+    ///
+    /// # Errors
+    /// iceberg-rust's, when a file cannot be completed.
+    pub async fn close(self) -> iceberg::Result<Vec<DataFile>> {
+        match self {
+            DataFiles::Unpartitioned(mut files) => files.close().await,
+            DataFiles::Partitioned(fanout) => fanout.files.close().await,
+        }
+    }
+}
 
 /// One unit of work for a table: its data files, the columns its commit adds, and the
 /// identity its snapshot records.

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use arrow_array::builder::{
     ArrayBuilder, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder,
-    Float64Builder, Int8Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
-    TimestampMicrosecondBuilder,
+    Float64Builder, Int8Builder, Int16Builder, Int32Builder, Int64Builder, LargeBinaryBuilder,
+    StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::{ArrayRef, ListArray, MapArray, RecordBatch, StructArray};
 use arrow_buffer::{NullBufferBuilder, OffsetBuffer};
@@ -22,6 +22,9 @@ use arrow_schema::{DataType, FieldRef, Fields, SchemaRef, TimeUnit};
 use crate::Error;
 use crate::rows::{Node, PARALLEL_ROWS, RowRef, Rows, same_key};
 use crate::schema::{convert, ddl};
+
+/// The zone iceberg-rust gives `timestamptz` columns in Arrow.
+const ICEBERG_UTC: &str = "+00:00";
 
 /// What to do with a row key that the schema does not name.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -102,6 +105,8 @@ enum Builder {
     Decimal(Decimal128Builder),
     Utf8(StringBuilder),
     Binary(BinaryBuilder),
+    /// Iceberg's `binary`.
+    LargeBinary(LargeBinaryBuilder),
     Date(Date32Builder),
     Timestamp(TimestampMicrosecondBuilder),
     List(Nested),
@@ -152,9 +157,19 @@ impl Column {
                 Builder::Binary(BinaryBuilder::with_capacity(capacity, capacity * 8))
             }
             DataType::Date32 => Builder::Date(Date32Builder::with_capacity(capacity)),
-            DataType::Timestamp(TimeUnit::Microsecond, Some(tz)) if tz.as_ref() == ddl::UTC => {
+            DataType::LargeBinary => {
+                Builder::LargeBinary(LargeBinaryBuilder::with_capacity(capacity, capacity * 8))
+            }
+            // Spark's and Iceberg's (`timestamptz`) instants in UTC, and Iceberg's `timestamp`
+            // without a zone (a string's offset, if it has one, is applied: the UTC wall clock).
+            DataType::Timestamp(TimeUnit::Microsecond, tz)
+                if tz
+                    .as_deref()
+                    .is_none_or(|tz| tz == ddl::UTC || tz == ICEBERG_UTC) =>
+            {
                 Builder::Timestamp(
-                    TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone(ddl::UTC),
+                    TimestampMicrosecondBuilder::with_capacity(capacity)
+                        .with_timezone_opt(tz.clone()),
                 )
             }
             DataType::List(element) => Builder::List(nested(element, format!("{path}.[]"))?),
@@ -258,6 +273,9 @@ impl Column {
             (Builder::Binary(b), Node::Str(s)) => {
                 b.append_value(convert::binary(s).map_err(&unfit)?)
             }
+            (Builder::LargeBinary(b), Node::Str(s)) => {
+                b.append_value(convert::binary(s).map_err(&unfit)?)
+            }
             (Builder::Date(b), Node::Str(s)) => b.append_value(convert::date(s).map_err(&unfit)?),
             (Builder::Timestamp(b), Node::Str(s)) => {
                 b.append_value(convert::timestamp(s).map_err(&unfit)?)
@@ -346,6 +364,7 @@ impl Column {
             Builder::Decimal(b) => b.append_null(),
             Builder::Utf8(b) => b.append_null(),
             Builder::Binary(b) => b.append_null(),
+            Builder::LargeBinary(b) => b.append_null(),
             Builder::Date(b) => b.append_null(),
             Builder::Timestamp(b) => b.append_null(),
             Builder::List(n) | Builder::Map(n) => {
@@ -374,6 +393,7 @@ impl Column {
             Builder::Decimal(b) => b.len(),
             Builder::Utf8(b) => b.len(),
             Builder::Binary(b) => b.len(),
+            Builder::LargeBinary(b) => b.len(),
             Builder::Date(b) => b.len(),
             Builder::Timestamp(b) => b.len(),
             Builder::List(n) | Builder::Map(n) => n.offsets.len() - 1,
@@ -397,6 +417,7 @@ impl Column {
             Builder::Decimal(mut b) => Arc::new(b.finish()),
             Builder::Utf8(mut b) => Arc::new(b.finish()),
             Builder::Binary(mut b) => Arc::new(b.finish()),
+            Builder::LargeBinary(mut b) => Arc::new(b.finish()),
             Builder::Date(mut b) => Arc::new(b.finish()),
             Builder::Timestamp(mut b) => Arc::new(b.finish()),
             Builder::List(n) => {
@@ -599,6 +620,40 @@ mod tests {
     fn build_json(schema: &str, rows: &str, unknown: UnknownKeys) -> Result<RecordBatch, Error> {
         let rows = crate::rows::rows_of(rows);
         build(&rows, Arc::new(ddl::parse(schema).unwrap()), unknown).map(|mut b| b.remove(0))
+    }
+
+    #[test]
+    fn iceberg_timestamps_and_binaries_are_built_in_their_own_arrow_types() {
+        use arrow_schema::{Field, Schema};
+        let schema = Schema::new(vec![
+            Field::new(
+                "local",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                true,
+            ),
+            Field::new(
+                "instant",
+                DataType::Timestamp(TimeUnit::Microsecond, Some(ICEBERG_UTC.into())),
+                true,
+            ),
+            Field::new("blob", DataType::LargeBinary, true),
+        ]);
+        let rows = crate::rows::rows_of(
+            r#"[{"local": "2024-01-02T03:04:05", "instant": "2024-01-02T03:04:05+01:00", "blob": "aGk="}]"#,
+        );
+        let batch = build(&rows, Arc::new(schema.clone()), UnknownKeys::Error)
+            .unwrap()
+            .remove(0);
+        assert_eq!(batch.schema().as_ref(), &schema);
+        let micros = |i: usize| {
+            batch
+                .column(i)
+                .as_primitive::<TimestampMicrosecondType>()
+                .value(0)
+        };
+        assert_eq!(micros(0), 1_704_164_645_000_000);
+        assert_eq!(micros(1), micros(0) - 3_600_000_000);
+        assert_eq!(batch.column(2).as_binary::<i64>().value(0), b"hi");
     }
 
     #[test]

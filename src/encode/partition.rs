@@ -29,6 +29,11 @@ pub const MAX_PARTITIONS: usize = 1_000;
 pub struct PartitionBy(Vec<String>);
 
 impl PartitionBy {
+    /// The columns, in order.
+    pub fn columns(&self) -> &[String] {
+        &self.0
+    }
+
     /// Parses the JSON value of `partition_by`.
     ///
     /// # Errors

@@ -14,10 +14,10 @@ use arrow_schema::{Schema, SchemaRef};
 use iceberg::arrow::{arrow_schema_to_schema_auto_assign_ids, schema_to_arrow_schema};
 use iceberg::io::FileIO;
 use iceberg::spec::{
-    DataFile, FormatVersion, NestedField, NestedFieldRef, TableMetadataBuilder, Type,
+    DataFile, FormatVersion, NestedField, NestedFieldRef, TableMetadataBuilder, Transform, Type,
+    UnboundPartitionSpec,
 };
 use iceberg::table::Table;
-use iceberg::writer::IcebergWriter;
 use iceberg::{Catalog, ErrorKind, NamespaceIdent, Runtime, TableCreation, TableIdent};
 
 use super::Function;
@@ -29,6 +29,7 @@ use crate::catalog::append::{self, catalog_error};
 use crate::catalog::glue::GlueCatalog;
 use crate::encode::codec::Codec;
 use crate::encode::columns::{self, UnknownKeys};
+use crate::encode::partition::PartitionBy;
 use crate::input::event::Evolution;
 use crate::input::source::Source;
 use crate::input::target::TableTarget;
@@ -74,7 +75,7 @@ impl Function {
         id: &str,
         deadline: Option<SystemTime>,
     ) -> Result<Response, Error> {
-        self.check_tables(tables, &job)?;
+        self.check_tables(tables)?;
         let catalog = GlueCatalog::new(
             self.glue.client().await.clone(),
             TableFiles::new(&self.store),
@@ -86,9 +87,7 @@ impl Function {
         let count = rows.len();
         let mut prepared = Vec::with_capacity(tables.len());
         for target in tables {
-            let table = self
-                .prepare(&catalog, target, Some(&shape), job.evolution)
-                .await?;
+            let table = self.prepare(&catalog, target, Some(&shape), &job).await?;
             let batches = table.build(&rows)?;
             prepared.push((table, batches));
         }
@@ -138,7 +137,7 @@ impl Function {
         deadline: Option<SystemTime>,
     ) -> Result<Response, Error> {
         self.check_sources(std::slice::from_ref(&source))?;
-        self.check_tables(tables, &job)?;
+        self.check_tables(tables)?;
         let catalog = GlueCatalog::new(
             self.glue.client().await.clone(),
             TableFiles::new(&self.store),
@@ -146,7 +145,7 @@ impl Function {
         let mut prepared = Vec::with_capacity(tables.len());
         for target in tables {
             let table = self
-                .prepare(&catalog, target, job.schema.as_ref(), job.evolution)
+                .prepare(&catalog, target, job.schema.as_ref(), &job)
                 .await?;
             let location = table.table.metadata().location().trim_end_matches('/');
             if source.uri().starts_with(&format!("{location}/")) {
@@ -251,22 +250,16 @@ impl Function {
             )));
         }
         let mut written = done;
-        for (table, mut writer) in tables {
+        for (table, writer) in tables {
             let files = writer.close().await.map_err(|e| write_error(&table, e))?;
             written.push((table, files));
         }
         Ok((written, rows, identity))
     }
 
-    fn check_tables(&self, tables: &[TableTarget], job: &Conversion<'_>) -> Result<(), Error> {
-        if let Some(allowed) = &self.config.allowed_tables {
-            tables.iter().try_for_each(|t| allowed.check(t))?;
-        }
-        match job.partitioning.by {
-            Some(_) => Err(Error::InvalidEvent(
-                "`partition_by` with a table target: the table's partition spec decides its layout"
-                    .into(),
-            )),
+    fn check_tables(&self, tables: &[TableTarget]) -> Result<(), Error> {
+        match &self.config.allowed_tables {
+            Some(allowed) => tables.iter().try_for_each(|t| allowed.check(t)),
             None => Ok(()),
         }
     }
@@ -306,21 +299,29 @@ impl Function {
         catalog: &GlueCatalog,
         target: &TableTarget,
         shape: Option<&SchemaRef>,
-        evolution: Evolution,
+        job: &Conversion<'_>,
     ) -> Result<Prepared, Error> {
+        let (evolution, partition_by) = (job.evolution, job.partitioning.by);
         let ident = TableIdent::new(
             NamespaceIdent::new(target.database.clone()),
             target.table.clone(),
         );
         let (table, planned) = match catalog.load_table(&ident).await {
             Ok(table) => (table, None),
-            Err(e) if e.kind() == ErrorKind::TableNotFound => self.plan(&ident, shape)?,
+            Err(e) if e.kind() == ErrorKind::TableNotFound => {
+                self.plan(&ident, shape, partition_by)?
+            }
             Err(e) => return Err(catalog_error(&ident, e)),
         };
-        if !table.metadata().default_partition_spec().is_unpartitioned() {
-            return Err(Error::InvalidEvent(format!(
-                "table {ident} is partitioned: only unpartitioned tables are written, for now; nothing was written"
-            )));
+        if let Some(asked) = partition_by {
+            let spec = identity_columns(&table);
+            if spec.as_deref() != Some(asked.columns()) {
+                return Err(Error::InvalidEvent(format!(
+                    "`partition_by` {:?} disagrees with table {ident}'s partition spec ({}): the table's spec decides its layout; nothing was written",
+                    asked.columns(),
+                    describe_spec(&table)
+                )));
+            }
         }
         let (schema, adds) = match (evolution, shape) {
             (Evolution::AddColumns, Some(shape)) => evolved(&ident, &table, shape)?,
@@ -352,6 +353,7 @@ impl Function {
         &self,
         ident: &TableIdent,
         shape: Option<&SchemaRef>,
+        partition_by: Option<&PartitionBy>,
     ) -> Result<(Table, Option<TableCreation>), Error> {
         let Some(warehouse) = &self.config.table_warehouse else {
             return Err(Error::TableNotFound(format!(
@@ -373,11 +375,27 @@ impl Function {
             ident.namespace().as_ref()[0],
             ident.name()
         );
+        let mut spec = UnboundPartitionSpec::builder();
+        for column in partition_by.map(PartitionBy::columns).unwrap_or_default() {
+            let field = schema
+                .field_by_name(column)
+                .filter(|f| matches!(*f.field_type, Type::Primitive(_)))
+                .ok_or_else(|| {
+                    Error::InvalidEvent(format!(
+                        "`partition_by`: `{column}` is not a column of a plain type among the rows' columns"
+                    ))
+                })?;
+            spec = spec
+                .add_partition_field(field.id, column, Transform::Identity)
+                .map_err(|e| catalog_error(ident, e))?;
+        }
+        let spec = spec.build();
         let creation = || {
             TableCreation::builder()
                 .name(ident.name().to_owned())
                 .location(location.clone())
                 .schema(schema.clone())
+                .partition_spec(spec.clone())
                 .format_version(FormatVersion::V2)
                 .properties(HashMap::new())
                 .build()
@@ -586,4 +604,37 @@ fn evolved(
         .build()
         .map_err(|e| catalog_error(ident, e))?;
     Ok((Arc::new(schema), adds))
+}
+
+/// The source columns of the table's partition spec, if every field is an identity one.
+fn identity_columns(table: &Table) -> Option<Vec<String>> {
+    let metadata = table.metadata();
+    let schema = metadata.current_schema();
+    metadata
+        .default_partition_spec()
+        .fields()
+        .iter()
+        .map(|f| match f.transform {
+            Transform::Identity => schema.name_by_field_id(f.source_id).map(str::to_owned),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The table's partition spec as `transform(column)`s, for messages.
+fn describe_spec(table: &Table) -> String {
+    let metadata = table.metadata();
+    let fields: Vec<String> = metadata
+        .default_partition_spec()
+        .fields()
+        .iter()
+        .map(|f| {
+            let column = metadata.current_schema().name_by_field_id(f.source_id);
+            format!("{}({})", f.transform, column.unwrap_or("?"))
+        })
+        .collect();
+    match fields.is_empty() {
+        true => "unpartitioned".into(),
+        false => fields.join(", "),
+    }
 }

@@ -136,11 +136,13 @@ def test_every_refusal_writes_nothing(moto):
             (creating, {"table": "raw.people"}, [{"id": 1}], "TableNotAllowed", "ALLOWED_TABLES"),
             (without_warehouse, {"table": "raw.people"}, [{"id": 1, "email": "x"}], "TableSchemaMismatch", "`email`"),
             (without_warehouse, {"table": "raw.people"}, [{"id": 1}, {"id": "two"}], "InvalidEvent", "row 1"),
-            (without_warehouse, {"table": "raw.by_name"}, [{"id": 1}], "InvalidEvent", "partitioned"),
+            (without_warehouse, {"table": "raw.by_name"}, [{"id": 1}], "InvalidEvent", "disagrees"),
             (without_warehouse, {"table": "raw.people"}, [{"id": 1}], "InvalidEvent", "map batch"),
         ]
         for emulator, target, rows, error_type, word in cases:
             event = {"rows": rows, "targets": [target, {"prefix": f"s3://{LAKE}/out/refused/", "compression": "zstd"}]}
+            if word == "disagrees":
+                event["partition_by"] = ["id"]
             if word == "map batch":
                 event = {"Items": [{"Key": "in/a.ndjson"}], "BatchInput": {"bucket": LAKE, "targets": event["targets"]}}
             kind, answer = invoke(emulator, event)
@@ -349,3 +351,42 @@ def test_schema_evolution_adds_the_new_columns_in_the_datas_own_commit(moto):
     finally:
         strict.stop()
         evolving.stop()
+
+
+def test_the_tables_partition_spec_decides_where_rows_land(moto):
+    import pyarrow as pa
+    from pyiceberg.transforms import DayTransform
+    schema = pa.schema([pa.field("id", pa.int64()), pa.field("ts", pa.timestamp("us"))])
+    by_day = moto.catalog().create_table("analytics.by_day", schema=schema, location=f"{WAREHOUSE}analytics.db/by_day")
+    with by_day.update_spec() as spec:
+        spec.add_field("ts", DayTransform(), "ts_day")
+    emulator = function(moto, TABLE_WAREHOUSE=WAREHOUSE, ALLOWED_TABLES="analytics.*")
+    try:
+        # An existing table's spec (a day transform): the rows go to its partitions.
+        rows = [{"id": i, "ts": f"2024-01-0{1 + i % 3}T10:00:00"} for i in range(9)]
+        kind, reply = invoke(emulator, {"rows": rows, "targets": [{"table": "analytics.by_day"}]})
+        assert kind == "response", reply
+        assert len(reply["tables"][0]["data_files"]) == 3, reply
+        assert all("/data/ts_day=2024-01-0" in f for f in reply["tables"][0]["data_files"]), reply
+        table = moto.catalog().load_table("analytics.by_day")
+        files = table.inspect.files().to_pylist()
+        assert sorted(f["record_count"] for f in files) == [3, 3, 3]
+        day = table.scan(row_filter="ts >= '2024-01-02T00:00:00' and ts < '2024-01-03T00:00:00'")
+        assert sorted(r["id"] for r in day.to_arrow().to_pylist()) == [1, 4, 7]
+
+        # A new table from partition_by: identity partitions, beside partitioned folders.
+        event = {"rows": [{"dt": "a", "n": 1}, {"dt": "b", "n": 2}, {"dt": "a", "n": 3}],
+                 "partition_by": ["dt"],
+                 "targets": [{"table": "analytics.by_dt"}, {"prefix": f"s3://{LAKE}/out/by_dt/", "compression": "snappy"}]}
+        kind, reply = invoke(emulator, event)
+        assert kind == "response", reply
+        assert sorted(o["partition"] for o in reply["objects"]) == ["dt=a", "dt=b"]
+        table = moto.catalog().load_table("analytics.by_dt")
+        assert [(f.name, str(f.transform)) for f in table.spec().fields] == [("dt", "identity")]
+        assert sorted(f["record_count"] for f in table.inspect.files().to_pylist()) == [1, 2]
+        assert sorted((r["dt"], r["n"]) for r in table.scan().to_arrow().to_pylist()) == [("a", 1), ("a", 3), ("b", 2)]
+        # A later event that names other partition columns disagrees with the table's spec.
+        kind, answer = invoke(emulator, {**event, "partition_by": ["n"]})
+        assert (kind, answer["errorType"]) == ("error", "InvalidEvent") and "identity(dt)" in answer["errorMessage"], answer
+    finally:
+        emulator.stop()
