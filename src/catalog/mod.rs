@@ -29,15 +29,11 @@ impl Glue {
     }
 
     /// The client; the first call loads the standard AWS configuration (credentials, region,
-    /// `AWS_ENDPOINT_URL_GLUE`) with the S3 client's HTTP stack.
+    /// `AWS_ENDPOINT_URL_GLUE`) with the S3 client's HTTP stack and timeouts.
     pub async fn client(&self) -> &aws_sdk_glue::Client {
         self.client
             .get_or_init(|| async {
-                let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .http_client(crate::store::s3::http_client())
-                    .load()
-                    .await;
-                aws_sdk_glue::Client::new(&shared)
+                aws_sdk_glue::Client::new(&crate::store::s3::sdk_config().await)
             })
             .await
     }

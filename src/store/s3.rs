@@ -111,20 +111,27 @@ pub struct S3Store {
     pub(super) expected_bucket_owner: Option<String>,
 }
 
+/// The standard AWS configuration (credentials, region, `AWS_ENDPOINT_URL_<SERVICE>`) with
+/// this function's HTTP client and explicit timeouts, for every AWS client it builds (S3 at
+/// start, Glue on the first table target), so a request that hangs fails the same way.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http_client())
+        .timeout_config(timeouts)
+        .load()
+        .await
+}
+
 impl S3Store {
     /// Loads the standard AWS configuration (credentials, region, `AWS_ENDPOINT_URL_S3`) and
     /// sets explicit timeouts. `path_style` is needed by local and most S3-compatible servers.
     pub async fn from_env(path_style: bool, expected_bucket_owner: Option<String>) -> S3Store {
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-            .operation_timeout(OPERATION_TIMEOUT)
-            .build();
-        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(http_client())
-            .timeout_config(timeouts)
-            .load()
-            .await;
+        let shared = sdk_config().await;
         let config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(path_style)
             .build();
