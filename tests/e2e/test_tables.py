@@ -7,6 +7,7 @@ reads them:
 - the data files carry the table's field ids, their manifest entries the metrics engines
   prune on, and the Glue table is what Iceberg's Glue catalog writes;
 - a source object (several chunks) streams into a table once per version of the object;
+- an SQS batch commits each good message once and reports the bad one;
 - every refusal (a missing table, a table outside ALLOWED_TABLES, a column the table lacks,
   a value its type cannot take, a partitioned table, a map batch) writes nothing anywhere;
 - 8 writers appending to one table at once, through a proxy that makes moto's Glue refuse a
@@ -388,5 +389,37 @@ def test_the_tables_partition_spec_decides_where_rows_land(moto):
         # A later event that names other partition columns disagrees with the table's spec.
         kind, answer = invoke(emulator, {**event, "partition_by": ["n"]})
         assert (kind, answer["errorType"]) == ("error", "InvalidEvent") and "identity(dt)" in answer["errorMessage"], answer
+    finally:
+        emulator.stop()
+
+
+def sqs(*messages):
+    """An SQS batch of (message id, body) as Lambda's event source mapping delivers it."""
+    return {"Records": [{"messageId": mid, "receiptHandle": "h", "body": json.dumps(body), "attributes": {},
+                         "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+                         "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"}
+                        for mid, body in messages]}
+
+
+def test_an_sqs_batch_commits_each_good_message_once_and_reports_the_bad_one(moto):
+    import pyarrow as pa
+    schema = pa.schema([pa.field("id", pa.int64())])
+    moto.catalog().create_table("analytics.queued", schema=schema, location=f"{WAREHOUSE}analytics.db/queued")
+    emulator = function(moto, ALLOWED_TABLES="analytics.*")
+    try:
+        target = [{"table": "analytics.queued"}]
+        good = ("m-good", {"rows": [{"id": 1}, {"id": 2}], "targets": target})
+        bad = ("m-bad", {"rows": [{"id": "three"}], "targets": target})
+        kind, reply = invoke(emulator, sqs(good, bad))
+        assert kind == "response" and reply["batchItemFailures"] == [{"itemIdentifier": "m-bad"}], reply
+        # Lambda redelivers the batch's failed message, and SQS may redeliver a good one.
+        before = moto.keys(LAKE, "warehouse/analytics.db/queued/")
+        kind, again = invoke(emulator, sqs(good))
+        assert kind == "response" and again["batchItemFailures"] == [], again
+        assert moto.keys(LAKE, "warehouse/analytics.db/queued/") == before
+        table = moto.catalog().load_table("analytics.queued")
+        assert len(table.snapshots()) == 1
+        assert table.snapshots()[0].summary.additional_properties["rows-to-parquet.identity"] == "request m-good"
+        assert sorted(r["id"] for r in table.scan().to_arrow().to_pylist()) == [1, 2]
     finally:
         emulator.stop()
