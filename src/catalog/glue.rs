@@ -90,10 +90,7 @@ impl GlueCatalog {
             .name(ident.name())
             .send()
             .await
-            .map_err(|e| {
-                let not_found = e.code() == Some("EntityNotFoundException");
-                glue_error(&format!("reading {ident}"), not_found, &e)
-            })?;
+            .map_err(|e| glue_error(&format!("reading {ident}"), &e))?;
         let glue_table = out.table.ok_or_else(|| {
             iceberg::Error::new(ErrorKind::TableNotFound, format!("{ident} does not exist"))
         })?;
@@ -169,14 +166,14 @@ fn database(ident: &TableIdent) -> Result<&str> {
     }
 }
 
-fn glue_error<E: std::error::Error + Send + Sync + 'static>(
+/// A Glue failure: `TableNotFound` for a missing table or database, else `Unexpected`.
+fn glue_error<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
     doing: &str,
-    not_found: bool,
     e: &E,
 ) -> iceberg::Error {
-    let kind = match not_found {
-        true => ErrorKind::TableNotFound,
-        false => ErrorKind::Unexpected,
+    let kind = match e.code() {
+        Some("EntityNotFoundException") => ErrorKind::TableNotFound,
+        _ => ErrorKind::Unexpected,
     };
     iceberg::Error::new(
         kind,
@@ -304,8 +301,9 @@ impl Catalog for GlueCatalog {
     }
 
     /// Writes the first metadata file under `creation.location` (which the caller sets), then
-    /// registers the table; a table created meanwhile by another writer wins
-    /// (`TableAlreadyExists`), and the metadata file written here is the caller's to remove.
+    /// registers the table; from then on the file is the table's, never removed by a later
+    /// clean-up. A table created meanwhile by another writer wins (`TableAlreadyExists`), and
+    /// the metadata file written here is removed.
     async fn create_table(
         &self,
         namespace: &NamespaceIdent,
@@ -320,24 +318,29 @@ impl Catalog for GlueCatalog {
         metadata.write_to(&self.io, &location).await?;
         let location = location.to_string();
         let input = table_input(ident.name(), location.clone(), &metadata, None)?;
-        self.glue
+        let created = self
+            .glue
             .create_table()
             .database_name(database)
             .table_input(input)
             .send()
-            .await
-            .map_err(|e| match e.code() {
-                Some("AlreadyExistsException") => iceberg::Error::new(
+            .await;
+        match created {
+            Ok(_) => {
+                self.files.keep(&location);
+                self.table(ident, location, metadata)
+            }
+            Err(e) if e.code() == Some("AlreadyExistsException") => {
+                // Best effort: a file left here is referenced by nothing.
+                let _ = self.io.delete(&location).await;
+                self.files.keep(&location);
+                Err(iceberg::Error::new(
                     ErrorKind::TableAlreadyExists,
                     format!("{ident} was created meanwhile"),
-                ),
-                code => glue_error(
-                    &format!("creating {ident}"),
-                    code == Some("EntityNotFoundException"),
-                    &e,
-                ),
-            })?;
-        self.table(ident, location, metadata)
+                ))
+            }
+            Err(e) => Err(glue_error(&format!("creating {ident}"), &e)),
+        }
     }
 
     async fn load_table(&self, table: &TableIdent) -> Result<Table> {
@@ -413,11 +416,7 @@ impl Catalog for GlueCatalog {
                     ErrorKind::CatalogCommitConflicts,
                     format!("{ident} changed while this commit was being made"),
                 ),
-                code => glue_error(
-                    &format!("updating {ident}"),
-                    code == Some("EntityNotFoundException"),
-                    &e,
-                ),
+                _ => glue_error(&format!("updating {ident}"), &e),
             })?;
         self.last_read.lock().expect("not poisoned").remove(&ident);
         Ok(staged)

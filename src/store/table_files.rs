@@ -44,6 +44,15 @@ impl TableFiles {
         self.written.lock().expect("not poisoned").clone()
     }
 
+    /// Stops tracking `path`: it now belongs to a table (the first metadata file of one
+    /// created), and no clean-up may remove it.
+    pub fn keep(&self, path: &str) {
+        self.written
+            .lock()
+            .expect("not poisoned")
+            .retain(|written| written != path);
+    }
+
     /// Stops tracking what was written, so that nothing of it is removed: for a commit whose
     /// outcome is unknown (a snapshot may refer to the files).
     pub fn forget(&self) {

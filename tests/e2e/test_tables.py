@@ -8,6 +8,7 @@ reads them:
   prune on, and the Glue table is what Iceberg's Glue catalog writes;
 - a source object (several chunks) streams into a table once per version of the object;
 - an SQS batch commits each good message once and reports the bad one;
+- a table created before a failure (a bad line deep in a source) stays readable and empty;
 - every refusal (a missing table, a table outside ALLOWED_TABLES, a column the table lacks,
   a value its type cannot take, a partitioned table, a map batch) writes nothing anywhere;
 - 8 writers appending to one table at once, through a proxy that makes moto's Glue refuse a
@@ -421,5 +422,23 @@ def test_an_sqs_batch_commits_each_good_message_once_and_reports_the_bad_one(mot
         assert len(table.snapshots()) == 1
         assert table.snapshots()[0].summary.additional_properties["rows-to-parquet.identity"] == "request m-good"
         assert sorted(r["id"] for r in table.scan().to_arrow().to_pylist()) == [1, 2]
+    finally:
+        emulator.stop()
+
+
+def test_a_table_created_before_a_failure_stays_readable(moto):
+    s3 = moto.client("s3")
+    emulator = function(moto, TABLE_WAREHOUSE=WAREHOUSE, ALLOWED_TABLES="analytics.*")
+    try:
+        # A bad line past the first chunk: the table is created, then the stream fails.
+        lines = "".join(json.dumps({"id": i}) + "\n" for i in range(300_000)) + "not json\n"
+        s3.put_object(Bucket=LAKE, Key="in/broken.ndjson", Body=lines.encode())
+        event = {"source": {"uri": f"s3://{LAKE}/in/broken.ndjson"}, "schema": "id BIGINT",
+                 "targets": [{"table": "analytics.half"}]}
+        kind, answer = invoke(emulator, event)
+        assert (kind, answer["errorType"]) == ("error", "InvalidEvent"), answer
+        table = moto.catalog().load_table("analytics.half")
+        assert table.snapshots() == [] and len(table.scan().to_arrow()) == 0
+        assert moto.keys(LAKE, "warehouse/analytics.db/half/data/") == []
     finally:
         emulator.stop()
