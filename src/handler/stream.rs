@@ -106,6 +106,16 @@ pub(super) fn uuid_shaped(what: &[u8]) -> String {
     )
 }
 
+/// The [`identity`] of the object `source` names, as `opened` read it.
+pub(super) fn identity_of(source: &Source, opened: &Opened) -> String {
+    identity(
+        &source.bucket,
+        &source.key,
+        opened.version_id.as_deref(),
+        opened.etag.as_deref(),
+    )
+}
+
 /// Converts `job.source` to its objects, added to `transaction` (`None` for a dry run) with
 /// their last bytes but not committed: the caller commits, with whatever else it converts.
 ///
@@ -128,12 +138,7 @@ pub async fn convert(
         )
         .await?;
     job.measures.source_read(first.size);
-    let id = identity(
-        &source.bucket,
-        &source.key,
-        first.version_id.as_deref(),
-        first.etag.as_deref(),
-    );
+    let id = identity_of(source, &first);
     let (uri, bytes, etag, version) = (
         first.uri.clone(),
         first.size,

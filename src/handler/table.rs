@@ -23,7 +23,7 @@ use iceberg::{Catalog, ErrorKind, NamespaceIdent, Runtime, TableCreation, TableI
 use super::Function;
 use super::conversion::Conversion;
 use super::reply::{Response, TableAppended};
-use super::stream::{Chunks, identity};
+use super::stream::{Chunks, identity_of};
 use crate::Error;
 use crate::catalog::append::{self, catalog_error};
 use crate::catalog::glue::GlueCatalog;
@@ -62,6 +62,13 @@ impl Prepared {
     fn build(&self, rows: &Rows<'_>) -> Result<Vec<RecordBatch>, Error> {
         columns::build(rows, self.arrow.clone(), UnknownKeys::NotInTable)
             .map_err(|e| e.within(&format!("table {}", self.ident)))
+    }
+
+    /// A writer of this invocation's data files (named after a fresh UUID v7).
+    async fn writer(&self) -> Result<append::DataFiles, Error> {
+        let properties = crate::encode::writer::table_properties(self.codec);
+        let name = uuid::Uuid::now_v7().to_string();
+        append::data_file_writer(&self.table, &self.schema, properties, &name).await
     }
 }
 
@@ -123,7 +130,7 @@ impl Function {
                 Err(e) => return Err(self.undo(e, &catalog, &response).await),
             }
         }
-        self.commit_tables(&catalog, written, response, &identity, count, deadline)
+        self.commit_tables(&catalog, written, response, &identity, deadline)
             .await
     }
 
@@ -171,7 +178,7 @@ impl Function {
         };
         let mut response = response;
         response.rows = rows;
-        self.commit_tables(&catalog, written, response, &identity, rows, deadline)
+        self.commit_tables(&catalog, written, response, &identity, deadline)
             .await
     }
 
@@ -199,14 +206,8 @@ impl Function {
             )
             .await?;
         self.measures.source_read(opened.size);
-        let id = identity(
-            &source.bucket,
-            &source.key,
-            opened.version_id.as_deref(),
-            opened.etag.as_deref(),
-        );
         let uri = opened.uri.clone();
-        let identity = format!("source {id}");
+        let identity = format!("source {}", identity_of(source, &opened));
         let mut tables = Vec::with_capacity(prepared.len());
         let mut done = Vec::new();
         for mut table in prepared {
@@ -216,13 +217,7 @@ impl Function {
                 done.push((table, Vec::new()));
                 continue;
             }
-            let writer = append::data_file_writer(
-                &table.table,
-                &table.schema,
-                crate::encode::writer::table_properties(table.codec),
-                &uuid::Uuid::now_v7().to_string(),
-            )
-            .await?;
+            let writer = table.writer().await?;
             tables.push((table, writer));
         }
         if tables.is_empty() {
@@ -347,8 +342,8 @@ impl Function {
         })
     }
 
-    /// A missing table's creation under `TABLE_WAREHOUSE` (format v2, unpartitioned), from
-    /// `shape`, and its metadata as it will be.
+    /// A missing table's creation under `TABLE_WAREHOUSE` (format v2, with identity partitions
+    /// on `partition_by`'s columns), from `shape`, and its metadata as it will be.
     fn plan(
         &self,
         ident: &TableIdent,
@@ -446,10 +441,7 @@ impl Function {
         table: &Prepared,
         batches: Vec<RecordBatch>,
     ) -> Result<Vec<DataFile>, Error> {
-        let properties = crate::encode::writer::table_properties(table.codec);
-        let name = uuid::Uuid::now_v7().to_string();
-        let mut writer =
-            append::data_file_writer(&table.table, &table.schema, properties, &name).await?;
+        let mut writer = table.writer().await?;
         for batch in batches {
             writer
                 .write(batch)
@@ -467,7 +459,6 @@ impl Function {
         written: Vec<(Prepared, Vec<DataFile>)>,
         mut response: Response,
         identity: &str,
-        rows: usize,
         deadline: Option<SystemTime>,
     ) -> Result<Response, Error> {
         let files = catalog.files();
@@ -497,7 +488,7 @@ impl Function {
                 data_files = appended.data_files.len(),
                 "table append"
             );
-            let mut entry = described(&table, Some(appended.snapshot_id), rows);
+            let mut entry = described(&table, Some(appended.snapshot_id), response.rows);
             entry.already_committed = appended.already;
             entry.data_files = appended.data_files;
             response.tables.push(entry);
