@@ -25,12 +25,10 @@ use iceberg::{Catalog, ErrorKind, TableIdent};
 use parquet::file::properties::WriterProperties;
 
 use super::glue::GlueCatalog;
+use super::identity::{IDENTITY, committed};
 use crate::Error;
 use crate::store::budget::CLEANUP_RESERVE;
 use crate::store::table_files::TableFiles;
-
-/// The snapshot summary property holding the identity of the work a snapshot committed.
-pub const IDENTITY: &str = "rows-to-parquet.identity";
 
 /// What an append did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,21 +39,6 @@ pub struct Appended {
     /// Data files this invocation committed (none when `already`).
     pub data_files: Vec<String>,
     pub attempts: u32,
-}
-
-/// The snapshot of `table` that committed the work `identity`, if any.
-pub fn committed(table: &Table, identity: &str) -> Option<i64> {
-    table
-        .metadata()
-        .snapshots()
-        .find(|s| {
-            s.summary()
-                .additional_properties
-                .get(IDENTITY)
-                .map(String::as_str)
-                == Some(identity)
-        })
-        .map(|s| s.snapshot_id())
 }
 
 /// A writer of `table`'s data files in `schema` (the table's, or the one its commit makes),

@@ -25,7 +25,7 @@ use iceberg::{
     TableCreation, TableIdent,
 };
 
-use super::append::{IDENTITY, committed};
+use super::identity::{IDENTITY, committed};
 use crate::store::table_files::{TableFiles, TableFilesFactory};
 
 /// Glue's table parameters that make a table an Iceberg table.

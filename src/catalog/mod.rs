@@ -4,12 +4,14 @@
 //! - [`glue`]: iceberg's `Catalog` over this function's Glue client, kept as Iceberg's own
 //!   Glue catalog keeps tables.
 //! - [`append`]: data files written and committed exactly once per unit of work.
+//! - [`identity`]: how a snapshot records the work it committed, read by both.
 //!
 //! Uses the store (the table's files go through the same S3 client) and the encoder's
 //! settings; the pipeline's other stages know nothing of it.
 
 pub mod append;
 pub mod glue;
+pub mod identity;
 
 use tokio::sync::OnceCell;
 

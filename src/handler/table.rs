@@ -27,6 +27,7 @@ use super::stream::{Chunks, identity_of};
 use crate::Error;
 use crate::catalog::append::{self, catalog_error};
 use crate::catalog::glue::GlueCatalog;
+use crate::catalog::identity::committed;
 use crate::encode::codec::Codec;
 use crate::encode::columns::{self, UnknownKeys};
 use crate::encode::partition::PartitionBy;
@@ -121,7 +122,7 @@ impl Function {
         let mut written = Vec::with_capacity(prepared.len());
         for (table, batches) in prepared {
             // Work a snapshot already records is not written again (the commit says so).
-            if append::committed(&table.table, &identity).is_some() {
+            if committed(&table.table, &identity).is_some() {
                 written.push((table, Vec::new()));
                 continue;
             }
@@ -213,7 +214,7 @@ impl Function {
         for mut table in prepared {
             self.create(catalog, &mut table).await?;
             // Work a snapshot already records is not written again (the commit says so).
-            if append::committed(&table.table, &identity).is_some() {
+            if committed(&table.table, &identity).is_some() {
                 done.push((table, Vec::new()));
                 continue;
             }
