@@ -353,7 +353,7 @@ async fn a_job_commits_a_success_marker_listing_every_object_only_when_every_ite
     let start = json!({"commit": {"phase": "start"}, "targets": targets()});
     let results = export_results(&s3, &replies, 0).await;
     let finish = json!({"commit": {"phase": "finish", "results": results, "map_run": "arn:run"}, "targets": targets()});
-    let Reply::Committed { phase, markers } = run(&s3, &[], &finish, "commit").await.unwrap()
+    let Reply::Committed { phase, markers, .. } = run(&s3, &[], &finish, "commit").await.unwrap()
     else {
         panic!("a commit reply")
     };

@@ -5,17 +5,18 @@
 //! retried or redelivered invocation adds its rows once.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use arrow_array::RecordBatch;
 use iceberg::arrow::RecordBatchPartitionSplitter;
-use iceberg::spec::{DataFile, DataFileFormat, NestedFieldRef, SchemaRef};
+use iceberg::spec::{DataFile, DataFileFormat, NestedFieldRef, PartitionKey, SchemaRef};
 use iceberg::table::Table;
 use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
 use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::file_writer::location_generator::{
-    DefaultFileNameGenerator, DefaultLocationGenerator,
+    DefaultFileNameGenerator, DefaultLocationGenerator, LocationGenerator,
 };
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::partitioning::PartitioningWriter;
@@ -63,7 +64,11 @@ pub async fn data_file_writer(
         ))
     };
     let metadata = table.metadata();
-    let locations = DefaultLocationGenerator::new(metadata).map_err(failed)?;
+    let locations = Locations {
+        folders: DefaultLocationGenerator::new(metadata).map_err(failed)?,
+        name: name.to_owned(),
+        counts: Arc::default(),
+    };
     let names = DefaultFileNameGenerator::new(name.to_owned(), None, DataFileFormat::Parquet);
     let parquet = ParquetWriterBuilder::new(properties, schema.clone());
     let rolling = RollingFileWriterBuilder::new_with_default_file_size(
@@ -92,8 +97,29 @@ pub async fn data_file_writer(
     })))
 }
 
-type Files =
-    DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+type Files = DataFileWriterBuilder<ParquetWriterBuilder, Locations, DefaultFileNameGenerator>;
+
+/// Data file paths numbered within each partition (`<partition folder>/<name>-<n>.parquet`),
+/// not in the order iceberg-rust's writers happen to open files across partitions: the same
+/// rows under the same name give the same paths, so a retried map batch rewrites its own
+/// files instead of leaving the first attempt's beside them.
+#[derive(Clone)]
+pub struct Locations {
+    folders: DefaultLocationGenerator,
+    name: String,
+    counts: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl LocationGenerator for Locations {
+    fn generate_location(&self, partition: Option<&PartitionKey>, _: &str) -> String {
+        let folder = partition.map(PartitionKey::to_path).unwrap_or_default();
+        let mut counts = self.counts.lock().expect("not poisoned");
+        let n = counts.entry(folder).or_default();
+        let file = format!("{}-{n:05}.parquet", self.name);
+        *n += 1;
+        self.folders.generate_location(partition, &file)
+    }
+}
 
 /// What [`data_file_writer`] gives: one data file at a time, or one per partition.
 pub enum DataFiles {

@@ -5,7 +5,8 @@
 //! A reader trusts a folder only while its `_SUCCESS` is there (Spark's convention; the JSON
 //! body is the S3A committers' form, with the files listed).
 
-use serde::Deserialize;
+use iceberg::spec::NestedField;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use std::time::SystemTime;
@@ -17,6 +18,7 @@ use super::stream::uuid_shaped;
 use crate::Error;
 use crate::input::commit::Commit;
 use crate::input::target::{S3Prefix, Target};
+use crate::store::table_files::TableFiles;
 use crate::store::transaction::Transaction;
 
 /// The marker's name, in each target's folder.
@@ -45,26 +47,67 @@ struct ResultFile {
     key: String,
 }
 
-/// The keys of the files of succeeded executions, from the map run's `manifest.json`.
-///
-/// # Errors
-/// `InvalidEvent` for a manifest of another shape; `JobIncomplete` when any execution failed
-/// or is pending (a map that tolerated failures): the job is not whole, so no marker.
-pub fn succeeded_files(manifest: &[u8]) -> Result<Vec<String>, Error> {
-    let manifest: Manifest = serde_json::from_slice(manifest).map_err(|e| {
-        Error::InvalidEvent(format!(
-            "`commit.results` is not a Distributed Map ResultWriter manifest: {e}"
-        ))
-    })?;
-    let files = manifest.result_files;
-    if !files.failed.is_empty() || !files.pending.is_empty() {
-        return Err(Error::JobIncomplete(format!(
-            "the map run has {} failed and {} pending result files: some objects were not converted, so no {MARKER} was written",
-            files.failed.len(),
-            files.pending.len()
-        )));
+/// The result files of a map run, from its `manifest.json`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RunFiles {
+    /// The keys of the files of succeeded executions.
+    pub succeeded: Vec<String>,
+    failed: usize,
+    pending: usize,
+}
+
+impl RunFiles {
+    /// # Errors
+    /// `InvalidEvent` for a manifest of another shape.
+    pub fn parse(manifest: &[u8]) -> Result<RunFiles, Error> {
+        let manifest: Manifest = serde_json::from_slice(manifest).map_err(|e| {
+            Error::InvalidEvent(format!(
+                "`commit.results` is not a Distributed Map ResultWriter manifest: {e}"
+            ))
+        })?;
+        let files = manifest.result_files;
+        Ok(RunFiles {
+            succeeded: files.succeeded.into_iter().map(|f| f.key).collect(),
+            failed: files.failed.len(),
+            pending: files.pending.len(),
+        })
     }
-    Ok(files.succeeded.into_iter().map(|f| f.key).collect())
+
+    /// `JobIncomplete` when any execution failed or is pending (a map that tolerated
+    /// failures): the job is not whole, so no marker and no snapshot.
+    pub fn incomplete(&self) -> Option<Error> {
+        (self.failed + self.pending > 0).then(|| {
+            Error::JobIncomplete(format!(
+                "the map run has {} failed and {} pending result files: some objects were not converted, so no {MARKER} was written and no table committed",
+                self.failed, self.pending
+            ))
+        })
+    }
+}
+
+/// One table's part of a map batch, in the batch's manifest: the data files the batch wrote
+/// and did not commit, for the job's finish step to commit with every other batch's in one
+/// snapshot.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BatchTable {
+    /// `<database>.<table>`.
+    pub table: String,
+    /// The partition spec the files were written in.
+    pub spec_id: i32,
+    /// Columns the commit adds (`schema_evolution`), with the ids the files carry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adds: Vec<NestedField>,
+    pub rows: usize,
+    /// Each data file in iceberg-rust's JSON form (path, metrics, partition values).
+    pub data_files: Vec<Value>,
+}
+
+/// A batch's manifest: the reply it would give without one, and its tables' data files.
+#[derive(Serialize)]
+struct BatchManifest<'a> {
+    results: &'a [Response],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    tables: &'a [BatchTable],
 }
 
 /// What the run wrote, per target: the keys (relative to the target's folder), rows and bytes.
@@ -180,6 +223,7 @@ impl Function {
         deadline: Option<SystemTime>,
     ) -> Result<Reply, Error> {
         let marker_of = |t: &Target| format!("{}{}", t.prefix.key_prefix, MARKER);
+        let mut tables = Vec::new();
         let (phase, written) = match commit {
             Commit::Start => {
                 for target in targets {
@@ -195,13 +239,25 @@ impl Function {
                 map_run,
             } => {
                 let manifest = self.store.read_all(&bucket, &key, RESULTS_LIMIT).await?;
+                let run = RunFiles::parse(&manifest)?;
                 let mut written = vec![Written::default(); targets.len()];
-                for file in succeeded_files(&manifest)? {
-                    let text = self.store.read_all(&bucket, &file, RESULTS_LIMIT).await?;
-                    for listing in add_results(&text, targets, &mut written)? {
-                        self.add_listing(&listing, targets, &mut written).await?;
-                    }
+                let mut listed = Listed::default();
+                let read = self
+                    .read_run(&bucket, &run, targets, &mut written, &mut listed)
+                    .await;
+                if let Some(incomplete) = run.incomplete() {
+                    // What the succeeded batches wrote for tables will never be committed.
+                    self.remove_listed(listed).await;
+                    return Err(incomplete);
                 }
+                read?;
+                let job = match &map_run {
+                    Some(arn) => format!("job {arn}"),
+                    None => format!("job s3://{bucket}/{key}"),
+                };
+                tables = self
+                    .commit_job_tables(listed.tables, &job, deadline)
+                    .await?;
                 let mut transaction = Transaction::new(&self.store);
                 for (target, written) in targets.iter().zip(&written) {
                     let index = transaction.add(target.prefix.bucket.clone(), marker_of(target));
@@ -222,7 +278,11 @@ impl Function {
                 bytes: written.bytes,
             })
             .collect();
-        Ok(Reply::Committed { phase, markers })
+        Ok(Reply::Committed {
+            phase,
+            markers,
+            tables,
+        })
     }
 }
 
@@ -250,12 +310,14 @@ impl Function {
         }
     }
 
-    /// Writes a batch's `results` to its manifest in `folder`, named for the sources it
-    /// converted (a retried batch rewrites its own), and answers with a reference to it.
+    /// Writes a batch's `results` and `tables` to its manifest in `folder`, named for the
+    /// sources it converted (a retried batch rewrites its own), and answers with a reference
+    /// to it.
     pub(super) async fn list_batch(
         &self,
         folder: &S3Prefix,
         results: Vec<Response>,
+        tables: &[BatchTable],
         deadline: Option<SystemTime>,
     ) -> Result<Reply, Error> {
         let sources: Vec<u8> = results
@@ -276,8 +338,13 @@ impl Function {
                 .flat_map(|r| &r.objects)
                 .map(|o| o.bytes)
                 .sum(),
+            data_files: tables.iter().map(|t| t.data_files.len()).sum(),
         };
-        let body = serde_json::to_vec(&Reply::Each { results }).expect("a reply serializes");
+        let manifest = BatchManifest {
+            results: &results,
+            tables,
+        };
+        let body = serde_json::to_vec(&manifest).expect("a manifest serializes");
         let mut transaction = Transaction::new(&self.store);
         let index = transaction.add(folder.bucket.clone(), key);
         transaction.last(index, body.into()).await?;
@@ -285,25 +352,95 @@ impl Function {
         Ok(Reply::Listed { batch: listed })
     }
 
-    /// Adds the objects a batch's manifest lists to `written`.
+    /// Adds what the run's succeeded batches wrote to `written` (folders) and `listed`
+    /// (tables, and the manifests that list them).
+    async fn read_run(
+        &self,
+        bucket: &str,
+        run: &RunFiles,
+        targets: &[Target],
+        written: &mut [Written],
+        listed: &mut Listed,
+    ) -> Result<(), Error> {
+        for file in &run.succeeded {
+            let text = self.store.read_all(bucket, file, RESULTS_LIMIT).await?;
+            for manifest in add_results(&text, targets, written)? {
+                self.add_listing(&manifest, targets, written, listed)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the objects a batch's manifest lists to `written`, its tables to `listed`.
     async fn add_listing(
         &self,
         uri: &str,
         targets: &[Target],
         written: &mut [Written],
+        listed: &mut Listed,
     ) -> Result<(), Error> {
         let invalid = |why: &str| Error::InvalidEvent(format!("the batch manifest {uri} {why}"));
-        let (bucket, key) = uri
-            .strip_prefix("s3://")
-            .and_then(|rest| rest.split_once('/'))
-            .ok_or_else(|| invalid("is not an s3://bucket/key URI"))?;
+        let (bucket, key) =
+            split_uri(uri).ok_or_else(|| invalid("is not an s3://bucket/key URI"))?;
         let text = self.store.read_all(bucket, key, RESULTS_LIMIT).await?;
         let reply: Value = serde_json::from_slice(&text).map_err(|_| invalid("is not JSON"))?;
-        match add_reply(&reply, targets, written)? {
-            None => Ok(()),
-            Some(_) => Err(invalid("refers to another manifest")),
+        if add_reply(&reply, targets, written)?.is_some() {
+            return Err(invalid("refers to another manifest"));
         }
+        if let Some(tables) = reply.get("tables") {
+            let tables: Vec<BatchTable> = serde_json::from_value(tables.clone())
+                .map_err(|e| invalid(&format!("lists tables in another shape: {e}")))?;
+            if !tables.is_empty() {
+                listed.manifests.push(uri.to_owned());
+                listed.tables.extend(tables);
+            }
+        }
+        Ok(())
     }
+
+    /// Removes the tables' data files a run's batches wrote, once the manifests listing them
+    /// are gone (so that no later finish could commit a file removed here); best effort.
+    async fn remove_listed(&self, listed: Listed) {
+        let mut left = 0;
+        for uri in &listed.manifests {
+            if let Some((bucket, key)) = split_uri(uri) {
+                left += usize::from(self.store.delete(bucket, key).await.is_err());
+            }
+        }
+        if left > 0 {
+            tracing::warn!(
+                manifests = left,
+                "batch manifests not removed: their table data files are kept"
+            );
+            return;
+        }
+        let files = TableFiles::new(&self.store);
+        let paths = listed.tables.iter().flat_map(|t| &t.data_files);
+        let paths: Vec<&str> = paths.filter_map(|f| f.get("file_path")?.as_str()).collect();
+        for path in &paths {
+            left += usize::from(iceberg::io::Storage::delete(&files, path).await.is_err());
+        }
+        tracing::info!(
+            removed = paths.len() - left,
+            left,
+            "an incomplete job's table data files removed"
+        );
+    }
+}
+
+/// What a run's batches wrote for tables, and the batch manifests that list it.
+#[derive(Default)]
+struct Listed {
+    manifests: Vec<String>,
+    tables: Vec<BatchTable>,
+}
+
+/// `(bucket, key)` of an `s3://bucket/key` URI.
+fn split_uri(uri: &str) -> Option<(&str, &str)> {
+    uri.strip_prefix("s3://")?
+        .split_once('/')
+        .filter(|(bucket, key)| !bucket.is_empty() && !key.is_empty())
 }
 
 /// The most of a map run's manifest or results file read.
@@ -329,10 +466,16 @@ mod tests {
     #[test]
     fn a_run_with_failed_items_is_incomplete() {
         let ok = br#"{"DestinationBucket": "b", "MapRunArn": "arn", "ResultFiles": {"FAILED": [], "PENDING": [], "SUCCEEDED": [{"Key": "r/SUCCEEDED_0.json", "Size": 10}]}}"#;
-        assert_eq!(succeeded_files(ok).unwrap(), ["r/SUCCEEDED_0.json"]);
+        let run = RunFiles::parse(ok).unwrap();
+        assert_eq!(run.succeeded, ["r/SUCCEEDED_0.json"]);
+        assert!(run.incomplete().is_none());
         let failed = br#"{"ResultFiles": {"FAILED": [{"Key": "r/FAILED_0.json", "Size": 1}], "SUCCEEDED": []}}"#;
         assert_eq!(
-            succeeded_files(failed).unwrap_err().error_type(),
+            RunFiles::parse(failed)
+                .unwrap()
+                .incomplete()
+                .unwrap()
+                .error_type(),
             "JobIncomplete"
         );
     }

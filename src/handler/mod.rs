@@ -126,11 +126,16 @@ impl Function {
             Ok(Reply::Ignored { ignored }) => {
                 tracing::info!(request_id, ignored, ms, "nothing to convert")
             }
-            Ok(Reply::Committed { phase, markers }) => tracing::info!(
+            Ok(Reply::Committed {
+                phase,
+                markers,
+                tables,
+            }) => tracing::info!(
                 request_id,
                 phase,
                 markers = ?markers.iter().map(|m| m.uri.as_str()).collect::<Vec<_>>(),
                 objects = ?markers.iter().map(|m| m.objects).collect::<Vec<_>>(),
+                tables = ?tables.iter().map(|t| (t.table.as_str(), t.snapshot_id, t.data_files)).collect::<Vec<_>>(),
                 ms,
                 "job commit"
             ),
@@ -149,6 +154,7 @@ impl Function {
                 sources = batch.sources,
                 rows = batch.rows,
                 objects = batch.objects,
+                data_files = batch.data_files,
                 bytes = batch.bytes,
                 manifest = batch.manifest,
                 ms,
@@ -318,11 +324,6 @@ impl Function {
                 .schema_evolution
                 .unwrap_or(self.config.schema_evolution),
         };
-        if !tables.is_empty() && matches!(event.input, Input::Objects { .. }) {
-            return Err(Error::InvalidEvent(
-                "a map batch writes to folders only, for now: table targets take inline `rows` or a `source`".into(),
-            ));
-        }
         match event.input {
             Input::Rows(rows) if !tables.is_empty() => self
                 .rows_into_tables(rows, job, &tables, id, deadline)
@@ -348,10 +349,18 @@ impl Function {
                 if let Some(folder) = &manifests {
                     self.check_manifests(folder, &targets)?;
                 }
+                if !tables.is_empty() {
+                    let manifests = manifests.as_ref();
+                    return self
+                        .objects_into_tables(&objects, job, &tables, manifests, deadline)
+                        .await;
+                }
                 let dry_run = job.dry_run;
                 let results = self.sources(&objects, job, deadline).await?;
                 match manifests {
-                    Some(folder) if !dry_run => self.list_batch(&folder, results, deadline).await,
+                    Some(folder) if !dry_run => {
+                        self.list_batch(&folder, results, &[], deadline).await
+                    }
                     _ => {
                         warn_if_too_large(id, &results);
                         Ok(Reply::Each { results })

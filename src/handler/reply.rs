@@ -34,6 +34,9 @@ pub enum Reply {
     Committed {
         phase: &'static str,
         markers: Vec<Marker>,
+        /// `finish`: each table's one snapshot of the whole job.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        tables: Vec<TableCommitted>,
     },
     /// A sweep: the uploads it aborted.
     Swept { swept: Swept },
@@ -79,6 +82,26 @@ pub struct BatchListed {
     /// Objects written, over every target.
     pub objects: usize,
     pub bytes: usize,
+    /// Tables' data files written, for the job's finish step to commit.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub data_files: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// A table's snapshot of a whole job, made by its finish step.
+#[derive(Debug, Serialize)]
+pub struct TableCommitted {
+    /// `<database>.<table>`.
+    pub table: String,
+    pub snapshot_id: i64,
+    /// An earlier run of the finish step had committed the job: nothing was added.
+    pub already_committed: bool,
+    pub rows: usize,
+    /// Data files the snapshot added (counted: a job's may be thousands).
+    pub data_files: usize,
 }
 
 /// A job's `_SUCCESS` marker in one target's folder.
@@ -125,6 +148,20 @@ pub struct Response {
     /// What each table target got.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<TableAppended>,
+}
+
+impl Response {
+    /// Nothing written yet.
+    pub fn empty(dry_run: bool) -> Response {
+        Response {
+            rows: 0,
+            objects: Vec::new(),
+            dry_run,
+            schema: None,
+            source: None,
+            tables: Vec::new(),
+        }
+    }
 }
 
 /// One table target's append.

@@ -15,15 +15,16 @@ use iceberg::arrow::{arrow_schema_to_schema_auto_assign_ids, schema_to_arrow_sch
 use iceberg::io::FileIO;
 use iceberg::spec::{
     DataFile, FormatVersion, NestedField, NestedFieldRef, TableMetadataBuilder, Transform, Type,
-    UnboundPartitionSpec,
+    UnboundPartitionSpec, deserialize_data_file_from_json, serialize_data_file_to_json,
 };
 use iceberg::table::Table;
 use iceberg::{Catalog, ErrorKind, NamespaceIdent, Runtime, TableCreation, TableIdent};
 
 use super::Function;
 use super::conversion::Conversion;
-use super::reply::{Response, TableAppended};
-use super::stream::{Chunks, identity_of};
+use super::job::BatchTable;
+use super::reply::{Reply, Response, SourceRead, TableAppended, TableCommitted};
+use super::stream::{Chunks, identity_of, uuid_shaped};
 use crate::Error;
 use crate::catalog::append::{self, catalog_error};
 use crate::catalog::glue::GlueCatalog;
@@ -33,9 +34,10 @@ use crate::encode::columns::{self, UnknownKeys};
 use crate::encode::partition::PartitionBy;
 use crate::input::event::Evolution;
 use crate::input::source::Source;
-use crate::input::target::TableTarget;
+use crate::input::target::{S3Prefix, TableTarget};
 use crate::rows::Rows;
 use crate::schema::{ddl, inference};
+use crate::store::s3::Opened;
 use crate::store::table_files::TableFiles;
 
 /// The table property naming its Parquet codec.
@@ -65,11 +67,43 @@ impl Prepared {
             .map_err(|e| e.within(&format!("table {}", self.ident)))
     }
 
-    /// A writer of this invocation's data files (named after a fresh UUID v7).
-    async fn writer(&self) -> Result<append::DataFiles, Error> {
+    /// # Errors
+    /// `RecursiveTrigger` for a source inside the table's location: its own output.
+    fn refuse_inside(&self, source: &Source) -> Result<(), Error> {
+        let location = self.table.metadata().location().trim_end_matches('/');
+        match source.uri().starts_with(&format!("{location}/")) {
+            false => Ok(()),
+            true => Err(Error::RecursiveTrigger(format!(
+                "{} lies inside the table {}'s location: converting it would convert this function's own output",
+                source.uri(),
+                self.ident
+            ))),
+        }
+    }
+
+    /// A writer of data files named `name-<n>.parquet`.
+    async fn writer(&self, name: &str) -> Result<append::DataFiles, Error> {
         let properties = crate::encode::writer::table_properties(self.codec);
-        let name = uuid::Uuid::now_v7().to_string();
-        append::data_file_writer(&self.table, &self.schema, properties, &name).await
+        append::data_file_writer(&self.table, &self.schema, properties, name).await
+    }
+}
+
+/// Each table's data files for one unit of work: none for a table whose snapshots already
+/// record it, else a writer taking its rows.
+struct Writing {
+    done: Vec<(Prepared, Vec<DataFile>)>,
+    open: Vec<(Prepared, append::DataFiles)>,
+}
+
+impl Writing {
+    /// Every table with its data files.
+    async fn close(self) -> Result<Vec<(Prepared, Vec<DataFile>)>, Error> {
+        let mut written = self.done;
+        for (table, writer) in self.open {
+            let files = writer.close().await.map_err(|e| write_error(&table, e))?;
+            written.push((table, files));
+        }
+        Ok(written)
     }
 }
 
@@ -128,7 +162,11 @@ impl Function {
             }
             match self.write(&table, batches).await {
                 Ok(files) => written.push((table, files)),
-                Err(e) => return Err(self.undo(e, &catalog, &response).await),
+                Err(e) => {
+                    return Err(self
+                        .undo(e, &catalog, std::slice::from_ref(&response))
+                        .await);
+                }
             }
         }
         self.commit_tables(&catalog, written, response, &identity, deadline)
@@ -155,14 +193,7 @@ impl Function {
             let table = self
                 .prepare(&catalog, target, job.schema.as_ref(), &job)
                 .await?;
-            let location = table.table.metadata().location().trim_end_matches('/');
-            if source.uri().starts_with(&format!("{location}/")) {
-                return Err(Error::RecursiveTrigger(format!(
-                    "{} lies inside the table {}'s location: converting it would convert this function's own output",
-                    source.uri(),
-                    table.ident
-                )));
-            }
+            table.refuse_inside(&source)?;
             prepared.push(table);
         }
         let dry_run = job.dry_run;
@@ -175,7 +206,11 @@ impl Function {
         let streamed = self.stream_tables(&catalog, &source, prepared, &response, deadline);
         let (written, rows, identity) = match streamed.await {
             Ok(done) => done,
-            Err(e) => return Err(self.undo(e, &catalog, &response).await),
+            Err(e) => {
+                return Err(self
+                    .undo(e, &catalog, std::slice::from_ref(&response))
+                    .await);
+            }
         };
         let mut response = response;
         response.rows = rows;
@@ -183,8 +218,116 @@ impl Function {
             .await
     }
 
-    /// Reads the source once more (the version the folders got, else the latest), each
-    /// chunk's rows into every table's data files.
+    /// A map batch's objects into `tables` and the folders of `job`: the folders as any
+    /// batch's, then each object read again into one writer per table for the whole batch
+    /// (files named for the batch, so that a retried batch rewrites its own). Nothing is
+    /// committed: the data files are listed in the batch's manifest in `manifests`, and the
+    /// job's finish step commits every batch's in one snapshot.
+    pub(super) async fn objects_into_tables(
+        &self,
+        objects: &[Source],
+        job: Conversion<'_>,
+        tables: &[TableTarget],
+        manifests: Option<&S3Prefix>,
+        deadline: Option<SystemTime>,
+    ) -> Result<Reply, Error> {
+        let dry_run = job.dry_run;
+        if manifests.is_none() && !dry_run {
+            return Err(Error::InvalidEvent(
+                "a map batch into tables needs `BatchInput.manifests`: the job's finish step commits the data files the batches list there; nothing was written".into(),
+            ));
+        }
+        self.check_sources(objects)?;
+        self.check_tables(tables)?;
+        let catalog = GlueCatalog::new(
+            self.glue.client().await.clone(),
+            TableFiles::new(&self.store),
+        );
+        let mut prepared = Vec::with_capacity(tables.len());
+        for target in tables {
+            let table = self
+                .prepare(&catalog, target, job.schema.as_ref(), &job)
+                .await?;
+            objects.iter().try_for_each(|o| table.refuse_inside(o))?;
+            prepared.push(table);
+        }
+        let folders = !job.targets.is_empty();
+        let mut results = match folders {
+            true => self.sources(objects, job, deadline).await?,
+            false => Vec::new(),
+        };
+        let Some(folder) = manifests.filter(|_| !dry_run) else {
+            let described = prepared.iter().map(|t| described(t, None, 0)).collect();
+            match results.first_mut() {
+                Some(first) => first.tables = described,
+                None => results.push(Response {
+                    tables: described,
+                    ..Response::empty(true)
+                }),
+            }
+            return Ok(Reply::Each { results });
+        };
+        let keys: Vec<u8> = objects
+            .iter()
+            .flat_map(|o| {
+                format!(
+                    "{}\n{}\n",
+                    o.uri(),
+                    o.version_id.as_deref().unwrap_or_default()
+                )
+                .into_bytes()
+            })
+            .chain(folder.to_string().into_bytes())
+            .collect();
+        let name = uuid_shaped(&keys);
+        let written = self
+            .write_batch(&catalog, objects, prepared, &mut results, &name, deadline)
+            .await;
+        let listed = match written.and_then(|written| batch_tables(&written)) {
+            Ok(listed) => listed,
+            Err(e) => return Err(self.undo(e, &catalog, &results).await),
+        };
+        match self.list_batch(folder, results, &listed, deadline).await {
+            Ok(reply) => Ok(reply),
+            Err(e) => Err(self.undo(e, &catalog, &[]).await),
+        }
+    }
+
+    /// Every object's rows into one writer per table (opening it as the folders read it);
+    /// each table's data files. Without folders, `results` gets a response per object.
+    async fn write_batch(
+        &self,
+        catalog: &GlueCatalog,
+        objects: &[Source],
+        prepared: Vec<Prepared>,
+        results: &mut Vec<Response>,
+        name: &str,
+        deadline: Option<SystemTime>,
+    ) -> Result<Vec<(Prepared, Vec<DataFile>)>, Error> {
+        let mut writing = self.open_writers(catalog, prepared, None, name).await?;
+        let folders = !results.is_empty();
+        for (i, object) in objects.iter().enumerate() {
+            let read = results.get(i).and_then(|r| r.source.as_ref());
+            let opened = self.open_again(object, read).await?;
+            let source = SourceRead {
+                uri: opened.uri.clone(),
+                bytes: opened.size,
+                etag: opened.etag.clone(),
+            };
+            let rows = self.feed(&mut writing, opened, object, deadline).await?;
+            if !folders {
+                results.push(Response {
+                    rows,
+                    source: Some(source),
+                    ..Response::empty(false)
+                });
+            }
+        }
+        writing.close().await
+    }
+
+    /// Reads the source once more (the version the folders got, else the latest), its rows
+    /// into a data file writer per table that has no snapshot of this work yet.
     async fn stream_tables(
         &self,
         catalog: &GlueCatalog,
@@ -193,9 +336,26 @@ impl Function {
         response: &Response,
         deadline: Option<SystemTime>,
     ) -> Result<(Vec<(Prepared, Vec<DataFile>)>, usize, String), Error> {
-        // The work's identity, the rows read (those of the folders' read when no table needs
-        // them again) and each table's data files.
-        let read = response.source.as_ref();
+        let opened = self.open_again(source, response.source.as_ref()).await?;
+        let identity = format!("source {}", identity_of(source, &opened));
+        let name = uuid::Uuid::now_v7().to_string();
+        let mut writing = self
+            .open_writers(catalog, prepared, Some(&identity), &name)
+            .await?;
+        if writing.open.is_empty() {
+            // Every table has this work: the rows are those of the folders' read, if any.
+            return Ok((writing.done, response.rows, identity));
+        }
+        let rows = self.feed(&mut writing, opened, source, deadline).await?;
+        Ok((writing.close().await?, rows, identity))
+    }
+
+    /// The source as the folders read it (the same version, else the latest).
+    async fn open_again(
+        &self,
+        source: &Source,
+        read: Option<&SourceRead>,
+    ) -> Result<Opened, Error> {
         let if_match = read.and_then(|r| r.etag.as_deref());
         let opened = self
             .store
@@ -207,23 +367,44 @@ impl Function {
             )
             .await?;
         self.measures.source_read(opened.size);
-        let uri = opened.uri.clone();
-        let identity = format!("source {}", identity_of(source, &opened));
-        let mut tables = Vec::with_capacity(prepared.len());
-        let mut done = Vec::new();
+        Ok(opened)
+    }
+
+    /// Creates the planned tables, and opens a writer of files named `name` for each table
+    /// that has no snapshot of the work `identity` yet.
+    async fn open_writers(
+        &self,
+        catalog: &GlueCatalog,
+        prepared: Vec<Prepared>,
+        identity: Option<&str>,
+        name: &str,
+    ) -> Result<Writing, Error> {
+        let mut writing = Writing {
+            done: Vec::new(),
+            open: Vec::with_capacity(prepared.len()),
+        };
         for mut table in prepared {
             self.create(catalog, &mut table).await?;
             // Work a snapshot already records is not written again (the commit says so).
-            if committed(&table.table, &identity).is_some() {
-                done.push((table, Vec::new()));
+            if identity.is_some_and(|id| committed(&table.table, id).is_some()) {
+                writing.done.push((table, Vec::new()));
                 continue;
             }
-            let writer = table.writer().await?;
-            tables.push((table, writer));
+            let writer = table.writer(name).await?;
+            writing.open.push((table, writer));
         }
-        if tables.is_empty() {
-            return Ok((done, response.rows, identity));
-        }
+        Ok(writing)
+    }
+
+    /// One opened source's rows, chunk by chunk, into every open writer; how many.
+    async fn feed(
+        &self,
+        writing: &mut Writing,
+        opened: Opened,
+        source: &Source,
+        deadline: Option<SystemTime>,
+    ) -> Result<usize, Error> {
+        let uri = opened.uri.clone();
         let mut chunks = Chunks::start(opened, source)?;
         let mut rows = 0;
         while let Some(chunk) = chunks.next(deadline, &uri).await? {
@@ -231,7 +412,7 @@ impl Function {
                 .rows()
                 .map_err(|e| e.within(&format!("source {uri}")))?;
             rows += chunk_rows.len();
-            for (table, writer) in &mut tables {
+            for (table, writer) in &mut writing.open {
                 for batch in table.build(&chunk_rows)? {
                     writer
                         .write(batch)
@@ -245,12 +426,7 @@ impl Function {
                 "source {uri} holds no rows: there is nothing to write"
             )));
         }
-        let mut written = done;
-        for (table, writer) in tables {
-            let files = writer.close().await.map_err(|e| write_error(&table, e))?;
-            written.push((table, files));
-        }
-        Ok((written, rows, identity))
+        Ok(rows)
     }
 
     fn check_tables(&self, tables: &[TableTarget]) -> Result<(), Error> {
@@ -268,14 +444,7 @@ impl Function {
         deadline: Option<SystemTime>,
     ) -> Result<Response, Error> {
         if job.targets.is_empty() {
-            return Ok(Response {
-                rows: 0,
-                objects: Vec::new(),
-                dry_run: job.dry_run,
-                schema: None,
-                source: None,
-                tables: Vec::new(),
-            });
+            return Ok(Response::empty(job.dry_run));
         }
         match feed {
             Feed::Rows(rows, id) => self.rows(rows, job, id, deadline).await,
@@ -442,7 +611,7 @@ impl Function {
         table: &Prepared,
         batches: Vec<RecordBatch>,
     ) -> Result<Vec<DataFile>, Error> {
-        let mut writer = table.writer().await?;
+        let mut writer = table.writer(&uuid::Uuid::now_v7().to_string()).await?;
         for batch in batches {
             writer
                 .write(batch)
@@ -473,7 +642,7 @@ impl Function {
                 append::commit(catalog, files, table.table.clone(), work, deadline).await;
             let appended = match committed {
                 Ok(appended) => appended,
-                Err(e) => return Err(self.undo(e, catalog, &response).await),
+                Err(e) => return Err(self.undo(e, catalog, std::slice::from_ref(&response)).await),
             };
             if appended.already {
                 // Another delivery committed this work: these files are in no snapshot.
@@ -497,10 +666,82 @@ impl Function {
         Ok(response)
     }
 
+    /// A job's finish: the data files its batches listed, committed in one snapshot per
+    /// table recording the job (`identity`), so a finish run twice commits once. A failure
+    /// leaves the data files for a rerun of the finish, which commits them once.
+    ///
+    /// # Errors
+    /// `TableNotAllowed`, `TableNotFound`; `CommitConflict` when the table's partition spec
+    /// or schema changed under the job, or retries ran out; `CatalogFailed`.
+    pub(super) async fn commit_job_tables(
+        &self,
+        listed: Vec<BatchTable>,
+        identity: &str,
+        deadline: Option<SystemTime>,
+    ) -> Result<Vec<TableCommitted>, Error> {
+        let mut by_table: Vec<(TableTarget, Vec<BatchTable>)> = Vec::new();
+        for part in listed {
+            let target = TableTarget::parse(&part.table, "a batch manifest's table")?;
+            match by_table.iter_mut().find(|(t, _)| *t == target) {
+                Some((_, parts)) => parts.push(part),
+                None => by_table.push((target, vec![part])),
+            }
+        }
+        if by_table.is_empty() {
+            return Ok(Vec::new());
+        }
+        let targets: Vec<TableTarget> = by_table.iter().map(|(t, _)| t.clone()).collect();
+        self.check_tables(&targets)?;
+        let catalog = GlueCatalog::new(
+            self.glue.client().await.clone(),
+            TableFiles::new(&self.store),
+        );
+        let files = catalog.files();
+        let mut committed = Vec::with_capacity(by_table.len());
+        for (target, parts) in by_table {
+            let ident = TableIdent::new(NamespaceIdent::new(target.database), target.table);
+            let table = catalog
+                .load_table(&ident)
+                .await
+                .map_err(|e| catalog_error(&ident, e))?;
+            let (data_files, adds) = job_files(&ident, &table, &parts)?;
+            let count = data_files.len();
+            let work = append::Work {
+                identity,
+                files: data_files,
+                adds: &adds,
+            };
+            let appended = match append::commit(&catalog, files, table, work, deadline).await {
+                Ok(appended) => appended,
+                Err(e) => {
+                    files.remove_written().await;
+                    return Err(e);
+                }
+            };
+            files.forget();
+            tracing::info!(
+                table = %ident,
+                snapshot_id = appended.snapshot_id,
+                already = appended.already,
+                attempts = appended.attempts,
+                data_files = count,
+                "job committed"
+            );
+            committed.push(TableCommitted {
+                table: ident.to_string(),
+                snapshot_id: appended.snapshot_id,
+                already_committed: appended.already,
+                rows: parts.iter().map(|p| p.rows).sum(),
+                data_files: count,
+            });
+        }
+        Ok(committed)
+    }
+
     /// `error`, once the tables' uncommitted files and the folders' objects are removed.
-    async fn undo(&self, error: Error, catalog: &GlueCatalog, response: &Response) -> Error {
+    async fn undo(&self, error: Error, catalog: &GlueCatalog, responses: &[Response]) -> Error {
         let mut left = catalog.files().remove_written().await;
-        for object in &response.objects {
+        for object in responses.iter().flat_map(|r| &r.objects) {
             if self
                 .store
                 .delete(&object.bucket, &object.key)
@@ -521,6 +762,86 @@ impl Function {
 enum Feed<'r, 's> {
     Rows(Rows<'r>, &'s str),
     Source(&'s Source),
+}
+
+/// The data files the batches listed for `table`, as iceberg-rust reads them back, and the
+/// columns their commit adds.
+///
+/// # Errors
+/// `CommitConflict` when the batches disagree with one another or with the table (its
+/// partition spec or schema changed while the job ran).
+fn job_files(
+    ident: &TableIdent,
+    table: &Table,
+    parts: &[BatchTable],
+) -> Result<(Vec<DataFile>, Vec<NestedFieldRef>), Error> {
+    let metadata = table.metadata();
+    let spec = metadata.default_partition_spec();
+    let adds = &parts[0].adds;
+    if parts
+        .iter()
+        .any(|p| p.spec_id != spec.spec_id() || p.adds != *adds)
+    {
+        return Err(Error::CommitConflict(format!(
+            "{ident}: its partition spec or schema changed while the job ran, or its batches added different columns; nothing was committed (rerun the job)"
+        )));
+    }
+    let adds: Vec<NestedFieldRef> = adds.iter().cloned().map(Arc::new).collect();
+    let schema =
+        with_columns(metadata.current_schema(), &adds).map_err(|e| catalog_error(ident, e))?;
+    let partition_type = spec
+        .partition_type(&schema)
+        .map_err(|e| catalog_error(ident, e))?;
+    let files = parts
+        .iter()
+        .flat_map(|p| &p.data_files)
+        .map(|file| {
+            deserialize_data_file_from_json(
+                &file.to_string(),
+                spec.spec_id(),
+                &partition_type,
+                &schema,
+            )
+            .map_err(|e| {
+                Error::InvalidEvent(format!(
+                    "a batch manifest lists a data file of {ident} iceberg-rust cannot read: {e}"
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((files, adds))
+}
+
+/// Each table's part of a batch, for its manifest.
+fn batch_tables(written: &[(Prepared, Vec<DataFile>)]) -> Result<Vec<BatchTable>, Error> {
+    written
+        .iter()
+        .map(|(table, files)| {
+            let metadata = table.table.metadata();
+            let spec = metadata.default_partition_spec();
+            let failed = |e| catalog_error(&table.ident, e);
+            let partition_type = spec.partition_type(&table.schema).map_err(failed)?;
+            let data_files = files
+                .iter()
+                .map(|file| {
+                    let json = serialize_data_file_to_json(
+                        file.clone(),
+                        &partition_type,
+                        metadata.format_version(),
+                    )
+                    .map_err(failed)?;
+                    Ok(serde_json::from_str(&json).expect("iceberg-rust writes JSON"))
+                })
+                .collect::<Result<_, Error>>()?;
+            Ok(BatchTable {
+                table: table.ident.to_string(),
+                spec_id: spec.spec_id(),
+                adds: table.adds.iter().map(|f| (**f).clone()).collect(),
+                rows: files.iter().map(|f| f.record_count() as usize).sum(),
+                data_files,
+            })
+        })
+        .collect()
 }
 
 fn arrow_of(ident: &TableIdent, schema: &iceberg::spec::Schema) -> Result<SchemaRef, Error> {
@@ -583,19 +904,30 @@ fn evolved(
     if adds.is_empty() {
         return Ok((current.clone(), adds));
     }
+    let schema = with_columns(current, &adds).map_err(|e| catalog_error(ident, e))?;
+    Ok((Arc::new(schema), adds))
+}
+
+/// `current` with the optional columns `adds` after its own, as the commit adding them makes
+/// it.
+fn with_columns(
+    current: &iceberg::spec::Schema,
+    adds: &[NestedFieldRef],
+) -> iceberg::Result<iceberg::spec::Schema> {
+    if adds.is_empty() {
+        return Ok(current.clone());
+    }
     let fields = current
         .as_struct()
         .fields()
         .iter()
         .cloned()
         .chain(adds.iter().cloned());
-    let schema = iceberg::spec::Schema::builder()
+    iceberg::spec::Schema::builder()
         .with_schema_id(current.schema_id() + 1)
         .with_fields(fields)
         .with_identifier_field_ids(current.identifier_field_ids())
         .build()
-        .map_err(|e| catalog_error(ident, e))?;
-    Ok((Arc::new(schema), adds))
 }
 
 /// The source columns of the table's partition spec, if every field is an identity one.

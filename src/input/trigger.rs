@@ -21,7 +21,7 @@ use crate::input::commit::Commit;
 use crate::input::event::{Event, Fields};
 use crate::input::source::Source;
 use crate::input::sweep::Sweep;
-use crate::input::target::{Target, parse_targets};
+use crate::input::target::{Target, parse_all_targets};
 
 /// What an invocation (or one SQS message) carries.
 #[derive(Debug)]
@@ -143,9 +143,11 @@ pub fn detect(bytes: &[u8]) -> Result<Trigger<'_>, Error> {
         fields.only(&["commit", "targets"], "a commit event")?;
         return Ok(Trigger::Commit {
             commit: Commit::parse(commit)?,
+            // Its folders get markers; its tables are committed as the batches' manifests list
+            // them.
             targets: fields
                 .get("targets")
-                .map(|t| parse_targets(t, "targets"))
+                .map(|t| parse_all_targets(t, "targets").map(|t| t.folders))
                 .transpose()?,
         });
     }

@@ -442,3 +442,88 @@ def test_a_table_created_before_a_failure_stays_readable(moto):
         assert moto.keys(LAKE, "warehouse/analytics.db/half/data/") == []
     finally:
         emulator.stop()
+
+
+def map_run(moto, name, replies, failed=0):
+    """A map run's ResultWriter export of `replies` (each a child execution's output) in the
+    lake bucket, with `failed` failed result files: its ResultWriterDetails and MapRunArn."""
+    s3 = moto.client("s3")
+    executions = [{"Name": str(i), "Status": "SUCCEEDED", "Output": json.dumps(reply)} for i, reply in enumerate(replies)]
+    s3.put_object(Bucket=LAKE, Key=f"jobs/{name}/SUCCEEDED_0.json", Body=json.dumps(executions).encode())
+    files = {"SUCCEEDED": [{"Key": f"jobs/{name}/SUCCEEDED_0.json", "Size": 1}],
+             "FAILED": [{"Key": f"jobs/{name}/FAILED_{i}.json", "Size": 1} for i in range(failed)], "PENDING": []}
+    manifest = {"DestinationBucket": LAKE, "MapRunArn": f"arn:aws:states:us-east-1:123456789012:mapRun:job/{name}",
+                "ResultFiles": files}
+    s3.put_object(Bucket=LAKE, Key=f"jobs/{name}/manifest.json", Body=json.dumps(manifest).encode())
+    return {"Bucket": LAKE, "Key": f"jobs/{name}/manifest.json"}, manifest["MapRunArn"]
+
+
+def test_a_whole_prefix_job_is_one_snapshot_committed_once(moto):
+    s3 = moto.client("s3")
+    emulator = function(moto, TABLE_WAREHOUSE=WAREHOUSE, ALLOWED_TABLES="analytics.*")
+    try:
+        keys = [f"in/job/part-{i}.ndjson" for i in range(6)]
+        for i, key in enumerate(keys):
+            rows = [{"id": i * 100 + n, "dt": f"2024-01-0{1 + n % 3}"} for n in range(100)]
+            s3.put_object(Bucket=LAKE, Key=key, Body="".join(json.dumps(r) + "\n" for r in rows).encode())
+        targets = [{"table": "analytics.job"}, {"prefix": f"s3://{LAKE}/out/job/", "compression": "snappy"}]
+        batch_input = {"bucket": LAKE, "targets": targets, "schema": "id BIGINT, dt STRING",
+                       "partition_by": ["dt"], "manifests": f"s3://{LAKE}/jobs/run-1/batches/"}
+        replies = []
+        for b in range(0, len(keys), 3):
+            kind, reply = invoke(emulator, {"Items": [{"Key": k} for k in keys[b:b + 3]], "BatchInput": batch_input})
+            assert kind == "response", reply
+            # A reference, whatever the batch wrote: 3 partitions, one file each for all 3 objects.
+            assert (reply["batch"]["rows"], reply["batch"]["data_files"]) == (300, 3), reply
+            assert len(json.dumps(reply)) < 1024
+            replies.append(reply)
+        # The batches committed nothing: the table (created by the first) has no snapshot.
+        assert moto.catalog().load_table("analytics.job").snapshots() == []
+        # A retried batch rewrites its own files and manifest: nothing more is left.
+        before = moto.keys(LAKE, "warehouse/")
+        kind, again = invoke(emulator, {"Items": [{"Key": k} for k in keys[:3]], "BatchInput": batch_input})
+        assert kind == "response" and again == replies[0], again
+        assert moto.keys(LAKE, "warehouse/") == before
+
+        results, arn = map_run(moto, "run-1", replies)
+        finish = {"commit": {"phase": "finish", "results": results, "map_run": arn}, "targets": targets}
+        kind, done = invoke(emulator, finish)
+        assert kind == "response", done
+        assert done["tables"] == [{"table": "analytics.job", "snapshot_id": done["tables"][0]["snapshot_id"],
+                                   "already_committed": False, "rows": 600, "data_files": 6}], done
+        assert done["markers"][0]["objects"] == 6 * 3, done
+        table = moto.catalog().load_table("analytics.job")
+        assert len(table.snapshots()) == 1
+        assert table.snapshots()[0].summary.additional_properties["rows-to-parquet.identity"] == f"job {arn}"
+        got = table.scan().to_arrow()
+        assert sorted(got.column("id").to_pylist()) == [i * 100 + n for i in range(6) for n in range(100)]
+        assert {f["partition"]["dt"] for f in table.inspect.files().to_pylist()} == {"2024-01-01", "2024-01-02", "2024-01-03"}
+        stored, referenced = table_files(moto, table)
+        assert stored - referenced == set(), "orphan files in the table's location"
+        # The finish retried (Step Functions' Retry): the job is committed once.
+        kind, twice = invoke(emulator, finish)
+        assert kind == "response" and twice["tables"][0]["already_committed"] is True, twice
+        assert twice["tables"][0]["snapshot_id"] == done["tables"][0]["snapshot_id"]
+        assert len(moto.catalog().load_table("analytics.job").snapshots()) == 1
+
+        # A run with a failed batch: nothing committed, its data files and manifests removed.
+        batch_input["manifests"] = f"s3://{LAKE}/jobs/run-2/batches/"
+        kind, reply = invoke(emulator, {"Items": [{"Key": keys[0]}], "BatchInput": batch_input})
+        assert kind == "response", reply
+        assert len(moto.keys(LAKE, "warehouse/")) > len(before) and moto.keys(LAKE, "jobs/run-2/batches/")
+        results, arn = map_run(moto, "run-2", [reply], failed=1)
+        kind, answer = invoke(emulator, {"commit": {"phase": "finish", "results": results, "map_run": arn},
+                                         "targets": targets})
+        assert (kind, answer["errorType"]) == ("error", "JobIncomplete"), answer
+        table = moto.catalog().load_table("analytics.job")
+        assert len(table.snapshots()) == 1
+        stored, referenced = table_files(moto, table)
+        assert stored - referenced == set(), "the incomplete run's data files were left"
+        assert moto.keys(LAKE, "jobs/run-2/batches/") == []
+
+        # Without a manifests folder a batch cannot hand its files to the finish: refused.
+        del batch_input["manifests"]
+        kind, answer = invoke(emulator, {"Items": [{"Key": keys[0]}], "BatchInput": batch_input})
+        assert (kind, answer["errorType"]) == ("error", "InvalidEvent") and "manifests" in answer["errorMessage"], answer
+    finally:
+        emulator.stop()
