@@ -11,9 +11,15 @@ pyarrow and DuckDB (`hive_partitioning`): every input row must be in exactly one
 target, in the folder of its own `dt`, and the `_SUCCESS` marker must list exactly the objects
 in its folder.
 
+With `--table`, the target is one Iceberg table instead (created by the first batch from
+TABLE_WAREHOUSE, partitioned by `dt`), with moto's server as the Glue Data Catalog: the
+batches write data files and commit nothing, the finish commits them all in one snapshot, and
+pyiceberg must read every row once from exactly one snapshot.
+
 usage: fanout.py BOOTSTRAP_BIN LOCAL_S3_BIN WORK_DIR [--objects N] [--rows N] [--batch N]
-                 [--concurrency N] [--results]   (--results: replace the "Fan-out over a
-                 prefix" section of bench/RESULTS.md)
+                 [--concurrency N] [--table] [--results]   (--results: replace the "Fan-out
+                 over a prefix" section of bench/RESULTS.md, or with --table "Fan-out into an
+                 Iceberg table")
 
 Prints objects/s and MB/s (input bytes over wall time, listing to commit), and the peak RSS of
 each function process (VmHWM)."""
@@ -33,9 +39,13 @@ from run import cpu_model, report, table
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SECTION = "## Fan-out over a prefix"
+TABLE_SECTION = "## Fan-out into an Iceberg table"
 IN, OUT, PREFIX = "in-bucket", "out-bucket", "in/fanout/"
 TARGETS = [{"prefix": f"s3://{OUT}/out/fanout/", "compression": "uncompressed"},
            {"prefix": f"s3://{OUT}/out/fanout-snappy/", "compression": "snappy"}]
+TABLE = "analytics.fanout"
+# A table is created from a source's rows only with a declared schema.
+SCHEMA = "id BIGINT, dt STRING, city STRING, score DOUBLE, active BOOLEAN, note STRING"
 DAYS = [f"2024-01-{d:02d}" for d in range(1, 9)]
 # Step Functions fails a state whose output (a batch's reply is its child execution's) passes this.
 STATE_OUTPUT_LIMIT = 256 * 1024
@@ -127,26 +137,55 @@ def verify(root, objects, rows):
     return counts
 
 
+def verify_table(moto, s3, objects, rows):
+    """Every row once in the table, from one snapshot recording the map run; its data files."""
+    from pyiceberg.catalog import load_catalog
+    props = {"glue.endpoint": moto.endpoint, "glue.region": "us-east-1", "glue.access-key-id": "testing",
+             "glue.secret-access-key": "testing", "s3.endpoint": s3.endpoint, "s3.region": "us-east-1",
+             "s3.access-key-id": ACCESS_KEY, "s3.secret-access-key": SECRET_KEY}
+    table = load_catalog("local", type="glue", **props).load_table(TABLE)
+    snapshots = table.snapshots()
+    assert len(snapshots) == 1, f"{len(snapshots)} snapshots"
+    identity = snapshots[0].summary.additional_properties["rows-to-parquet.identity"]
+    assert identity.startswith("job arn:"), identity
+    expected = objects * rows
+    ids = table.scan(selected_fields=("id",)).to_arrow().column("id").to_pylist()
+    assert len(ids) == expected and len(set(ids)) == expected, f"{len(ids)} rows, {len(set(ids))} distinct"
+    files = table.inspect.files().to_pylist()
+    for f in files:
+        assert f["file_path"].split("/")[-2] == f"dt={f['partition']['dt']}", f["file_path"]
+    return len(files)
+
+
 def main():
     bootstrap, local_s3, work = map(pathlib.Path, sys.argv[1:4])
     objects, rows = arg("--objects", 1000), arg("--rows", 2000)
     batch, concurrency = arg("--batch", 10), arg("--concurrency", 4)
+    into_table = "--table" in sys.argv
     s3 = LocalS3(local_s3, work / "s3", buckets=(IN, OUT))
-    functions = []
+    functions, moto = [], None
+    targets = [{"table": TABLE}] if into_table else TARGETS
     try:
         input_bytes = generate(s3.root, objects, rows)
-        env = {"AWS_ENDPOINT_URL_S3": s3.endpoint, "DEFAULT_TARGETS": json.dumps(TARGETS)}
+        env = {"AWS_ENDPOINT_URL_S3": s3.endpoint, "DEFAULT_TARGETS": json.dumps(targets)}
+        if into_table:
+            from local_catalog import Moto
+            moto = Moto(databases=["analytics"])
+            env.update(AWS_ENDPOINT_URL_GLUE=moto.endpoint, TABLE_WAREHOUSE=f"s3://{OUT}/warehouse/",
+                       ALLOWED_TABLES="analytics.*")
         functions = [Emulator(bootstrap, env, timeout_s=300) for _ in range(concurrency)]
         for f in functions:
             f.init_ms()
         started = time.perf_counter()
-        kind, reply, _ = functions[0].invoke(json.dumps({"commit": {"phase": "start"}}).encode())
+        kind, reply, _ = functions[0].invoke(json.dumps({"commit": {"phase": "start"}, "targets": targets}).encode())
         assert kind == "response", reply
         items = list_items(s3.endpoint)
         assert len(items) == objects, len(items)
         # As the template's state machine: each batch lists its objects under the run's folder.
-        batch_input = {"bucket": IN, "targets": TARGETS, "partition_by": ["dt"],
+        batch_input = {"bucket": IN, "targets": targets, "partition_by": ["dt"],
                        "manifests": f"s3://{OUT}/out/_jobs/run-1/batches/"}
+        if into_table:
+            batch_input["schema"] = SCHEMA
         batches = queue.Queue()
         for b in range(0, len(items), batch):
             batches.put(json.dumps({"Items": items[b:b + batch], "BatchInput": batch_input}).encode())
@@ -170,36 +209,54 @@ def main():
         largest = max(len(json.dumps(reply).encode()) for reply in replies)
         assert largest <= STATE_OUTPUT_LIMIT, f"a batch replied {largest} bytes: Step Functions fails the state"
         results, map_run = export_results(s3.root, replies)
-        commit = {"commit": {"phase": "finish", "results": results, "map_run": map_run}}
+        commit = {"commit": {"phase": "finish", "results": results, "map_run": map_run}, "targets": targets}
         kind, committed, _ = functions[0].invoke(json.dumps(commit).encode())
         assert kind == "response", committed
         wall = time.perf_counter() - started
         peaks = [f.peak_rss_kib() / 1024 for f in functions]
         cpu = sum(f.cpu_seconds() for f in functions)
+        if into_table:
+            data_files = verify_table(moto, s3, objects, rows)
+            assert committed["tables"][0]["data_files"] == data_files, committed
     finally:
         for f in functions:
             f.stop()
+        if moto:
+            moto.stop()
         s3.stop()
-    files = verify(s3.root, objects, rows)
     mb = input_bytes / 1e6
     row = [objects, f"{mb:.1f}", len(replies), concurrency, f"{wall:.1f}", f"{objects / wall:.0f}",
            f"{mb / wall:.1f}", f"{cpu:.1f}", f"{mb / cpu:.1f}",
-           f"{max(peaks):.0f} ({min(peaks):.0f}-{max(peaks):.0f})",
-           f"{files['uncompressed']} + {files['snappy']}", largest]
+           f"{max(peaks):.0f} ({min(peaks):.0f}-{max(peaks):.0f})"]
     header = ["objects", "input MB", "batches", "processes", "wall s", "objects/s", "MB/s",
-              "function CPU s", "MB per CPU-s", "peak RSS MiB per process (min-max)", "objects written",
-              "largest batch reply, bytes (limit 262,144)"]
-    lines = [SECTION, "",
-             f"{datetime.date.today()}, {cpu_model()}, {os.cpu_count()} cores: `scripts/fanout` "
-             f"({objects} NDJSON objects of {rows} rows under one prefix, `partition_by: [\"dt\"]` over "
-             f"{len(DAYS)} days, batches of {batch}, {concurrency} function processes at once, each "
-             "under its own Runtime API emulator, with the embedded S3 server on the same cores). "
-             "Wall time from the start commit to the `_SUCCESS` markers, listing included; CPU is the "
-             "function processes' user + system time (what Lambda bills, at 1 vCPU per 1,769 MB). Every row "
-             "was read back once per target, in its own day's folder (pyarrow, and DuckDB with "
-             "hive_partitioning), and each marker lists exactly the objects in its folder.", ""]
+              "function CPU s", "MB per CPU-s", "peak RSS MiB per process (min-max)"]
+    setting = (f"{datetime.date.today()}, {cpu_model()}, {os.cpu_count()} cores: `scripts/fanout"
+               f"{' --table' if into_table else ''}` ({objects} NDJSON objects of {rows} rows under one prefix, "
+               f"`partition_by: [\"dt\"]` over {len(DAYS)} days, batches of {batch}, {concurrency} function "
+               "processes at once, each under its own Runtime API emulator, with the embedded S3 server on the "
+               "same cores). ")
+    if into_table:
+        header += ["snapshots", "data files", "largest batch reply, bytes (limit 262,144)"]
+        row += [1, data_files, largest]
+        lines = [TABLE_SECTION, "", setting +
+                 f"Into one Iceberg table (`{TABLE}`, created by the first batch, identity-partitioned by "
+                 "`dt`) with moto's server as the Glue Data Catalog: the batches write data files and commit "
+                 "nothing; the finish step commits every batch's files in one snapshot. Wall time from the "
+                 "start commit to that snapshot, listing included; CPU is the function processes' user + system "
+                 "time. pyiceberg read every row once, from the table's one snapshot, each data file in its "
+                 "day's partition.", ""]
+    else:
+        files = verify(s3.root, objects, rows)
+        header += ["objects written", "largest batch reply, bytes (limit 262,144)"]
+        row += [f"{files['uncompressed']} + {files['snappy']}", largest]
+        lines = [SECTION, "", setting +
+                 "Wall time from the start commit to the `_SUCCESS` markers, listing included; CPU is the "
+                 "function processes' user + system time (what Lambda bills, at 1 vCPU per 1,769 MB). Every row "
+                 "was read back once per target, in its own day's folder (pyarrow, and DuckDB with "
+                 "hive_partitioning), and each marker lists exactly the objects in its folder.", ""]
     lines += table(header, [row])
     report(lines)
+
 
 if __name__ == "__main__":
     main()
