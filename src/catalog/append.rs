@@ -26,7 +26,7 @@ use iceberg::{Catalog, ErrorKind, TableIdent};
 use parquet::file::properties::WriterProperties;
 
 use super::glue::GlueCatalog;
-use super::identity::{IDENTITY, committed};
+use super::identity::{IDENTITY, committed, record};
 use crate::Error;
 use crate::store::budget::CLEANUP_RESERVE;
 use crate::store::table_files::TableFiles;
@@ -39,6 +39,9 @@ pub struct Appended {
     pub already: bool,
     /// Data files this invocation committed (none when `already`).
     pub data_files: Vec<String>,
+    /// Parts of the work another delivery had committed meanwhile: their files are in no
+    /// snapshot, for the caller to remove.
+    pub skipped: Vec<Part>,
     pub attempts: u32,
 }
 
@@ -160,21 +163,28 @@ impl DataFiles {
     }
 }
 
-/// One unit of work for a table: its data files, the columns its commit adds, and the
-/// identity its snapshot records.
+/// Work for a table: its parts' data files, and the columns their commit adds.
 pub struct Work<'a> {
-    pub identity: &'a str,
-    pub files: Vec<DataFile>,
+    pub parts: Vec<Part>,
     /// Optional columns added in the same commit, with the ids the files were written with.
     pub adds: &'a [NestedFieldRef],
 }
 
+/// One unit of work (an invocation's rows, a message, a source object, a job): the identity
+/// its snapshot records, and its data files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub identity: String,
+    pub files: Vec<DataFile>,
+}
+
 /// Commits the work's files (and added columns) to `table` (as the caller last read it) as
-/// one snapshot recording its identity, unless a snapshot already records it; the catalog
-/// checks the identity once more against the version it swaps from. Conflicts with other
-/// writers are retried (the table re-read, the identity checked again, the append re-applied) with jittered
-/// backoff until `deadline` less the clean-up reserve; `written` logs what the attempts
-/// write, so a refused attempt's files are removed at once.
+/// one snapshot recording the identities of its parts, leaving out a part a snapshot already
+/// records; the catalog checks the identities once more against the version it swaps from.
+/// Conflicts with other writers are retried (the table re-read, the identities checked
+/// again, the append re-applied) with jittered backoff until `deadline` less the clean-up
+/// reserve; `written` logs what the attempts write, so a refused attempt's files are removed
+/// at once.
 ///
 /// # Errors
 /// `CommitConflict` when retries run out, or when the work adds columns and another writer
@@ -188,13 +198,9 @@ pub async fn commit(
     work: Work<'_>,
     deadline: Option<SystemTime>,
 ) -> Result<Appended, Error> {
-    let Work {
-        identity,
-        files,
-        adds,
-    } = work;
+    let Work { mut parts, adds } = work;
     let ident = &table.identifier().clone();
-    let paths: Vec<String> = files.iter().map(|f| f.file_path().to_owned()).collect();
+    let mut skipped = Vec::new();
     let mut table = table;
     let mut attempts = 0;
     loop {
@@ -205,14 +211,24 @@ pub async fn commit(
                 .await
                 .map_err(|e| catalog_error(ident, e))?;
         }
-        if let Some(snapshot_id) = committed(&table, identity) {
+        let (done, todo): (Vec<Part>, Vec<Part>) = parts
+            .into_iter()
+            .partition(|p| committed(&table, &p.identity).is_some());
+        parts = todo;
+        let Some(first) = parts.first() else {
+            let snapshot_id = done.first().and_then(|p| committed(&table, &p.identity));
             return Ok(Appended {
-                snapshot_id,
+                snapshot_id: snapshot_id.unwrap_or_default(),
                 already: true,
                 data_files: Vec::new(),
+                skipped,
                 attempts,
             });
-        }
+        };
+        skipped.extend(done);
+        let identity = record(parts.iter().map(|p| p.identity.as_str()));
+        let files: Vec<DataFile> = parts.iter().flat_map(|p| p.files.clone()).collect();
+        let paths: Vec<String> = files.iter().map(|f| f.file_path().to_owned()).collect();
         let mut transaction = Transaction::new(&table);
         if let Some(first) = adds.first() {
             if table.metadata().last_column_id() != first.id - 1 {
@@ -235,18 +251,20 @@ pub async fn commit(
             .fast_append()
             // The identity stands for the files: the duplicate check would read every manifest.
             .with_check_duplicate(false)
-            .add_data_files(files.clone())
-            .set_snapshot_properties(HashMap::from([(IDENTITY.to_owned(), identity.to_owned())]));
+            .add_data_files(files)
+            .set_snapshot_properties(HashMap::from([(IDENTITY.to_owned(), identity)]));
         let transaction = append
             .apply(transaction)
             .map_err(|e| catalog_error(ident, e))?;
         let before = written.written().len();
+        let probe = first.identity.clone();
         match transaction.commit(catalog).await {
             Ok(table) => {
                 return Ok(Appended {
                     snapshot_id: table.metadata().current_snapshot_id().unwrap_or_default(),
                     already: false,
                     data_files: paths,
+                    skipped,
                     attempts,
                 });
             }
@@ -271,11 +289,12 @@ pub async fn commit(
                 // The commit may have landed although its answer was lost: look before the
                 // caller removes files a snapshot may refer to.
                 return match catalog.load_table(ident).await {
-                    Ok(table) => match committed(&table, identity) {
+                    Ok(table) => match committed(&table, &probe) {
                         Some(snapshot_id) => Ok(Appended {
                             snapshot_id,
                             already: false,
                             data_files: paths,
+                            skipped,
                             attempts,
                         }),
                         None => Err(catalog_error(ident, e)),

@@ -390,7 +390,7 @@ impl Catalog for GlueCatalog {
             .current_snapshot()
             .and_then(|s| s.summary().additional_properties.get(IDENTITY).cloned());
         if let Some(identity) = identity
-            && committed(&base, &identity).is_some()
+            && identity.lines().any(|id| committed(&base, id).is_some())
         {
             return Err(iceberg::Error::new(
                 ErrorKind::CatalogCommitConflicts,

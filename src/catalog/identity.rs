@@ -1,9 +1,11 @@
 //! The identity of a unit of work (an invocation's inline rows, an SQS message, a source
-//! object) as a table's snapshot summaries record it: what makes an append exactly once.
+//! object, a whole-prefix job) as a table's snapshot summaries record it: what makes an
+//! append exactly once.
 
 use iceberg::table::Table;
 
-/// The snapshot summary property holding the identity of the work a snapshot committed.
+/// The snapshot summary property holding the identities of the work a snapshot committed,
+/// one per line (an SQS batch's messages share one snapshot).
 pub const IDENTITY: &str = "rows-to-parquet.identity";
 
 /// The snapshot of `table` that committed the work `identity`, if any.
@@ -15,8 +17,12 @@ pub fn committed(table: &Table, identity: &str) -> Option<i64> {
             s.summary()
                 .additional_properties
                 .get(IDENTITY)
-                .map(String::as_str)
-                == Some(identity)
+                .is_some_and(|recorded| recorded.lines().any(|r| r == identity))
         })
         .map(|s| s.snapshot_id())
+}
+
+/// The property's value for a snapshot of all of `identities`.
+pub fn record<'a>(identities: impl IntoIterator<Item = &'a str>) -> String {
+    identities.into_iter().collect::<Vec<_>>().join("\n")
 }

@@ -48,6 +48,8 @@ pub struct Function {
     metrics: Metrics,
     /// The invocation in progress (the runtime hands over one at a time).
     measures: Measures,
+    /// An SQS batch's table appends, committed at its end.
+    deferred: table::Deferred,
 }
 
 impl Function {
@@ -68,6 +70,7 @@ impl Function {
             config,
             metrics,
             measures: Measures::default(),
+            deferred: table::Deferred::default(),
         }
     }
 
@@ -186,12 +189,22 @@ impl Function {
             return self.convert(trigger, request_id, deadline).await;
         };
         let mut failures = Vec::new();
+        let failed = |e: &Error, message_id: &str, failures: &mut Vec<ItemFailure>| {
+            self.measures.message_failed(e);
+            tracing::warn!(request_id, message_id, error_type = e.error_type(), error = %e, "message failed");
+            failures.push(ItemFailure {
+                item_identifier: message_id.to_owned(),
+            });
+        };
+        // Tables get one snapshot for all the good messages, at the end.
+        self.deferred.start();
         for message in messages {
             // Each message on its own: its id keys inline rows, so a redelivery overwrites.
             let detected = self
                 .measures
                 .parse
                 .measure(|| trigger::detect(message.body.as_bytes()));
+            let mark = self.deferred.len();
             let result = match detected {
                 Ok(Trigger::Sqs(_)) => Err(Error::InvalidEvent(
                     "the message holds another SQS batch".into(),
@@ -199,13 +212,19 @@ impl Function {
                 Ok(inner) => self.convert(inner, &message.id, deadline).await,
                 Err(e) => Err(e),
             };
-            if let Err(e) = result {
-                self.measures.message_failed(&e);
-                tracing::warn!(request_id, message_id = message.id, error_type = e.error_type(), error = %e, "message failed");
-                failures.push(ItemFailure {
-                    item_identifier: message.id,
-                });
+            match result {
+                Ok(_) => self.deferred.belong_to(mark, &message.id),
+                Err(e) => {
+                    // Its objects converted before the failure are not committed either.
+                    let kept = self.deferred.take_since(mark);
+                    self.remove_pending(kept, Vec::new()).await;
+                    failed(&e, &message.id, &mut failures);
+                }
             }
+        }
+        let pending = self.deferred.finish();
+        for (message_id, e) in self.commit_pending(pending, deadline).await {
+            failed(&e, &message_id, &mut failures);
         }
         Ok(Reply::Batch {
             batch_item_failures: failures,

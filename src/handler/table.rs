@@ -6,7 +6,7 @@
 //! folder object made visible.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use arrow_array::RecordBatch;
@@ -26,7 +26,7 @@ use super::job::BatchTable;
 use super::reply::{Reply, Response, SourceRead, TableAppended, TableCommitted};
 use super::stream::{Chunks, identity_of, uuid_shaped};
 use crate::Error;
-use crate::catalog::append::{self, catalog_error};
+use crate::catalog::append::{self, Part, catalog_error};
 use crate::catalog::glue::GlueCatalog;
 use crate::catalog::identity::committed;
 use crate::encode::codec::Codec;
@@ -622,7 +622,8 @@ impl Function {
     }
 
     /// One snapshot per table, in order; a failure removes what this invocation wrote that
-    /// no snapshot refers to, and the folders' objects.
+    /// no snapshot refers to, and the folders' objects. Within an SQS batch, the commits are
+    /// left to the batch's end instead ([`Deferred`]).
     async fn commit_tables(
         &self,
         catalog: &GlueCatalog,
@@ -631,11 +632,27 @@ impl Function {
         identity: &str,
         deadline: Option<SystemTime>,
     ) -> Result<Response, Error> {
+        let pending = Pending {
+            message: String::new(),
+            identity: identity.to_owned(),
+            tables: written,
+            objects: response
+                .objects
+                .iter()
+                .map(|o| (o.bucket.clone(), o.key.clone()))
+                .collect(),
+        };
+        let written = match self.deferred.push(pending) {
+            Ok(()) => return Ok(response),
+            Err(pending) => pending.tables,
+        };
         let files = catalog.files();
         for (table, data_files) in written {
             let work = append::Work {
-                identity,
-                files: data_files,
+                parts: vec![Part {
+                    identity: identity.to_owned(),
+                    files: data_files,
+                }],
                 adds: &table.adds,
             };
             let committed =
@@ -707,8 +724,10 @@ impl Function {
             let (data_files, adds) = job_files(&ident, &table, &parts)?;
             let count = data_files.len();
             let work = append::Work {
-                identity,
-                files: data_files,
+                parts: vec![Part {
+                    identity: identity.to_owned(),
+                    files: data_files,
+                }],
                 adds: &adds,
             };
             let appended = match append::commit(&catalog, files, table, work, deadline).await {
@@ -754,6 +773,189 @@ impl Function {
         match left.is_empty() {
             true => error,
             false => crate::store::transaction::with_leftovers(error, &left),
+        }
+    }
+}
+
+/// Table appends an SQS batch's messages leave to the batch's end, so that each table gets
+/// one snapshot for all its good messages (recording each message's identity); `None`
+/// outside an SQS batch. Per invocation, as [`Measures`](crate::lambda::metrics::Measures).
+#[derive(Default)]
+pub(super) struct Deferred(Mutex<Option<Vec<Pending>>>);
+
+/// One unit of work's data files, written and not yet committed.
+pub(super) struct Pending {
+    /// The SQS message it belongs to (set once the whole message converted).
+    message: String,
+    identity: String,
+    tables: Vec<(Prepared, Vec<DataFile>)>,
+    /// The folders' objects of the same work, removed if its commit fails.
+    objects: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pending = self.lock().as_ref().map(Vec::len);
+        f.debug_tuple("Deferred").field(&pending).finish()
+    }
+}
+
+impl Deferred {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Vec<Pending>>> {
+        self.0.lock().expect("not poisoned")
+    }
+
+    /// An SQS batch begins: appends wait for [`Function::commit_pending`].
+    pub(super) fn start(&self) {
+        *self.lock() = Some(Vec::new());
+    }
+
+    /// Keeps `pending` for the batch's end; gives it back outside a batch.
+    fn push(&self, pending: Pending) -> Result<(), Pending> {
+        match self.lock().as_mut() {
+            Some(all) => {
+                all.push(pending);
+                Ok(())
+            }
+            None => Err(pending),
+        }
+    }
+
+    /// How many are waiting: a mark before a message is converted.
+    pub(super) fn len(&self) -> usize {
+        self.lock().as_ref().map_or(0, Vec::len)
+    }
+
+    /// Those added since `mark` belong to `message`.
+    pub(super) fn belong_to(&self, mark: usize, message: &str) {
+        if let Some(all) = self.lock().as_mut() {
+            all.iter_mut()
+                .skip(mark)
+                .for_each(|p| p.message = message.to_owned());
+        }
+    }
+
+    /// Takes back those added since `mark` (a message that failed after some of its work
+    /// was kept).
+    pub(super) fn take_since(&self, mark: usize) -> Vec<Pending> {
+        self.lock()
+            .as_mut()
+            .map(|all| all.split_off(mark.min(all.len())))
+            .unwrap_or_default()
+    }
+
+    /// The batch ends: everything waiting.
+    pub(super) fn finish(&self) -> Vec<Pending> {
+        self.lock().take().unwrap_or_default()
+    }
+}
+
+impl Function {
+    /// Commits what an SQS batch's good messages wrote: one snapshot per table (and set of
+    /// added columns), recording every message's identity, so a redelivered message adds
+    /// nothing. A part another delivery committed meanwhile is left out (its files removed);
+    /// the same work twice in one batch is committed once. The messages of a commit that
+    /// fails, with the error, their files and folder objects removed.
+    pub(super) async fn commit_pending(
+        &self,
+        pending: Vec<Pending>,
+        deadline: Option<SystemTime>,
+    ) -> Vec<(String, Arc<Error>)> {
+        if pending.is_empty() {
+            return Vec::new();
+        }
+        let catalog = GlueCatalog::new(
+            self.glue.client().await.clone(),
+            TableFiles::new(&self.store),
+        );
+        let files = catalog.files();
+        // Per table and added columns: the table as first read, the parts, their units.
+        let mut groups: Vec<(&Prepared, Vec<Part>, Vec<usize>)> = Vec::new();
+        let mut unreferenced = Vec::new();
+        for (unit, work) in pending.iter().enumerate() {
+            // A table whose snapshots already record this work got no files.
+            for (table, data_files) in work.tables.iter().filter(|(_, f)| !f.is_empty()) {
+                let at = groups
+                    .iter()
+                    .position(|(t, _, _)| t.ident == table.ident && t.adds == table.adds);
+                let at = at.unwrap_or_else(|| {
+                    groups.push((table, Vec::new(), Vec::new()));
+                    groups.len() - 1
+                });
+                let group = &mut groups[at];
+                if group.1.iter().any(|p| p.identity == work.identity) {
+                    unreferenced.extend(data_files.iter().map(|f| f.file_path().to_owned()));
+                    continue;
+                }
+                group.1.push(Part {
+                    identity: work.identity.clone(),
+                    files: data_files.clone(),
+                });
+                group.2.push(unit);
+            }
+        }
+        let mut failed: Vec<(String, Arc<Error>)> = Vec::new();
+        let mut undone: Vec<usize> = Vec::new();
+        for (table, parts, units) in groups {
+            let count = parts.len();
+            let work = append::Work {
+                parts,
+                adds: &table.adds,
+            };
+            match append::commit(&catalog, files, table.table.clone(), work, deadline).await {
+                Ok(appended) => {
+                    files.forget();
+                    let skipped = appended.skipped.iter().flat_map(|p| &p.files);
+                    unreferenced.extend(skipped.map(|f| f.file_path().to_owned()));
+                    tracing::info!(
+                        table = %table.ident,
+                        snapshot_id = appended.snapshot_id,
+                        messages = count,
+                        skipped = appended.skipped.len(),
+                        attempts = appended.attempts,
+                        data_files = appended.data_files.len(),
+                        "sqs batch append"
+                    );
+                }
+                Err(e) => {
+                    files.remove_written().await;
+                    let e = Arc::new(e);
+                    for unit in units {
+                        if !undone.contains(&unit) {
+                            undone.push(unit);
+                            failed.push((pending[unit].message.clone(), e.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        let undone: Vec<Pending> = pending
+            .into_iter()
+            .enumerate()
+            .filter_map(|(unit, p)| undone.contains(&unit).then_some(p))
+            .collect();
+        self.remove_pending(undone, unreferenced).await;
+        failed
+    }
+
+    /// Removes the data files and folder objects of `pending` (work that will not be
+    /// committed), and the data files `also`; best effort, what stays is logged.
+    pub(super) async fn remove_pending(&self, pending: Vec<Pending>, also: Vec<String>) {
+        let files = TableFiles::new(&self.store);
+        let mut left = 0;
+        let paths = pending
+            .iter()
+            .flat_map(|p| &p.tables)
+            .flat_map(|(_, files)| files.iter().map(|f| f.file_path().to_owned()))
+            .chain(also);
+        for path in paths {
+            left += usize::from(iceberg::io::Storage::delete(&files, &path).await.is_err());
+        }
+        for (bucket, key) in pending.iter().flat_map(|p| &p.objects) {
+            left += usize::from(self.store.delete(bucket, key).await.is_err());
+        }
+        if left > 0 {
+            tracing::warn!(left, "files of uncommitted work could not be removed");
         }
     }
 }

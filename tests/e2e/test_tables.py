@@ -7,7 +7,7 @@ reads them:
 - the data files carry the table's field ids, their manifest entries the metrics engines
   prune on, and the Glue table is what Iceberg's Glue catalog writes;
 - a source object (several chunks) streams into a table once per version of the object;
-- an SQS batch commits each good message once and reports the bad one;
+- an SQS batch commits its good messages in one snapshot, once, and reports the bad one;
 - a table created before a failure (a bad line deep in a source) stays readable and empty;
 - every refusal (a missing table, a table outside ALLOWED_TABLES, a column the table lacks,
   a value its type cannot take, a partitioned table, a map batch) writes nothing anywhere;
@@ -402,26 +402,51 @@ def sqs(*messages):
                         for mid, body in messages]}
 
 
-def test_an_sqs_batch_commits_each_good_message_once_and_reports_the_bad_one(moto):
+def test_an_sqs_batch_commits_its_good_messages_in_one_snapshot_and_reports_the_bad_one(moto):
     import pyarrow as pa
     schema = pa.schema([pa.field("id", pa.int64())])
     moto.catalog().create_table("analytics.queued", schema=schema, location=f"{WAREHOUSE}analytics.db/queued")
     emulator = function(moto, ALLOWED_TABLES="analytics.*")
+    s3 = moto.client("s3")
     try:
         target = [{"table": "analytics.queued"}]
+        folder = {"prefix": f"s3://{LAKE}/out/queued/", "compression": "zstd"}
         good = ("m-good", {"rows": [{"id": 1}, {"id": 2}], "targets": target})
-        bad = ("m-bad", {"rows": [{"id": "three"}], "targets": target})
-        kind, reply = invoke(emulator, sqs(good, bad))
+        other = ("m-other", {"rows": [{"id": 3}], "targets": target + [folder]})
+        bad = ("m-bad", {"rows": [{"id": "four"}], "targets": target})
+        kind, reply = invoke(emulator, sqs(good, bad, other))
         assert kind == "response" and reply["batchItemFailures"] == [{"itemIdentifier": "m-bad"}], reply
-        # Lambda redelivers the batch's failed message, and SQS may redeliver a good one.
-        before = moto.keys(LAKE, "warehouse/analytics.db/queued/")
-        kind, again = invoke(emulator, sqs(good))
-        assert kind == "response" and again["batchItemFailures"] == [], again
-        assert moto.keys(LAKE, "warehouse/analytics.db/queued/") == before
         table = moto.catalog().load_table("analytics.queued")
         assert len(table.snapshots()) == 1
-        assert table.snapshots()[0].summary.additional_properties["rows-to-parquet.identity"] == "request m-good"
-        assert sorted(r["id"] for r in table.scan().to_arrow().to_pylist()) == [1, 2]
+        recorded = table.snapshots()[0].summary.additional_properties["rows-to-parquet.identity"]
+        assert recorded.split("\n") == ["request m-good", "request m-other"], recorded
+        assert sorted(r["id"] for r in table.scan().to_arrow().to_pylist()) == [1, 2, 3]
+        assert len(moto.keys(LAKE, "out/queued/")) == 1
+        # Lambda redelivers the batch's failed message, and SQS may redeliver a good one.
+        kind, again = invoke(emulator, sqs(good, ("m-bad", {"rows": [{"id": 4}], "targets": target})))
+        assert kind == "response" and again["batchItemFailures"] == [], again
+        table = moto.catalog().load_table("analytics.queued")
+        assert len(table.snapshots()) == 2
+        assert table.current_snapshot().summary.additional_properties["rows-to-parquet.identity"] == "request m-bad"
+        assert sorted(r["id"] for r in table.scan().to_arrow().to_pylist()) == [1, 2, 3, 4]
+        stored, referenced = table_files(moto, table)
+        assert stored - referenced == set(), "orphan files in the table's location"
+
+        # One object notified twice in one batch (S3 delivers at least once): committed once.
+        s3.put_object(Bucket=LAKE, Key="in/q/once.ndjson", Body=b'{"id": 5}\n')
+        defaults = json.dumps(target)
+        notified = function(moto, ALLOWED_TABLES="analytics.*", DEFAULT_TARGETS=defaults)
+        try:
+            twice = [(f"m-n{i}", notification("in/q/once.ndjson")) for i in range(2)]
+            kind, reply = invoke(notified, sqs(*twice))
+            assert kind == "response" and reply["batchItemFailures"] == [], reply
+        finally:
+            notified.stop()
+        table = moto.catalog().load_table("analytics.queued")
+        assert len(table.snapshots()) == 3
+        assert sorted(r["id"] for r in table.scan().to_arrow().to_pylist()) == [1, 2, 3, 4, 5]
+        stored, referenced = table_files(moto, table)
+        assert stored - referenced == set(), "the duplicate's data file was left"
     finally:
         emulator.stop()
 
