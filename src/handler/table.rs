@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
 use iceberg::arrow::{arrow_schema_to_schema_auto_assign_ids, schema_to_arrow_schema};
-use iceberg::io::FileIO;
+use iceberg::io::{FileIO, FileIOBuilder};
 use iceberg::spec::{
     DataFile, FormatVersion, NestedField, NestedFieldRef, TableMetadataBuilder, Transform, Type,
     UnboundPartitionSpec, deserialize_data_file_from_json, serialize_data_file_to_json,
@@ -38,7 +38,7 @@ use crate::input::target::{S3Prefix, TableTarget};
 use crate::rows::Rows;
 use crate::schema::{ddl, inference};
 use crate::store::s3::Opened;
-use crate::store::table_files::TableFiles;
+use crate::store::table_files::{TableFiles, TableFilesFactory};
 
 /// The table property naming its Parquet codec.
 const CODEC_PROPERTY: &str = "write.parquet.compression-codec";
@@ -59,6 +59,8 @@ struct Prepared {
     /// Columns added in the data's commit (`schema_evolution`), ids as Iceberg assigns them.
     adds: Vec<NestedFieldRef>,
     codec: Codec,
+    /// A dry run's: its data files are measured and dropped, and it is never created.
+    dry_run: bool,
 }
 
 impl Prepared {
@@ -79,6 +81,20 @@ impl Prepared {
                 self.ident
             ))),
         }
+    }
+
+    /// For a dry run: the data files are written nowhere, the table is not created.
+    fn dry_run(mut self) -> Result<Prepared, Error> {
+        let io = FileIOBuilder::new(Arc::new(TableFilesFactory(TableFiles::discarding()))).build();
+        self.table = Table::builder()
+            .metadata(self.table.metadata_ref())
+            .identifier(self.ident.clone())
+            .file_io(io)
+            .runtime(Runtime::current())
+            .build()
+            .map_err(|e| catalog_error(&self.ident, e))?;
+        self.dry_run = true;
+        Ok(self)
     }
 
     /// A writer of data files named `name-<n>.parquet`.
@@ -134,22 +150,20 @@ impl Function {
             prepared.push((table, batches));
         }
         let dry_run = job.dry_run;
-        if !dry_run {
-            // Everything is checked: create the planned tables (an empty table is all a later
-            // failure can leave of this), rebuilding for one another writer made meanwhile.
-            for (table, batches) in &mut prepared {
-                if self.create(&catalog, table).await? {
-                    *batches = table.build(&rows)?;
-                }
+        // Everything is checked: create the planned tables (an empty table is all a later
+        // failure can leave of this), rebuilding for one another writer made meanwhile.
+        for (table, batches) in &mut prepared {
+            if self.create(&catalog, table).await? {
+                *batches = table.build(&rows)?;
             }
         }
         let mut response = self.folders(job, Feed::Rows(rows, id), deadline).await?;
         response.rows = count;
         if dry_run {
-            response.tables = prepared
-                .iter()
-                .map(|(table, _)| described(table, None, count))
-                .collect();
+            for (table, batches) in prepared {
+                let files = self.write(&table, batches).await?;
+                response.tables.push(would_write(&table, count, &files));
+            }
             return Ok(response);
         }
         let identity = format!("request {id}");
@@ -198,11 +212,6 @@ impl Function {
         }
         let dry_run = job.dry_run;
         let response = self.folders(job, Feed::Source(&source), deadline).await?;
-        if dry_run {
-            let mut response = response;
-            response.tables = prepared.iter().map(|t| described(t, None, 0)).collect();
-            return Ok(response);
-        }
         let streamed = self.stream_tables(&catalog, &source, prepared, &response, deadline);
         let (written, rows, identity) = match streamed.await {
             Ok(done) => done,
@@ -214,6 +223,13 @@ impl Function {
         };
         let mut response = response;
         response.rows = rows;
+        if dry_run {
+            response.tables = written
+                .iter()
+                .map(|(table, files)| would_write(table, rows, files))
+                .collect();
+            return Ok(response);
+        }
         self.commit_tables(&catalog, written, response, &identity, deadline)
             .await
     }
@@ -257,13 +273,16 @@ impl Function {
             false => Vec::new(),
         };
         let Some(folder) = manifests.filter(|_| !dry_run) else {
-            let described = prepared.iter().map(|t| described(t, None, 0)).collect();
-            match results.first_mut() {
-                Some(first) => first.tables = described,
-                None => results.push(Response {
-                    tables: described,
-                    ..Response::empty(true)
-                }),
+            let name = uuid::Uuid::now_v7().to_string();
+            let written = self
+                .write_batch(&catalog, objects, prepared, &mut results, &name, deadline)
+                .await?;
+            let rows = results.iter().map(|r| r.rows).sum();
+            if let Some(first) = results.first_mut() {
+                first.tables = written
+                    .iter()
+                    .map(|(table, files)| would_write(table, rows, files))
+                    .collect();
             }
             return Ok(Reply::Each { results });
         };
@@ -304,6 +323,7 @@ impl Function {
         name: &str,
         deadline: Option<SystemTime>,
     ) -> Result<Vec<(Prepared, Vec<DataFile>)>, Error> {
+        let dry_run = prepared.iter().any(|t| t.dry_run);
         let mut writing = self.open_writers(catalog, prepared, None, name).await?;
         let folders = !results.is_empty();
         for (i, object) in objects.iter().enumerate() {
@@ -319,7 +339,7 @@ impl Function {
                 results.push(Response {
                     rows,
                     source: Some(source),
-                    ..Response::empty(false)
+                    ..Response::empty(dry_run)
                 });
             }
         }
@@ -509,6 +529,11 @@ impl Function {
             arrow,
             adds,
             codec,
+            dry_run: false,
+        })
+        .and_then(|table| match job.dry_run {
+            true => table.dry_run(),
+            false => Ok(table),
         })
     }
 
@@ -582,6 +607,9 @@ impl Function {
     /// Creates a planned table (or takes another writer's, created meanwhile); whether its
     /// schema then differs from the one planned.
     async fn create(&self, catalog: &GlueCatalog, prepared: &mut Prepared) -> Result<bool, Error> {
+        if prepared.dry_run {
+            return Ok(false);
+        }
         let Some(creation) = prepared.planned.take() else {
             return Ok(false);
         };
@@ -1054,6 +1082,14 @@ fn arrow_of(ident: &TableIdent, schema: &iceberg::spec::Schema) -> Result<Schema
 
 fn write_error(table: &Prepared, e: iceberg::Error) -> Error {
     Error::CatalogFailed(format!("writing a data file of {}: {e}", table.ident))
+}
+
+/// A dry run's answer for a table: the data files it would write.
+fn would_write(table: &Prepared, rows: usize, files: &[DataFile]) -> TableAppended {
+    TableAppended {
+        data_files: files.iter().map(|f| f.file_path().to_owned()).collect(),
+        ..described(table, None, rows)
+    }
 }
 
 /// The answer for a table, before or after its commit.

@@ -29,6 +29,9 @@ pub struct TableFiles {
     /// Every path written through this value or its clones, in order.
     #[serde(skip)]
     written: Arc<Mutex<Vec<String>>>,
+    /// A dry run's: files are measured by their writers and dropped, never sent.
+    #[serde(skip)]
+    discard: bool,
 }
 
 impl TableFiles {
@@ -36,6 +39,15 @@ impl TableFiles {
         TableFiles {
             store: Some(store.clone()),
             written: Arc::default(),
+            discard: false,
+        }
+    }
+
+    /// Files that go nowhere: what a dry run would write, without writing it.
+    pub fn discarding() -> TableFiles {
+        TableFiles {
+            discard: true,
+            ..TableFiles::default()
         }
     }
 
@@ -150,6 +162,9 @@ impl Storage for TableFiles {
 
     async fn writer(&self, path: &str) -> Result<Box<dyn FileWrite>> {
         let (bucket, key) = locate(path)?;
+        if self.discard {
+            return Ok(Box::new(Discard));
+        }
         self.log(path);
         let mut transaction = Transaction::new(self.store()?);
         let index = transaction.add(bucket.to_owned(), key.to_owned());
@@ -196,6 +211,20 @@ pub struct TableFilesFactory(pub TableFiles);
 impl StorageFactory for TableFilesFactory {
     fn build(&self, _config: &StorageConfig) -> Result<Arc<dyn Storage>> {
         Ok(Arc::new(self.0.clone()))
+    }
+}
+
+/// A dry run's file: its bytes dropped.
+struct Discard;
+
+#[async_trait]
+impl FileWrite for Discard {
+    async fn write(&mut self, _: Bytes) -> Result<()> {
+        Ok(())
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        Ok(())
     }
 }
 

@@ -552,3 +552,41 @@ def test_a_whole_prefix_job_is_one_snapshot_committed_once(moto):
         assert (kind, answer["errorType"]) == ("error", "InvalidEvent") and "manifests" in answer["errorMessage"], answer
     finally:
         emulator.stop()
+
+
+def test_a_dry_run_shows_the_schema_and_data_files_and_writes_nothing(moto):
+    import pyarrow as pa
+    schema = pa.schema([pa.field("id", pa.int64())])
+    moto.catalog().create_table("analytics.dry", schema=schema, location=f"{WAREHOUSE}analytics.db/dry")
+    emulator = function(moto, TABLE_WAREHOUSE=WAREHOUSE, ALLOWED_TABLES="analytics.*")
+    s3 = moto.client("s3")
+    try:
+        s3.put_object(Bucket=LAKE, Key="in/dry/a.ndjson", Body=b'{"id": 1, "dt": "d1"}\n{"id": 2, "dt": "d2"}\n')
+        before = moto.keys(LAKE)
+        rows = [{"id": 1, "dt": "d1"}, {"id": 2, "dt": "d2"}, {"id": 3, "dt": "d2"}]
+        # A table to be created, partitioned: one file per partition, under its location.
+        kind, reply = invoke(emulator, {"rows": rows, "dry_run": True, "partition_by": ["dt"],
+                                        "targets": [{"table": "analytics.planned"}]})
+        assert kind == "response", reply
+        planned = reply["tables"][0]
+        assert (planned["created"], planned["snapshot_id"], planned["rows"]) == (True, None, 3), planned
+        folders = sorted(path.split("/")[-2] for path in planned["data_files"])
+        assert folders == ["dt=d1", "dt=d2"], planned["data_files"]
+        assert all(p.startswith(f"{WAREHOUSE}analytics.db/planned/data/") for p in planned["data_files"])
+        # An existing table evolved: the schema as it would be after the commit.
+        kind, reply = invoke(emulator, {"rows": rows, "dry_run": True, "schema_evolution": "add_columns",
+                                        "targets": [{"table": "analytics.dry"}]})
+        assert kind == "response", reply
+        assert (reply["tables"][0]["schema"], len(reply["tables"][0]["data_files"])) == ("id BIGINT, dt STRING", 1), reply
+        # A source: streamed, measured, dropped.
+        kind, reply = invoke(emulator, {"source": {"uri": f"s3://{LAKE}/in/dry/a.ndjson"}, "dry_run": True,
+                                        "schema": "id BIGINT, dt STRING", "schema_evolution": "add_columns",
+                                        "targets": [{"table": "analytics.dry"}]})
+        assert kind == "response" and reply["rows"] == 2 and len(reply["tables"][0]["data_files"]) == 1, reply
+        assert moto.keys(LAKE) == before
+        assert [t["Name"] for t in moto.client("glue").get_tables(DatabaseName="analytics")["TableList"]
+                if t["Name"] == "planned"] == []
+        table = moto.catalog().load_table("analytics.dry")
+        assert table.snapshots() == [] and [f.name for f in table.schema().fields] == ["id"]
+    finally:
+        emulator.stop()
