@@ -18,11 +18,13 @@ use aws_sdk_glue::Client;
 use aws_sdk_glue::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_glue::types::{Column, StorageDescriptor, TableInput};
 use iceberg::io::{FileIO, FileIOBuilder};
-use iceberg::spec::{PrimitiveType, TableMetadata, TableMetadataBuilder, TableMetadataRef, Type};
+use iceberg::spec::{
+    PrimitiveType, Schema, TableMetadata, TableMetadataBuilder, TableMetadataRef, Type,
+};
 use iceberg::table::Table;
 use iceberg::{
     Catalog, ErrorKind, MetadataLocation, Namespace, NamespaceIdent, Result, Runtime, TableCommit,
-    TableCreation, TableIdent,
+    TableCreation, TableIdent, TableUpdate,
 };
 
 use super::identity::{IDENTITY, committed};
@@ -375,7 +377,6 @@ impl Catalog for GlueCatalog {
     /// the caller re-checks what was already committed before it tries again.
     async fn update_table(&self, commit: TableCommit) -> Result<Table> {
         let ident = commit.identifier().clone();
-        let database = database(&ident)?.to_owned();
         let (current, version) = self.last_read(&ident).await?;
         let previous = current.metadata_location_result()?.to_owned();
         let base = current.clone();
@@ -397,12 +398,53 @@ impl Catalog for GlueCatalog {
                 format!("{ident} already has a snapshot of this work"),
             ));
         }
+        self.swap(&ident, staged, &previous, version).await
+    }
+}
+
+impl GlueCatalog {
+    /// Makes `schema` (the current one with columns' types widened) the table's current
+    /// schema, in a commit of its own: iceberg-rust 0.10.1's transactions add and delete
+    /// columns but change no type. Its metadata is made by iceberg-rust's builder.
+    ///
+    /// # Errors
+    /// iceberg's `CatalogCommitConflicts` when the table moved since it was read; the
+    /// builder's errors for a schema it refuses.
+    pub async fn set_schema(&self, ident: &TableIdent, schema: Schema) -> Result<Table> {
+        let (current, version) = self.last_read(ident).await?;
+        let previous = current.metadata_location_result()?.to_owned();
+        let mut builder = current
+            .metadata()
+            .clone()
+            .into_builder(Some(previous.clone()));
+        builder = TableUpdate::AddSchema { schema }.apply(builder)?;
+        // -1: the schema just added.
+        builder = TableUpdate::SetCurrentSchema { schema_id: -1 }.apply(builder)?;
+        let metadata = builder.build()?.metadata;
+        let location = MetadataLocation::from_str(&previous)?
+            .with_next_version()
+            .with_new_metadata(&metadata)
+            .to_string();
+        let staged = self.table(ident.clone(), location, metadata)?;
+        self.swap(ident, staged, &previous, version).await
+    }
+
+    /// Writes `staged`'s metadata file and points the Glue table at it, on the `VersionId`
+    /// read: Glue refuses it if the table moved since.
+    async fn swap(
+        &self,
+        ident: &TableIdent,
+        staged: Table,
+        previous: &str,
+        version: Option<String>,
+    ) -> Result<Table> {
+        let database = database(ident)?.to_owned();
         let location = staged.metadata_location_result()?.to_owned();
         staged
             .metadata()
             .write_to(staged.file_io(), &MetadataLocation::from_str(&location)?)
             .await?;
-        let input = table_input(ident.name(), location, staged.metadata(), Some(&previous))?;
+        let input = table_input(ident.name(), location, staged.metadata(), Some(previous))?;
         self.glue
             .update_table()
             .database_name(database)
@@ -418,7 +460,7 @@ impl Catalog for GlueCatalog {
                 ),
                 _ => glue_error(&format!("updating {ident}"), &e),
             })?;
-        self.last_read.lock().expect("not poisoned").remove(&ident);
+        self.last_read.lock().expect("not poisoned").remove(ident);
         Ok(staged)
     }
 }

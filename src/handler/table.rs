@@ -59,6 +59,9 @@ struct Prepared {
     /// Columns added in the data's commit (`schema_evolution`), ids as Iceberg assigns them.
     adds: Vec<NestedFieldRef>,
     codec: Codec,
+    /// The table's schema with the columns' types the declared schema widens
+    /// (`schema_evolution`), committed before the data's files are written.
+    promoted: Option<iceberg::spec::Schema>,
     /// A dry run's: its data files are measured and dropped, and it is never created.
     dry_run: bool,
 }
@@ -508,10 +511,21 @@ impl Function {
                 )));
             }
         }
-        let (schema, adds) = match (evolution, shape) {
-            (Evolution::AddColumns, Some(shape)) => evolved(&ident, &table, shape)?,
-            _ => (table.metadata().current_schema().clone(), Vec::new()),
+        let evolved = match (evolution, shape) {
+            (Evolution::AddColumns, Some(shape)) => {
+                evolved(&ident, &table, shape, job.schema.as_deref())?
+            }
+            _ => Evolved {
+                schema: table.metadata().current_schema().clone(),
+                adds: Vec::new(),
+                promoted: None,
+            },
         };
+        let Evolved {
+            schema,
+            adds,
+            promoted,
+        } = evolved;
         let arrow = arrow_of(&ident, &schema)?;
         let codec = target
             .codec
@@ -529,6 +543,7 @@ impl Function {
             arrow,
             adds,
             codec,
+            promoted,
             dry_run: false,
         })
         .and_then(|table| match job.dry_run {
@@ -609,6 +624,15 @@ impl Function {
     async fn create(&self, catalog: &GlueCatalog, prepared: &mut Prepared) -> Result<bool, Error> {
         if prepared.dry_run {
             return Ok(false);
+        }
+        if let Some(schema) = prepared.promoted.take() {
+            let ident = &prepared.ident;
+            prepared.table = catalog.set_schema(ident, schema).await.map_err(|e| match e.kind() {
+                ErrorKind::CatalogCommitConflicts => Error::CommitConflict(format!(
+                    "{ident} changed while this invocation widened its columns' types; nothing was written (a retry widens them anew)"
+                )),
+                _ => catalog_error(ident, e),
+            })?;
         }
         let Some(creation) = prepared.planned.take() else {
             return Ok(false);
@@ -1105,9 +1129,21 @@ fn described(table: &Prepared, snapshot_id: Option<i64>, rows: usize) -> TableAp
     }
 }
 
-/// The table's schema with the columns of `shape` it lacks added after its own (optional,
-/// ids from the table's last column id on, as Iceberg's schema update assigns them), and
-/// those columns.
+/// What `schema_evolution` makes of a table's schema for some rows.
+struct Evolved {
+    /// The schema the data files are written in.
+    schema: iceberg::spec::SchemaRef,
+    /// Columns the data's commit adds.
+    adds: Vec<NestedFieldRef>,
+    /// The table's schema with widened types, committed before the data.
+    promoted: Option<iceberg::spec::Schema>,
+}
+
+/// The table's schema with the types `declared` widens as Iceberg allows (int to long, float
+/// to double, a decimal's precision up; any other difference leaves the table's type, which
+/// the values must then fit), and the columns of `shape` it lacks added after its own
+/// (optional, ids from the table's last column id on, as Iceberg's schema update assigns
+/// them).
 ///
 /// # Errors
 /// `TableSchemaMismatch` for a new column of a nested type (add those to the table first).
@@ -1115,12 +1151,18 @@ fn evolved(
     ident: &TableIdent,
     table: &Table,
     shape: &Schema,
-) -> Result<(iceberg::spec::SchemaRef, Vec<NestedFieldRef>), Error> {
+    declared: Option<&Schema>,
+) -> Result<Evolved, Error> {
     let current = table.metadata().current_schema();
+    let promoted = match declared {
+        Some(declared) => widened(current, declared).map_err(|e| catalog_error(ident, e))?,
+        None => None,
+    };
+    let base = promoted.as_ref().unwrap_or(current);
     let mut next_id = table.metadata().last_column_id();
     let mut adds = Vec::new();
     for field in shape.fields() {
-        if current.field_by_name(field.name()).is_some() {
+        if base.field_by_name(field.name()).is_some() {
             continue;
         }
         let field_type = iceberg::arrow::arrow_type_to_type(field.data_type())
@@ -1139,11 +1181,72 @@ fn evolved(
             field_type,
         )));
     }
-    if adds.is_empty() {
-        return Ok((current.clone(), adds));
+    let schema = with_columns(base, &adds).map_err(|e| catalog_error(ident, e))?;
+    Ok(Evolved {
+        schema: Arc::new(schema),
+        adds,
+        promoted,
+    })
+}
+
+/// `current` with the types of the columns `declared` widens (`None`: it widens none).
+fn widened(
+    current: &iceberg::spec::Schema,
+    declared: &Schema,
+) -> iceberg::Result<Option<iceberg::spec::Schema>> {
+    let mut changed = false;
+    let fields: Vec<NestedFieldRef> = current
+        .as_struct()
+        .fields()
+        .iter()
+        .map(|field| {
+            let wider = declared
+                .field_with_name(&field.name)
+                .ok()
+                .and_then(|d| iceberg::arrow::arrow_type_to_type(d.data_type()).ok())
+                .filter(|to| widens(&field.field_type, to));
+            match wider {
+                Some(to) => {
+                    changed = true;
+                    let mut field = (**field).clone();
+                    field.field_type = Box::new(to);
+                    Arc::new(field)
+                }
+                None => field.clone(),
+            }
+        })
+        .collect();
+    if !changed {
+        return Ok(None);
     }
-    let schema = with_columns(current, &adds).map_err(|e| catalog_error(ident, e))?;
-    Ok((Arc::new(schema), adds))
+    iceberg::spec::Schema::builder()
+        .with_schema_id(current.schema_id() + 1)
+        .with_fields(fields)
+        .with_identifier_field_ids(current.identifier_field_ids())
+        .build()
+        .map(Some)
+}
+
+/// Iceberg's allowed type promotions.
+fn widens(from: &Type, to: &Type) -> bool {
+    use iceberg::spec::PrimitiveType::{Decimal, Double, Float, Int, Long};
+    match (from, to) {
+        (Type::Primitive(from), Type::Primitive(to)) => match (from, to) {
+            (Int, Long) | (Float, Double) => true,
+            (
+                Decimal {
+                    precision: p,
+                    scale: s,
+                },
+                Decimal {
+                    precision: q,
+                    scale: t,
+                },
+            ) => s == t && q > p,
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 /// `current` with the optional columns `adds` after its own, as the commit adding them makes

@@ -350,6 +350,32 @@ def test_schema_evolution_adds_the_new_columns_in_the_datas_own_commit(moto):
         assert got == [{"id": 1, "name": "a", "score": None, "seen": None, "flag": None},
                        {"id": 2, "name": "b", "score": 2.5, "seen": "2024-01-02", "flag": None},
                        {"id": 3, "name": None, "score": None, "seen": None, "flag": True}]
+
+        # Iceberg's type promotions, when a declared schema widens a column (and evolution is
+        # allowed): int to long, float to double, a decimal's precision up.
+        schema = pa.schema([pa.field("n", pa.int32()), pa.field("x", pa.float32()),
+                            pa.field("d", pa.decimal128(5, 2)), pa.field("s", pa.string())])
+        made = moto.catalog().create_table("analytics.widening", schema=schema, location=f"{WAREHOUSE}analytics.db/widening")
+        ids = [f.field_id for f in made.schema().fields]
+        target = [{"table": "analytics.widening"}]
+        big = [{"n": 3_000_000_000, "x": 1e300, "d": "123456.78", "s": "a"}]
+        declared = "n BIGINT, x DOUBLE, d DECIMAL(10,2), s STRING"
+        kind, answer = invoke(strict, {"rows": big, "schema": declared, "targets": target})
+        assert (kind, answer["errorType"]) == ("error", "InvalidEvent") and "`n`" in answer["errorMessage"], answer
+        kind, reply = invoke(evolving, {"rows": big, "schema": declared, "targets": target})
+        assert kind == "response", reply
+        assert reply["tables"][0]["schema"] == "n BIGINT, x DOUBLE, d DECIMAL(10,2), s STRING", reply
+        table = moto.catalog().load_table("analytics.widening")
+        assert [str(f.field_type) for f in table.schema().fields] == ["long", "double", "decimal(10, 2)", "string"]
+        assert [f.field_id for f in table.schema().fields] == ids
+        row = table.scan().to_arrow().to_pylist()[0]
+        assert (row["n"], row["x"], str(row["d"])) == (3_000_000_000, 1e300, "123456.78"), row
+        glue = moto.client("glue").get_table(DatabaseName="analytics", Name="widening")["Table"]
+        assert [c["Type"] for c in glue["StorageDescriptor"]["Columns"]] == ["bigint", "double", "decimal(10,2)", "string"]
+        # Narrowing or another type is no change: the table keeps its type, the values must fit.
+        kind, answer = invoke(evolving, {"rows": [{"n": 1, "x": 1.0, "d": "1.00", "s": "b"}], "schema": "n INT, x FLOAT, d DECIMAL(10,2), s BIGINT", "targets": target})
+        assert kind == "response", answer
+        assert [str(f.field_type) for f in moto.catalog().load_table("analytics.widening").schema().fields][3] == "string"
     finally:
         strict.stop()
         evolving.stop()
