@@ -137,10 +137,7 @@ impl Function {
         deadline: Option<SystemTime>,
     ) -> Result<Response, Error> {
         self.check_tables(tables)?;
-        let catalog = GlueCatalog::new(
-            self.glue.client().await.clone(),
-            TableFiles::new(&self.store),
-        );
+        let catalog = self.catalog().await;
         let shape = match &job.schema {
             Some(declared) => declared.clone(),
             None => inference::infer(&rows)?,
@@ -199,20 +196,8 @@ impl Function {
         tables: &[TableTarget],
         deadline: Option<SystemTime>,
     ) -> Result<Response, Error> {
-        self.check_sources(std::slice::from_ref(&source))?;
-        self.check_tables(tables)?;
-        let catalog = GlueCatalog::new(
-            self.glue.client().await.clone(),
-            TableFiles::new(&self.store),
-        );
-        let mut prepared = Vec::with_capacity(tables.len());
-        for target in tables {
-            let table = self
-                .prepare(&catalog, target, job.schema.as_ref(), &job)
-                .await?;
-            table.refuse_inside(&source)?;
-            prepared.push(table);
-        }
+        let sources = std::slice::from_ref(&source);
+        let (catalog, prepared) = self.prepare_for(sources, &job, tables).await?;
         let dry_run = job.dry_run;
         let response = self.folders(job, Feed::Source(&source), deadline).await?;
         let streamed = self.stream_tables(&catalog, &source, prepared, &response, deadline);
@@ -256,20 +241,7 @@ impl Function {
                 "a map batch into tables needs `BatchInput.manifests`: the job's finish step commits the data files the batches list there; nothing was written".into(),
             ));
         }
-        self.check_sources(objects)?;
-        self.check_tables(tables)?;
-        let catalog = GlueCatalog::new(
-            self.glue.client().await.clone(),
-            TableFiles::new(&self.store),
-        );
-        let mut prepared = Vec::with_capacity(tables.len());
-        for target in tables {
-            let table = self
-                .prepare(&catalog, target, job.schema.as_ref(), &job)
-                .await?;
-            objects.iter().try_for_each(|o| table.refuse_inside(o))?;
-            prepared.push(table);
-        }
+        let (catalog, prepared) = self.prepare_for(objects, &job, tables).await?;
         let folders = !job.targets.is_empty();
         let mut results = match folders {
             true => self.sources(objects, job, deadline).await?,
@@ -347,6 +319,36 @@ impl Function {
             }
         }
         writing.close().await
+    }
+
+    /// The checks and the tables of a conversion of `sources`: every refusal before anything
+    /// is read.
+    async fn prepare_for(
+        &self,
+        sources: &[Source],
+        job: &Conversion<'_>,
+        tables: &[TableTarget],
+    ) -> Result<(GlueCatalog, Vec<Prepared>), Error> {
+        self.check_sources(sources)?;
+        self.check_tables(tables)?;
+        let catalog = self.catalog().await;
+        let mut prepared = Vec::with_capacity(tables.len());
+        for target in tables {
+            let table = self
+                .prepare(&catalog, target, job.schema.as_ref(), job)
+                .await?;
+            sources.iter().try_for_each(|s| table.refuse_inside(s))?;
+            prepared.push(table);
+        }
+        Ok((catalog, prepared))
+    }
+
+    /// A catalog of this invocation's own (its file IO logs what it writes).
+    async fn catalog(&self) -> GlueCatalog {
+        GlueCatalog::new(
+            self.glue.client().await.clone(),
+            TableFiles::new(&self.store),
+        )
     }
 
     /// Reads the source once more (the version the folders got, else the latest), its rows
@@ -761,10 +763,7 @@ impl Function {
         }
         let targets: Vec<TableTarget> = by_table.iter().map(|(t, _)| t.clone()).collect();
         self.check_tables(&targets)?;
-        let catalog = GlueCatalog::new(
-            self.glue.client().await.clone(),
-            TableFiles::new(&self.store),
-        );
+        let catalog = self.catalog().await;
         let files = catalog.files();
         let mut committed = Vec::with_capacity(by_table.len());
         for (target, parts) in by_table {
@@ -916,10 +915,7 @@ impl Function {
         if pending.is_empty() {
             return Vec::new();
         }
-        let catalog = GlueCatalog::new(
-            self.glue.client().await.clone(),
-            TableFiles::new(&self.store),
-        );
+        let catalog = self.catalog().await;
         let files = catalog.files();
         // Per table and added columns: the table as first read, the parts, their units.
         let mut groups: Vec<(&Prepared, Vec<Part>, Vec<usize>)> = Vec::new();
