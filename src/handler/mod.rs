@@ -10,6 +10,7 @@
 //! - [`stream`]: one source object through reader, schema, columns and encoder into the
 //!   transaction's multipart uploads.
 //! - [`job`]: a whole-prefix job's commit step, and the `_SUCCESS` marker it writes.
+//! - `table/`: the same inputs into Iceberg tables, and their snapshots.
 //! - `sweep.rs`: a scheduled sweep of the uploads that killed attempts left.
 //! - [`reply`]: what an invocation answers, and the Lambda `errorType` of a failure.
 
