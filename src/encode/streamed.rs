@@ -113,6 +113,20 @@ impl StreamWriter {
         self.rows
     }
 
+    /// About the largest file's size so far: its finished row groups, with the row group in
+    /// progress for the uncompressed encoding (the others' are added as it finishes).
+    pub fn size(&self) -> u64 {
+        let encoded = self.encoded.bytes_written() + self.encoded.in_progress_size();
+        self.files
+            .iter()
+            .map(|(_, file)| match file {
+                File::Encoded(_) => encoded as u64,
+                File::Compressed(out) => out.bytes_written() as u64,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// About how much memory the files hold: row groups in progress and bytes not taken.
     pub fn memory(&self) -> usize {
         let waiting: usize = self

@@ -67,16 +67,49 @@ impl EncodedPartition {
     }
 }
 
-/// How rows are partitioned: by `partition_by`, into at most `max` partitions.
+/// How rows are split into files: by `partition_by`, into at most `max` partitions, and a
+/// streamed file past about `max_file_bytes` continued in the next (`c001`).
 #[derive(Debug, Clone, Copy)]
 pub struct Partitioning<'a> {
     pub by: Option<&'a PartitionBy>,
     pub max: usize,
+    pub max_file_bytes: Option<u64>,
 }
 
 impl Partitioning<'_> {
     /// No `partition_by`: one file per codec.
-    pub const NONE: Partitioning<'static> = Partitioning { by: None, max: 1 };
+    pub const NONE: Partitioning<'static> = Partitioning {
+        by: None,
+        max: 1,
+        max_file_bytes: None,
+    };
+}
+
+/// The least `max_file_bytes`: a streamed row group's bound, which a file does not split. An
+/// event's inline rows (at most Lambda's 6 MB payload) never make a file this large.
+pub const MIN_FILE_BYTES: u64 = 16 << 20;
+
+/// Parses a `max_file_bytes` value (a JSON number or an environment variable's text).
+///
+/// # Errors
+/// What is wrong with it, for the caller to name where it came from.
+///
+/// ```
+/// use rows_to_parquet::encode::writer::parse_max_file_bytes;
+/// assert_eq!(parse_max_file_bytes("536870912"), Ok(512 << 20));
+/// assert!(parse_max_file_bytes("1000").unwrap_err().contains("at least"));
+/// ```
+pub fn parse_max_file_bytes(text: &str) -> Result<u64, String> {
+    let bytes: u64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("must be a whole number of bytes, not `{}`", text.trim()))?;
+    match bytes >= MIN_FILE_BYTES {
+        true => Ok(bytes),
+        false => Err(format!(
+            "must be at least {MIN_FILE_BYTES} (16 MiB, a streamed row group), not {bytes}"
+        )),
+    }
 }
 
 /// The whole conversion core: takes the declared schema or infers one, builds one batch

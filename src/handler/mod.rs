@@ -280,7 +280,10 @@ impl Function {
                     targets: &targets,
                     schema: None,
                     unknown_keys: UnknownKeys::default(),
-                    partitioning: Partitioning::NONE,
+                    partitioning: Partitioning {
+                        max_file_bytes: self.config.max_file_bytes,
+                        ..Partitioning::NONE
+                    },
                     dry_run: false,
                     evolution: self.config.schema_evolution,
                 };
@@ -338,6 +341,7 @@ impl Function {
             partitioning: Partitioning {
                 by: event.partition_by.as_ref(),
                 max: self.config.max_partitions,
+                max_file_bytes: event.max_file_bytes.or(self.config.max_file_bytes),
             },
             dry_run: event.dry_run,
             evolution: event

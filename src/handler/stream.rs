@@ -14,6 +14,7 @@
 //! With `partition_by`, each partition has its own files. Their memory is bounded: when the
 //! open files hold more than [`PARTITIONS_MEMORY`], the largest is closed and goes up whole,
 //! and its partition's next rows start a new file (`c001`, as Spark numbers a task's files).
+//! With `max_file_bytes`, a file that has grown past about that size is closed the same way.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -281,6 +282,7 @@ async fn one_read(
             partition_by: job.partitioning.by.cloned(),
             max_partitions: job.partitioning.max,
             partitions_memory: PARTITIONS_MEMORY,
+            max_file_bytes: job.partitioning.max_file_bytes,
         }),
         transaction,
         mark,
@@ -321,6 +323,8 @@ struct Settings {
     max_partitions: usize,
     /// [`PARTITIONS_MEMORY`] (smaller in tests).
     partitions_memory: usize,
+    /// A file past about this size is closed, its partition's next rows start the next.
+    max_file_bytes: Option<u64>,
 }
 
 /// The rows built, encoded and uploaded as the object is read.
@@ -579,6 +583,9 @@ impl Progress {
                 )?),
             };
             writer.write(&batches)?;
+            let full = settings
+                .max_file_bytes
+                .is_some_and(|max| writer.size() >= max);
             for (codec, bytes) in writer.take_ready(PART_BYTES)? {
                 ready.push(Ready {
                     partition,
@@ -587,6 +594,9 @@ impl Progress {
                     bytes,
                     closed: None,
                 });
+            }
+            if full {
+                ready.extend(self.close(partition)?);
             }
         }
         self.bound_memory(settings.partitions_memory, &mut ready)?;
@@ -682,10 +692,14 @@ mod tests {
     use super::*;
     use crate::input::source::{Compression, Format};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use std::collections::BTreeMap;
 
-    #[test]
-    fn past_the_memory_bound_the_largest_files_close_and_their_partitions_start_new_ones() {
-        let rows = 100_000;
+    /// Each file's bytes and rows (`Some` once closed), by (partition, file).
+    type FileBytes = BTreeMap<(usize, usize), (Vec<u8>, Option<usize>)>;
+
+    /// `rows` NDJSON rows (`i`, `p` one of 4 keys, a 50-character pad) through `settings`:
+    /// the progress after, and `codec`'s files.
+    fn convert(rows: usize, settings: &Settings, codec: Codec) -> (Progress, FileBytes) {
         let text: String = (0..rows)
             .map(|i| {
                 format!(
@@ -698,53 +712,77 @@ mod tests {
         let mut chunks = reader.push(text.as_bytes()).unwrap();
         chunks.extend(reader.finish().unwrap());
         assert!(chunks.len() >= 3, "{} chunks", chunks.len());
-        let settings = Settings {
-            unknown_keys: UnknownKeys::default(),
-            codecs: vec![Codec::Snappy, Codec::Uncompressed],
-            row_group: RowGroupSize::streamed(1_000_000),
-            partition_by: Some(PartitionBy::parse(r#"["p"]"#).unwrap()),
-            max_partitions: 4,
-            partitions_memory: 256 << 10,
-        };
         let mut progress = Progress {
             guess: Some(Guess::default()),
             ..Progress::default()
         };
         let mut ready = Vec::new();
         for chunk in chunks {
-            ready.extend(progress.append(chunk, &settings).unwrap());
+            ready.extend(progress.append(chunk, settings).unwrap());
         }
         ready.extend(progress.close_all().unwrap());
-        // Each file's bytes in order, by (partition, file), for one codec.
-        let mut files: std::collections::BTreeMap<(usize, usize), (Vec<u8>, Option<usize>)> =
-            Default::default();
-        for r in ready.iter().filter(|r| r.codec == Codec::Snappy) {
+        let mut files = FileBytes::new();
+        for r in ready.iter().filter(|r| r.codec == codec) {
             let file = files.entry((r.partition, r.file)).or_default();
             assert!(file.1.is_none(), "no bytes after a file's last");
             file.0.extend_from_slice(&r.bytes);
             file.1 = r.closed;
         }
+        (progress, files)
+    }
+
+    /// The `i` column of a Parquet file's rows.
+    fn ids(bytes: &[u8]) -> Vec<i64> {
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(Bytes::copy_from_slice(bytes)).unwrap();
+        reader
+            .build()
+            .unwrap()
+            .flat_map(|b| {
+                let b = b.unwrap();
+                let i = b
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<arrow_array::Int64Array>();
+                i.unwrap().values().to_vec()
+            })
+            .collect()
+    }
+
+    fn settings(partition_by: Option<&str>, row_group_rows: usize) -> Settings {
+        Settings {
+            unknown_keys: UnknownKeys::default(),
+            codecs: vec![Codec::Snappy, Codec::Uncompressed],
+            row_group: RowGroupSize::streamed(row_group_rows),
+            partition_by: partition_by.map(|p| PartitionBy::parse(p).unwrap()),
+            max_partitions: 4,
+            partitions_memory: 256 << 10,
+            max_file_bytes: None,
+        }
+    }
+
+    #[test]
+    fn past_the_memory_bound_the_largest_files_close_and_their_partitions_start_new_ones() {
+        let rows = 100_000;
+        let settings = settings(Some(r#"["p"]"#), 1_000_000);
+        let (progress, files) = convert(rows, &settings, Codec::Snappy);
         let mut per_partition = [0usize; 4];
         let mut seen = Vec::new();
         for ((partition, file), (bytes, closed)) in files {
-            let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes)).unwrap();
-            assert_eq!(reader.schema().fields().len(), 2, "`p` is left out");
-            let read: usize = reader
-                .build()
-                .unwrap()
-                .map(|b| {
-                    let b = b.unwrap();
-                    let i = b
-                        .column(0)
-                        .as_any()
-                        .downcast_ref::<arrow_array::Int64Array>()
-                        .unwrap();
-                    seen.extend(i.values().iter().copied());
-                    b.num_rows()
-                })
-                .sum();
-            assert_eq!(Some(read), closed, "partition {partition} file {file}");
-            per_partition[partition] += read;
+            let schema = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes.clone()));
+            assert_eq!(
+                schema.unwrap().schema().fields().len(),
+                2,
+                "`p` is left out"
+            );
+            let read = ids(&bytes);
+            assert_eq!(
+                Some(read.len()),
+                closed,
+                "partition {partition} file {file}"
+            );
+            per_partition[partition] += read.len();
+            seen.extend(read);
         }
         assert_eq!(per_partition, [rows / 4; 4]);
         seen.sort_unstable();
@@ -755,5 +793,33 @@ mod tests {
             "{files_per_partition:?}"
         );
         assert_eq!(progress.partitions[0].path, "p=k0/");
+    }
+
+    #[test]
+    fn a_file_past_max_file_bytes_continues_in_the_next() {
+        let rows = 300_000;
+        let max = 4 << 20;
+        let settings = Settings {
+            max_file_bytes: Some(max),
+            ..settings(None, 5_000)
+        };
+        let (_, files) = convert(rows, &settings, Codec::Uncompressed);
+        assert!(files.len() >= 4, "{} files", files.len());
+        let mut seen = Vec::new();
+        for ((partition, file), (bytes, closed)) in &files {
+            assert_eq!(*partition, 0);
+            let read = ids(bytes);
+            assert_eq!(Some(read.len()), *closed, "file {file}");
+            // About the bound: past it by at most a chunk's rows (2 MiB of NDJSON), the last
+            // file below it.
+            let size = bytes.len() as u64;
+            assert!(size < max + (2 << 20), "file {file}: {size} bytes");
+            if *file + 1 < files.len() {
+                assert!(size >= max, "file {file} closed early: {size} bytes");
+            }
+            seen.extend(read);
+        }
+        seen.sort_unstable();
+        assert!(seen.into_iter().eq(0..rows as i64), "every row once");
     }
 }

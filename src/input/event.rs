@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::Error;
 use crate::encode::columns::UnknownKeys;
 use crate::encode::partition::PartitionBy;
+use crate::encode::writer::parse_max_file_bytes;
 use crate::input::source::Source;
 use crate::input::target::{S3Prefix, TableTarget, Target, Targets, parse_all_targets};
 use crate::rows::Rows;
@@ -17,13 +18,14 @@ use crate::rows::json::Scanner;
 use crate::schema::ddl;
 
 /// The optional top-level fields besides `rows` or `source`.
-const OPTIONAL_FIELDS: [&str; 6] = [
+const OPTIONAL_FIELDS: [&str; 7] = [
     "targets",
     "schema",
     "unknown_keys",
     "dry_run",
     "partition_by",
     "schema_evolution",
+    "max_file_bytes",
 ];
 
 /// Whether a table target's schema may change to take the rows.
@@ -96,6 +98,8 @@ pub struct Event<'a> {
     pub partition_by: Option<PartitionBy>,
     /// `schema_evolution`; `None` leaves it to the function's `SCHEMA_EVOLUTION`.
     pub schema_evolution: Option<Evolution>,
+    /// `max_file_bytes`; `None` leaves it to the function's `MAX_FILE_BYTES`.
+    pub max_file_bytes: Option<u64>,
 }
 
 /// Parses and validates an event's bytes in one pass (the rows go straight onto a tape).
@@ -352,7 +356,15 @@ impl<'a> Fields<'a> {
             .get("partition_by")
             .map(PartitionBy::parse)
             .transpose()?;
+        let max_file_bytes = self
+            .get("max_file_bytes")
+            .map(|raw| {
+                parse_max_file_bytes(raw)
+                    .map_err(|why| Error::InvalidEvent(format!("`max_file_bytes` {why}")))
+            })
+            .transpose()?;
         Ok(Event {
+            max_file_bytes,
             input,
             targets,
             tables,
@@ -536,6 +548,27 @@ mod tests {
         ] {
             let e = given(bad).unwrap_err();
             assert!(e.to_string().contains("add_columns"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn max_file_bytes_is_a_whole_number_of_at_least_16_mib() {
+        let given = |extra: &str| {
+            parse(format!(r#"{{"rows": [{{"a": 1}}]{extra}}}"#).as_bytes())
+                .map(|e| e.max_file_bytes)
+        };
+        assert_eq!(given("").unwrap(), None);
+        assert_eq!(
+            given(r#", "max_file_bytes": 536870912"#).unwrap(),
+            Some(512 << 20)
+        );
+        for bad in [
+            r#", "max_file_bytes": 1024"#,
+            r#", "max_file_bytes": "big""#,
+            r#", "max_file_bytes": -1"#,
+        ] {
+            let e = given(bad).unwrap_err();
+            assert!(e.to_string().contains("`max_file_bytes`"), "{bad}: {e}");
         }
     }
 

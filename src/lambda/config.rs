@@ -3,6 +3,7 @@
 use crate::Error;
 use crate::encode::partition::MAX_PARTITIONS;
 use crate::encode::streamed::ROW_GROUP_ROWS;
+use crate::encode::writer::parse_max_file_bytes;
 use crate::input::event::Evolution;
 use crate::input::target::{
     AllowList, S3Prefix, TableAllowList, TableTarget, Target, parse_all_targets,
@@ -29,6 +30,9 @@ pub struct Config {
     pub row_group_rows: usize,
     /// `MAX_PARTITIONS`: distinct `partition_by` partitions one event or object may write.
     pub max_partitions: usize,
+    /// `MAX_FILE_BYTES`: a streamed file's size past which it continues in the next (an
+    /// event's `max_file_bytes` decides for itself); unset, no bound.
+    pub max_file_bytes: Option<u64>,
     /// `METRICS_NAMESPACE` (or Powertools' `POWERTOOLS_METRICS_NAMESPACE`): the CloudWatch
     /// namespace of the function's metrics.
     pub metrics_namespace: String,
@@ -112,6 +116,12 @@ impl Config {
         };
         let row_group_rows = whole("ROW_GROUP_ROWS", ROW_GROUP_ROWS, 1_000..=10_000_000)?;
         let max_partitions = whole("MAX_PARTITIONS", MAX_PARTITIONS, 1..=100_000)?;
+        let max_file_bytes = var("MAX_FILE_BYTES")
+            .map(|v| {
+                parse_max_file_bytes(&v)
+                    .map_err(|why| Error::InvalidConfig(format!("MAX_FILE_BYTES {why}")))
+            })
+            .transpose()?;
         let allowed_tables = var("ALLOWED_TABLES")
             .map(|v| TableAllowList::parse(&v))
             .transpose()?;
@@ -175,6 +185,7 @@ impl Config {
             allowed_sources,
             row_group_rows,
             max_partitions,
+            max_file_bytes,
         })
     }
 
@@ -296,6 +307,8 @@ mod tests {
             &[("ROW_GROUP_ROWS", "many")],
             &[("MAX_PARTITIONS", "0")],
             &[("MAX_PARTITIONS", "-5")],
+            &[("MAX_FILE_BYTES", "1000")],
+            &[("MAX_FILE_BYTES", "512MiB")],
             &[("METRICS_NAMESPACE", "AWS/Lambda")],
             &[("POWERTOOLS_METRICS_NAMESPACE", "rows{to}parquet")],
             &[

@@ -62,6 +62,7 @@ def function():
         emulator = Emulator(pathlib.Path(TARGET) / "debug" / "rows-to-parquet",
                             {"AWS_ENDPOINT_URL_S3": s3.endpoint})
         emulator.init_ms()
+        emulator.s3 = s3
         try:
             yield emulator
         finally:
@@ -126,3 +127,29 @@ def test_json_test_suite_through_the_bootstrap(function):
     # Still serving: a valid event converts.
     kind, answer, _ = function.invoke(json.dumps({"rows": [{"a": 1}], "targets": TARGETS}).encode())
     assert kind == "response" and answer["rows"] == 1, answer
+
+
+def test_a_large_source_continues_in_the_next_file_past_max_file_bytes(function):
+    import pyarrow.parquet as pq
+    rows = 240_000
+    folder = function.s3.root / "my-bucket" / "big"
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = "".join(json.dumps({"id": i, "pad": f"{i:0>160}"}) + "\n" for i in range(rows))
+    (folder / "in.ndjson").write_text(lines)
+    limit = 16 << 20
+    event = {"source": {"uri": "s3://my-bucket/big/in.ndjson"}, "max_file_bytes": limit,
+             "targets": [{"prefix": "s3://my-bucket/rolled/", "compression": "uncompressed"}]}
+    kind, reply, _ = function.invoke(json.dumps(event).encode())
+    assert kind == "response", reply
+    objects = reply["objects"]
+    assert len(objects) >= 3, [o["bytes"] for o in objects]
+    assert [o["key"].rsplit("-", 1)[1] for o in objects] == [f"c{n:03d}.parquet" for n in range(len(objects))]
+    for o in objects[:-1]:
+        # Past the bound by at most a read chunk's rows (about 2 MiB of source).
+        assert limit <= o["bytes"] < limit + (4 << 20), o
+    assert objects[-1]["bytes"] < limit + (4 << 20)
+    ids = []
+    for o in objects:
+        ids += pq.read_table(function.s3.root / "my-bucket" / o["key"], columns=["id"]).column("id").to_pylist()
+    assert sorted(ids) == list(range(rows)) and sum(o["rows"] for o in objects) == rows
+    print(f"{len(lines) >> 20} MiB source, max_file_bytes 16 MiB: objects of {[o['bytes'] >> 20 for o in objects]} MiB")
