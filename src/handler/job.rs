@@ -18,6 +18,7 @@ use super::stream::uuid_shaped;
 use crate::Error;
 use crate::input::commit::Commit;
 use crate::input::target::{S3Prefix, Target};
+use crate::store::s3::split_uri;
 use crate::store::table_files::TableFiles;
 use crate::store::transaction::Transaction;
 
@@ -415,14 +416,14 @@ impl Function {
             );
             return;
         }
-        let files = TableFiles::new(&self.store);
         let paths = listed.tables.iter().flat_map(|t| &t.data_files);
-        let paths: Vec<&str> = paths.filter_map(|f| f.get("file_path")?.as_str()).collect();
-        for path in &paths {
-            left += usize::from(iceberg::io::Storage::delete(&files, path).await.is_err());
-        }
+        let paths: Vec<String> = paths
+            .filter_map(|f| Some(f.get("file_path")?.as_str()?.to_owned()))
+            .collect();
+        let count = paths.len();
+        let left = TableFiles::new(&self.store).remove(paths).await.len();
         tracing::info!(
-            removed = paths.len() - left,
+            removed = count - left,
             left,
             "an incomplete job's table data files removed"
         );
@@ -434,13 +435,6 @@ impl Function {
 struct Listed {
     manifests: Vec<String>,
     tables: Vec<BatchTable>,
-}
-
-/// `(bucket, key)` of an `s3://bucket/key` URI.
-fn split_uri(uri: &str) -> Option<(&str, &str)> {
-    uri.strip_prefix("s3://")?
-        .split_once('/')
-        .filter(|(bucket, key)| !bucket.is_empty() && !key.is_empty())
 }
 
 /// The most of a map run's manifest or results file read.

@@ -117,6 +117,25 @@ pub(super) fn identity_of(source: &Source, opened: &Opened) -> String {
     )
 }
 
+/// Opens `source` at `version` (else its latest), as long as it still has the ETag
+/// `if_match`, and counts the read.
+///
+/// # Errors
+/// `SourceNotFound`/`SourceReadFailed` from S3.
+pub(super) async fn open(
+    store: &S3Store,
+    measures: &Measures,
+    source: &Source,
+    version: Option<&str>,
+    if_match: Option<&str>,
+) -> Result<Opened, Error> {
+    let opened = store
+        .open(&source.bucket, &source.key, version, if_match)
+        .await?;
+    measures.source_read(opened.size);
+    Ok(opened)
+}
+
 /// Converts `job.source` to its objects, added to `transaction` (`None` for a dry run) with
 /// their last bytes but not committed: the caller commits, with whatever else it converts.
 ///
@@ -130,15 +149,14 @@ pub async fn convert(
     mut transaction: Option<&mut Transaction>,
 ) -> Result<Streamed, Error> {
     let source = job.source;
-    let first = store
-        .open(
-            &source.bucket,
-            &source.key,
-            source.version_id.as_deref(),
-            None,
-        )
-        .await?;
-    job.measures.source_read(first.size);
+    let first = open(
+        store,
+        job.measures,
+        source,
+        source.version_id.as_deref(),
+        None,
+    )
+    .await?;
     let id = identity_of(source, &first);
     let (uri, bytes, etag, version) = (
         first.uri.clone(),
@@ -158,15 +176,14 @@ pub async fn convert(
         // A later chunk changed the types: convert again, on the types of every row.
         let inferred = inference.finish().map_err(|e| about(&uri, e))?;
         inference::check_names(inferred.fields()).map_err(|e| about(&uri, e))?;
-        let again = store
-            .open(
-                &source.bucket,
-                &source.key,
-                version.as_deref(),
-                etag.as_deref(),
-            )
-            .await?;
-        job.measures.source_read(again.size);
+        let again = open(
+            store,
+            job.measures,
+            source,
+            version.as_deref(),
+            etag.as_deref(),
+        );
+        let again = again.await?;
         read = one_read(&job, &id, transaction, again, Some(inferred)).await?;
     }
     let Read::Converted(converted) = read else {

@@ -31,6 +31,16 @@ impl Object {
     }
 }
 
+/// `(bucket, key)` of an `s3://bucket/key` URI (also `s3a://`, `s3n://`, as Hadoop writes
+/// them), both non-empty.
+pub fn split_uri(uri: &str) -> Option<(&str, &str)> {
+    ["s3://", "s3a://", "s3n://"]
+        .iter()
+        .find_map(|scheme| uri.strip_prefix(scheme))?
+        .split_once('/')
+        .filter(|(bucket, key)| !bucket.is_empty() && !key.is_empty())
+}
+
 /// Time to open a connection to S3.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Time for one attempt of a request (a 6 MB PUT takes well under a second in-region).

@@ -17,7 +17,7 @@ use iceberg::io::{
 use iceberg::{ErrorKind, Result};
 use serde::{Deserialize, Serialize};
 
-use super::s3::S3Store;
+use super::s3::{S3Store, split_uri};
 use super::transaction::{PART_BYTES, Transaction};
 
 /// The S3 store as an iceberg [`Storage`]: `s3://bucket/key` paths (also `s3a://`, `s3n://`).
@@ -73,8 +73,13 @@ impl TableFiles {
 
     /// Deletes every file written, as far as it can; the paths it could not delete.
     pub async fn remove_written(&self) -> Vec<String> {
+        self.remove(self.written()).await
+    }
+
+    /// Deletes `paths`, as far as it can; those it could not delete.
+    pub async fn remove(&self, paths: impl IntoIterator<Item = String>) -> Vec<String> {
         let mut left = Vec::new();
-        for path in self.written() {
+        for path in paths {
             if self.delete(&path).await.is_err() {
                 left.push(path);
             }
@@ -98,17 +103,12 @@ impl TableFiles {
 
 /// `(bucket, key)` of an `s3://` path.
 fn locate(path: &str) -> Result<(&str, &str)> {
-    ["s3://", "s3a://", "s3n://"]
-        .iter()
-        .find_map(|scheme| path.strip_prefix(scheme))
-        .and_then(|rest| rest.split_once('/'))
-        .filter(|(bucket, key)| !bucket.is_empty() && !key.is_empty())
-        .ok_or_else(|| {
-            iceberg::Error::new(
-                ErrorKind::DataInvalid,
-                format!("{path} is not an s3://bucket/key path"),
-            )
-        })
+    split_uri(path).ok_or_else(|| {
+        iceberg::Error::new(
+            ErrorKind::DataInvalid,
+            format!("{path} is not an s3://bucket/key path"),
+        )
+    })
 }
 
 fn failed(e: crate::Error) -> iceberg::Error {

@@ -347,16 +347,12 @@ impl Function {
         pending: Vec<Pending>,
         also: Vec<String>,
     ) {
-        let files = TableFiles::new(&self.store);
-        let mut left = 0;
         let paths = pending
             .iter()
             .flat_map(|p| &p.tables)
             .flat_map(|(_, files)| files.iter().map(|f| f.file_path().to_owned()))
             .chain(also);
-        for path in paths {
-            left += usize::from(iceberg::io::Storage::delete(&files, &path).await.is_err());
-        }
+        let mut left = TableFiles::new(&self.store).remove(paths).await.len();
         for (bucket, key) in pending.iter().flat_map(|p| &p.objects) {
             left += usize::from(self.store.delete(bucket, key).await.is_err());
         }

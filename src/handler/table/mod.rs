@@ -33,7 +33,7 @@ use iceberg::{Runtime, TableCreation, TableIdent};
 use super::Function;
 use super::conversion::Conversion;
 use super::reply::{Reply, Response, SourceRead, TableAppended};
-use super::stream::{Chunks, identity_of, uuid_shaped};
+use super::stream::{self, Chunks, identity_of, uuid_shaped};
 use crate::Error;
 use crate::catalog::append::{self, catalog_error};
 use crate::catalog::glue::GlueCatalog;
@@ -389,17 +389,8 @@ impl Function {
         read: Option<&SourceRead>,
     ) -> Result<Opened, Error> {
         let if_match = read.and_then(|r| r.etag.as_deref());
-        let opened = self
-            .store
-            .open(
-                &source.bucket,
-                &source.key,
-                source.version_id.as_deref(),
-                if_match,
-            )
-            .await?;
-        self.measures.source_read(opened.size);
-        Ok(opened)
+        let version = source.version_id.as_deref();
+        stream::open(&self.store, &self.measures, source, version, if_match).await
     }
 
     /// Creates the planned tables, and opens a writer of files named `name` for each table
