@@ -70,19 +70,31 @@ class VersionedGlue(Proxy):
     """A proxy in front of moto's Glue that refuses an `UpdateTable` whose `VersionId` is not
     the table's current one with `ConcurrentModificationException`, as Glue does (moto accepts
     a stale one). Check and update happen under one lock, so of two commits made from the same
-    version exactly one lands. `conflicts` counts the refusals, `updates` the others."""
+    version exactly one lands. `conflicts` counts the refusals, `updates` the others. It also
+    refuses a `BatchCreatePartition` of more than Glue's 100 partitions (moto takes any
+    number); `partition_calls` counts the calls."""
 
     def __init__(self, moto):
         import threading
 
         self.conflicts = 0
         self.updates = 0
+        self.partition_calls = 0
         lock = threading.Lock()
         refusal = json.dumps({"__type": "ConcurrentModificationException",
                               "Message": "Update table failed due to concurrent modifications."}).encode()
+        too_many = json.dumps({"__type": "ValidationException",
+                               "Message": "1 validation error detected: Value at 'partitionInputList' failed to satisfy constraint: Member must have length less than or equal to 100"}).encode()
+        json_type = [("Content-Type", "application/x-amz-json-1.1")]
 
         def check(request):
-            if request.headers.get("X-Amz-Target") != "AWSGlue.UpdateTable":
+            target = request.headers.get("X-Amz-Target")
+            if target == "AWSGlue.BatchCreatePartition":
+                self.partition_calls += 1
+                if len(json.loads(request.body)["PartitionInputList"]) > 100:
+                    return 400, json_type, too_many
+                return None
+            if target != "AWSGlue.UpdateTable":
                 return None
             update = json.loads(request.body)
             with lock:
@@ -90,7 +102,7 @@ class VersionedGlue(Proxy):
                     DatabaseName=update["DatabaseName"], Name=update["TableInput"]["Name"])["Table"]
                 if update.get("VersionId") != current.get("VersionId"):
                     self.conflicts += 1
-                    return 400, [("Content-Type", "application/x-amz-json-1.1")], refusal
+                    return 400, json_type, refusal
                 self.updates += 1
                 return self.forward(request)
 

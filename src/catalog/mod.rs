@@ -1,16 +1,20 @@
 //! The table catalog, beside the store: it commits what the store wrote. Iceberg tables in
-//! the AWS Glue Data Catalog, their metadata, manifests and snapshots made by iceberg-rust.
+//! the AWS Glue Data Catalog, their metadata, manifests and snapshots made by iceberg-rust;
+//! and the Hive tables over target folders.
 //!
 //! - [`glue`]: iceberg's `Catalog` over this function's Glue client, kept as Iceberg's own
 //!   Glue catalog keeps tables.
 //! - [`append`]: data files written and committed exactly once per unit of work.
 //! - [`identity`]: how a snapshot records the work it committed, read by both.
+//! - [`hive`]: a target folder's Hive table (`glue_table`): created or given new columns,
+//!   and the partitions written registered.
 //!
 //! Uses the store (the table's files go through the same S3 client) and the encoder's
 //! settings; the pipeline's other stages know nothing of it.
 
 pub mod append;
 pub mod glue;
+pub mod hive;
 pub mod identity;
 
 use tokio::sync::OnceCell;

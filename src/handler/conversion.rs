@@ -5,9 +5,11 @@ use std::time::{Instant, SystemTime};
 
 use arrow_schema::{Schema, SchemaRef};
 
-use super::reply::{Response, SchemaDescription, SourceRead, Written};
+use super::hive::{columns_of, distinct, files_and_partitions};
+use super::reply::{GlueTableKept, Response, SchemaDescription, SourceRead, Written};
 use super::{Function, stream};
 use crate::Error;
+use crate::catalog::hive::Columns;
 use crate::encode::columns::UnknownKeys;
 use crate::encode::partition::Layout;
 use crate::encode::writer::{self, Partitioning};
@@ -57,6 +59,17 @@ impl Function {
                 }
             }
         }
+        let parts = converted
+            .iter()
+            .map(|s| (s.schema.as_ref(), s.layout.as_ref()));
+        let outputs = converted.iter().flat_map(|s| &s.objects);
+        let (mut columns, kept) = match self.glue_tables(&job, parts, outputs).await {
+            Ok(glued) => glued,
+            Err(e) => {
+                let left = transaction.abort().await;
+                return Err(with_leftovers(e, &left));
+            }
+        };
         // Keys hold each object's identity: a retry after a kill writes the keys the killed
         // attempt wrote, and aborts the uploads it left once this commit is done.
         for target in job.targets {
@@ -69,7 +82,7 @@ impl Function {
         let visible = make_visible(&mut transaction, job.dry_run, deadline).await;
         self.measures.commit.since(committing);
         let mut stored = visible?.into_iter();
-        Ok(converted
+        let mut responses: Vec<Response> = converted
             .into_iter()
             .map(|streamed| {
                 let mut objects = streamed.objects;
@@ -81,14 +94,49 @@ impl Function {
                     bytes: streamed.bytes,
                     etag: streamed.etag,
                 };
-                job.response(
+                let mut response = job.response(
                     &streamed.schema,
                     streamed.layout.as_ref(),
                     objects,
                     Some(read),
-                )
+                );
+                response.columns = columns.as_mut().map(|each| each.remove(0));
+                response
             })
-            .collect())
+            .collect();
+        if let Some(first) = responses.first_mut() {
+            first.glue_tables = kept;
+        }
+        Ok(responses)
+    }
+
+    /// The folders' Glue tables kept in step with the parts of a write (each part's schema
+    /// and layout) and the objects of `outputs` (made visible next), unless the job's finish
+    /// step registers them: each part's columns, and what each table got.
+    ///
+    /// # Errors
+    /// As [`Function::keep_glue_tables`].
+    async fn glue_tables<'a>(
+        &self,
+        job: &Conversion<'_>,
+        parts: impl Iterator<Item = (&'a Schema, Option<&'a Layout>)>,
+        outputs: impl Iterator<Item = &'a Output>,
+    ) -> Result<(Option<Vec<Columns>>, Vec<GlueTableKept>), Error> {
+        let Some((each, all)) = columns_of(job.targets, parts)? else {
+            return Ok((None, Vec::new()));
+        };
+        if job.glue_at_finish {
+            return Ok((Some(each), Vec::new()));
+        }
+        let paths = distinct(
+            outputs
+                .filter(|o| o.target == 0)
+                .map(|o| o.partition.as_str()),
+        );
+        let kept = self
+            .keep_glue_tables(job.targets, &all, &paths, job.evolution, job.dry_run)
+            .await?;
+        Ok((Some(each), kept))
     }
 
     /// # Errors
@@ -159,6 +207,8 @@ impl Function {
         }
         let (schema, layout) = (encoded.schema.clone(), encoded.layout.clone());
         drop(encoded);
+        let parts = std::iter::once((schema.as_ref(), layout.as_ref()));
+        let (mut columns, kept) = self.glue_tables(&job, parts, outputs.iter()).await?;
         if !job.dry_run {
             let budget = write_budget(deadline, SystemTime::now())?;
             let uploading = Instant::now();
@@ -169,7 +219,10 @@ impl Function {
                 output.stored = stored;
             }
         }
-        Ok(job.response(&schema, layout.as_ref(), outputs, None))
+        let mut response = job.response(&schema, layout.as_ref(), outputs, None);
+        response.columns = columns.as_mut().map(|each| each.remove(0));
+        response.glue_tables = kept;
+        Ok(response)
     }
 }
 
@@ -222,8 +275,11 @@ pub(super) struct Conversion<'a> {
     pub(super) unknown_keys: UnknownKeys,
     pub(super) partitioning: Partitioning<'a>,
     pub(super) dry_run: bool,
-    /// Whether a table target takes a column it lacks.
+    /// Whether a table target, or a folder's Glue table, takes a column it lacks.
     pub(super) evolution: Evolution,
+    /// The folders' Glue tables get the partitions at the job's finish step (a map batch
+    /// with `manifests`), not now.
+    pub(super) glue_at_finish: bool,
 }
 
 impl Conversion<'_> {
@@ -235,10 +291,7 @@ impl Conversion<'_> {
         outputs: Vec<Output>,
         source: Option<SourceRead>,
     ) -> Response {
-        let (files, partitions) = match layout {
-            Some(layout) => (layout.files.as_ref(), layout.partition_fields.as_slice()),
-            None => (schema, &[][..]),
-        };
+        let (files, partitions) = files_and_partitions(schema, layout);
         let mut described = vec![false; self.targets.len()];
         let rows = outputs
             .iter()
@@ -263,6 +316,8 @@ impl Conversion<'_> {
             schema: self.dry_run.then(|| SchemaDescription::of(schema)),
             source,
             tables: Vec::new(),
+            glue_tables: Vec::new(),
+            columns: None,
         }
     }
 }

@@ -13,10 +13,13 @@ use std::time::SystemTime;
 
 use super::Function;
 use super::conversion::make_visible;
-use super::reply::{BatchListed, Marker, Reply, Response};
+use super::hive::distinct;
+use super::reply::{BatchListed, GlueTableKept, Marker, Reply, Response};
 use super::stream::uuid_shaped;
 use crate::Error;
+use crate::catalog::hive::Columns;
 use crate::input::commit::Commit;
+use crate::input::event::Evolution;
 use crate::input::target::{S3Prefix, Target};
 use crate::store::s3::split_uri;
 use crate::store::table_files::TableFiles;
@@ -103,12 +106,56 @@ pub struct BatchTable {
     pub data_files: Vec<Value>,
 }
 
-/// A batch's manifest: the reply it would give without one, and its tables' data files.
+/// A batch's manifest: the reply it would give without one, its tables' data files, and the
+/// columns its folders' Glue tables are to take.
 #[derive(Serialize)]
 struct BatchManifest<'a> {
     results: &'a [Response],
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     tables: &'a [BatchTable],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    glue: Option<&'a BatchGlue>,
+}
+
+/// What a batch wrote as its folders' Glue tables see it, for the job's finish step to keep
+/// them in step once: the columns of all its objects, and whether new ones may be added.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchGlue {
+    pub columns: Columns,
+    pub add_columns: bool,
+}
+
+impl BatchGlue {
+    /// The columns of a batch's `results`, merged; `None` when its folders have no Glue table.
+    ///
+    /// # Errors
+    /// As [`Columns::merge`].
+    pub(super) fn of(
+        targets: &[Target],
+        results: &[Response],
+        evolution: Evolution,
+    ) -> Result<Option<BatchGlue>, Error> {
+        let Some(table) = targets.iter().find_map(|t| t.glue_table.as_ref()) else {
+            return Ok(None);
+        };
+        let mut columns = results.iter().filter_map(|r| r.columns.clone());
+        let Some(mut all) = columns.next() else {
+            return Ok(None);
+        };
+        for more in columns {
+            all.merge(more, table)?;
+        }
+        Ok(Some(BatchGlue {
+            columns: all,
+            add_columns: evolution == Evolution::AddColumns,
+        }))
+    }
+
+    /// Adds another batch's.
+    fn merge(&mut self, other: BatchGlue) -> Result<(), Error> {
+        self.add_columns &= other.add_columns;
+        self.columns.merge(other.columns, &"the job's Glue tables")
+    }
 }
 
 /// What the run wrote, per target: the keys (relative to the target's folder), rows and bytes.
@@ -224,7 +271,7 @@ impl Function {
         deadline: Option<SystemTime>,
     ) -> Result<Reply, Error> {
         let marker_of = |t: &Target| format!("{}{}", t.prefix.key_prefix, MARKER);
-        let mut tables = Vec::new();
+        let (mut tables, mut glue_tables) = (Vec::new(), Vec::new());
         let (phase, written) = match commit {
             Commit::Start => {
                 for target in targets {
@@ -259,6 +306,9 @@ impl Function {
                 tables = self
                     .commit_job_tables(listed.tables, &job, deadline)
                     .await?;
+                glue_tables = self
+                    .finish_glue_tables(targets, &written, listed.glue)
+                    .await?;
                 let mut transaction = Transaction::new(&self.store);
                 for (target, written) in targets.iter().zip(&written) {
                     let index = transaction.add(target.prefix.bucket.clone(), marker_of(target));
@@ -283,7 +333,44 @@ impl Function {
             phase,
             markers,
             tables,
+            glue_tables,
         })
+    }
+
+    /// The folders' Glue tables kept in step with what the whole job wrote: the columns its
+    /// batches listed, and every partition folder it wrote in.
+    ///
+    /// # Errors
+    /// `InvalidEvent` when the batches listed no columns for folders they wrote in; as
+    /// [`Function::keep_glue_tables`].
+    async fn finish_glue_tables(
+        &self,
+        targets: &[Target],
+        written: &[Written],
+        glue: Option<BatchGlue>,
+    ) -> Result<Vec<GlueTableKept>, Error> {
+        if targets.iter().all(|t| t.glue_table.is_none()) {
+            return Ok(Vec::new());
+        }
+        let Some(glue) = glue else {
+            if written.iter().all(|w| w.files.is_empty()) {
+                return Ok(Vec::new());
+            }
+            return Err(Error::InvalidEvent(
+                "the targets name Glue tables, but the map run's batches listed no columns for them: run the batches with the same targets and a `manifests` folder; no _SUCCESS was written".into(),
+            ));
+        };
+        let folders = written.iter().flat_map(|w| &w.files).map(|file| {
+            let end = file.rfind('/').map_or(0, |slash| slash + 1);
+            &file[..end]
+        });
+        let paths = distinct(folders);
+        let evolution = match glue.add_columns {
+            true => Evolution::AddColumns,
+            false => Evolution::None,
+        };
+        self.keep_glue_tables(targets, &glue.columns, &paths, evolution, false)
+            .await
     }
 }
 
@@ -319,6 +406,7 @@ impl Function {
         folder: &S3Prefix,
         results: Vec<Response>,
         tables: &[BatchTable],
+        glue: Option<&BatchGlue>,
         deadline: Option<SystemTime>,
     ) -> Result<Reply, Error> {
         let sources: Vec<u8> = results
@@ -344,6 +432,7 @@ impl Function {
         let manifest = BatchManifest {
             results: &results,
             tables,
+            glue,
         };
         let body = serde_json::to_vec(&manifest).expect("a manifest serializes");
         let mut transaction = Transaction::new(&self.store);
@@ -388,6 +477,14 @@ impl Function {
         let reply: Value = serde_json::from_slice(&text).map_err(|_| invalid("is not JSON"))?;
         if add_reply(&reply, targets, written)?.is_some() {
             return Err(invalid("refers to another manifest"));
+        }
+        if let Some(glue) = reply.get("glue") {
+            let glue: BatchGlue = serde_json::from_value(glue.clone())
+                .map_err(|e| invalid(&format!("lists columns in another shape: {e}")))?;
+            match &mut listed.glue {
+                None => listed.glue = Some(glue),
+                Some(all) => all.merge(glue)?,
+            }
         }
         if let Some(tables) = reply.get("tables") {
             let tables: Vec<BatchTable> = serde_json::from_value(tables.clone())
@@ -435,6 +532,8 @@ impl Function {
 struct Listed {
     manifests: Vec<String>,
     tables: Vec<BatchTable>,
+    /// The columns of every batch's folders, for their Glue tables.
+    glue: Option<BatchGlue>,
 }
 
 /// The most of a map run's manifest or results file read.

@@ -10,11 +10,14 @@
 //! - [`stream`]: one source object through reader, schema, columns and encoder into the
 //!   transaction's multipart uploads.
 //! - [`job`]: a whole-prefix job's commit step, and the `_SUCCESS` marker it writes.
+//! - `hive.rs`: the folders' Glue tables (`glue_table`), kept in step before the objects
+//!   become visible.
 //! - `table/`: the same inputs into Iceberg tables, and their snapshots.
 //! - `sweep.rs`: a scheduled sweep of the uploads that killed attempts left.
 //! - [`reply`]: what an invocation answers, and the Lambda `errorType` of a failure.
 
 mod conversion;
+mod hive;
 pub mod job;
 pub mod reply;
 pub mod stream;
@@ -37,6 +40,7 @@ use crate::lambda::metrics::{Measures, Metrics};
 use crate::store::budget::deadline_from;
 use crate::store::s3::S3Store;
 use conversion::{Conversion, refuse_own_output};
+use job::BatchGlue;
 use reply::{ItemFailure, Reply, Response};
 
 /// The function's state, built once in `main` and shared by every invocation.
@@ -134,12 +138,14 @@ impl Function {
                 phase,
                 markers,
                 tables,
+                glue_tables,
             }) => tracing::info!(
                 request_id,
                 phase,
                 markers = ?markers.iter().map(|m| m.uri.as_str()).collect::<Vec<_>>(),
                 objects = ?markers.iter().map(|m| m.objects).collect::<Vec<_>>(),
                 tables = ?tables.iter().map(|t| (t.table.as_str(), t.snapshot_id, t.data_files)).collect::<Vec<_>>(),
+                glue_tables = ?glue_tables.iter().map(|t| (t.table.as_str(), t.partitions_added)).collect::<Vec<_>>(),
                 ms,
                 "job commit"
             ),
@@ -286,6 +292,7 @@ impl Function {
                     },
                     dry_run: false,
                     evolution: self.config.schema_evolution,
+                    glue_at_finish: false,
                 };
                 let tables = &self.config.default_tables;
                 let mut results = match tables.is_empty() {
@@ -347,6 +354,14 @@ impl Function {
             evolution: event
                 .schema_evolution
                 .unwrap_or(self.config.schema_evolution),
+            glue_at_finish: !event.dry_run
+                && matches!(
+                    &event.input,
+                    Input::Objects {
+                        manifests: Some(_),
+                        ..
+                    }
+                ),
         };
         match event.input {
             Input::Rows(rows) if !tables.is_empty() => self
@@ -373,17 +388,26 @@ impl Function {
                 if let Some(folder) = &manifests {
                     self.check_manifests(folder, &targets)?;
                 }
+                let glued = targets.iter().find_map(|t| t.glue_table.as_ref());
+                if let (Some(table), None, false) = (glued, &manifests, job.dry_run) {
+                    return Err(Error::InvalidEvent(format!(
+                        "a map batch into folders with a Glue table ({table}) needs `BatchInput.manifests`: the job's finish step registers the partitions the batches list there; nothing was written"
+                    )));
+                }
                 if !tables.is_empty() {
                     let manifests = manifests.as_ref();
                     return self
                         .objects_into_tables(&objects, job, &tables, manifests, deadline)
                         .await;
                 }
-                let dry_run = job.dry_run;
+                let (dry_run, evolution) = (job.dry_run, job.evolution);
                 let results = self.sources(&objects, job, deadline).await?;
                 match manifests {
                     Some(folder) if !dry_run => {
-                        self.list_batch(&folder, results, &[], deadline).await
+                        let glue = BatchGlue::of(&targets, &results, evolution)?;
+                        let listing =
+                            self.list_batch(&folder, results, &[], glue.as_ref(), deadline);
+                        listing.await
                     }
                     _ => {
                         warn_if_too_large(id, &results);

@@ -6,6 +6,7 @@ use lambda_runtime::Diagnostic;
 use serde::Serialize;
 
 use crate::Error;
+use crate::catalog::hive::Columns;
 use crate::input::target::Target;
 use crate::schema::ddl;
 use crate::store::s3::Output;
@@ -37,6 +38,9 @@ pub enum Reply {
         /// `finish`: each table's one snapshot of the whole job.
         #[serde(skip_serializing_if = "Vec::is_empty")]
         tables: Vec<TableCommitted>,
+        /// `finish`: each folder's Glue table, with the job's partitions registered.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        glue_tables: Vec<GlueTableKept>,
     },
     /// A sweep: the uploads it aborted.
     Swept { swept: Swept },
@@ -148,6 +152,13 @@ pub struct Response {
     /// What each table target got.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<TableAppended>,
+    /// What each folder's `glue_table` got (on the first response of several).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub glue_tables: Vec<GlueTableKept>,
+    /// The columns written, as the folders' Glue tables see them (a map batch lists them in
+    /// its manifest for the job's finish step).
+    #[serde(skip)]
+    pub columns: Option<Columns>,
 }
 
 impl Response {
@@ -160,8 +171,24 @@ impl Response {
             schema: None,
             source: None,
             tables: Vec::new(),
+            glue_tables: Vec::new(),
+            columns: None,
         }
     }
+}
+
+/// A folder's Glue table, kept in step with what was written (in a dry run: what it would
+/// get).
+#[derive(Debug, Serialize)]
+pub struct GlueTableKept {
+    /// `<database>.<table>`.
+    pub table: String,
+    pub created: bool,
+    pub columns_added: Vec<String>,
+    /// Partitions written, each registered unless the table had it.
+    pub partitions: usize,
+    /// Of those, the ones the table did not have; `None` in a dry run (not asked).
+    pub partitions_added: Option<usize>,
 }
 
 /// One table target's append.

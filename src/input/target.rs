@@ -126,6 +126,8 @@ pub fn check_bucket_name(name: &str) -> Result<(), String> {
 pub struct Target {
     pub prefix: S3Prefix,
     pub codec: Codec,
+    /// `glue_table`: the Hive table over the folder, kept in step with what is written.
+    pub glue_table: Option<TableTarget>,
 }
 
 /// S3's limit on a key's length in bytes.
@@ -274,6 +276,7 @@ struct RawTarget {
     prefix: Option<String>,
     table: Option<String>,
     compression: Option<String>,
+    glue_table: Option<String>,
 }
 
 /// Parses a JSON array of `{"prefix", "compression"}` folders (the event's `targets` or the
@@ -338,8 +341,31 @@ pub fn parse_all_targets(json: &str, origin: &str) -> Result<Targets, Error> {
                         folder_at[j]
                     )));
                 }
+                let what = format!("{origin}[{i}].glue_table");
+                let glue_table = t
+                    .glue_table
+                    .as_deref()
+                    .map(|name| TableTarget::parse(name, &what))
+                    .transpose()?;
+                if let Some(table) = &glue_table {
+                    let named = |t: &Option<TableTarget>| t.as_ref() == Some(table);
+                    if targets.folders.iter().any(|f| named(&f.glue_table)) {
+                        return Err(Error::InvalidTarget(format!(
+                            "{what}: {table} is named for two folders; a table lies over one"
+                        )));
+                    }
+                }
                 folder_at.push(i);
-                targets.folders.push(Target { prefix, codec });
+                targets.folders.push(Target {
+                    prefix,
+                    codec,
+                    glue_table,
+                });
+            }
+            (None, Some(_)) if t.glue_table.is_some() => {
+                return Err(Error::InvalidTarget(format!(
+                    "{origin}[{i}].glue_table: only a folder (`prefix`) has a Glue table over it; an Iceberg `table` is its own"
+                )));
             }
             (None, Some(table)) => {
                 let mut table = TableTarget::parse(table, &format!("{origin}[{i}].table"))?;
@@ -463,6 +489,20 @@ mod tests {
             let e = parse_all_targets(bad, "targets").unwrap_err();
             assert_eq!(e.error_type(), "InvalidTarget", "{bad}: {e}");
         }
+        let folder = parse_targets(
+            r#"[{"prefix": "s3://b-1/out/", "compression": "snappy", "glue_table": "analytics.raw"}]"#,
+            "targets",
+        )
+        .unwrap();
+        assert_eq!(folder[0].glue_table.as_ref().unwrap().table, "raw");
+        for bad in [
+            r#"[{"table": "a.b", "glue_table": "a.c"}]"#,
+            r#"[{"prefix": "s3://b-1/out/", "compression": "snappy", "glue_table": "Raw"}]"#,
+            r#"[{"prefix": "s3://b-1/x/", "compression": "snappy", "glue_table": "a.t"}, {"prefix": "s3://b-1/y/", "compression": "zstd", "glue_table": "a.t"}]"#,
+        ] {
+            let e = parse_all_targets(bad, "targets").unwrap_err();
+            assert!(e.to_string().contains("glue_table"), "{bad}: {e}");
+        }
         let e = parse_targets(r#"[{"table": "a.b"}]"#, "DEFAULT_TARGETS").unwrap_err();
         assert!(e.to_string().contains("only folders"), "{e}");
 
@@ -582,6 +622,7 @@ mod tests {
             let t = vec![Target {
                 prefix: prefix(uri).unwrap(),
                 codec: Codec::Snappy,
+                glue_table: None,
             }];
             let err = allow.check(&t).expect_err(uri);
             assert_eq!(err.error_type(), "TargetNotAllowed");

@@ -38,7 +38,8 @@ pub struct Config {
     pub metrics_namespace: String,
     /// `AWS_LAMBDA_FUNCTION_NAME`, which Lambda sets: the metrics' `FunctionName` dimension.
     pub function_name: String,
-    /// `ALLOWED_TABLES`: when set, the only tables table targets may name.
+    /// `ALLOWED_TABLES`: when set, the only tables table targets and folders' `glue_table` may
+    /// name.
     pub allowed_tables: Option<TableAllowList>,
     /// `SCHEMA_EVOLUTION`: whether a table target takes a column it lacks (an event's
     /// `schema_evolution` decides for itself).
@@ -194,7 +195,8 @@ impl Config {
     ///
     /// # Errors
     /// `InvalidEvent` when there are no targets at all; `TargetNotAllowed` for a target outside
-    /// the allowed folders.
+    /// the allowed folders; `TableNotAllowed` for a folder's `glue_table` outside
+    /// `ALLOWED_TABLES`.
     pub fn resolve_targets(&self, from_event: Option<Vec<Target>>) -> Result<Vec<Target>, Error> {
         let targets = from_event
             .or_else(|| self.default_targets.clone())
@@ -205,6 +207,10 @@ impl Config {
             })?;
         if let Some(allowed) = &self.allowed {
             allowed.check(&targets)?;
+        }
+        if let Some(allowed) = &self.allowed_tables {
+            let mut glued = targets.iter().filter_map(|t| t.glue_table.as_ref());
+            glued.try_for_each(|t| allowed.check(t))?;
         }
         Ok(targets)
     }

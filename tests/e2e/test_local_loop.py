@@ -286,24 +286,6 @@ def runs(tmp_path_factory):
     return results
 
 
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory):
-    from pyspark.sql import SparkSession
-    # Hive support: Spark then parses Hive DDL, the dialect of Athena's CREATE EXTERNAL TABLE.
-    hive = tmp_path_factory.mktemp("hive")
-    session = (SparkSession.builder.master("local[1]").appName("rows-to-parquet-e2e")
-               .config("spark.sql.session.timeZone", "UTC")
-               .config("spark.ui.enabled", "false")
-               .config("spark.driver.host", "127.0.0.1")
-               .config("spark.driver.bindAddress", "127.0.0.1")
-               .config("spark.sql.warehouse.dir", str(hive / "warehouse"))
-               .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={hive}")
-               .enableHiveSupport()
-               .getOrCreate())
-    yield session
-    session.stop()
-
-
 def stack_config():
     """The function's configuration as scripts/stack.sh gives the local loop (the samples
     expect it)."""

@@ -26,10 +26,9 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
-from emulator import Emulator  # noqa: E402
 from local_catalog import Moto, environment  # noqa: E402
+from helpers import function, invoke, map_run  # noqa: E402
 
-BOOTSTRAP = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))) / "debug" / "rows-to-parquet"
 LAKE = "lake"
 WAREHOUSE = f"s3://{LAKE}/warehouse/"
 ROWS = [{"name": "John Doe", "age": 30, "city": "New York"},
@@ -43,19 +42,6 @@ def moto():
     server = Moto(buckets=[LAKE], databases=["analytics", "raw"])
     yield server
     server.stop()
-
-
-def function(moto, **env):
-    emulator = Emulator(BOOTSTRAP, {**moto.function_env(), **env})
-    emulator.init_ms()
-    return emulator
-
-
-def invoke(emulator, event, request_id=None):
-    request_id = emulator.submit(json.dumps(event).encode(), request_id=request_id)
-    answer = emulator.answer(request_id, 60)
-    assert answer is not None, "no answer"
-    return answer[0], answer[1]
 
 
 def test_rows_create_a_table_and_each_invocation_commits_once(moto):
@@ -495,20 +481,6 @@ def test_a_table_created_before_a_failure_stays_readable(moto):
         emulator.stop()
 
 
-def map_run(moto, name, replies, failed=0):
-    """A map run's ResultWriter export of `replies` (each a child execution's output) in the
-    lake bucket, with `failed` failed result files: its ResultWriterDetails and MapRunArn."""
-    s3 = moto.client("s3")
-    executions = [{"Name": str(i), "Status": "SUCCEEDED", "Output": json.dumps(reply)} for i, reply in enumerate(replies)]
-    s3.put_object(Bucket=LAKE, Key=f"jobs/{name}/SUCCEEDED_0.json", Body=json.dumps(executions).encode())
-    files = {"SUCCEEDED": [{"Key": f"jobs/{name}/SUCCEEDED_0.json", "Size": 1}],
-             "FAILED": [{"Key": f"jobs/{name}/FAILED_{i}.json", "Size": 1} for i in range(failed)], "PENDING": []}
-    manifest = {"DestinationBucket": LAKE, "MapRunArn": f"arn:aws:states:us-east-1:123456789012:mapRun:job/{name}",
-                "ResultFiles": files}
-    s3.put_object(Bucket=LAKE, Key=f"jobs/{name}/manifest.json", Body=json.dumps(manifest).encode())
-    return {"Bucket": LAKE, "Key": f"jobs/{name}/manifest.json"}, manifest["MapRunArn"]
-
-
 def test_a_whole_prefix_job_is_one_snapshot_committed_once(moto):
     s3 = moto.client("s3")
     emulator = function(moto, TABLE_WAREHOUSE=WAREHOUSE, ALLOWED_TABLES="analytics.*")
@@ -536,7 +508,7 @@ def test_a_whole_prefix_job_is_one_snapshot_committed_once(moto):
         assert kind == "response" and again == replies[0], again
         assert moto.keys(LAKE, "warehouse/") == before
 
-        results, arn = map_run(moto, "run-1", replies)
+        results, arn = map_run(moto, LAKE, "run-1", replies)
         finish = {"commit": {"phase": "finish", "results": results, "map_run": arn}, "targets": targets}
         kind, done = invoke(emulator, finish)
         assert kind == "response", done
@@ -562,7 +534,7 @@ def test_a_whole_prefix_job_is_one_snapshot_committed_once(moto):
         kind, reply = invoke(emulator, {"Items": [{"Key": keys[0]}], "BatchInput": batch_input})
         assert kind == "response", reply
         assert len(moto.keys(LAKE, "warehouse/")) > len(before) and moto.keys(LAKE, "jobs/run-2/batches/")
-        results, arn = map_run(moto, "run-2", [reply], failed=1)
+        results, arn = map_run(moto, LAKE, "run-2", [reply], failed=1)
         kind, answer = invoke(emulator, {"commit": {"phase": "finish", "results": results, "map_run": arn},
                                          "targets": targets})
         assert (kind, answer["errorType"]) == ("error", "JobIncomplete"), answer

@@ -32,6 +32,7 @@ use iceberg::{Runtime, TableCreation, TableIdent};
 
 use super::Function;
 use super::conversion::Conversion;
+use super::job::BatchGlue;
 use super::reply::{Reply, Response, SourceRead, TableAppended};
 use super::stream::{self, Chunks, identity_of, uuid_shaped};
 use crate::Error;
@@ -249,7 +250,8 @@ impl Function {
             ));
         }
         let (catalog, prepared) = self.prepare_for(objects, &job, tables).await?;
-        let folders = !job.targets.is_empty();
+        let (targets, evolution) = (job.targets, job.evolution);
+        let folders = !targets.is_empty();
         let mut results = match folders {
             true => self.sources(objects, job, deadline).await?,
             false => Vec::new(),
@@ -284,11 +286,16 @@ impl Function {
         let written = self
             .write_batch(&catalog, objects, prepared, &mut results, &name, deadline)
             .await;
-        let listed = match written.and_then(|written| batch_tables(&written)) {
+        let listed = written.and_then(|written| {
+            let glue = BatchGlue::of(targets, &results, evolution)?;
+            Ok((batch_tables(&written)?, glue))
+        });
+        let (listed, glue) = match listed {
             Ok(listed) => listed,
             Err(e) => return Err(self.undo(e, &catalog, &results).await),
         };
-        match self.list_batch(folder, results, &listed, deadline).await {
+        let listing = self.list_batch(folder, results, &listed, glue.as_ref(), deadline);
+        match listing.await {
             Ok(reply) => Ok(reply),
             Err(e) => Err(self.undo(e, &catalog, &[]).await),
         }
