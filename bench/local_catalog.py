@@ -71,8 +71,9 @@ class VersionedGlue(Proxy):
     the table's current one with `ConcurrentModificationException`, as Glue does (moto accepts
     a stale one). Check and update happen under one lock, so of two commits made from the same
     version exactly one lands. `conflicts` counts the refusals, `updates` the others. It also
-    refuses a `BatchCreatePartition` of more than Glue's 100 partitions (moto takes any
-    number); `partition_calls` counts the calls."""
+    refuses a `BatchCreatePartition` of more than Glue's 100 partitions and a
+    `BatchDeletePartition` of more than 25 (moto takes any number); `partition_calls` counts
+    both calls."""
 
     def __init__(self, moto):
         import threading
@@ -93,6 +94,11 @@ class VersionedGlue(Proxy):
                 self.partition_calls += 1
                 if len(json.loads(request.body)["PartitionInputList"]) > 100:
                     return 400, json_type, too_many
+                return None
+            if target == "AWSGlue.BatchDeletePartition":
+                self.partition_calls += 1
+                if len(json.loads(request.body)["PartitionsToDelete"]) > 25:
+                    return 400, json_type, too_many.replace(b"partitionInputList", b"partitionsToDelete").replace(b"100", b"25")
                 return None
             if target != "AWSGlue.UpdateTable":
                 return None

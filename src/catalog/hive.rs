@@ -13,7 +13,8 @@ use arrow_schema::{Field, Schema};
 use aws_sdk_glue::Client;
 use aws_sdk_glue::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_glue::types::{
-    Column as GlueColumn, PartitionInput, SerDeInfo, StorageDescriptor, Table, TableInput,
+    Column as GlueColumn, PartitionInput, PartitionValueList, SerDeInfo, StorageDescriptor, Table,
+    TableInput,
 };
 use serde::{Deserialize, Serialize};
 
@@ -233,6 +234,8 @@ const OUTPUT_FORMAT: &str = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetO
 const SERDE: &str = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe";
 /// Glue's `BatchCreatePartition` takes at most this many partitions a call.
 pub const PARTITIONS_PER_CALL: usize = 100;
+/// Glue's `BatchDeletePartition` takes at most this many partitions a call.
+pub const DELETES_PER_CALL: usize = 25;
 /// Attempts at a create or an update that another writer's change made fail.
 const ATTEMPTS: usize = 5;
 
@@ -385,6 +388,71 @@ impl HiveTables<'_> {
             registered.added += chunk.len() - existing;
         }
         Ok(registered)
+    }
+
+    /// Drops `table`'s partitions other than those at `paths` (Hive folders relative to its
+    /// folder), [`DELETES_PER_CALL`] a call; a dry run only counts them. How many.
+    ///
+    /// # Errors
+    /// `CatalogFailed` when Glue fails a read or a partition's removal.
+    pub async fn drop_others(
+        &self,
+        table: &TableTarget,
+        paths: &[&str],
+        dry_run: bool,
+    ) -> Result<usize, Error> {
+        let keep: HashSet<Vec<String>> = paths.iter().map(|p| partition_values(p)).collect();
+        let mut others = Vec::new();
+        let mut pages = (self.glue.get_partitions())
+            .database_name(&table.database)
+            .table_name(&table.table)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = match page {
+                Ok(page) => page,
+                // A dry run's table that does not exist yet has none.
+                Err(e) if e.code() == Some("EntityNotFoundException") => return Ok(0),
+                Err(e) => return Err(failed(&format!("listing {table}'s partitions"), &e)),
+            };
+            let values = page.partitions().iter().map(|p| p.values().to_vec());
+            others.extend(values.filter(|v| !keep.contains(v)));
+        }
+        if dry_run {
+            return Ok(others.len());
+        }
+        for chunk in others.chunks(DELETES_PER_CALL) {
+            let values = chunk
+                .iter()
+                .map(|v| {
+                    PartitionValueList::builder()
+                        .set_values(Some(v.clone()))
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .expect("a partition has its values");
+            let out = (self.glue.batch_delete_partition())
+                .database_name(&table.database)
+                .table_name(&table.table)
+                .set_partitions_to_delete(Some(values))
+                .send()
+                .await
+                .map_err(|e| failed(&format!("dropping {table}'s replaced partitions"), &e))?;
+            let gone = |e: &&aws_sdk_glue::types::PartitionError| {
+                e.error_detail().and_then(|d| d.error_code()) == Some("EntityNotFoundException")
+            };
+            if let Some(error) = out.errors().iter().find(|e| !gone(e)) {
+                return Err(Error::CatalogFailed(format!(
+                    "dropping the partition ({}) of {table} in Glue failed: {}",
+                    error.partition_values().join(", "),
+                    error
+                        .error_detail()
+                        .and_then(|d| d.error_message())
+                        .unwrap_or("an error")
+                )));
+            }
+        }
+        Ok(others.len())
     }
 
     /// The table, or `None` when Glue has none of that name.

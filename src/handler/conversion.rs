@@ -317,6 +317,7 @@ impl Conversion<'_> {
             source,
             tables: Vec::new(),
             glue_tables: Vec::new(),
+            removed: None,
             columns: None,
         }
     }

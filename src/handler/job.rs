@@ -14,6 +14,7 @@ use std::time::SystemTime;
 use super::Function;
 use super::conversion::make_visible;
 use super::hive::distinct;
+use super::replace::Wrote;
 use super::reply::{BatchListed, GlueTableKept, Marker, Reply, Response};
 use super::stream::uuid_shaped;
 use crate::Error;
@@ -166,6 +167,24 @@ pub struct Written {
     pub bytes: u64,
 }
 
+impl Written {
+    /// What the run left in `target`'s folder: its files and its marker, and the partition
+    /// folders it wrote in (none for a run that wrote nothing there).
+    fn wrote(&self, target: &Target) -> Wrote {
+        let folder = &target.prefix.key_prefix;
+        let mut wrote = Wrote::default();
+        for file in &self.files {
+            let partition = &file[..file.rfind('/').map_or(0, |slash| slash + 1)];
+            if !wrote.partitions.iter().any(|p| p == partition) {
+                wrote.partitions.push(partition.to_owned());
+            }
+            wrote.keys.insert(format!("{folder}{file}"));
+        }
+        wrote.keys.insert(format!("{folder}{MARKER}"));
+        wrote
+    }
+}
+
 /// Adds what one results file (a JSON array, or JSON Lines, of executions) lists to `written`
 /// (one entry per target): each execution's `Output` is the function's reply (directly, or as
 /// `lambda:invoke`'s `Payload`). Returns the batch manifests the replies refer to instead of
@@ -271,7 +290,7 @@ impl Function {
         deadline: Option<SystemTime>,
     ) -> Result<Reply, Error> {
         let marker_of = |t: &Target| format!("{}{}", t.prefix.key_prefix, MARKER);
-        let (mut tables, mut glue_tables) = (Vec::new(), Vec::new());
+        let (mut tables, mut glue_tables, mut removed) = (Vec::new(), Vec::new(), None);
         let (phase, written) = match commit {
             Commit::Start => {
                 for target in targets {
@@ -285,6 +304,7 @@ impl Function {
                 bucket,
                 key,
                 map_run,
+                mode,
             } => {
                 let manifest = self.store.read_all(&bucket, &key, RESULTS_LIMIT).await?;
                 let run = RunFiles::parse(&manifest)?;
@@ -306,8 +326,11 @@ impl Function {
                 tables = self
                     .commit_job_tables(listed.tables, &job, deadline)
                     .await?;
+                let wrote: Vec<Wrote> = (targets.iter().zip(&written))
+                    .map(|(target, written)| written.wrote(target))
+                    .collect();
                 glue_tables = self
-                    .finish_glue_tables(targets, &written, listed.glue)
+                    .finish_glue_tables(targets, &wrote, listed.glue)
                     .await?;
                 let mut transaction = Transaction::new(&self.store);
                 for (target, written) in targets.iter().zip(&written) {
@@ -316,6 +339,8 @@ impl Function {
                     transaction.last(index, body.into()).await?;
                 }
                 make_visible(&mut transaction, false, deadline).await?;
+                // The markers list the run's files: now what the run replaces can go.
+                removed = self.replace(targets, &wrote, mode, false).await?;
                 ("finish", written)
             }
         };
@@ -334,6 +359,7 @@ impl Function {
             markers,
             tables,
             glue_tables,
+            removed,
         })
     }
 
@@ -346,25 +372,21 @@ impl Function {
     async fn finish_glue_tables(
         &self,
         targets: &[Target],
-        written: &[Written],
+        wrote: &[Wrote],
         glue: Option<BatchGlue>,
     ) -> Result<Vec<GlueTableKept>, Error> {
         if targets.iter().all(|t| t.glue_table.is_none()) {
             return Ok(Vec::new());
         }
         let Some(glue) = glue else {
-            if written.iter().all(|w| w.files.is_empty()) {
+            if wrote.iter().all(|w| w.partitions.is_empty()) {
                 return Ok(Vec::new());
             }
             return Err(Error::InvalidEvent(
                 "the targets name Glue tables, but the map run's batches listed no columns for them: run the batches with the same targets and a `manifests` folder; no _SUCCESS was written".into(),
             ));
         };
-        let folders = written.iter().flat_map(|w| &w.files).map(|file| {
-            let end = file.rfind('/').map_or(0, |slash| slash + 1);
-            &file[..end]
-        });
-        let paths = distinct(folders);
+        let paths = distinct(wrote.iter().flat_map(|w| &w.partitions).map(String::as_str));
         let evolution = match glue.add_columns {
             true => Evolution::AddColumns,
             false => Evolution::None,

@@ -12,6 +12,7 @@
 //! - [`job`]: a whole-prefix job's commit step, and the `_SUCCESS` marker it writes.
 //! - `hive.rs`: the folders' Glue tables (`glue_table`), kept in step before the objects
 //!   become visible.
+//! - `replace.rs`: the write modes: what a write replaces, removed once it is visible.
 //! - `table/`: the same inputs into Iceberg tables, and their snapshots.
 //! - `sweep.rs`: a scheduled sweep of the uploads that killed attempts left.
 //! - [`reply`]: what an invocation answers, and the Lambda `errorType` of a failure.
@@ -19,6 +20,7 @@
 mod conversion;
 mod hive;
 pub mod job;
+mod replace;
 pub mod reply;
 pub mod stream;
 mod sweep;
@@ -33,7 +35,7 @@ use crate::Error;
 use crate::catalog::Glue;
 use crate::encode::columns::UnknownKeys;
 use crate::encode::writer::Partitioning;
-use crate::input::event::{Event, Input};
+use crate::input::event::{Event, Input, WriteMode};
 use crate::input::trigger::{self, Trigger};
 use crate::lambda::config::Config;
 use crate::lambda::metrics::{Measures, Metrics};
@@ -139,6 +141,7 @@ impl Function {
                 markers,
                 tables,
                 glue_tables,
+                removed,
             }) => tracing::info!(
                 request_id,
                 phase,
@@ -146,6 +149,7 @@ impl Function {
                 objects = ?markers.iter().map(|m| m.objects).collect::<Vec<_>>(),
                 tables = ?tables.iter().map(|t| (t.table.as_str(), t.snapshot_id, t.data_files)).collect::<Vec<_>>(),
                 glue_tables = ?glue_tables.iter().map(|t| (t.table.as_str(), t.partitions_added)).collect::<Vec<_>>(),
+                removed = removed.as_ref().map(|r| r.objects),
                 ms,
                 "job commit"
             ),
@@ -363,6 +367,22 @@ impl Function {
                     }
                 ),
         };
+        let mode = event.mode;
+        if mode != WriteMode::Append {
+            let refused = match (&event.input, tables.first()) {
+                (_, Some(table)) => Some(format!(
+                    "`mode` applies to folders; the Iceberg table {table} is only appended to: name its folders in an event of their own"
+                )),
+                (Input::Objects { .. }, None) => Some(
+                    "a map batch only adds; give `mode` to the job's finish step (`commit.mode`), which removes what the whole job replaces".into(),
+                ),
+                _ => None,
+            };
+            if let Some(why) = refused {
+                return Err(Error::InvalidEvent(format!("{why}; nothing was written")));
+            }
+        }
+        let dry_run = job.dry_run;
         match event.input {
             Input::Rows(rows) if !tables.is_empty() => self
                 .rows_into_tables(rows, job, &tables, id, deadline)
@@ -372,13 +392,14 @@ impl Function {
                 .source_into_tables(source, job, &tables, deadline)
                 .await
                 .map(Reply::Converted),
-            Input::Rows(rows) => self
-                .rows(rows, job, id, deadline)
-                .await
-                .map(Reply::Converted),
+            Input::Rows(rows) => {
+                let response = self.rows(rows, job, id, deadline).await?;
+                self.replaced(&targets, response, mode, dry_run).await
+            }
             Input::Source(source) => {
                 let mut results = self.sources(&[source], job, deadline).await?;
-                Ok(Reply::Converted(results.remove(0)))
+                self.replaced(&targets, results.remove(0), mode, dry_run)
+                    .await
             }
             Input::Objects { objects, .. } if objects.is_empty() => Ok(Reply::Ignored {
                 ignored: "no object in the batch",
@@ -400,7 +421,7 @@ impl Function {
                         .objects_into_tables(&objects, job, &tables, manifests, deadline)
                         .await;
                 }
-                let (dry_run, evolution) = (job.dry_run, job.evolution);
+                let evolution = job.evolution;
                 let results = self.sources(&objects, job, deadline).await?;
                 match manifests {
                     Some(folder) if !dry_run => {

@@ -5,6 +5,7 @@ use arrow_schema::Schema;
 use lambda_runtime::Diagnostic;
 use serde::Serialize;
 
+use super::replace::Removed;
 use crate::Error;
 use crate::catalog::hive::Columns;
 use crate::input::target::Target;
@@ -41,6 +42,9 @@ pub enum Reply {
         /// `finish`: each folder's Glue table, with the job's partitions registered.
         #[serde(skip_serializing_if = "Vec::is_empty")]
         glue_tables: Vec<GlueTableKept>,
+        /// `finish`: what the job's `mode` removed, after the markers.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        removed: Option<Removed>,
     },
     /// A sweep: the uploads it aborted.
     Swept { swept: Swept },
@@ -155,6 +159,9 @@ pub struct Response {
     /// What each folder's `glue_table` got (on the first response of several).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub glue_tables: Vec<GlueTableKept>,
+    /// What `mode` removed (in a dry run: would remove) once the objects were visible.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removed: Option<Removed>,
     /// The columns written, as the folders' Glue tables see them (a map batch lists them in
     /// its manifest for the job's finish step).
     #[serde(skip)]
@@ -172,6 +179,7 @@ impl Response {
             source: None,
             tables: Vec::new(),
             glue_tables: Vec::new(),
+            removed: None,
             columns: None,
         }
     }

@@ -5,6 +5,7 @@
 use serde::Deserialize;
 
 use crate::Error;
+use crate::input::event::WriteMode;
 
 /// What a commit event asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +18,8 @@ pub enum Commit {
         bucket: String,
         key: String,
         map_run: Option<String>,
+        /// What the job does to what the folders held before it (done after `_SUCCESS`).
+        mode: WriteMode,
     },
 }
 
@@ -27,6 +30,7 @@ struct RawCommit {
     /// The map state's `ResultWriterDetails`: `{"Bucket", "Key"}` of its `manifest.json`.
     results: Option<ResultWriterDetails>,
     map_run: Option<String>,
+    mode: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -49,12 +53,20 @@ impl Commit {
                 r#"must be {{"phase": "start"}} or {{"phase": "finish", "results": {{"Bucket", "Key"}}, "map_run"}}: {e}"#
             ))
         })?;
+        let mode = match &raw.mode {
+            Some(name) => WriteMode::parse(name, "`commit.mode`")?,
+            None => WriteMode::Append,
+        };
         match (raw.phase.as_str(), raw.results) {
-            ("start", None) => Ok(Commit::Start),
+            ("start", None) if raw.mode.is_none() => Ok(Commit::Start),
+            ("start", None) => Err(invalid(
+                "`mode` belongs to the `finish` step, which removes what the job replaces".into(),
+            )),
             ("finish", Some(results)) => Ok(Commit::Finish {
                 bucket: results.bucket,
                 key: results.key,
                 map_run: raw.map_run,
+                mode,
             }),
             ("finish", None) => Err(invalid(
                 "`finish` needs `results`: the map state's ResultWriterDetails".into(),
@@ -82,13 +94,22 @@ mod tests {
             Commit::Finish {
                 bucket: "b".into(),
                 key: "r/m/manifest.json".into(),
-                map_run: Some("arn".into())
+                map_run: Some("arn".into()),
+                mode: WriteMode::Append,
             }
         );
         for (bad, word) in [
             (r#"{"phase": "finish"}"#, "needs `results`"),
             (r#"{"phase": "done"}"#, "not `done`"),
             (r#"{"phase": "start", "x": 1}"#, "unknown field"),
+            (
+                r#"{"phase": "start", "mode": "overwrite"}"#,
+                "belongs to the `finish`",
+            ),
+            (
+                r#"{"phase": "finish", "results": {"Bucket": "b", "Key": "k"}, "mode": "all"}"#,
+                "`commit.mode` must be",
+            ),
         ] {
             let e = Commit::parse(bad).unwrap_err();
             assert!(e.to_string().contains(word), "{bad}: {e}");

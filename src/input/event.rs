@@ -18,7 +18,7 @@ use crate::rows::json::Scanner;
 use crate::schema::ddl;
 
 /// The optional top-level fields besides `rows` or `source`.
-const OPTIONAL_FIELDS: [&str; 7] = [
+const OPTIONAL_FIELDS: [&str; 8] = [
     "targets",
     "schema",
     "unknown_keys",
@@ -26,7 +26,38 @@ const OPTIONAL_FIELDS: [&str; 7] = [
     "partition_by",
     "schema_evolution",
     "max_file_bytes",
+    "mode",
 ];
+
+/// What a write does to what its folders held before (`mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Adds to the folder.
+    #[default]
+    Append,
+    /// After the write, each folder holds only what it wrote.
+    Overwrite,
+    /// After the write, each partition folder it wrote in holds only what it wrote; the other
+    /// partitions are left as they are.
+    OverwritePartitions,
+}
+
+impl WriteMode {
+    /// Parses `append`, `overwrite` or `overwrite_partitions`.
+    ///
+    /// # Errors
+    /// `InvalidEvent` naming `what` for anything else.
+    pub fn parse(name: &str, what: &str) -> Result<WriteMode, Error> {
+        match name {
+            "append" => Ok(WriteMode::Append),
+            "overwrite" => Ok(WriteMode::Overwrite),
+            "overwrite_partitions" => Ok(WriteMode::OverwritePartitions),
+            _ => Err(Error::InvalidEvent(format!(
+                "{what} must be \"append\", \"overwrite\" or \"overwrite_partitions\""
+            ))),
+        }
+    }
+}
 
 /// Whether a table target's schema may change to take the rows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -100,6 +131,8 @@ pub struct Event<'a> {
     pub schema_evolution: Option<Evolution>,
     /// `max_file_bytes`; `None` leaves it to the function's `MAX_FILE_BYTES`.
     pub max_file_bytes: Option<u64>,
+    /// `mode`: what the write does to what the folders held.
+    pub mode: WriteMode,
 }
 
 /// Parses and validates an event's bytes in one pass (the rows go straight onto a tape).
@@ -363,7 +396,15 @@ impl<'a> Fields<'a> {
                     .map_err(|why| Error::InvalidEvent(format!("`max_file_bytes` {why}")))
             })
             .transpose()?;
+        let mode = match self.get("mode") {
+            None => WriteMode::Append,
+            Some(raw) => match serde_json::from_str::<String>(raw) {
+                Ok(name) => WriteMode::parse(&name, "`mode`")?,
+                Err(_) => WriteMode::parse(raw, "`mode`")?,
+            },
+        };
         Ok(Event {
+            mode,
             max_file_bytes,
             input,
             targets,
@@ -549,6 +590,20 @@ mod tests {
             let e = given(bad).unwrap_err();
             assert!(e.to_string().contains("add_columns"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn mode_is_append_unless_named() {
+        let given = |extra: &str| {
+            parse(format!(r#"{{"rows": [{{"a": 1}}]{extra}}}"#).as_bytes()).map(|e| e.mode)
+        };
+        assert_eq!(given("").unwrap(), WriteMode::Append);
+        assert_eq!(
+            given(r#", "mode": "overwrite_partitions""#).unwrap(),
+            WriteMode::OverwritePartitions
+        );
+        let e = given(r#", "mode": "replace""#).unwrap_err();
+        assert!(e.to_string().contains("`mode` must be"), "{e}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::delete_object::DeleteObjectError;
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use aws_smithy_http_client::tls;
 use std::time::{Duration, SystemTime};
 
@@ -358,6 +359,89 @@ impl S3Store {
         }
     }
 
+    /// Every object's key under `s3://bucket/prefix`, every page of S3's listing.
+    ///
+    /// # Errors
+    /// `S3WriteFailed` naming the prefix (a listing serves a write's removals).
+    pub async fn list_keys(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, Error> {
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .set_expected_bucket_owner(self.expected_bucket_owner.clone())
+                .send()
+                .await
+                .map_err(|e| {
+                    Error::S3WriteFailed(format!(
+                        "listing s3://{bucket}/{prefix} failed: {}",
+                        describe(&e)
+                    ))
+                })?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
+            token = page.next_continuation_token().map(str::to_owned);
+            if page.is_truncated() != Some(true) || token.is_none() {
+                return Ok(keys);
+            }
+        }
+    }
+
+    /// Deletes `keys` of `bucket`, [`DELETES_PER_CALL`] a request; the keys it could not
+    /// delete, each with why.
+    pub async fn delete_keys(&self, bucket: &str, keys: &[String]) -> Vec<String> {
+        let mut left = Vec::new();
+        for chunk in keys.chunks(DELETES_PER_CALL) {
+            let objects = chunk
+                .iter()
+                .map(|key| ObjectIdentifier::builder().key(key).build())
+                .collect::<Result<Vec<_>, _>>();
+            let request = objects.and_then(|objects| {
+                Delete::builder()
+                    .set_objects(Some(objects))
+                    .quiet(true)
+                    .build()
+            });
+            let Ok(request) = request else {
+                left.extend(
+                    chunk
+                        .iter()
+                        .map(|k| format!("s3://{bucket}/{k} (not a valid key)")),
+                );
+                continue;
+            };
+            let deleted = self
+                .client
+                .delete_objects()
+                .bucket(bucket)
+                .delete(request)
+                .set_expected_bucket_owner(self.expected_bucket_owner.clone())
+                .send()
+                .await;
+            match deleted {
+                Ok(out) => left.extend(out.errors().iter().map(|e| {
+                    format!(
+                        "s3://{bucket}/{} ({})",
+                        e.key().unwrap_or_default(),
+                        e.code().unwrap_or("an error")
+                    )
+                })),
+                Err(e) => {
+                    let why = describe(&e);
+                    left.extend(chunk.iter().map(|k| format!("s3://{bucket}/{k} ({why})")));
+                }
+            }
+        }
+        left
+    }
+
     /// Deletes `s3://bucket/key` (a missing key is no error).
     ///
     /// # Errors
@@ -378,6 +462,9 @@ impl S3Store {
         })
     }
 }
+
+/// S3's `DeleteObjects` takes at most this many keys a request.
+pub const DELETES_PER_CALL: usize = 1000;
 
 /// A source object being read.
 #[derive(Debug)]

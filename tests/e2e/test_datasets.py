@@ -12,11 +12,19 @@ Glue's own rules (a stale `VersionId` refused, at most 100 partitions per
   it was; with evolution the new column is appended;
 - a source object with 250 partitions registers them in calls of at most 100;
 - a whole-prefix job's batches leave the catalog alone, and its finish step creates the table
-  and registers every partition once, however often it runs.
+  and registers every partition once, however often it runs; a later job's finish with
+  `overwrite` leaves only its own files and partitions;
+- each write mode, with a reader listing the folder all along: `overwrite_partitions` replaces
+  only the partitions written, `overwrite` the whole folder and the table's other partitions
+  (after the new objects are visible: the reader never sees a folder or a rewritten partition
+  empty), a dry run lists what would go, and a mode is refused where it cannot apply.
 
 Run by scripts/test after the debug binaries are built."""
 import pathlib
 import sys
+import threading
+
+import json
 
 import botocore.exceptions
 import pytest
@@ -208,7 +216,98 @@ def test_a_whole_prefix_job_registers_its_partitions_once_at_the_finish(moto, em
     assert kind == "response" and again["glue_tables"][0]["partitions_added"] == 0, again
     assert again["glue_tables"][0]["created"] is False
 
+    # A later job that overwrites: only its own files, and its own partition, are left.
+    s3.put_object(Bucket=LAKE, Key="in/job2/only.ndjson", Body=b'{"id": 999, "dt": "2024-03-01"}\n')
+    second = {**batch_input, "manifests": f"s3://{LAKE}/jobs/glue-run-2/batches/"}
+    kind, reply = invoke(emulator, {"Items": [{"Key": "in/job2/only.ndjson"}], "BatchInput": second})
+    assert kind == "response", reply
+    results, arn = map_run(moto, LAKE, "glue-run-2", [reply])
+    kind, done = invoke(emulator, {"commit": {"phase": "finish", "results": results, "map_run": arn,
+                                              "mode": "overwrite"}, "targets": targets})
+    assert kind == "response", done
+    left = moto.keys(LAKE, "out/job/")
+    assert done["removed"]["objects"] == 4 * 3 and done["removed"]["glue_partitions"] == 2, done
+    marker = json.loads(s3.get_object(Bucket=LAKE, Key="out/job/_SUCCESS")["Body"].read())
+    assert left == sorted(["out/job/_SUCCESS"] + [f"out/job/{f}" for f in marker["filenames"]]), left
+    assert len(marker["filenames"]) == 1 and sorted(partitions(moto, "job")) == [("2024-03-01",)]
+
     # Without a manifests folder, a batch could not hand its columns to the finish: refused.
     del batch_input["manifests"]
     kind, answer = invoke(emulator, {"Items": [{"Key": keys[0]}], "BatchInput": batch_input})
     assert (kind, answer["errorType"]) == ("error", "InvalidEvent") and "manifests" in answer["errorMessage"], answer
+
+
+class Reader(threading.Thread):
+    """Lists a folder over and over while writes run: every listing, as a set of keys."""
+
+    def __init__(self, moto, prefix):
+        super().__init__(daemon=True)
+        self.moto, self.prefix, self.listings = moto, prefix, []
+        self.done = threading.Event()
+
+    def run(self):
+        s3 = self.moto.client("s3")
+        while not self.done.is_set():
+            page = s3.list_objects_v2(Bucket=LAKE, Prefix=self.prefix)
+            self.listings.append({o["Key"] for o in page.get("Contents", [])})
+
+    def stop(self):
+        self.done.set()
+        self.join()
+        return self.listings
+
+
+def test_each_mode_replaces_what_it_should_and_a_reader_never_sees_a_gap(moto, emulator):
+    folder = "out/modes/"
+    target = {"prefix": f"s3://{LAKE}/{folder}", "compression": "snappy", "glue_table": "analytics.modes"}
+    day = lambda d, who: {"user": who, "clicks": 1, "dt": f"2024-04-0{d}"}
+
+    def write(rows, request_id, **extra):
+        kind, reply = invoke(emulator, {"rows": rows, "targets": [target], "partition_by": ["dt"], **extra},
+                             request_id=request_id)
+        assert kind == "response", reply
+        return reply
+
+    first = write([day(1, "ann"), day(2, "bob")], "first")
+    old = {o["partition"]: o["key"] for o in first["objects"]}
+    assert "removed" not in first, first
+
+    reader = Reader(moto, folder)
+    reader.start()
+    replaced = write([day(2, "cy")], "second", mode="overwrite_partitions")
+    listings = reader.stop()
+    assert replaced["removed"] == {"objects": 1, "uris": [f"s3://{LAKE}/{old['dt=2024-04-02']}"],
+                                   "glue_partitions": 0}, replaced
+    assert moto.keys(LAKE, folder) == sorted([old["dt=2024-04-01"], replaced["objects"][0]["key"]])
+    # The reader: day 1 never touched, day 2 never empty (old, both, then new).
+    assert listings and all(old["dt=2024-04-01"] in keys for keys in listings)
+    assert all(any(k.startswith(f"{folder}dt=2024-04-02/") for k in keys) for keys in listings)
+
+    kept = moto.keys(LAKE, folder)
+    dry = write([day(3, "di")], "third", mode="overwrite", dry_run=True)
+    assert dry["removed"]["objects"] == 2 and dry["removed"]["glue_partitions"] == 2, dry
+    assert sorted(u.split("/", 3)[3] for u in dry["removed"]["uris"]) == kept
+    assert moto.keys(LAKE, folder) == kept and len(partitions(moto, "modes")) == 2
+
+    reader = Reader(moto, folder)
+    reader.start()
+    overwritten = write([day(3, "di")], "third", mode="overwrite")
+    listings = reader.stop()
+    assert overwritten["removed"]["objects"] == 2 and overwritten["removed"]["glue_partitions"] == 2, overwritten
+    new = overwritten["objects"][0]["key"]
+    assert moto.keys(LAKE, folder) == [new]
+    assert sorted(partitions(moto, "modes")) == [("2024-04-03",)]
+    # Never an empty folder: the old objects until the new one is there.
+    assert listings and all(keys for keys in listings)
+    assert all(new in keys or set(kept) <= keys for keys in listings)
+
+    # Where a mode cannot apply, it is refused before anything is written.
+    for event, says in [
+        ({"rows": [day(4, "ed")], "targets": [target, {"table": "analytics.iceberg"}], "mode": "overwrite"},
+         "only appended to"),
+        ({"Items": [{"Key": "in/many.ndjson"}], "BatchInput": {"bucket": LAKE, "targets": [target],
+                                                               "mode": "overwrite"}}, "commit.mode"),
+    ]:
+        kind, answer = invoke(emulator, event)
+        assert (kind, answer.get("errorType")) == ("error", "InvalidEvent") and says in answer["errorMessage"], answer
+    assert moto.keys(LAKE, folder) == [new]

@@ -1,0 +1,214 @@
+//! The write modes (`mode`). Once a write's objects are visible, what its folders held before
+//! and the write replaces is removed: everything else in the folder (`overwrite`), or in the
+//! partition folders it wrote in (`overwrite_partitions`). So a folder is never empty or
+//! missing in between; a listing made meanwhile sees old and new together. With `overwrite`, a
+//! folder's Glue table first drops the partitions the write did not write. Removals never
+//! reach above a target folder. A dry run lists what would go and removes nothing.
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+
+use super::Function;
+use super::reply::{Reply, Response};
+use crate::Error;
+use crate::catalog::hive::HiveTables;
+use crate::input::event::WriteMode;
+use crate::input::target::Target;
+
+/// What a mode removed (in a dry run: would remove), over every target.
+#[derive(Debug, Default, Serialize)]
+pub struct Removed {
+    pub objects: usize,
+    /// The first [`Removed::LISTED`] of them: the reply stays small whatever the count.
+    pub uris: Vec<String>,
+    /// Partitions the folders' Glue tables dropped.
+    pub glue_partitions: usize,
+}
+
+impl Removed {
+    pub const LISTED: usize = 1000;
+}
+
+/// What a write left in one target folder: the keys, and the partition folders written in
+/// (relative to the folder, `dt=2024-01-01/`; `""` without partitions).
+#[derive(Debug, Default)]
+pub(super) struct Wrote {
+    pub keys: HashSet<String>,
+    pub partitions: Vec<String>,
+}
+
+impl Wrote {
+    /// Each target's part of `response`.
+    pub(super) fn of(targets: &[Target], response: &Response) -> Vec<Wrote> {
+        targets
+            .iter()
+            .map(|target| {
+                let folder = target.prefix.to_string();
+                let mut wrote = Wrote::default();
+                for object in response
+                    .objects
+                    .iter()
+                    .filter(|o| o.uri.starts_with(&folder))
+                {
+                    let partition = match &object.partition {
+                        Some(path) => format!("{path}/"),
+                        None => String::new(),
+                    };
+                    if !wrote.partitions.contains(&partition) {
+                        wrote.partitions.push(partition);
+                    }
+                    wrote.keys.insert(object.key.clone());
+                }
+                wrote
+            })
+            .collect()
+    }
+}
+
+/// The keys among `listed` (the folder `key_prefix`'s) that `mode` removes after `wrote`.
+fn doomed(mode: WriteMode, key_prefix: &str, listed: Vec<String>, wrote: &Wrote) -> Vec<String> {
+    listed
+        .into_iter()
+        .filter(|key| {
+            let Some(relative) = key.strip_prefix(key_prefix) else {
+                return false;
+            };
+            !wrote.keys.contains(key)
+                && match mode {
+                    WriteMode::Append => false,
+                    WriteMode::Overwrite => true,
+                    WriteMode::OverwritePartitions => {
+                        wrote.partitions.iter().any(|p| relative.starts_with(p))
+                    }
+                }
+        })
+        .collect()
+}
+
+impl Function {
+    /// `response` (a conversion's, its objects visible) with what `mode` then removed.
+    ///
+    /// # Errors
+    /// As [`Function::replace`].
+    pub(super) async fn replaced(
+        &self,
+        targets: &[Target],
+        response: Response,
+        mode: WriteMode,
+        dry_run: bool,
+    ) -> Result<Reply, Error> {
+        let wrote = Wrote::of(targets, &response);
+        let removed = self.replace(targets, &wrote, mode, dry_run).await?;
+        Ok(Reply::Converted(Response {
+            removed,
+            ..response
+        }))
+    }
+
+    /// Removes what `mode` replaces in each target folder (`wrote`, one per target), after
+    /// the write's objects became visible; `None` for `append`.
+    ///
+    /// # Errors
+    /// `S3WriteFailed` when a listing fails or objects could not be removed (the write's own
+    /// objects stay: a retry writes the same keys and removes the rest); `CatalogFailed` when
+    /// a Glue table's partitions could not be dropped.
+    pub(super) async fn replace(
+        &self,
+        targets: &[Target],
+        wrote: &[Wrote],
+        mode: WriteMode,
+        dry_run: bool,
+    ) -> Result<Option<Removed>, Error> {
+        if mode == WriteMode::Append {
+            return Ok(None);
+        }
+        let mut removed = Removed::default();
+        for (target, wrote) in targets.iter().zip(wrote) {
+            let prefix = &target.prefix;
+            if let (WriteMode::Overwrite, Some(table)) = (mode, &target.glue_table) {
+                // The catalog first: a reader through it never meets a partition whose
+                // objects are going.
+                let hive = HiveTables::new(self.glue.client().await);
+                let paths: Vec<&str> = wrote.partitions.iter().map(String::as_str).collect();
+                removed.glue_partitions += hive.drop_others(table, &paths, dry_run).await?;
+            }
+            let listed = self
+                .store
+                .list_keys(&prefix.bucket, &prefix.key_prefix)
+                .await?;
+            let doomed = doomed(mode, &prefix.key_prefix, listed, wrote);
+            removed.objects += doomed.len();
+            let room = Removed::LISTED - removed.uris.len();
+            let uris = doomed.iter().take(room);
+            (removed.uris).extend(uris.map(|key| format!("s3://{}/{key}", prefix.bucket)));
+            if dry_run || doomed.is_empty() {
+                continue;
+            }
+            let left = self.store.delete_keys(&prefix.bucket, &doomed).await;
+            if !left.is_empty() {
+                return Err(Error::S3WriteFailed(format!(
+                    "the write's objects are in place, but {} of the {} objects it replaces in {prefix} could not be removed (a retry removes them): {}",
+                    left.len(),
+                    doomed.len(),
+                    left.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+            tracing::info!(folder = %prefix, removed = doomed.len(), "replaced objects removed");
+        }
+        Ok(Some(removed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed() -> Vec<String> {
+        [
+            "out/x/_SUCCESS",
+            "out/x/dt=1/old.parquet",
+            "out/x/dt=1/new.parquet",
+            "out/x/dt=10/old.parquet",
+            "out/x/dt=2/old.parquet",
+            "out/xy/dt=1/other.parquet",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    fn wrote(partitions: &[&str]) -> Wrote {
+        Wrote {
+            keys: HashSet::from(["out/x/dt=1/new.parquet".to_owned()]),
+            partitions: partitions.iter().map(|p| (*p).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn each_mode_removes_only_inside_the_folder_and_never_what_was_written() {
+        let w = wrote(&["dt=1/"]);
+        assert!(doomed(WriteMode::Append, "out/x/", listed(), &w).is_empty());
+        assert_eq!(
+            doomed(WriteMode::Overwrite, "out/x/", listed(), &w),
+            [
+                "out/x/_SUCCESS",
+                "out/x/dt=1/old.parquet",
+                "out/x/dt=10/old.parquet",
+                "out/x/dt=2/old.parquet"
+            ]
+        );
+        assert_eq!(
+            doomed(WriteMode::OverwritePartitions, "out/x/", listed(), &w),
+            ["out/x/dt=1/old.parquet"]
+        );
+        // Unpartitioned, a partition overwrite is the whole folder's.
+        let whole = doomed(
+            WriteMode::OverwritePartitions,
+            "out/x/",
+            listed(),
+            &wrote(&[""]),
+        );
+        assert_eq!(whole.len(), 4);
+        assert!(whole.iter().all(|k| k.starts_with("out/x/")));
+    }
+}
