@@ -2,6 +2,7 @@
 bench/tables.py (one port for both), with the clients that check what the function committed:
 boto3 for Glue and S3 as stored, pyiceberg for the tables as an engine reads them. Needs the
 virtualenv's moto, boto3 and pyiceberg."""
+import contextlib
 import json
 import os
 import subprocess
@@ -59,11 +60,20 @@ class Moto:
         self.proc.wait()
 
 
+@contextlib.contextmanager
 def environment():
-    """The test process's own AWS settings must not leak into boto3 or pyiceberg."""
+    """The test process's own AWS settings must not leak into boto3 or pyiceberg; restored
+    on leaving, so a test module that follows (the AWS CLI against the embedded S3, with its
+    own credentials) is not handed moto's."""
+    saved = dict(os.environ)
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_GLUE"):
         os.environ.pop(name, None)
     os.environ.update(CREDENTIALS)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 class VersionedGlue(Proxy):

@@ -53,7 +53,11 @@ def appends(function, payload, n):
 
 def main():
     bootstrap, events = map(pathlib.Path, sys.argv[1:3])
-    environment()
+    with environment():
+        measure(bootstrap, events)
+
+
+def measure(bootstrap, events):
     seed = json.loads((events / "seed-6mb.json").read_text())
     folder_event = json.dumps({**seed, "targets": [
         {"prefix": f"s3://{LAKE}/out/parquet/", "compression": "uncompressed"},

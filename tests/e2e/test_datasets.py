@@ -41,10 +41,10 @@ ROWS = [{"user": "ann", "clicks": 3, "dt": "2024-01-01"},
 
 @pytest.fixture(scope="module")
 def moto():
-    environment()
-    server = Moto(buckets=[LAKE], databases=["analytics"])
-    yield server
-    server.stop()
+    with environment():
+        server = Moto(buckets=[LAKE], databases=["analytics"])
+        yield server
+        server.stop()
 
 
 @pytest.fixture(scope="module")

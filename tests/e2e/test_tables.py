@@ -38,10 +38,10 @@ ROWS = [{"name": "John Doe", "age": 30, "city": "New York"},
 
 @pytest.fixture(scope="module")
 def moto():
-    environment()
-    server = Moto(buckets=[LAKE], databases=["analytics", "raw"])
-    yield server
-    server.stop()
+    with environment():
+        server = Moto(buckets=[LAKE], databases=["analytics", "raw"])
+        yield server
+        server.stop()
 
 
 def test_rows_create_a_table_and_each_invocation_commits_once(moto):
