@@ -238,30 +238,43 @@ async fn a_distributed_map_batch_converts_every_object_all_or_nothing() {
     s3.put(IN, "in/b.ndjson", ndjson(5, 0), None).await;
     let input = json!({"bucket": IN, "targets": targets(), "partition_by": ["dt"]});
     let body = map_batch(&["in/", "in/a.ndjson", "in/b.ndjson"], input.clone());
-    let Reply::Each { results } = run(&s3, &[], &body, "req-5").await.unwrap() else {
-        panic!("one result per object")
+    let Reply::Each { mut results } = run(&s3, &[], &body, "req-5").await.unwrap() else {
+        panic!("one result for the batch")
     };
-    assert_eq!(results.iter().map(|r| r.rows).collect::<Vec<_>>(), [10, 5]);
+    assert_eq!(results.len(), 1, "the batch's objects share their files");
+    let result = results.remove(0);
+    assert_eq!(result.rows, 15);
+    assert!(result.source.is_none());
     assert_eq!(
-        results[1].source.as_ref().unwrap().uri,
-        "s3://in-bucket/in/b.ndjson"
+        result
+            .sources
+            .iter()
+            .map(|s| s.uri.as_str())
+            .collect::<Vec<_>>(),
+        ["s3://in-bucket/in/a.ndjson", "s3://in-bucket/in/b.ndjson"]
     );
+    // One file per partition per target for both objects, not one per object.
     let written = s3.keys(OUT).await;
-    assert_eq!(written.len(), 2 * (3 + 3));
-    // Every object of every item holds its own rows (not only the first item's).
-    for result in &results {
-        let back = read_back(&s3, result).await;
-        let ids: usize = back.values().map(Vec::len).sum();
-        assert_eq!(
-            ids,
-            2 * result.rows,
-            "{:?}",
-            result.source.as_ref().unwrap().uri
-        );
-    }
-    // A retried batch overwrites its own output: the keys follow each object's identity.
+    assert_eq!(written.len(), 2 * 3);
+    let back = read_back(&s3, &result).await;
+    let mut ids: Vec<i64> = back
+        .iter()
+        .filter(|(key, _)| key.starts_with("out/parquet-snappy/"))
+        .flat_map(|(_, rows)| rows.iter().map(|r| r["i"].as_i64().unwrap()))
+        .collect();
+    ids.sort_unstable();
+    let mut expected: Vec<i64> = (0..10).chain(0..5).collect();
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "every row of every object, once");
+    // A retried batch overwrites its own output: the keys follow the batch's identity (its
+    // keys and ETags), and another batch of the same keys with other ETags writes apart.
     run(&s3, &[], &body, "req-6").await.unwrap();
     assert_eq!(s3.keys(OUT).await, written);
+    let changed = body.to_string().replace("\\\"e\\\"", "\\\"f\\\"");
+    let changed: Value = serde_json::from_str(&changed).unwrap();
+    assert_ne!(changed, body);
+    run(&s3, &[], &changed, "req-6b").await.unwrap();
+    assert_eq!(s3.keys(OUT).await.len(), 2 * written.len());
 
     // One missing object fails the batch, and the other's output is not left behind.
     let s3 = LocalS3::start(&[IN, OUT]).await;
@@ -363,7 +376,8 @@ async fn a_job_commits_a_success_marker_listing_every_object_only_when_every_ite
             .iter()
             .map(|m| (m.objects, m.rows))
             .collect::<Vec<_>>(),
-        [(12, 18), (12, 18)]
+        [(6, 18), (6, 18)],
+        "a batch's two objects share one file per partition"
     );
     let (body, _) = s3.get(OUT, "out/parquet-snappy/_SUCCESS").await;
     let marker: Value = serde_json::from_slice(&body).unwrap();

@@ -24,21 +24,31 @@ use crate::store::transaction::{Transaction, with_leftovers};
 
 impl Function {
     /// Objects read and converted as streams, all or nothing together: one transaction,
-    /// committed when every object is converted.
+    /// committed when every object is converted. With `batch` (a map batch's identity) the
+    /// objects are read one after the other into the same files (one per partition and
+    /// target, rolling over at `max_file_bytes`), named for the batch, and answered with one
+    /// response; without it each object gets its own files, named for the object, and
+    /// response.
     pub(super) async fn sources(
         &self,
         sources: &[Source],
+        batch: Option<&str>,
         job: Conversion<'_>,
         deadline: Option<SystemTime>,
     ) -> Result<Vec<Response>, Error> {
         self.check_sources(sources)?;
         let mut transaction = Transaction::new(&self.store);
-        let mut converted = Vec::with_capacity(sources.len());
-        for source in sources {
+        let groups: Vec<&[Source]> = match batch {
+            Some(_) => vec![sources],
+            None => sources.chunks(1).collect(),
+        };
+        let mut converted = Vec::with_capacity(groups.len());
+        for group in groups {
             let streamed = stream::convert(
                 &self.store,
                 stream::Job {
-                    source,
+                    sources: group,
+                    id: batch,
                     targets: job.targets,
                     schema: job.schema.clone(),
                     unknown_keys: job.unknown_keys,
@@ -89,16 +99,11 @@ impl Function {
                 for object in &mut objects {
                     object.stored = stored.next().unwrap_or_default();
                 }
-                let read = SourceRead {
-                    uri: streamed.uri,
-                    bytes: streamed.bytes,
-                    etag: streamed.etag,
-                };
                 let mut response = job.response(
                     &streamed.schema,
                     streamed.layout.as_ref(),
                     objects,
-                    Some(read),
+                    streamed.reads,
                 );
                 response.columns = columns.as_mut().map(|each| each.remove(0));
                 response
@@ -219,7 +224,7 @@ impl Function {
                 output.stored = stored;
             }
         }
-        let mut response = job.response(&schema, layout.as_ref(), outputs, None);
+        let mut response = job.response(&schema, layout.as_ref(), outputs, Vec::new());
         response.columns = columns.as_mut().map(|each| each.remove(0));
         response.glue_tables = kept;
         Ok(response)
@@ -289,8 +294,12 @@ impl Conversion<'_> {
         schema: &Schema,
         layout: Option<&Layout>,
         outputs: Vec<Output>,
-        source: Option<SourceRead>,
+        mut reads: Vec<SourceRead>,
     ) -> Response {
+        let source = match reads.len() {
+            1 => reads.pop(),
+            _ => None,
+        };
         let (files, partitions) = files_and_partitions(schema, layout);
         let mut described = vec![false; self.targets.len()];
         let rows = outputs
@@ -315,6 +324,7 @@ impl Conversion<'_> {
             dry_run: self.dry_run,
             schema: self.dry_run.then(|| SchemaDescription::of(schema)),
             source,
+            sources: reads,
             tables: Vec::new(),
             glue_tables: Vec::new(),
             removed: None,

@@ -433,7 +433,7 @@ impl Function {
     ) -> Result<Reply, Error> {
         let sources: Vec<u8> = results
             .iter()
-            .filter_map(|r| r.source.as_ref())
+            .flat_map(Response::reads)
             .flat_map(|s| {
                 format!("{}\n{}\n", s.uri, s.etag.as_deref().unwrap_or_default()).into_bytes()
             })
@@ -441,7 +441,7 @@ impl Function {
         let key = format!("{}{}.json", folder.key_prefix, uuid_shaped(&sources));
         let listed = BatchListed {
             manifest: format!("s3://{}/{key}", folder.bucket),
-            sources: results.len(),
+            sources: results.iter().flat_map(Response::reads).count(),
             rows: results.iter().map(|r| r.rows).sum(),
             objects: results.iter().map(|r| r.objects.len()).sum(),
             bytes: results

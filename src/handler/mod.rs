@@ -300,7 +300,7 @@ impl Function {
                 };
                 let tables = &self.config.default_tables;
                 let mut results = match tables.is_empty() {
-                    true => self.sources(&objects, job(), deadline).await?,
+                    true => self.sources(&objects, None, job(), deadline).await?,
                     // Each object its own work: a retried notification skips what landed.
                     false => {
                         let mut results = Vec::with_capacity(objects.len());
@@ -397,14 +397,18 @@ impl Function {
                 self.replaced(&targets, response, mode, dry_run).await
             }
             Input::Source(source) => {
-                let mut results = self.sources(&[source], job, deadline).await?;
+                let mut results = self.sources(&[source], None, job, deadline).await?;
                 self.replaced(&targets, results.remove(0), mode, dry_run)
                     .await
             }
             Input::Objects { objects, .. } if objects.is_empty() => Ok(Reply::Ignored {
                 ignored: "no object in the batch",
             }),
-            Input::Objects { objects, manifests } => {
+            Input::Objects {
+                objects,
+                manifests,
+                etags,
+            } => {
                 refuse_own_output(&objects, &targets)?;
                 if let Some(folder) = &manifests {
                     self.check_manifests(folder, &targets)?;
@@ -415,14 +419,15 @@ impl Function {
                         "a map batch into folders with a Glue table ({table}) needs `BatchInput.manifests`: the job's finish step registers the partitions the batches list there; nothing was written"
                     )));
                 }
+                let batch = stream::batch_identity(&objects, &etags);
                 if !tables.is_empty() {
                     let manifests = manifests.as_ref();
                     return self
-                        .objects_into_tables(&objects, job, &tables, manifests, deadline)
+                        .objects_into_tables(&objects, &batch, job, &tables, manifests, deadline)
                         .await;
                 }
                 let evolution = job.evolution;
-                let results = self.sources(&objects, job, deadline).await?;
+                let results = self.sources(&objects, Some(&batch), job, deadline).await?;
                 match manifests {
                     Some(folder) if !dry_run => {
                         let glue = BatchGlue::of(&targets, &results, evolution)?;

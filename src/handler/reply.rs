@@ -153,6 +153,9 @@ pub struct Response {
     /// The object read, for a source.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<SourceRead>,
+    /// The objects read into the same files, for a map batch of several.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceRead>,
     /// What each table target got.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<TableAppended>,
@@ -169,6 +172,11 @@ pub struct Response {
 }
 
 impl Response {
+    /// Every object it read.
+    pub fn reads(&self) -> impl Iterator<Item = &SourceRead> {
+        self.source.iter().chain(&self.sources)
+    }
+
     /// Nothing written yet.
     pub fn empty(dry_run: bool) -> Response {
         Response {
@@ -177,6 +185,7 @@ impl Response {
             dry_run,
             schema: None,
             source: None,
+            sources: Vec::new(),
             tables: Vec::new(),
             glue_tables: Vec::new(),
             removed: None,
@@ -218,7 +227,7 @@ pub struct TableAppended {
 }
 
 /// The source object a conversion read.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct SourceRead {
     pub uri: String,
     /// Its size as stored (compressed, if it is).

@@ -39,13 +39,20 @@ use crate::store::budget::write_budget;
 use crate::store::s3::{Opened, Output, S3Store};
 use crate::store::transaction::{PART_BYTES, Transaction, with_leftovers};
 
+use super::reply::SourceRead;
+
 /// What the open files of a partitioned stream may hold in memory before the largest is
 /// closed (see the module docs).
 pub const PARTITIONS_MEMORY: usize = 32 << 20;
 
-/// What converting one source object asks for.
+/// What converting source objects asks for: one object, or a map batch's objects read one
+/// after the other into the same files.
 pub struct Job<'a> {
-    pub source: &'a Source,
+    /// At least one.
+    pub sources: &'a [Source],
+    /// The id in the output keys of several objects (a batch's identity); `None` for one
+    /// object, whose [`identity`] it is.
+    pub id: Option<&'a str>,
     pub targets: &'a [Target],
     pub schema: Option<SchemaRef>,
     pub unknown_keys: UnknownKeys,
@@ -64,10 +71,8 @@ pub struct Streamed {
     pub layout: Option<Layout>,
     /// The id in its output keys (see [`identity`]).
     pub id: String,
-    /// The object read: its URI, stored size and ETag.
-    pub uri: String,
-    pub bytes: u64,
-    pub etag: Option<String>,
+    /// Each object read, in order: its URI, stored size and ETag.
+    pub reads: Vec<SourceRead>,
     /// Every object, in the order added to the transaction (`stored` still empty).
     pub objects: Vec<Output>,
 }
@@ -88,6 +93,23 @@ pub fn identity(bucket: &str, key: &str, version_id: Option<&str>, etag: Option<
         None => format!("s3://{bucket}/{key}\netag {}", etag.unwrap_or_default()),
     };
     uuid_shaped(what.as_bytes())
+}
+
+/// The id in a map batch's output keys: derived from its objects as listed (each one's
+/// bucket, key and `Etag`), so a retried batch writes the keys its first attempt wrote.
+pub fn batch_identity(objects: &[Source], etags: &[Option<String>]) -> String {
+    let listed: String = objects
+        .iter()
+        .zip(etags.iter().chain(std::iter::repeat(&None)))
+        .map(|(o, etag)| {
+            format!(
+                "{}\netag {}\n",
+                o.uri(),
+                etag.as_deref().unwrap_or_default()
+            )
+        })
+        .collect();
+    uuid_shaped(listed.as_bytes())
 }
 
 /// The first 128 bits of `what`'s SHA-256, written as a UUID.
@@ -136,8 +158,9 @@ pub(super) async fn open(
     Ok(opened)
 }
 
-/// Converts `job.source` to its objects, added to `transaction` (`None` for a dry run) with
-/// their last bytes but not committed: the caller commits, with whatever else it converts.
+/// Converts `job.sources` to their objects, added to `transaction` (`None` for a dry run)
+/// with their last bytes but not committed: the caller commits, with whatever else it
+/// converts.
 ///
 /// # Errors
 /// `SourceNotFound`/`SourceReadFailed` from S3; `InvalidEvent` naming the source and the line
@@ -148,7 +171,7 @@ pub async fn convert(
     job: Job<'_>,
     mut transaction: Option<&mut Transaction>,
 ) -> Result<Streamed, Error> {
-    let source = job.source;
+    let source = &job.sources[0];
     let first = open(
         store,
         job.measures,
@@ -157,34 +180,39 @@ pub async fn convert(
         None,
     )
     .await?;
-    let id = identity_of(source, &first);
-    let (uri, bytes, etag, version) = (
-        first.uri.clone(),
-        first.size,
-        first.etag.clone(),
-        first.version_id.clone(),
-    );
+    let id = match job.id {
+        Some(id) => id.to_owned(),
+        None => identity_of(source, &first),
+    };
     let declared = match &job.schema {
         Some(declared) => {
-            inference::check_names(declared.fields()).map_err(|e| about(&uri, e))?;
+            inference::check_names(declared.fields()).map_err(|e| about(&first.uri, e))?;
             Some(declared.clone())
         }
         None => None,
     };
-    let mut read = one_read(&job, &id, transaction.as_deref_mut(), first, declared).await?;
+    let mut reads = Vec::with_capacity(job.sources.len());
+    let first = Opening::First(Box::new(first), &mut reads);
+    let mut read = one_read(
+        store,
+        &job,
+        &id,
+        transaction.as_deref_mut(),
+        first,
+        declared,
+    )
+    .await?;
     if let Read::Inferred(inference) = read {
-        // A later chunk changed the types: convert again, on the types of every row.
+        // A later chunk changed the types: convert again, on the types of every row, reading
+        // the same versions (or ETags) as the first read.
+        let uri = match job.sources {
+            [_] => reads[0].read.uri.clone(),
+            _ => "the batch".to_owned(),
+        };
         let inferred = inference.finish().map_err(|e| about(&uri, e))?;
         inference::check_names(inferred.fields()).map_err(|e| about(&uri, e))?;
-        let again = open(
-            store,
-            job.measures,
-            source,
-            version.as_deref(),
-            etag.as_deref(),
-        );
-        let again = again.await?;
-        read = one_read(&job, &id, transaction, again, Some(inferred)).await?;
+        let again = Opening::Again(&reads);
+        read = one_read(store, &job, &id, transaction, again, Some(inferred)).await?;
     }
     let Read::Converted(converted) = read else {
         unreachable!("a read with its schema known converts or fails")
@@ -193,11 +221,24 @@ pub async fn convert(
         schema: converted.schema,
         layout: converted.layout,
         id,
-        uri,
-        bytes,
-        etag,
+        reads: reads.into_iter().map(|r| r.read).collect(),
         objects: converted.objects,
     })
+}
+
+/// An object as the first read found it: what the response says, and what a second read
+/// asks for.
+struct Found {
+    read: SourceRead,
+    version: Option<String>,
+}
+
+/// How one read opens the objects.
+enum Opening<'r> {
+    /// The first object opened already; each one found is recorded.
+    First(Box<Opened>, &'r mut Vec<Found>),
+    /// Each object at the version (else the ETag) the first read found.
+    Again(&'r [Found]),
 }
 
 /// The object's chunks of whole rows, read, decompressed and cut by a task of their own one
@@ -282,10 +323,11 @@ struct Converted {
 /// types of its first chunk while they hold (see the module docs). Whatever does not end
 /// `Converted` leaves nothing of this read in the transaction or in S3.
 async fn one_read(
+    store: &S3Store,
     job: &Job<'_>,
     id: &str,
     transaction: Option<&mut Transaction>,
-    opened: Opened,
+    opening: Opening<'_>,
     schema: Option<SchemaRef>,
 ) -> Result<Read, Error> {
     let mark = transaction.as_ref().map_or(0, |t| t.len());
@@ -311,7 +353,7 @@ async fn one_read(
             ..Progress::default()
         },
     };
-    let result = write.all(opened).await;
+    let result = write.all(store, opening).await;
     let Some(transaction) = write.transaction else {
         return result;
     };
@@ -361,10 +403,65 @@ struct Write<'j, 't> {
 }
 
 impl Write<'_, '_> {
-    /// Every chunk of the object, then the files closed and given to the transaction.
-    async fn all(&mut self, opened: Opened) -> Result<Read, Error> {
+    /// Every chunk of every object, then the files closed and given to the transaction.
+    async fn all(&mut self, store: &S3Store, opening: Opening<'_>) -> Result<Read, Error> {
+        let (mut first, mut found, again) = match opening {
+            Opening::First(opened, found) => (Some(opened), Some(found), None),
+            Opening::Again(found) => (None, None, Some(found)),
+        };
+        for (i, source) in self.job.sources.iter().enumerate() {
+            let opened = match (first.take(), again) {
+                (Some(opened), _) => *opened,
+                (None, Some(found)) => {
+                    let (version, etag) = (&found[i].version, &found[i].read.etag);
+                    let (version, etag) = (version.as_deref(), etag.as_deref());
+                    open(store, self.job.measures, source, version, etag).await?
+                }
+                (None, None) => {
+                    let version = source.version_id.as_deref();
+                    open(store, self.job.measures, source, version, None).await?
+                }
+            };
+            if let Some(found) = found.as_deref_mut() {
+                found.push(Found {
+                    read: SourceRead {
+                        uri: opened.uri.clone(),
+                        bytes: opened.size,
+                        etag: opened.etag.clone(),
+                    },
+                    version: opened.version_id.clone(),
+                });
+            }
+            self.object(opened, source).await?;
+        }
+        if let Some(guess) = self.progress.guess.take()
+            && guess.changed
+        {
+            return Ok(Read::Inferred(guess.inference));
+        }
+        let what = match self.job.sources {
+            [one] => one.uri(),
+            _ => "the batch".to_owned(),
+        };
+        let schema = (self.progress.schema.take())
+            .filter(|_| !self.progress.partitions.is_empty())
+            .ok_or_else(|| no_rows(&what))?;
+        let closing = Instant::now();
+        let last = self.progress.close_all().map_err(|e| about(&what, e))?;
+        self.job.measures.encode.add(closing.elapsed());
+        self.send(last, &what).await?;
+        Ok(Read::Converted(Converted {
+            schema,
+            layout: self.progress.layout.take(),
+            objects: std::mem::take(&mut self.objects),
+        }))
+    }
+
+    /// Every chunk of one object into the files.
+    async fn object(&mut self, opened: Opened, source: &Source) -> Result<(), Error> {
         let uri = opened.uri.clone();
-        let mut chunks = Chunks::start(opened, self.job.source)?;
+        let before = self.progress.rows;
+        let mut chunks = Chunks::start(opened, source)?;
         while let Some(chunk) = chunks.next(self.job.deadline, &uri).await? {
             let settings = self.settings.clone();
             let mut progress = std::mem::take(&mut self.progress);
@@ -381,36 +478,10 @@ impl Write<'_, '_> {
             measures.encode.add(spent.encode);
             self.send(ready.map_err(|e| about(&uri, e))?, &uri).await?;
         }
-        let no_rows = || {
-            Error::InvalidEvent(format!(
-                "source {uri} holds no rows: there is nothing to write"
-            ))
-        };
-        if let Some(guess) = self.progress.guess.take() {
-            if guess.rows == 0 {
-                return Err(no_rows());
-            }
-            if guess.changed {
-                return Ok(Read::Inferred(guess.inference));
-            }
+        match self.progress.rows > before {
+            true => Ok(()),
+            false => Err(no_rows(&uri)),
         }
-        let Some(schema) = self
-            .progress
-            .schema
-            .take()
-            .filter(|_| !self.progress.partitions.is_empty())
-        else {
-            return Err(no_rows());
-        };
-        let closing = Instant::now();
-        let last = self.progress.close_all().map_err(|e| about(&uri, e))?;
-        self.job.measures.encode.add(closing.elapsed());
-        self.send(last, &uri).await?;
-        Ok(Read::Converted(Converted {
-            schema,
-            layout: self.progress.layout.take(),
-            objects: std::mem::take(&mut self.objects),
-        }))
     }
 
     /// Bytes that are ready to every target of their codec: each object is added to the
@@ -468,7 +539,6 @@ impl Write<'_, '_> {
 #[derive(Default)]
 struct Guess {
     inference: Inference,
-    rows: usize,
     changed: bool,
 }
 
@@ -491,6 +561,8 @@ struct Progress {
     layout: Option<Layout>,
     /// Without a declared schema, the inference over every row so far.
     guess: Option<Guess>,
+    /// Rows read so far, over every object.
+    rows: usize,
     /// Every partition met, in order, and its index there.
     partitions: Vec<Files>,
     index: HashMap<String, usize>,
@@ -528,9 +600,9 @@ impl Progress {
         if tape.is_empty() {
             return Ok(Vec::new());
         }
+        self.rows += tape.len();
         if let Some(guess) = &mut self.guess {
             guess.inference.add(&tape)?;
-            guess.rows += tape.len();
             if !guess.changed {
                 // Types that cannot be written yet (an empty-object column, a name clash, a
                 // partition column not met yet) may still be settled by later rows: a change
@@ -675,6 +747,13 @@ impl Progress {
         }
         Ok(ready)
     }
+}
+
+/// An object, or a batch, without a row.
+fn no_rows(uri: &str) -> Error {
+    Error::InvalidEvent(format!(
+        "source {uri} holds no rows: there is nothing to write"
+    ))
 }
 
 /// `e` about the content of the object at `uri`, saying which object.

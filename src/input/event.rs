@@ -98,6 +98,9 @@ pub enum Input<'a> {
         /// reply is a small reference (Step Functions fails a state whose output passes
         /// 256 KiB); `None` replies with the listing itself, as before.
         manifests: Option<S3Prefix>,
+        /// Each object's `Etag` as the listing gave it (`None` when the item had none): with
+        /// the keys, the batch's identity, which names its files.
+        etags: Vec<Option<String>>,
     },
 }
 
@@ -294,7 +297,7 @@ impl<'a> Fields<'a> {
     /// # Errors
     /// `InvalidEvent` for a missing `bucket`, an unknown field or format, a key that is a
     /// folder; otherwise as [`parse`].
-    pub fn into_batch(self, keys: Vec<String>) -> Result<Event<'a>, Error> {
+    pub fn into_batch(self, items: Vec<(String, Option<String>)>) -> Result<Event<'a>, Error> {
         self.refuse_unknown(
             &["bucket", "format", "manifests"],
             "`bucket`, and optionally `format`, `manifests`,",
@@ -308,6 +311,7 @@ impl<'a> Fields<'a> {
             .string("format")
             .map(|name| crate::input::source::Format::named(&name, "BatchInput.format"))
             .transpose()?;
+        let (keys, etags): (Vec<String>, Vec<Option<String>>) = items.into_iter().unzip();
         let objects = keys
             .iter()
             .enumerate()
@@ -328,7 +332,11 @@ impl<'a> Fields<'a> {
                 ));
             }
         };
-        self.with_input(Input::Objects { objects, manifests })
+        self.with_input(Input::Objects {
+            objects,
+            manifests,
+            etags,
+        })
     }
 
     /// Refused so that a typo such as `target` fails loudly instead of silently writing to

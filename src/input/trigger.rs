@@ -229,12 +229,14 @@ fn records_of(raw: &str) -> Result<Trigger<'static>, Error> {
     }
 }
 
-/// An item of a Distributed Map batch from `arn:aws:states:::s3:listObjectsV2` (only the
-/// field read here; `Etag`, `Size`, `LastModified` and `StorageClass` come too).
+/// An item of a Distributed Map batch from `arn:aws:states:::s3:listObjectsV2`, or of a
+/// planned batch (the fields read here; `Size`, `LastModified` and `StorageClass` come too).
 #[derive(Deserialize)]
 struct MapItem {
     #[serde(rename = "Key")]
     key: String,
+    #[serde(rename = "Etag")]
+    etag: Option<String>,
 }
 
 /// A Distributed Map batch: its `Items`' objects in the bucket its `BatchInput` names. Folder
@@ -251,14 +253,14 @@ fn batch<'a>(items: &str, input: Option<&'a str>) -> Result<Trigger<'a>, Error> 
                 .into(),
         )
     })?;
-    let keys = items
+    let items = items
         .into_iter()
-        .map(|item| item.key)
-        .filter(|key| !key.ends_with('/'))
+        .filter(|item| !item.key.ends_with('/'))
+        .map(|item| (item.key, item.etag))
         .collect();
     let within = |e: Error| e.within("in `BatchInput`");
     Fields::read(input.as_bytes())
-        .and_then(|fields| fields.into_batch(keys))
+        .and_then(|fields| fields.into_batch(items))
         .map(Trigger::Event)
         .map_err(within)
 }

@@ -238,6 +238,7 @@ impl Function {
     pub(super) async fn objects_into_tables(
         &self,
         objects: &[Source],
+        batch: &str,
         job: Conversion<'_>,
         tables: &[TableTarget],
         manifests: Option<&S3Prefix>,
@@ -253,7 +254,7 @@ impl Function {
         let (targets, evolution) = (job.targets, job.evolution);
         let folders = !targets.is_empty();
         let mut results = match folders {
-            true => self.sources(objects, job, deadline).await?,
+            true => self.sources(objects, Some(batch), job, deadline).await?,
             false => Vec::new(),
         };
         let Some(folder) = manifests.filter(|_| !dry_run) else {
@@ -315,9 +316,10 @@ impl Function {
         let dry_run = prepared.iter().any(|t| t.dry_run);
         let mut writing = self.open_writers(catalog, prepared, None, name).await?;
         let folders = !results.is_empty();
+        // The versions the folders read (one response for all the batch's objects).
+        let reads: Vec<SourceRead> = results.iter().flat_map(Response::reads).cloned().collect();
         for (i, object) in objects.iter().enumerate() {
-            let read = results.get(i).and_then(|r| r.source.as_ref());
-            let opened = self.open_again(object, read).await?;
+            let opened = self.open_again(object, reads.get(i)).await?;
             let source = SourceRead {
                 uri: opened.uri.clone(),
                 bytes: opened.size,
@@ -480,7 +482,7 @@ impl Function {
             Feed::Rows(rows, id) => self.rows(rows, job, id, deadline).await,
             Feed::Source(source) => {
                 let mut responses = self
-                    .sources(std::slice::from_ref(source), job, deadline)
+                    .sources(std::slice::from_ref(source), None, job, deadline)
                     .await?;
                 Ok(responses.remove(0))
             }
