@@ -254,9 +254,10 @@ class Proxy:
     """A pass-through HTTP proxy on loopback in front of the server at `upstream_port` (the
     Host header goes on unchanged, so signatures still hold). `intercept(request)` sees each
     request first (`.method`, `.path`, `.headers`, `.body`) and may answer it itself with
-    `(status, [(header, value)], body)`; `None` lets it through."""
+    `(status, [(header, value)], body)`; `None` lets it through. It listens on `port` (0: a
+    free one)."""
 
-    def __init__(self, upstream_port, intercept=lambda request: None):
+    def __init__(self, upstream_port, intercept=lambda request: None, port=0):
         import types
 
         self.upstream_port = upstream_port
@@ -285,7 +286,7 @@ class Proxy:
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = relay
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """A whole-prefix job run locally as template.yaml's state machine runs it on AWS, without an
-account: the embedded S3 server holds a generated prefix of NDJSON objects; the prefix is
-listed with `aws s3api list-objects-v2` (what the Distributed Map's `s3:listObjectsV2` item
-reader calls) into items of the same shape; the items go in batches, with the same
-`BatchInput`, to CONCURRENCY copies of the built function, each under its own Runtime API
-emulator (as Lambda runs one invocation per execution environment at a time); the replies are
-exported as the map's `ResultWriter` exports them (`manifest.json` and `SUCCEEDED_0.json`); and
-the job's `commit` steps run before and after. Then every output object is read back with
+account (tests/e2e/test_state_machine.py runs the definition itself under moto; this runs the
+same steps at scale): the embedded S3 server holds a generated prefix of NDJSON objects; the
+function's plan step lists it and groups its objects into batches of about BATCH_BYTES (at
+most BATCH objects); each planned batch goes, with the `BatchInput`, to CONCURRENCY copies of
+the built function, each under its own Runtime API emulator (as Lambda runs one invocation per
+execution environment at a time), and writes one file per day per target; the job's `commit`
+steps run before and after, the finish reading every batch's manifest from the plan. Then every output object is read back with
 pyarrow and DuckDB (`hive_partitioning`): every input row must be in exactly one object of each
 target, in the folder of its own `dt`, and the `_SUCCESS` marker must list exactly the objects
 in its folder.
@@ -17,18 +17,19 @@ batches write data files and commit nothing, the finish commits them all in one 
 pyiceberg must read every row once from exactly one snapshot.
 
 usage: fanout.py BOOTSTRAP_BIN LOCAL_S3_BIN WORK_DIR [--objects N] [--rows N] [--batch N]
-                 [--concurrency N] [--table] [--results]   (--results: replace the "Fan-out
+                 [--batch-bytes N] [--concurrency N] [--table] [--results]   (--results: replace the "Fan-out
                  over a prefix" section of bench/RESULTS.md, or with --table "Fan-out into an
                  Iceberg table")
 
-Prints objects/s and MB/s (input bytes over wall time, listing to commit), and the peak RSS of
-each function process (VmHWM)."""
+Prints objects/s and MB/s (input bytes over wall time, plan to commit), the peak RSS of each
+function process (VmHWM), and the files each target got per day: one per batch, against one
+per object before batches shared their files. Every request and reply is held to Step
+Functions' 256 KiB."""
 import datetime
 import json
 import os
 import pathlib
 import queue
-import subprocess
 import sys
 import threading
 import time
@@ -77,32 +78,10 @@ def generate(root, objects, rows):
     return total
 
 
-def list_items(endpoint):
-    """The prefix as the item reader lists it: `{Key, Etag, LastModified, Size, StorageClass}`."""
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_MAX_ATTEMPTS": "1"}
-    out = subprocess.run(["aws", "s3api", "list-objects-v2", "--endpoint-url", endpoint, "--bucket", IN,
-                          "--prefix", PREFIX, "--output", "json"], capture_output=True, text=True, check=True, env=env)
-    return [{"Etag": c.get("ETag", ""), "Key": c["Key"], "LastModified": c["LastModified"], "Size": c["Size"],
-             "StorageClass": c.get("StorageClass", "STANDARD")} for c in json.loads(out.stdout)["Contents"]]
-
-
-def export_results(root, replies):
-    """The map's ResultWriter export of `replies` (one per batch); its ResultWriterDetails."""
-    run_id = str(uuid.uuid4())
-    prefix = f"out/_jobs/{run_id}"
-    folder = root / OUT / prefix
-    folder.mkdir(parents=True)
-    executions = [{"ExecutionArn": f"arn:aws:states:us-east-1:123456789012:execution:convert-prefix/Convert:{i}",
-                   "Input": "{}", "InputDetails": {"Included": True}, "Name": str(i),
-                   "Output": json.dumps(reply), "OutputDetails": {"Included": True},
-                   "RedriveCount": 0, "Status": "SUCCEEDED"} for i, reply in enumerate(replies)]
-    (folder / "SUCCEEDED_0.json").write_text(json.dumps(executions))
-    manifest = {"DestinationBucket": OUT, "MapRunArn": f"arn:aws:states:us-east-1:123456789012:mapRun:convert-prefix/Convert:{run_id}",
-                "ResultFiles": {"FAILED": [], "PENDING": [],
-                                "SUCCEEDED": [{"Key": f"{prefix}/SUCCEEDED_0.json", "Size": len(json.dumps(executions))}]}}
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    return {"Bucket": OUT, "Key": f"{prefix}/manifest.json"}, manifest["MapRunArn"]
+def files_per_object(objects, rows):
+    """The objects one target got before batches shared their files (one file per object per
+    day it holds), for the report's comparison."""
+    return sum(len({day_of(o * rows + r) for r in range(rows)}) for o in range(objects))
 
 
 def verify(root, objects, rows):
@@ -160,7 +139,8 @@ def verify_table(moto, s3, objects, rows):
 def main():
     bootstrap, local_s3, work = map(pathlib.Path, sys.argv[1:4])
     objects, rows = arg("--objects", 1000), arg("--rows", 2000)
-    batch, concurrency = arg("--batch", 10), arg("--concurrency", 4)
+    batch, concurrency = arg("--batch", 1000), arg("--concurrency", 4)
+    batch_bytes = arg("--batch-bytes", 256 << 20)
     into_table = "--table" in sys.argv
     s3 = LocalS3(local_s3, work / "s3", buckets=(IN, OUT))
     functions, moto = [], None
@@ -179,16 +159,24 @@ def main():
         started = time.perf_counter()
         kind, reply, _ = functions[0].invoke(json.dumps({"commit": {"phase": "start"}, "targets": targets}).encode())
         assert kind == "response", reply
-        items = list_items(s3.endpoint)
-        assert len(items) == objects, len(items)
-        # As the template's state machine: each batch lists its objects under the run's folder.
-        batch_input = {"bucket": IN, "targets": targets, "partition_by": ["dt"],
-                       "manifests": f"s3://{OUT}/out/_jobs/run-1/batches/"}
+        # As the template's state machine: the function plans the prefix into batches by bytes,
+        # each element of the plan is one batch (its Items with the BatchInput), and each batch
+        # lists what it wrote under the run's folder.
+        plan = {"bucket": IN, "prefix": PREFIX, "output": f"s3://{OUT}/out/_jobs/run-1/",
+                "batch_bytes": batch_bytes, "max_items": batch}
+        kind, planned, _ = functions[0].invoke(json.dumps({"plan": plan}).encode())
+        assert kind == "response", planned
+        planned = planned["plan"]
+        assert planned["objects"] == objects and planned["bytes"] == input_bytes, planned
+        elements = json.loads((s3.root / OUT / planned["key"]).read_text())
+        batch_input = {"bucket": IN, "targets": targets, "partition_by": ["dt"], "manifests": planned["manifests"]}
         if into_table:
             batch_input["schema"] = SCHEMA
         batches = queue.Queue()
-        for b in range(0, len(items), batch):
-            batches.put(json.dumps({"Items": items[b:b + batch], "BatchInput": batch_input}).encode())
+        for element in elements:
+            payload = json.dumps({"Items": element["Items"], "BatchInput": batch_input}).encode()
+            assert len(payload) <= STATE_OUTPUT_LIMIT, f"a child execution's input of {len(payload)} bytes"
+            batches.put(payload)
         replies, failures = [], []
 
         def worker(function):
@@ -208,8 +196,8 @@ def main():
         assert not failures, failures[:3]
         largest = max(len(json.dumps(reply).encode()) for reply in replies)
         assert largest <= STATE_OUTPUT_LIMIT, f"a batch replied {largest} bytes: Step Functions fails the state"
-        results, map_run = export_results(s3.root, replies)
-        commit = {"commit": {"phase": "finish", "results": results, "map_run": map_run}, "targets": targets}
+        map_run = f"arn:aws:states:us-east-1:123456789012:mapRun:convert-prefix/Convert:{uuid.uuid4()}"
+        commit = {"commit": {"phase": "finish", "plan": planned, "map_run": map_run}, "targets": targets}
         kind, committed, _ = functions[0].invoke(json.dumps(commit).encode())
         assert kind == "response", committed
         wall = time.perf_counter() - started
@@ -232,7 +220,8 @@ def main():
               "function CPU s", "MB per CPU-s", "peak RSS MiB per process (min-max)"]
     setting = (f"{datetime.date.today()}, {cpu_model()}, {os.cpu_count()} cores: `scripts/fanout"
                f"{' --table' if into_table else ''}` ({objects} NDJSON objects of {rows} rows under one prefix, "
-               f"`partition_by: [\"dt\"]` over {len(DAYS)} days, batches of {batch}, {concurrency} function "
+               f"`partition_by: [\"dt\"]` over {len(DAYS)} days, planned into {len(elements)} batches of at most "
+               f"{batch_bytes / 2**20:g} MiB and {batch} objects, {concurrency} function "
                "processes at once, each under its own Runtime API emulator, with the embedded S3 server on the "
                "same cores). ")
     if into_table:
@@ -247,10 +236,13 @@ def main():
                  "day's partition.", ""]
     else:
         files = verify(s3.root, objects, rows)
-        header += ["objects written", "largest batch reply, bytes (limit 262,144)"]
-        row += [f"{files['uncompressed']} + {files['snappy']}", largest]
+        before = files_per_object(objects, rows)
+        header += ["objects written", "files per day per target (one per object before)",
+                   "largest batch reply, bytes (limit 262,144)"]
+        row += [f"{files['uncompressed']} + {files['snappy']}",
+                f"{files['snappy'] / len(DAYS):g} ({before / len(DAYS):g})", largest]
         lines = [SECTION, "", setting +
-                 "Wall time from the start commit to the `_SUCCESS` markers, listing included; CPU is the "
+                 "Wall time from the start commit to the `_SUCCESS` markers, the plan included; CPU is the "
                  "function processes' user + system time (what Lambda bills, at 1 vCPU per 1,769 MB). Every row "
                  "was read back once per target, in its own day's folder (pyarrow, and DuckDB with "
                  "hive_partitioning), and each marker lists exactly the objects in its folder.", ""]

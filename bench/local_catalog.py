@@ -17,12 +17,13 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing
 
 
 class Moto:
-    """`moto_server` on a free port, with `buckets` and Glue `databases` created."""
+    """`moto_server` on a free port, with `buckets` and Glue `databases` created (`env`: more
+    of its environment)."""
 
-    def __init__(self, buckets=(), databases=()):
+    def __init__(self, buckets=(), databases=(), env=None):
         self.port = free_port()
         server = pathlib.Path(sys.executable).parent / "moto_server"
-        self.proc = subprocess.Popen([str(server), "-p", str(self.port)],
+        self.proc = subprocess.Popen([str(server), "-p", str(self.port)], env={**os.environ, **(env or {})},
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port, 60, "moto's server", self.proc)
         self.endpoint = f"http://127.0.0.1:{self.port}"

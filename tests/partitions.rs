@@ -484,3 +484,106 @@ async fn a_batch_given_a_manifests_folder_replies_small_whatever_the_partitions(
         [json!({"i": 0, "pad": "x".repeat(40)})]
     );
 }
+
+/// The template's job as its states run it: the plan groups the prefix's objects by bytes, each
+/// planned element is one batch (its `Items`, with the map's `BatchInput`), and the finish step
+/// finds every batch's manifest from the plan alone (no `ResultWriter` export).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planned_job_groups_objects_by_bytes_and_commits_from_the_plan() {
+    let s3 = LocalS3::start(&[IN, OUT]).await;
+    let mut expected = Vec::new();
+    for n in 0..7 {
+        s3.put(IN, &format!("in/{n}.ndjson"), ndjson(20, 0), None)
+            .await;
+        expected.extend(0..20i64);
+    }
+    let size = ndjson(20, 0).len() as u64;
+    let run_folder = "s3://out-bucket/out/_jobs/run-2/";
+    let plan = |output: &str| json!({"plan": {"bucket": IN, "prefix": "in/", "output": output, "batch_bytes": 3 * size, "max_items": 100}});
+
+    // The plan may not lie where the prefix is listed, nor outside the allowed folders.
+    let e = run(&s3, &[], &plan("s3://in-bucket/in/run/"), "p-0")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("inside the listed"), "{e}");
+    let allowed = [("ALLOWED_SOURCES", "s3://in-bucket/other/")];
+    let e = run(&s3, &allowed, &plan(run_folder), "p-0")
+        .await
+        .unwrap_err();
+    assert_eq!(e.error_type(), "SourceNotAllowed", "{e}");
+
+    let reply =
+        serde_json::to_value(run(&s3, &[], &plan(run_folder), "p-1").await.unwrap()).unwrap();
+    let planned = &reply["plan"];
+    assert_eq!(
+        (&planned["batches"], &planned["objects"], &planned["bytes"]),
+        (&json!(3), &json!(7), &json!(7 * size)),
+        "{reply}"
+    );
+    assert_eq!(planned["key"], "out/_jobs/run-2/plan.json");
+    let (body, _) = s3.get(OUT, "out/_jobs/run-2/plan.json").await;
+    let elements: Vec<Value> = serde_json::from_slice(&body).unwrap();
+    let keys: Vec<Vec<&str>> = elements
+        .iter()
+        .map(|e| {
+            e["Items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["Key"].as_str().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            vec!["in/0.ndjson", "in/1.ndjson", "in/2.ndjson"],
+            vec!["in/3.ndjson", "in/4.ndjson", "in/5.ndjson"],
+            vec!["in/6.ndjson"]
+        ]
+    );
+    // (The embedded S3's listing gives no ETag; S3's does, and the plan keeps it.)
+    assert_eq!(elements[0]["Items"][0]["Size"], json!(size));
+
+    let input = json!({"bucket": IN, "targets": targets(), "partition_by": ["dt"], "manifests": planned["manifests"]});
+    let finish = json!({"commit": {"phase": "finish", "plan": planned, "mode": "append"}, "targets": targets()});
+    // The map's ItemSelector: each element's Items, with the BatchInput.
+    for (i, element) in elements.iter().enumerate() {
+        let batch = json!({"Items": element["Items"], "BatchInput": input});
+        run(&s3, &[], &batch, &format!("b-{i}")).await.unwrap();
+        if i == 0 {
+            // A batch missing: not whole, no marker.
+            let e = run(&s3, &[], &finish, "f-0").await.unwrap_err();
+            assert_eq!(e.error_type(), "JobIncomplete", "{e}");
+            assert!(e.to_string().contains("2 of the plan's 3 batches"), "{e}");
+        }
+    }
+    let Reply::Committed { markers, .. } = run(&s3, &[], &finish, "f-1").await.unwrap() else {
+        panic!("a commit reply")
+    };
+    // One file per partition (3 days) per target per batch: 3 batches, not 7 objects.
+    assert_eq!(
+        markers
+            .iter()
+            .map(|m| (m.objects, m.rows))
+            .collect::<Vec<_>>(),
+        [(9, 140), (9, 140)]
+    );
+    let (body, _) = s3.get(OUT, "out/parquet/_SUCCESS").await;
+    let marker: Value = serde_json::from_slice(&body).unwrap();
+    let mut seen = Vec::new();
+    for file in marker["filenames"].as_array().unwrap() {
+        let (bytes, _) = s3
+            .get(OUT, &format!("out/parquet/{}", file.as_str().unwrap()))
+            .await;
+        seen.extend(
+            read_parquet(bytes)
+                .0
+                .iter()
+                .map(|r| r["i"].as_i64().unwrap()),
+        );
+    }
+    seen.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(seen, expected, "every row of every object, once");
+}

@@ -273,6 +273,26 @@ pub(super) async fn make_visible(
     }
 }
 
+impl Function {
+    /// One small object (a plan, a batch's manifest) written whole, visible once complete.
+    ///
+    /// # Errors
+    /// As [`make_visible`].
+    pub(super) async fn put_whole(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        deadline: Option<SystemTime>,
+    ) -> Result<(), Error> {
+        let mut transaction = Transaction::new(&self.store);
+        let index = transaction.add(bucket.to_owned(), key.to_owned());
+        transaction.last(index, body.into()).await?;
+        make_visible(&mut transaction, false, deadline).await?;
+        Ok(())
+    }
+}
+
 /// What a conversion writes, whatever its input.
 pub(super) struct Conversion<'a> {
     pub(super) targets: &'a [Target],

@@ -1,7 +1,8 @@
 //! A job of many invocations (a Step Functions Distributed Map over a prefix) committed as a
 //! whole: `{"commit": {"phase": "start"}}` removes each target's `_SUCCESS` before the map
-//! runs, and `{"commit": {"phase": "finish", "results": {...}}}` writes it after the map
-//! succeeded, listing every object the run wrote, read from the map's `ResultWriter` export.
+//! runs, and `{"commit": {"phase": "finish", "plan": {...}}}` writes it after the map
+//! succeeded, listing every object the run wrote, read from every planned batch's manifest
+//! (or, given `results` instead, from the map's `ResultWriter` export).
 //! A reader trusts a folder only while its `_SUCCESS` is there (Spark's convention; the JSON
 //! body is the S3A committers' form, with the files listed).
 
@@ -14,12 +15,12 @@ use std::time::SystemTime;
 use super::Function;
 use super::conversion::make_visible;
 use super::hive::distinct;
+use super::plan::PlannedBatch;
 use super::replace::Wrote;
 use super::reply::{BatchListed, GlueTableKept, Marker, Reply, Response};
-use super::stream::uuid_shaped;
 use crate::Error;
 use crate::catalog::hive::Columns;
-use crate::input::commit::Commit;
+use crate::input::commit::{Commit, PlanRef, RunRecord};
 use crate::input::event::Evolution;
 use crate::input::target::{S3Prefix, Target};
 use crate::store::s3::split_uri;
@@ -300,28 +301,37 @@ impl Function {
                 }
                 ("start", vec![Written::default(); targets.len()])
             }
-            Commit::Finish {
-                bucket,
-                key,
-                map_run,
-                mode,
-            } => {
-                let manifest = self.store.read_all(&bucket, &key, RESULTS_LIMIT).await?;
-                let run = RunFiles::parse(&manifest)?;
+            Commit::Finish { run, map_run, mode } => {
                 let mut written = vec![Written::default(); targets.len()];
                 let mut listed = Listed::default();
-                let read = self
-                    .read_run(&bucket, &run, targets, &mut written, &mut listed)
-                    .await;
-                if let Some(incomplete) = run.incomplete() {
+                let (read, incomplete) = match &run {
+                    RunRecord::Plan(plan) => {
+                        self.read_plan(plan, targets, &mut written, &mut listed)
+                            .await?
+                    }
+                    RunRecord::Results { bucket, key } => {
+                        let manifest = self.store.read_all(bucket, key, RESULTS_LIMIT).await?;
+                        let run = RunFiles::parse(&manifest)?;
+                        let read = self
+                            .read_run(bucket, &run, targets, &mut written, &mut listed)
+                            .await;
+                        (read, run.incomplete())
+                    }
+                };
+                if let Some(incomplete) = incomplete {
                     // What the succeeded batches wrote for tables will never be committed.
                     self.remove_listed(listed).await;
                     return Err(incomplete);
                 }
                 read?;
-                let job = match &map_run {
-                    Some(arn) => format!("job {arn}"),
-                    None => format!("job s3://{bucket}/{key}"),
+                let job = match (&map_run, &run) {
+                    (Some(arn), _) => format!("job {arn}"),
+                    (None, RunRecord::Plan(plan)) => {
+                        format!("job s3://{}/{}", plan.bucket, plan.key)
+                    }
+                    (None, RunRecord::Results { bucket, key }) => {
+                        format!("job s3://{bucket}/{key}")
+                    }
                 };
                 tables = self
                     .commit_job_tables(listed.tables, &job, deadline)
@@ -421,24 +431,18 @@ impl Function {
     }
 
     /// Writes a batch's `results` and `tables` to its manifest in `folder`, named for the
-    /// sources it converted (a retried batch rewrites its own), and answers with a reference
-    /// to it.
+    /// batch's identity `id` (a retried batch rewrites its own, and the finish step finds a
+    /// planned batch's), and answers with a reference to it.
     pub(super) async fn list_batch(
         &self,
         folder: &S3Prefix,
+        id: &str,
         results: Vec<Response>,
         tables: &[BatchTable],
         glue: Option<&BatchGlue>,
         deadline: Option<SystemTime>,
     ) -> Result<Reply, Error> {
-        let sources: Vec<u8> = results
-            .iter()
-            .flat_map(Response::reads)
-            .flat_map(|s| {
-                format!("{}\n{}\n", s.uri, s.etag.as_deref().unwrap_or_default()).into_bytes()
-            })
-            .collect();
-        let key = format!("{}{}.json", folder.key_prefix, uuid_shaped(&sources));
+        let key = format!("{}{id}.json", folder.key_prefix);
         let listed = BatchListed {
             manifest: format!("s3://{}/{key}", folder.bucket),
             sources: results.iter().flat_map(Response::reads).count(),
@@ -457,10 +461,7 @@ impl Function {
             glue,
         };
         let body = serde_json::to_vec(&manifest).expect("a manifest serializes");
-        let mut transaction = Transaction::new(&self.store);
-        let index = transaction.add(folder.bucket.clone(), key);
-        transaction.last(index, body.into()).await?;
-        make_visible(&mut transaction, false, deadline).await?;
+        self.put_whole(&folder.bucket, &key, body, deadline).await?;
         Ok(Reply::Listed { batch: listed })
     }
 
@@ -482,6 +483,59 @@ impl Function {
             }
         }
         Ok(())
+    }
+
+    /// Adds what every planned batch's manifest lists to `written` and `listed`: the read's
+    /// outcome, and `JobIncomplete` when a planned batch left no manifest.
+    ///
+    /// # Errors
+    /// As [`S3Store::read_all`](crate::store::s3::S3Store::read_all) for the plan itself;
+    /// `InvalidEvent` for a plan of another shape.
+    async fn read_plan(
+        &self,
+        plan: &PlanRef,
+        targets: &[Target],
+        written: &mut [Written],
+        listed: &mut Listed,
+    ) -> Result<(Result<(), Error>, Option<Error>), Error> {
+        let invalid = |why: String| Error::InvalidEvent(format!("`commit.plan`: {why}"));
+        let text = self
+            .store
+            .read_all(&plan.bucket, &plan.key, RESULTS_LIMIT)
+            .await?;
+        let batches: Vec<PlannedBatch> = serde_json::from_slice(&text).map_err(|e| {
+            invalid(format!(
+                "s3://{}/{} is not a plan: {e}",
+                plan.bucket, plan.key
+            ))
+        })?;
+        let bucket = plan
+            .source
+            .strip_prefix("s3://")
+            .and_then(|r| r.split_once('/'));
+        let Some((bucket, _)) = bucket else {
+            return Err(invalid(format!(
+                "`source` {} is not an s3:// URI",
+                plan.source
+            )));
+        };
+        let manifests = S3Prefix::parse(&plan.manifests, "`commit.plan.manifests`")?;
+        let mut missing = 0;
+        for batch in &batches {
+            let uri = format!("{manifests}{}.json", batch.identity(bucket));
+            match self.add_listing(&uri, targets, written, listed).await {
+                Ok(()) => {}
+                Err(Error::SourceNotFound(_)) => missing += 1,
+                Err(e) => return Ok((Err(e), None)),
+            }
+        }
+        let incomplete = (missing > 0).then(|| {
+            Error::JobIncomplete(format!(
+                "{missing} of the plan's {} batches left no manifest in {manifests}: their objects were not all converted, so no {MARKER} was written and no table committed",
+                batches.len()
+            ))
+        });
+        Ok((Ok(()), incomplete))
     }
 
     /// Adds the objects a batch's manifest lists to `written`, its tables to `listed`.

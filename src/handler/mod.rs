@@ -1,5 +1,5 @@
 //! The handler stage: one invocation end to end. It decides what arrived (an event, an S3 or
-//! EventBridge notification, an SQS batch, a job's commit step), converts each event or
+//! EventBridge notification, an SQS batch, a job's plan or commit step), converts each event or
 //! object all or nothing, and answers. The top of the pipeline: it may use every stage below
 //! it, and none of them uses it.
 //!
@@ -9,6 +9,7 @@
 //!   transaction.
 //! - [`stream`]: one source object through reader, schema, columns and encoder into the
 //!   transaction's multipart uploads.
+//! - [`plan`]: a whole-prefix job's plan step: its objects grouped into batches by bytes.
 //! - [`job`]: a whole-prefix job's commit step, and the `_SUCCESS` marker it writes.
 //! - `hive.rs`: the folders' Glue tables (`glue_table`), kept in step before the objects
 //!   become visible.
@@ -20,6 +21,7 @@
 mod conversion;
 mod hive;
 pub mod job;
+pub mod plan;
 mod replace;
 pub mod reply;
 pub mod stream;
@@ -152,6 +154,16 @@ impl Function {
                 removed = removed.as_ref().map(|r| r.objects),
                 ms,
                 "job commit"
+            ),
+            Ok(Reply::Planned { plan }) => tracing::info!(
+                request_id,
+                source = plan.source,
+                objects = plan.objects,
+                bytes = plan.bytes,
+                batches = plan.batches,
+                plan = plan.key,
+                ms,
+                "job planned"
             ),
             Ok(Reply::Swept { swept }) => tracing::info!(
                 request_id,
@@ -327,6 +339,7 @@ impl Function {
                 self.measures.commit.since(started);
                 committed
             }
+            Trigger::Plan(plan) => self.plan_job(plan, deadline).await,
             Trigger::Sweep(sweep) => self.sweep(sweep, deadline).await,
             Trigger::Sqs(_) => Err(Error::InvalidEvent(
                 "an SQS batch inside an SQS message".into(),
@@ -419,7 +432,8 @@ impl Function {
                         "a map batch into folders with a Glue table ({table}) needs `BatchInput.manifests`: the job's finish step registers the partitions the batches list there; nothing was written"
                     )));
                 }
-                let batch = stream::batch_identity(&objects, &etags);
+                let listed = objects.iter().zip(&etags);
+                let batch = stream::batch_identity(listed.map(|(o, e)| (o.uri(), e.as_deref())));
                 if !tables.is_empty() {
                     let manifests = manifests.as_ref();
                     return self
@@ -432,7 +446,7 @@ impl Function {
                     Some(folder) if !dry_run => {
                         let glue = BatchGlue::of(&targets, &results, evolution)?;
                         let listing =
-                            self.list_batch(&folder, results, &[], glue.as_ref(), deadline);
+                            self.list_batch(&folder, &batch, results, &[], glue.as_ref(), deadline);
                         listing.await
                     }
                     _ => {

@@ -30,6 +30,9 @@ pub enum Reply {
     /// manifest listing it, which the job's finish step reads. It stays small whatever the
     /// batch wrote: Step Functions fails a state whose output passes 256 KiB.
     Listed { batch: BatchListed },
+    /// A job's plan step: where the plan is, which the map reads and the finish step passes
+    /// back.
+    Planned { plan: Planned },
     /// Nothing to convert (S3's test event, or only records of deleted objects).
     Ignored { ignored: &'static str },
     /// A job's commit step: the markers removed (`start`) or written (`finish`).
@@ -93,6 +96,21 @@ pub struct BatchListed {
     /// Tables' data files written, for the job's finish step to commit.
     #[serde(skip_serializing_if = "is_zero")]
     pub data_files: usize,
+}
+
+/// A job's plan, written (see the handler's `plan` module).
+#[derive(Debug, Serialize)]
+pub struct Planned {
+    /// Where the plan is: the `Bucket` and `Key` of the map's `ItemReader`.
+    pub bucket: String,
+    pub key: String,
+    /// The folder listed, `s3://bucket/prefix`.
+    pub source: String,
+    /// The folder the batches write their manifests in (their `BatchInput.manifests`).
+    pub manifests: String,
+    pub batches: usize,
+    pub objects: usize,
+    pub bytes: u64,
 }
 
 fn is_zero(n: &usize) -> bool {

@@ -95,19 +95,13 @@ pub fn identity(bucket: &str, key: &str, version_id: Option<&str>, etag: Option<
     uuid_shaped(what.as_bytes())
 }
 
-/// The id in a map batch's output keys: derived from its objects as listed (each one's
-/// bucket, key and `Etag`), so a retried batch writes the keys its first attempt wrote.
-pub fn batch_identity(objects: &[Source], etags: &[Option<String>]) -> String {
-    let listed: String = objects
-        .iter()
-        .zip(etags.iter().chain(std::iter::repeat(&None)))
-        .map(|(o, etag)| {
-            format!(
-                "{}\netag {}\n",
-                o.uri(),
-                etag.as_deref().unwrap_or_default()
-            )
-        })
+/// The id in a map batch's output keys and its manifest's name: derived from its objects as
+/// listed (each one's URI and `Etag`), so a retried batch writes the keys its first attempt
+/// wrote, and a job's finish step finds a planned batch's manifest.
+pub fn batch_identity<'a>(items: impl IntoIterator<Item = (String, Option<&'a str>)>) -> String {
+    let listed: String = items
+        .into_iter()
+        .map(|(uri, etag)| format!("{uri}\netag {}\n", etag.unwrap_or_default()))
         .collect();
     uuid_shaped(listed.as_bytes())
 }

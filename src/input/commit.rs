@@ -15,8 +15,8 @@ pub enum Commit {
     /// After the map: the `ResultWriter` manifest (`ResultWriterDetails`) to read the run's
     /// results from, and the map run, for the marker.
     Finish {
-        bucket: String,
-        key: String,
+        /// What says what the run's batches wrote.
+        run: RunRecord,
         map_run: Option<String>,
         /// What the job does to what the folders held before it (done after `_SUCCESS`).
         mode: WriteMode,
@@ -29,8 +29,32 @@ struct RawCommit {
     phase: String,
     /// The map state's `ResultWriterDetails`: `{"Bucket", "Key"}` of its `manifest.json`.
     results: Option<ResultWriterDetails>,
+    plan: Option<PlanRef>,
     map_run: Option<String>,
     mode: Option<String>,
+}
+
+/// Where a job's finish step learns what the run's batches wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunRecord {
+    /// The job's plan: every planned batch's manifest is read, and nothing only AWS's map
+    /// writes is needed (taken when both are given).
+    Plan(PlanRef),
+    /// The map's `ResultWriter` export: its `manifest.json` and the `SUCCEEDED_*.json` files
+    /// it names.
+    Results { bucket: String, key: String },
+}
+
+/// The plan step's reply (`plan`), passed back: the counts in it are not read.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PlanRef {
+    /// The plan's bucket and key.
+    pub bucket: String,
+    pub key: String,
+    /// The folder it lists, `s3://bucket/prefix`.
+    pub source: String,
+    /// The folder of the batches' manifests.
+    pub manifests: String,
 }
 
 #[derive(Deserialize)]
@@ -50,29 +74,36 @@ impl Commit {
         let invalid = |why: String| Error::InvalidEvent(format!("`commit`: {why}"));
         let raw: RawCommit = serde_json::from_str(json).map_err(|e| {
             invalid(format!(
-                r#"must be {{"phase": "start"}} or {{"phase": "finish", "results": {{"Bucket", "Key"}}, "map_run"}}: {e}"#
+                r#"must be {{"phase": "start"}} or {{"phase": "finish", "plan": {{...}} or "results": {{"Bucket", "Key"}}, "map_run", "mode"}}: {e}"#
             ))
         })?;
         let mode = match &raw.mode {
             Some(name) => WriteMode::parse(name, "`commit.mode`")?,
             None => WriteMode::Append,
         };
-        match (raw.phase.as_str(), raw.results) {
+        let run = match (raw.plan, raw.results) {
+            (Some(plan), _) => Some(RunRecord::Plan(plan)),
+            (None, Some(r)) => Some(RunRecord::Results {
+                bucket: r.bucket,
+                key: r.key,
+            }),
+            (None, None) => None,
+        };
+        match (raw.phase.as_str(), run) {
             ("start", None) if raw.mode.is_none() => Ok(Commit::Start),
             ("start", None) => Err(invalid(
                 "`mode` belongs to the `finish` step, which removes what the job replaces".into(),
             )),
-            ("finish", Some(results)) => Ok(Commit::Finish {
-                bucket: results.bucket,
-                key: results.key,
+            ("finish", Some(run)) => Ok(Commit::Finish {
+                run,
                 map_run: raw.map_run,
                 mode,
             }),
             ("finish", None) => Err(invalid(
-                "`finish` needs `results`: the map state's ResultWriterDetails".into(),
+                "`finish` needs `plan` (the plan step's reply) or `results` (the map state's ResultWriterDetails)".into(),
             )),
             (phase, _) => Err(invalid(format!(
-                "`phase` must be \"start\", or \"finish\" with `results`, not `{phase}`"
+                "`phase` must be \"start\", or \"finish\" with `plan` or `results`, not `{phase}`"
             ))),
         }
     }
@@ -92,14 +123,33 @@ mod tests {
         assert_eq!(
             finish,
             Commit::Finish {
-                bucket: "b".into(),
-                key: "r/m/manifest.json".into(),
+                run: RunRecord::Results {
+                    bucket: "b".into(),
+                    key: "r/m/manifest.json".into()
+                },
                 map_run: Some("arn".into()),
                 mode: WriteMode::Append,
             }
         );
+        let planned = Commit::parse(r#"{"phase": "finish", "plan": {"bucket": "b", "key": "j/r/plan.json", "source": "s3://in/x/", "manifests": "s3://b/j/r/batches/", "batches": 2, "objects": 9, "bytes": 99}, "mode": "overwrite"}"#).unwrap();
+        let Commit::Finish {
+            run: RunRecord::Plan(plan),
+            mode,
+            ..
+        } = planned
+        else {
+            panic!("{planned:?}")
+        };
+        assert_eq!(
+            (plan.key.as_str(), mode),
+            ("j/r/plan.json", WriteMode::Overwrite)
+        );
         for (bad, word) in [
-            (r#"{"phase": "finish"}"#, "needs `results`"),
+            (r#"{"phase": "finish"}"#, "needs `plan`"),
+            (
+                r#"{"phase": "finish", "plan": {"bucket": "b"}}"#,
+                "missing field",
+            ),
             (r#"{"phase": "done"}"#, "not `done`"),
             (r#"{"phase": "start", "x": 1}"#, "unknown field"),
             (

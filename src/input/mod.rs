@@ -1,8 +1,9 @@
 //! The input stage: what arrived, validated once into typed values (no AWS types).
 //!
 //! - [`trigger`]: which of the shapes arrived: an event, an S3 or EventBridge notification,
-//!   an SQS batch, a job's commit step.
+//!   an SQS batch, a job's plan or commit step.
 //! - [`commit`]: a whole-prefix job's commit step (`start` or `finish`).
+//! - [`plan`]: a whole-prefix job's plan step (the prefix, the run's folder, batch sizes).
 //! - [`event`]: the event contract (`rows` or `source`), parsed in one pass with its rows.
 //! - [`source`]: a source object: its format and compression, and the reader that cuts its
 //!   bytes into chunks of whole rows.
@@ -15,6 +16,7 @@
 
 pub mod commit;
 pub mod event;
+pub mod plan;
 pub mod source;
 pub mod sweep;
 pub mod target;

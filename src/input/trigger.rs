@@ -8,6 +8,7 @@
 //! 3. an object with `detail-type`: an EventBridge event; `aws.s3` `Object Created` is a
 //!    source, any other's `detail` must be this function's own event;
 //! 4. an object with `commit`: a Distributed Map job's start or finish (see [`crate::handler::job`]);
+//!    with `plan`: its plan step (see [`crate::handler::plan`]);
 //! 5. an object with `Items`: a Step Functions Distributed Map batch of objects listed by its
 //!    S3 item reader, whose `BatchInput` holds the bucket and the event's optional fields;
 //! 6. `"Event": "s3:TestEvent"`: S3's test message when a notification is configured;
@@ -19,6 +20,7 @@ use serde::Deserialize;
 use crate::Error;
 use crate::input::commit::Commit;
 use crate::input::event::{Event, Fields};
+use crate::input::plan::Plan;
 use crate::input::source::Source;
 use crate::input::sweep::Sweep;
 use crate::input::target::{Target, parse_all_targets};
@@ -43,6 +45,8 @@ pub enum Trigger<'a> {
         commit: Commit,
         targets: Option<Vec<Target>>,
     },
+    /// A job's plan step: its prefix listed and grouped into batches.
+    Plan(Plan),
     /// A sweep of the uploads that killed attempts left under the function's folders.
     Sweep(Sweep),
 }
@@ -56,6 +60,7 @@ impl Trigger<'_> {
             Trigger::Sqs(_) => "sqs",
             Trigger::Test => "s3-test-event",
             Trigger::Commit { .. } => "commit",
+            Trigger::Plan(_) => "plan",
             Trigger::Sweep(_) => "sweep",
         }
     }
@@ -150,6 +155,10 @@ pub fn detect(bytes: &[u8]) -> Result<Trigger<'_>, Error> {
                 .map(|t| parse_all_targets(t, "targets").map(|t| t.folders))
                 .transpose()?,
         });
+    }
+    if let Some(plan) = fields.get("plan") {
+        fields.only(&["plan"], "a plan event")?;
+        return Plan::parse(plan).map(Trigger::Plan);
     }
     if let Some(items) = fields.get("Items") {
         return batch(items, fields.get("BatchInput"));

@@ -104,6 +104,15 @@ impl Output {
     }
 }
 
+/// An object as a listing gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+    /// Quoted, as S3 gives it.
+    pub etag: Option<String>,
+}
+
 /// A multipart upload in progress: its parts are stored (and billed) until it is completed or
 /// aborted, and no listing of objects shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -364,7 +373,16 @@ impl S3Store {
     /// # Errors
     /// `S3WriteFailed` naming the prefix (a listing serves a write's removals).
     pub async fn list_keys(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, Error> {
-        let mut keys = Vec::new();
+        let listed = self.list_objects(bucket, prefix).await.map_err(|why| {
+            Error::S3WriteFailed(format!("listing s3://{bucket}/{prefix} failed: {why}"))
+        })?;
+        Ok(listed.into_iter().map(|o| o.key).collect())
+    }
+
+    /// Every object under `s3://bucket/prefix`, in S3's (key) order, every page of its
+    /// listing; why not, for the caller's error.
+    pub async fn list_objects(&self, bucket: &str, prefix: &str) -> Result<Vec<Listed>, String> {
+        let mut listed = Vec::new();
         let mut token = None;
         loop {
             let page = self
@@ -376,20 +394,17 @@ impl S3Store {
                 .set_expected_bucket_owner(self.expected_bucket_owner.clone())
                 .send()
                 .await
-                .map_err(|e| {
-                    Error::S3WriteFailed(format!(
-                        "listing s3://{bucket}/{prefix} failed: {}",
-                        describe(&e)
-                    ))
-                })?;
-            keys.extend(
-                page.contents()
-                    .iter()
-                    .filter_map(|o| o.key().map(str::to_owned)),
-            );
+                .map_err(|e| describe(&e))?;
+            listed.extend(page.contents().iter().filter_map(|o| {
+                Some(Listed {
+                    key: o.key()?.to_owned(),
+                    size: o.size().map_or(0, |n| n.max(0).unsigned_abs()),
+                    etag: o.e_tag().map(str::to_owned),
+                })
+            }));
             token = page.next_continuation_token().map(str::to_owned);
             if page.is_truncated() != Some(true) || token.is_none() {
-                return Ok(keys);
+                return Ok(listed);
             }
         }
     }

@@ -295,7 +295,7 @@ impl Function {
             Ok(listed) => listed,
             Err(e) => return Err(self.undo(e, &catalog, &results).await),
         };
-        let listing = self.list_batch(folder, results, &listed, glue.as_ref(), deadline);
+        let listing = self.list_batch(folder, batch, results, &listed, glue.as_ref(), deadline);
         match listing.await {
             Ok(reply) => Ok(reply),
             Err(e) => Err(self.undo(e, &catalog, &[]).await),

@@ -1,0 +1,208 @@
+//! A whole-prefix job's plan: the objects under a prefix listed once and grouped, in key
+//! order, into batches of about `batch_bytes` of input each (as Glue's `groupSize` groups
+//! small files), written as one JSON array that the Distributed Map reads with its
+//! `ItemReader` (`s3:getObject`, JSON): each element is one child execution's `Items`. A batch
+//! writes one file per partition per target for all its objects, so the plan decides the
+//! files' sizes; the job's finish step reads it again to find every batch's manifest.
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use super::Function;
+use super::reply::{Planned, Reply};
+use super::stream::batch_identity;
+use crate::Error;
+use crate::input::plan::Plan;
+use crate::input::target::S3Prefix;
+use crate::store::s3::Listed;
+
+/// The plan's name in the run's folder.
+pub const PLAN_FILE: &str = "plan.json";
+
+/// The batches' manifests' folder in the run's folder.
+pub const BATCHES: &str = "batches/";
+
+/// A planned batch's `Items` as JSON at most: a child execution's input (its items and the
+/// `BatchInput`) may not pass 256 KiB, and the `BatchInput` needs the rest.
+const ITEMS_JSON_LIMIT: usize = 192 << 10;
+
+/// One object of a planned batch, as the Distributed Map's own S3 listing names its fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedItem {
+    #[serde(rename = "Key")]
+    pub key: String,
+    #[serde(rename = "Etag", skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(rename = "Size", default)]
+    pub size: u64,
+}
+
+/// One element of the plan: one child execution's input, with the map's `BatchInput`.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedBatch {
+    #[serde(rename = "Items")]
+    pub items: Vec<PlannedItem>,
+}
+
+impl PlannedBatch {
+    /// The batch's identity, as the batch computes it from its items (see
+    /// [`batch_identity`]).
+    pub fn identity(&self, bucket: &str) -> String {
+        let uris = self.items.iter().map(|item| {
+            let uri = format!("s3://{bucket}/{}", item.key);
+            (uri, item.etag.as_deref())
+        });
+        batch_identity(uris)
+    }
+}
+
+/// Groups `objects` (in the order given) into batches: a batch is closed before the next
+/// object would take it past `batch_bytes` (an object larger than that is a batch of its
+/// own), `max_items` objects, or [`ITEMS_JSON_LIMIT`] of JSON. Folder markers (keys ending in
+/// `/`) are left out, as the batches leave them out.
+///
+/// ```
+/// use rows_to_parquet::handler::plan::{group, PlannedItem};
+/// let item = |key: &str, size| PlannedItem { key: key.into(), etag: None, size };
+/// let batches = group(vec![item("a", 60), item("b", 60), item("c", 200), item("d/", 0), item("e", 1)], 100, 10);
+/// let keys: Vec<Vec<&str>> = batches.iter().map(|b| b.items.iter().map(|i| i.key.as_str()).collect()).collect();
+/// assert_eq!(keys, [vec!["a"], vec!["b"], vec!["c"], vec!["e"]]);
+/// ```
+pub fn group(objects: Vec<PlannedItem>, batch_bytes: u64, max_items: usize) -> Vec<PlannedBatch> {
+    let mut batches = Vec::new();
+    let (mut items, mut bytes, mut json) = (Vec::new(), 0u64, 0usize);
+    for item in objects.into_iter().filter(|o| !o.key.ends_with('/')) {
+        let item_json = serde_json::to_vec(&item).map_or(0, |v| v.len()) + 1;
+        let full = bytes.saturating_add(item.size) > batch_bytes
+            || items.len() >= max_items
+            || json + item_json > ITEMS_JSON_LIMIT;
+        if full && !items.is_empty() {
+            batches.push(PlannedBatch {
+                items: std::mem::take(&mut items),
+            });
+            (bytes, json) = (0, 0);
+        }
+        bytes = bytes.saturating_add(item.size);
+        json += item_json;
+        items.push(item);
+    }
+    if !items.is_empty() {
+        batches.push(PlannedBatch { items });
+    }
+    batches
+}
+
+impl Function {
+    /// Lists the plan's prefix, groups its objects and writes the plan (see the module docs).
+    ///
+    /// # Errors
+    /// `SourceNotAllowed` for a prefix outside `ALLOWED_SOURCES`; `TargetNotAllowed` for an
+    /// output outside `ALLOWED_PREFIXES`; `InvalidEvent` for an output inside the listed
+    /// prefix (a rerun would read the plan as input); `SourceReadFailed` when the listing
+    /// fails; `S3WriteFailed` when the plan cannot be written.
+    pub(super) async fn plan_job(
+        &self,
+        plan: Plan,
+        deadline: Option<SystemTime>,
+    ) -> Result<Reply, Error> {
+        let source = plan.source();
+        if let Some(allowed) = &self.config.allowed_sources
+            && !allowed.allows_object(&plan.bucket, &plan.prefix)
+        {
+            return Err(Error::SourceNotAllowed(format!(
+                "`plan` lists {source}, which is not inside ALLOWED_SOURCES ({}); nothing was listed",
+                allowed.describe()
+            )));
+        }
+        if let Some(allowed) = &self.config.allowed {
+            allowed.check_folder(&plan.output, "`plan.output`")?;
+        }
+        if plan.output.bucket == plan.bucket && plan.output.key_prefix.starts_with(&plan.prefix) {
+            return Err(Error::InvalidEvent(format!(
+                "`plan.output` ({}) lies inside the listed {source}: a later run would read the plan and the manifests as input",
+                plan.output
+            )));
+        }
+        let listed = self
+            .store
+            .list_objects(&plan.bucket, &plan.prefix)
+            .await
+            .map_err(|why| Error::SourceReadFailed(format!("listing {source} failed: {why}")))?;
+        let objects: Vec<PlannedItem> = listed
+            .into_iter()
+            .map(|Listed { key, size, etag }| PlannedItem { key, etag, size })
+            .collect();
+        let batches = group(objects, plan.batch_bytes, plan.max_items);
+        let items = batches.iter().flat_map(|b| &b.items);
+        let (objects, bytes) = items.fold((0, 0), |(n, b), i| (n + 1, b + i.size));
+        let key = format!("{}{PLAN_FILE}", plan.output.key_prefix);
+        let body = serde_json::to_vec(&batches).expect("a plan serializes");
+        self.put_whole(&plan.output.bucket, &key, body, deadline)
+            .await?;
+        let manifests = S3Prefix {
+            bucket: plan.output.bucket.clone(),
+            key_prefix: format!("{}{BATCHES}", plan.output.key_prefix),
+        };
+        Ok(Reply::Planned {
+            plan: Planned {
+                bucket: plan.output.bucket,
+                key,
+                source,
+                manifests: manifests.to_string(),
+                batches: batches.len(),
+                objects,
+                bytes,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(key: &str, size: u64) -> PlannedItem {
+        PlannedItem {
+            key: key.into(),
+            etag: Some(format!("\"{key}\"")),
+            size,
+        }
+    }
+
+    #[test]
+    fn batches_follow_the_key_order_and_close_at_bytes_items_or_json() {
+        let objects: Vec<PlannedItem> = (0..10).map(|i| item(&format!("k{i}"), 30)).collect();
+        let sizes =
+            |batches: &[PlannedBatch]| batches.iter().map(|b| b.items.len()).collect::<Vec<_>>();
+        assert_eq!(sizes(&group(objects.clone(), 100, 100)), [3, 3, 3, 1]);
+        assert_eq!(sizes(&group(objects.clone(), 1000, 4)), [4, 4, 2]);
+        let all = group(objects.clone(), 1000, 100);
+        assert_eq!(all[0].items, objects, "every object once, in order");
+        // Keys of 1,000 bytes: the items' JSON closes a batch long before 1,000 items.
+        let long: Vec<PlannedItem> = (0..1000).map(|i| item(&format!("{i:01000}"), 1)).collect();
+        let batches = group(long, u64::MAX, 1000);
+        assert!(batches.len() > 1);
+        for batch in &batches {
+            let json = serde_json::to_vec(batch).unwrap().len();
+            assert!(json <= ITEMS_JSON_LIMIT + 16, "{json}");
+        }
+        assert_eq!(batches.iter().map(|b| b.items.len()).sum::<usize>(), 1000);
+    }
+
+    #[test]
+    fn a_planned_batch_has_the_identity_its_batch_computes() {
+        let batch = PlannedBatch {
+            items: vec![item("in/a", 1), item("in/b", 2)],
+        };
+        let listed = [
+            ("s3://in/in/a".to_string(), Some("\"in/a\"")),
+            ("s3://in/in/b".to_string(), Some("\"in/b\"")),
+        ];
+        assert_eq!(batch.identity("in"), batch_identity(listed));
+        let other = PlannedBatch {
+            items: vec![item("in/a", 1)],
+        };
+        assert_ne!(other.identity("in"), batch.identity("in"));
+    }
+}
