@@ -59,7 +59,7 @@ impl PlannedBatch {
 
 /// Groups `objects` (in the order given) into batches: a batch is closed before the next
 /// object would take it past `batch_bytes` (an object larger than that is a batch of its
-/// own), `max_items` objects, or [`ITEMS_JSON_LIMIT`] of JSON. Folder markers (keys ending in
+/// own), `max_items` objects, or 192 KiB of item JSON. Folder markers (keys ending in
 /// `/`) are left out, as the batches leave them out.
 ///
 /// ```
