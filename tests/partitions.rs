@@ -497,6 +497,9 @@ async fn a_planned_job_groups_objects_by_bytes_and_commits_from_the_plan() {
             .await;
         expected.extend(0..20i64);
     }
+    // Not planned: an upstream job's marker, an empty object.
+    s3.put(IN, "in/_SUCCESS", String::new(), None).await;
+    s3.put(IN, "in/empty.ndjson", String::new(), None).await;
     let size = ndjson(20, 0).len() as u64;
     let run_folder = "s3://out-bucket/out/_jobs/run-2/";
     let plan = |output: &str| json!({"plan": {"bucket": IN, "prefix": "in/", "output": output, "batch_bytes": 3 * size, "max_items": 100}});
@@ -516,8 +519,13 @@ async fn a_planned_job_groups_objects_by_bytes_and_commits_from_the_plan() {
         serde_json::to_value(run(&s3, &[], &plan(run_folder), "p-1").await.unwrap()).unwrap();
     let planned = &reply["plan"];
     assert_eq!(
-        (&planned["batches"], &planned["objects"], &planned["bytes"]),
-        (&json!(3), &json!(7), &json!(7 * size)),
+        (
+            &planned["batches"],
+            &planned["objects"],
+            &planned["bytes"],
+            &planned["skipped"]
+        ),
+        (&json!(3), &json!(7), &json!(7 * size), &json!(2)),
         "{reply}"
     );
     assert_eq!(planned["key"], "out/_jobs/run-2/plan.json");

@@ -161,6 +161,7 @@ impl Function {
                 objects = plan.objects,
                 bytes = plan.bytes,
                 batches = plan.batches,
+                skipped = plan.skipped,
                 plan = plan.key,
                 ms,
                 "job planned"

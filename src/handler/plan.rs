@@ -59,20 +59,19 @@ impl PlannedBatch {
 
 /// Groups `objects` (in the order given) into batches: a batch is closed before the next
 /// object would take it past `batch_bytes` (an object larger than that is a batch of its
-/// own), `max_items` objects, or 192 KiB of item JSON. Folder markers (keys ending in
-/// `/`) are left out, as the batches leave them out.
+/// own), `max_items` objects, or 192 KiB of item JSON.
 ///
 /// ```
 /// use rows_to_parquet::handler::plan::{group, PlannedItem};
 /// let item = |key: &str, size| PlannedItem { key: key.into(), etag: None, size };
-/// let batches = group(vec![item("a", 60), item("b", 60), item("c", 200), item("d/", 0), item("e", 1)], 100, 10);
+/// let batches = group(vec![item("a", 60), item("b", 60), item("c", 200), item("e", 1)], 100, 10);
 /// let keys: Vec<Vec<&str>> = batches.iter().map(|b| b.items.iter().map(|i| i.key.as_str()).collect()).collect();
 /// assert_eq!(keys, [vec!["a"], vec!["b"], vec!["c"], vec!["e"]]);
 /// ```
 pub fn group(objects: Vec<PlannedItem>, batch_bytes: u64, max_items: usize) -> Vec<PlannedBatch> {
     let mut batches = Vec::new();
     let (mut items, mut bytes, mut json) = (Vec::new(), 0u64, 0usize);
-    for item in objects.into_iter().filter(|o| !o.key.ends_with('/')) {
+    for item in objects {
         let item_json = serde_json::to_vec(&item).map_or(0, |v| v.len()) + 1;
         let full = bytes.saturating_add(item.size) > batch_bytes
             || items.len() >= max_items
@@ -91,6 +90,14 @@ pub fn group(objects: Vec<PlannedItem>, batch_bytes: u64, max_items: usize) -> V
         batches.push(PlannedBatch { items });
     }
     batches
+}
+
+/// Whether a listed object is planned: not a folder marker (a key ending in `/`), not empty
+/// (nothing to convert), and not a file that Spark and Hive take for hidden (a name starting
+/// with `_` or `.`, such as an upstream job's `_SUCCESS`).
+pub fn planned(key: &str, size: u64) -> bool {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    size > 0 && !name.is_empty() && !name.starts_with(['_', '.'])
 }
 
 impl Function {
@@ -129,10 +136,10 @@ impl Function {
             .list_objects(&plan.bucket, &plan.prefix)
             .await
             .map_err(|why| Error::SourceReadFailed(format!("listing {source} failed: {why}")))?;
-        let objects: Vec<PlannedItem> = listed
+        let (objects, skipped): (Vec<PlannedItem>, Vec<PlannedItem>) = listed
             .into_iter()
             .map(|Listed { key, size, etag }| PlannedItem { key, etag, size })
-            .collect();
+            .partition(|item| planned(&item.key, item.size));
         let batches = group(objects, plan.batch_bytes, plan.max_items);
         let items = batches.iter().flat_map(|b| &b.items);
         let (objects, bytes) = items.fold((0, 0), |(n, b), i| (n + 1, b + i.size));
@@ -153,6 +160,7 @@ impl Function {
                 batches: batches.len(),
                 objects,
                 bytes,
+                skipped: skipped.len(),
             },
         })
     }
@@ -188,6 +196,25 @@ mod tests {
             assert!(json <= ITEMS_JSON_LIMIT + 16, "{json}");
         }
         assert_eq!(batches.iter().map(|b| b.items.len()).sum::<usize>(), 1000);
+    }
+
+    #[test]
+    fn folder_markers_empty_objects_and_hidden_files_are_not_planned() {
+        assert!(planned("in/2024/a.ndjson", 1));
+        assert!(planned("a.ndjson", 1));
+        assert!(
+            planned("in/_dir/a.ndjson", 1),
+            "only the name itself counts"
+        );
+        for (key, size) in [
+            ("in/2024/", 0),
+            ("in/2024/a.ndjson", 0),
+            ("in/2024/_SUCCESS", 0),
+            ("in/2024/_committed_1", 10),
+            ("in/2024/.a.ndjson.crc", 10),
+        ] {
+            assert!(!planned(key, size), "{key}");
+        }
     }
 
     #[test]

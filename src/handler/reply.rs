@@ -111,6 +111,8 @@ pub struct Planned {
     pub batches: usize,
     pub objects: usize,
     pub bytes: u64,
+    /// Objects listed but not planned: folder markers, empty objects, hidden files.
+    pub skipped: usize,
 }
 
 fn is_zero(n: &usize) -> bool {
