@@ -595,3 +595,55 @@ async fn a_planned_job_groups_objects_by_bytes_and_commits_from_the_plan() {
     expected.sort_unstable();
     assert_eq!(seen, expected, "every row of every object, once");
 }
+
+/// A plan larger than a multipart part goes up a part at a time, and reads back whole: the
+/// function holds about a part of it, however many objects the prefix holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_larger_than_a_part_is_uploaded_in_parts_and_reads_back_whole() {
+    let s3 = LocalS3::start(&[IN, OUT]).await;
+    // Keys of about 1,000 bytes (the embedded S3 keeps an object as a file at its key, so
+    // they are written there directly): 9,500 of them make a plan of about 9 MB.
+    let folder = ["a", "b", "c"].map(|d| d.repeat(240)).join("/");
+    let dir = s3.root.path().join(IN).join("in").join(&folder);
+    std::fs::create_dir_all(&dir).unwrap();
+    let count = 9500;
+    for n in 0..count {
+        std::fs::write(
+            dir.join(format!("{}-{n:05}.ndjson", "k".repeat(200))),
+            "{}\n",
+        )
+        .unwrap();
+    }
+    let event =
+        json!({"plan": {"bucket": IN, "prefix": "in/", "output": "s3://out-bucket/jobs/big/"}});
+    let reply = serde_json::to_value(run(&s3, &[], &event, "plan-big").await.unwrap()).unwrap();
+    assert_eq!(reply["plan"]["objects"], json!(count), "{reply}");
+    let (body, _) = s3.get(OUT, "jobs/big/plan.json").await;
+    assert!(
+        body.len() > rows_to_parquet::store::transaction::PART_BYTES,
+        "{}",
+        body.len()
+    );
+    let elements: Vec<Value> = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        elements.len() as u64,
+        reply["plan"]["batches"].as_u64().unwrap()
+    );
+    let keys: Vec<&str> = elements
+        .iter()
+        .flat_map(|e| e["Items"].as_array().unwrap())
+        .map(|i| i["Key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys.len(), count);
+    assert!(
+        keys.windows(2).all(|w| w[0] < w[1]),
+        "in key order, each once"
+    );
+    for element in &elements {
+        assert!(
+            element.to_string().len() < 192 << 10,
+            "a child's items fit its input"
+        );
+    }
+    assert!(s3.uploads(OUT).await.is_empty());
+}

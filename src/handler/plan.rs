@@ -10,12 +10,14 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use super::Function;
+use super::conversion::make_visible;
 use super::reply::{Planned, Reply};
 use super::stream::batch_identity;
 use crate::Error;
 use crate::input::plan::Plan;
 use crate::input::target::S3Prefix;
 use crate::store::s3::Listed;
+use crate::store::transaction::{PART_BYTES, Transaction, with_leftovers};
 
 /// The plan's name in the run's folder.
 pub const PLAN_FILE: &str = "plan.json";
@@ -57,39 +59,98 @@ impl PlannedBatch {
     }
 }
 
-/// Groups `objects` (in the order given) into batches: a batch is closed before the next
+/// Groups objects, in the order pushed, into batches: a batch is closed before the next
 /// object would take it past `batch_bytes` (an object larger than that is a batch of its
-/// own), `max_items` objects, or 192 KiB of item JSON.
+/// own), `max_items` objects, or 192 KiB of item JSON. It holds one open batch only.
 ///
 /// ```
-/// use rows_to_parquet::handler::plan::{group, PlannedItem};
+/// use rows_to_parquet::handler::plan::{Grouper, PlannedItem};
 /// let item = |key: &str, size| PlannedItem { key: key.into(), etag: None, size };
-/// let batches = group(vec![item("a", 60), item("b", 60), item("c", 200), item("e", 1)], 100, 10);
+/// let mut grouper = Grouper::new(100, 10);
+/// let objects = [item("a", 60), item("b", 30), item("c", 200), item("e", 1)];
+/// let mut batches: Vec<_> = objects.into_iter().filter_map(|o| grouper.push(o)).collect();
+/// batches.extend(grouper.finish());
 /// let keys: Vec<Vec<&str>> = batches.iter().map(|b| b.items.iter().map(|i| i.key.as_str()).collect()).collect();
-/// assert_eq!(keys, [vec!["a"], vec!["b"], vec!["c"], vec!["e"]]);
+/// assert_eq!(keys, [vec!["a", "b"], vec!["c"], vec!["e"]]);
 /// ```
-pub fn group(objects: Vec<PlannedItem>, batch_bytes: u64, max_items: usize) -> Vec<PlannedBatch> {
-    let mut batches = Vec::new();
-    let (mut items, mut bytes, mut json) = (Vec::new(), 0u64, 0usize);
-    for item in objects {
-        let item_json = serde_json::to_vec(&item).map_or(0, |v| v.len()) + 1;
-        let full = bytes.saturating_add(item.size) > batch_bytes
-            || items.len() >= max_items
-            || json + item_json > ITEMS_JSON_LIMIT;
-        if full && !items.is_empty() {
-            batches.push(PlannedBatch {
-                items: std::mem::take(&mut items),
-            });
-            (bytes, json) = (0, 0);
+pub struct Grouper {
+    batch_bytes: u64,
+    max_items: usize,
+    items: Vec<PlannedItem>,
+    bytes: u64,
+    json: usize,
+}
+
+impl Grouper {
+    pub fn new(batch_bytes: u64, max_items: usize) -> Grouper {
+        Grouper {
+            batch_bytes,
+            max_items,
+            items: Vec::new(),
+            bytes: 0,
+            json: 0,
         }
-        bytes = bytes.saturating_add(item.size);
-        json += item_json;
-        items.push(item);
     }
-    if !items.is_empty() {
-        batches.push(PlannedBatch { items });
+
+    /// Adds `item` to the open batch; the batch closed first, when it would not fit.
+    pub fn push(&mut self, item: PlannedItem) -> Option<PlannedBatch> {
+        let item_json = serde_json::to_vec(&item).map_or(0, |v| v.len()) + 1;
+        let full = !self.items.is_empty()
+            && (self.bytes.saturating_add(item.size) > self.batch_bytes
+                || self.items.len() >= self.max_items
+                || self.json + item_json > ITEMS_JSON_LIMIT);
+        let closed = full.then(|| {
+            (self.bytes, self.json) = (0, 0);
+            PlannedBatch {
+                items: std::mem::take(&mut self.items),
+            }
+        });
+        self.bytes = self.bytes.saturating_add(item.size);
+        self.json += item_json;
+        self.items.push(item);
+        closed
     }
-    batches
+
+    /// The open batch, if it holds an object.
+    pub fn finish(self) -> Option<PlannedBatch> {
+        (!self.items.is_empty()).then_some(PlannedBatch { items: self.items })
+    }
+}
+
+/// The plan's JSON array as it grows, uploaded a part at a time: memory holds about a part
+/// and a listing page, however many objects the prefix holds.
+struct PlanFile {
+    transaction: Transaction,
+    index: usize,
+    body: Vec<u8>,
+    batches: usize,
+    objects: usize,
+    bytes: u64,
+}
+
+impl PlanFile {
+    async fn add(&mut self, batch: PlannedBatch) -> Result<(), Error> {
+        self.body.push(if self.batches == 0 { b'[' } else { b',' });
+        serde_json::to_writer(&mut self.body, &batch).expect("a batch serializes");
+        self.batches += 1;
+        self.objects += batch.items.len();
+        self.bytes += batch.items.iter().map(|i| i.size).sum::<u64>();
+        if self.body.len() >= PART_BYTES {
+            let part = std::mem::take(&mut self.body);
+            self.transaction.part(self.index, part.into()).await?;
+        }
+        Ok(())
+    }
+
+    /// The array closed, and its last bytes handed to the transaction.
+    async fn close(&mut self) -> Result<(), Error> {
+        if self.batches == 0 {
+            self.body.push(b'[');
+        }
+        self.body.push(b']');
+        let last = std::mem::take(&mut self.body);
+        self.transaction.last(self.index, last.into()).await
+    }
 }
 
 /// Whether a listed object is planned: not a folder marker (a key ending in `/`), not empty
@@ -131,22 +192,25 @@ impl Function {
                 plan.output
             )));
         }
-        let listed = self
-            .store
-            .list_objects(&plan.bucket, &plan.prefix)
-            .await
-            .map_err(|why| Error::SourceReadFailed(format!("listing {source} failed: {why}")))?;
-        let (objects, skipped): (Vec<PlannedItem>, Vec<PlannedItem>) = listed
-            .into_iter()
-            .map(|Listed { key, size, etag }| PlannedItem { key, etag, size })
-            .partition(|item| planned(&item.key, item.size));
-        let batches = group(objects, plan.batch_bytes, plan.max_items);
-        let items = batches.iter().flat_map(|b| &b.items);
-        let (objects, bytes) = items.fold((0, 0), |(n, b), i| (n + 1, b + i.size));
         let key = format!("{}{PLAN_FILE}", plan.output.key_prefix);
-        let body = serde_json::to_vec(&batches).expect("a plan serializes");
-        self.put_whole(&plan.output.bucket, &key, body, deadline)
-            .await?;
+        let mut transaction = Transaction::new(&self.store);
+        let index = transaction.add(plan.output.bucket.clone(), key.clone());
+        let mut file = PlanFile {
+            transaction,
+            index,
+            body: Vec::new(),
+            batches: 0,
+            objects: 0,
+            bytes: 0,
+        };
+        let skipped = match self.write_plan(&plan, &mut file).await {
+            Ok(skipped) => skipped,
+            Err(e) => {
+                let left = file.transaction.abort().await;
+                return Err(with_leftovers(e, &left));
+            }
+        };
+        make_visible(&mut file.transaction, false, deadline).await?;
         let manifests = S3Prefix {
             bucket: plan.output.bucket.clone(),
             key_prefix: format!("{}{BATCHES}", plan.output.key_prefix),
@@ -157,12 +221,39 @@ impl Function {
                 key,
                 source,
                 manifests: manifests.to_string(),
-                batches: batches.len(),
-                objects,
-                bytes,
-                skipped: skipped.len(),
+                batches: file.batches,
+                objects: file.objects,
+                bytes: file.bytes,
+                skipped,
             },
         })
+    }
+
+    /// Lists the plan's prefix a page at a time into `file`'s batches, and closes it; the
+    /// objects left out.
+    async fn write_plan(&self, plan: &Plan, file: &mut PlanFile) -> Result<usize, Error> {
+        let failed = |why: String| {
+            Error::SourceReadFailed(format!("listing {} failed: {why}", plan.source()))
+        };
+        let mut listing = self.store.listing(&plan.bucket, &plan.prefix);
+        let mut grouper = Grouper::new(plan.batch_bytes, plan.max_items);
+        let mut skipped = 0;
+        while let Some(page) = listing.next_page().await.map_err(failed)? {
+            for Listed { key, size, etag } in page {
+                if !planned(&key, size) {
+                    skipped += 1;
+                    continue;
+                }
+                if let Some(batch) = grouper.push(PlannedItem { key, etag, size }) {
+                    file.add(batch).await?;
+                }
+            }
+        }
+        if let Some(batch) = grouper.finish() {
+            file.add(batch).await?;
+        }
+        file.close().await?;
+        Ok(skipped)
     }
 }
 
@@ -176,6 +267,16 @@ mod tests {
             etag: Some(format!("\"{key}\"")),
             size,
         }
+    }
+
+    fn group(objects: Vec<PlannedItem>, batch_bytes: u64, max_items: usize) -> Vec<PlannedBatch> {
+        let mut grouper = Grouper::new(batch_bytes, max_items);
+        let mut batches: Vec<PlannedBatch> = objects
+            .into_iter()
+            .filter_map(|o| grouper.push(o))
+            .collect();
+        batches.extend(grouper.finish());
+        batches
     }
 
     #[test]

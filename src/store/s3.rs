@@ -113,6 +113,43 @@ pub struct Listed {
     pub etag: Option<String>,
 }
 
+/// A listing in progress: see [`S3Store::listing`].
+pub struct Listing<'a> {
+    store: &'a S3Store,
+    bucket: &'a str,
+    prefix: &'a str,
+    token: Option<String>,
+    done: bool,
+}
+
+impl Listing<'_> {
+    /// The next page (up to 1,000 objects, in key order); `None` after the last. Why not, for
+    /// the caller's error.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<Listed>>, String> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = (self.store.client.list_objects_v2())
+            .bucket(self.bucket)
+            .prefix(self.prefix)
+            .set_continuation_token(self.token.take())
+            .set_expected_bucket_owner(self.store.expected_bucket_owner.clone())
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        self.token = page.next_continuation_token().map(str::to_owned);
+        self.done = page.is_truncated() != Some(true) || self.token.is_none();
+        let listed = page.contents().iter().filter_map(|o| {
+            Some(Listed {
+                key: o.key()?.to_owned(),
+                size: o.size().map_or(0, |n| n.max(0).unsigned_abs()),
+                etag: o.e_tag().map(str::to_owned),
+            })
+        });
+        Ok(Some(listed.collect()))
+    }
+}
+
 /// A multipart upload in progress: its parts are stored (and billed) until it is completed or
 /// aborted, and no listing of objects shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -373,39 +410,30 @@ impl S3Store {
     /// # Errors
     /// `S3WriteFailed` naming the prefix (a listing serves a write's removals).
     pub async fn list_keys(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, Error> {
-        let listed = self.list_objects(bucket, prefix).await.map_err(|why| {
-            Error::S3WriteFailed(format!("listing s3://{bucket}/{prefix} failed: {why}"))
-        })?;
-        Ok(listed.into_iter().map(|o| o.key).collect())
+        let mut listing = self.listing(bucket, prefix);
+        let mut keys = Vec::new();
+        loop {
+            match listing.next_page().await {
+                Ok(Some(page)) => keys.extend(page.into_iter().map(|o| o.key)),
+                Ok(None) => return Ok(keys),
+                Err(why) => {
+                    return Err(Error::S3WriteFailed(format!(
+                        "listing s3://{bucket}/{prefix} failed: {why}"
+                    )));
+                }
+            }
+        }
     }
 
-    /// Every object under `s3://bucket/prefix`, in S3's (key) order, every page of its
-    /// listing; why not, for the caller's error.
-    pub async fn list_objects(&self, bucket: &str, prefix: &str) -> Result<Vec<Listed>, String> {
-        let mut listed = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .client
-                .list_objects_v2()
-                .bucket(bucket)
-                .prefix(prefix)
-                .set_continuation_token(token.take())
-                .set_expected_bucket_owner(self.expected_bucket_owner.clone())
-                .send()
-                .await
-                .map_err(|e| describe(&e))?;
-            listed.extend(page.contents().iter().filter_map(|o| {
-                Some(Listed {
-                    key: o.key()?.to_owned(),
-                    size: o.size().map_or(0, |n| n.max(0).unsigned_abs()),
-                    etag: o.e_tag().map(str::to_owned),
-                })
-            }));
-            token = page.next_continuation_token().map(str::to_owned);
-            if page.is_truncated() != Some(true) || token.is_none() {
-                return Ok(listed);
-            }
+    /// The objects under `s3://bucket/prefix`, a page at a time (for a listing too long to
+    /// hold).
+    pub fn listing<'a>(&'a self, bucket: &'a str, prefix: &'a str) -> Listing<'a> {
+        Listing {
+            store: self,
+            bucket,
+            prefix,
+            token: None,
+            done: false,
         }
     }
 
