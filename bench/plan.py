@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What a job's plan step costs as the prefix grows: OBJECTS empty-bodied keys (as long as a
+"""What a job's plan step costs as the prefix grows: OBJECTS three-byte objects under keys (as long as a
 dated key of a real prefix) in the embedded S3 server, planned by the built function under the
 Runtime API emulator, as template.yaml's Plan state invokes it. Prints the plan's time, its
 size and the function's peak RSS (VmHWM), so docs/partitions-and-jobs.md can say how large a
@@ -30,7 +30,7 @@ def main():
         folder = s3.root / IN / "in" / "events"
         folder.mkdir(parents=True)
         for i in range(n):
-            (folder / f"year=2024-month=01-day=01-part-{i:08d}.ndjson").write_bytes(b"")
+            (folder / f"year=2024-month=01-day=01-part-{i:08d}.ndjson").write_bytes(b"{}\n")
         function = Emulator(bootstrap, {"AWS_ENDPOINT_URL_S3": s3.endpoint}, timeout_s=600)
         try:
             function.init_ms()

@@ -529,6 +529,10 @@ async fn a_planned_job_groups_objects_by_bytes_and_commits_from_the_plan() {
         "{reply}"
     );
     assert_eq!(planned["key"], "out/_jobs/run-2/plan.json");
+    // The batches' identities beside it, which the finish step reads instead of the plan.
+    let (ids, _) = s3.get(OUT, planned["ids"].as_str().unwrap()).await;
+    let ids: Vec<String> = serde_json::from_slice(&ids).unwrap();
+    assert_eq!(ids.len(), 3);
     let (body, _) = s3.get(OUT, "out/_jobs/run-2/plan.json").await;
     let elements: Vec<Value> = serde_json::from_slice(&body).unwrap();
     let keys: Vec<Vec<&str>> = elements

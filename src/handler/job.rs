@@ -15,7 +15,6 @@ use std::time::SystemTime;
 use super::Function;
 use super::conversion::make_visible;
 use super::hive::distinct;
-use super::plan::PlannedBatch;
 use super::replace::Wrote;
 use super::reply::{BatchListed, GlueTableKept, Marker, Reply, Response};
 use crate::Error;
@@ -501,28 +500,18 @@ impl Function {
         let invalid = |why: String| Error::InvalidEvent(format!("`commit.plan`: {why}"));
         let text = self
             .store
-            .read_all(&plan.bucket, &plan.key, RESULTS_LIMIT)
+            .read_all(&plan.bucket, &plan.ids, RESULTS_LIMIT)
             .await?;
-        let batches: Vec<PlannedBatch> = serde_json::from_slice(&text).map_err(|e| {
+        let ids: Vec<String> = serde_json::from_slice(&text).map_err(|e| {
             invalid(format!(
-                "s3://{}/{} is not a plan: {e}",
-                plan.bucket, plan.key
+                "s3://{}/{} is not a list of batch identities: {e}",
+                plan.bucket, plan.ids
             ))
         })?;
-        let bucket = plan
-            .source
-            .strip_prefix("s3://")
-            .and_then(|r| r.split_once('/'));
-        let Some((bucket, _)) = bucket else {
-            return Err(invalid(format!(
-                "`source` {} is not an s3:// URI",
-                plan.source
-            )));
-        };
         let manifests = S3Prefix::parse(&plan.manifests, "`commit.plan.manifests`")?;
         let mut missing = 0;
-        for batch in &batches {
-            let uri = format!("{manifests}{}.json", batch.identity(bucket));
+        for id in &ids {
+            let uri = format!("{manifests}{id}.json");
             match self.add_listing(&uri, targets, written, listed).await {
                 Ok(()) => {}
                 Err(Error::SourceNotFound(_)) => missing += 1,
@@ -532,7 +521,7 @@ impl Function {
         let incomplete = (missing > 0).then(|| {
             Error::JobIncomplete(format!(
                 "{missing} of the plan's {} batches left no manifest in {manifests}: their objects were not all converted, so no {MARKER} was written and no table committed",
-                batches.len()
+                ids.len()
             ))
         });
         Ok((Ok(()), incomplete))

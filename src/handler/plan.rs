@@ -7,7 +7,7 @@
 
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::Function;
 use super::conversion::make_visible;
@@ -22,6 +22,10 @@ use crate::store::transaction::{PART_BYTES, Transaction, with_leftovers};
 /// The plan's name in the run's folder.
 pub const PLAN_FILE: &str = "plan.json";
 
+/// The planned batches' identities (a JSON array), in the run's folder: what the finish
+/// step reads, small whatever the plan holds.
+pub const IDS_FILE: &str = "batch-ids.json";
+
 /// The batches' manifests' folder in the run's folder.
 pub const BATCHES: &str = "batches/";
 
@@ -30,18 +34,18 @@ pub const BATCHES: &str = "batches/";
 const ITEMS_JSON_LIMIT: usize = 192 << 10;
 
 /// One object of a planned batch, as the Distributed Map's own S3 listing names its fields.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlannedItem {
     #[serde(rename = "Key")]
     pub key: String,
     #[serde(rename = "Etag", skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
-    #[serde(rename = "Size", default)]
+    #[serde(rename = "Size")]
     pub size: u64,
 }
 
 /// One element of the plan: one child execution's input, with the map's `BatchInput`.
-#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Serialize)]
 pub struct PlannedBatch {
     #[serde(rename = "Items")]
     pub items: Vec<PlannedItem>,
@@ -117,39 +121,50 @@ impl Grouper {
     }
 }
 
+/// A part of the plan and the batch that passes it: allocated once a part, not grown.
+const PLAN_BUFFER: usize = PART_BYTES + ITEMS_JSON_LIMIT + 1024;
+
 /// The plan's JSON array as it grows, uploaded a part at a time: memory holds about a part
 /// and a listing page, however many objects the prefix holds.
 struct PlanFile {
     transaction: Transaction,
     index: usize,
     body: Vec<u8>,
+    /// Each batch's identity, for the finish step (see [`IDS_FILE`]).
+    ids: Vec<String>,
     batches: usize,
     objects: usize,
     bytes: u64,
 }
 
 impl PlanFile {
-    async fn add(&mut self, batch: PlannedBatch) -> Result<(), Error> {
+    /// Adds `batch` of objects in `bucket`.
+    async fn add(&mut self, batch: PlannedBatch, bucket: &str) -> Result<(), Error> {
+        self.ids.push(batch.identity(bucket));
         self.body.push(if self.batches == 0 { b'[' } else { b',' });
         serde_json::to_writer(&mut self.body, &batch).expect("a batch serializes");
         self.batches += 1;
         self.objects += batch.items.len();
         self.bytes += batch.items.iter().map(|i| i.size).sum::<u64>();
         if self.body.len() >= PART_BYTES {
-            let part = std::mem::take(&mut self.body);
+            let part = std::mem::replace(&mut self.body, Vec::with_capacity(PLAN_BUFFER));
             self.transaction.part(self.index, part.into()).await?;
         }
         Ok(())
     }
 
-    /// The array closed, and its last bytes handed to the transaction.
-    async fn close(&mut self) -> Result<(), Error> {
+    /// The array closed, and its last bytes handed to the transaction, with the identities
+    /// as `ids_key` beside it.
+    async fn close(&mut self, bucket: &str, ids_key: &str) -> Result<(), Error> {
         if self.batches == 0 {
             self.body.push(b'[');
         }
         self.body.push(b']');
         let last = std::mem::take(&mut self.body);
-        self.transaction.last(self.index, last.into()).await
+        self.transaction.last(self.index, last.into()).await?;
+        let ids = serde_json::to_vec(&self.ids).expect("strings serialize");
+        let index = self.transaction.add(bucket.to_owned(), ids_key.to_owned());
+        self.transaction.last(index, ids.into()).await
     }
 }
 
@@ -198,12 +213,14 @@ impl Function {
         let mut file = PlanFile {
             transaction,
             index,
-            body: Vec::new(),
+            body: Vec::with_capacity(PLAN_BUFFER),
+            ids: Vec::new(),
             batches: 0,
             objects: 0,
             bytes: 0,
         };
-        let skipped = match self.write_plan(&plan, &mut file).await {
+        let ids = format!("{}{IDS_FILE}", plan.output.key_prefix);
+        let skipped = match self.write_plan(&plan, &mut file, &ids).await {
             Ok(skipped) => skipped,
             Err(e) => {
                 let left = file.transaction.abort().await;
@@ -219,6 +236,7 @@ impl Function {
             plan: Planned {
                 bucket: plan.output.bucket,
                 key,
+                ids,
                 source,
                 manifests: manifests.to_string(),
                 batches: file.batches,
@@ -231,7 +249,12 @@ impl Function {
 
     /// Lists the plan's prefix a page at a time into `file`'s batches, and closes it; the
     /// objects left out.
-    async fn write_plan(&self, plan: &Plan, file: &mut PlanFile) -> Result<usize, Error> {
+    async fn write_plan(
+        &self,
+        plan: &Plan,
+        file: &mut PlanFile,
+        ids_key: &str,
+    ) -> Result<usize, Error> {
         let failed = |why: String| {
             Error::SourceReadFailed(format!("listing {} failed: {why}", plan.source()))
         };
@@ -245,14 +268,14 @@ impl Function {
                     continue;
                 }
                 if let Some(batch) = grouper.push(PlannedItem { key, etag, size }) {
-                    file.add(batch).await?;
+                    file.add(batch, &plan.bucket).await?;
                 }
             }
         }
         if let Some(batch) = grouper.finish() {
-            file.add(batch).await?;
+            file.add(batch, &plan.bucket).await?;
         }
-        file.close().await?;
+        file.close(&plan.output.bucket, ids_key).await?;
         Ok(skipped)
     }
 }

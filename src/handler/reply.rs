@@ -104,6 +104,8 @@ pub struct Planned {
     /// Where the plan is: the `Bucket` and `Key` of the map's `ItemReader`.
     pub bucket: String,
     pub key: String,
+    /// The key, in the same bucket, of the planned batches' identities (for the finish).
+    pub ids: String,
     /// The folder listed, `s3://bucket/prefix`.
     pub source: String,
     /// The folder the batches write their manifests in (their `BatchInput.manifests`).

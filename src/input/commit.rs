@@ -51,8 +51,8 @@ pub struct PlanRef {
     /// The plan's bucket and key.
     pub bucket: String,
     pub key: String,
-    /// The folder it lists, `s3://bucket/prefix`.
-    pub source: String,
+    /// The key of the planned batches' identities, in the same bucket.
+    pub ids: String,
     /// The folder of the batches' manifests.
     pub manifests: String,
 }
@@ -131,7 +131,7 @@ mod tests {
                 mode: WriteMode::Append,
             }
         );
-        let planned = Commit::parse(r#"{"phase": "finish", "plan": {"bucket": "b", "key": "j/r/plan.json", "source": "s3://in/x/", "manifests": "s3://b/j/r/batches/", "batches": 2, "objects": 9, "bytes": 99}, "mode": "overwrite"}"#).unwrap();
+        let planned = Commit::parse(r#"{"phase": "finish", "plan": {"bucket": "b", "key": "j/r/plan.json", "ids": "j/r/batch-ids.json", "source": "s3://in/x/", "manifests": "s3://b/j/r/batches/", "batches": 2, "objects": 9, "bytes": 99}, "mode": "overwrite"}"#).unwrap();
         let Commit::Finish {
             run: RunRecord::Plan(plan),
             mode,
