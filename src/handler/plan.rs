@@ -3,7 +3,8 @@
 //! small files), written as one JSON array that the Distributed Map reads with its
 //! `ItemReader` (`s3:getObject`, JSON): each element is one child execution's `Items`. A batch
 //! writes one file per partition per target for all its objects, so the plan decides the
-//! files' sizes; the job's finish step reads it again to find every batch's manifest.
+//! files' sizes. Beside the plan go the batches' identities, which the job's finish step reads
+//! to find every batch's manifest.
 
 use std::time::SystemTime;
 
