@@ -323,14 +323,9 @@ impl Function {
                     return Err(incomplete);
                 }
                 read?;
-                let job = match (&map_run, &run) {
-                    (Some(arn), _) => format!("job {arn}"),
-                    (None, RunRecord::Plan(plan)) => {
-                        format!("job s3://{}/{}", plan.bucket, plan.key)
-                    }
-                    (None, RunRecord::Results { bucket, key }) => {
-                        format!("job s3://{bucket}/{key}")
-                    }
+                let job = match &map_run {
+                    Some(arn) => format!("job {arn}"),
+                    None => format!("job {}", run.uri()),
                 };
                 tables = self
                     .commit_job_tables(listed.tables, &job, deadline)

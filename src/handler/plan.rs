@@ -17,7 +17,7 @@ use super::stream::batch_identity;
 use crate::Error;
 use crate::input::plan::Plan;
 use crate::input::target::S3Prefix;
-use crate::store::s3::Listed;
+use crate::store::s3::{Listed, S3Store};
 use crate::store::transaction::{PART_BYTES, Transaction, with_leftovers};
 
 /// The plan's name in the run's folder.
@@ -130,6 +130,9 @@ const PLAN_BUFFER: usize = PART_BYTES + ITEMS_JSON_LIMIT + 1024;
 struct PlanFile {
     transaction: Transaction,
     index: usize,
+    /// Where the identities go, beside the plan.
+    ids_bucket: String,
+    ids_key: String,
     body: Vec<u8>,
     /// Each batch's identity, for the finish step (see [`IDS_FILE`]).
     ids: Vec<String>,
@@ -139,6 +142,24 @@ struct PlanFile {
 }
 
 impl PlanFile {
+    /// The plan at `s3://bucket/key`, its identities at `ids_key` in the same bucket;
+    /// nothing sent yet.
+    fn new(store: &S3Store, bucket: &str, key: &str, ids_key: &str) -> PlanFile {
+        let mut transaction = Transaction::new(store);
+        let index = transaction.add(bucket.to_owned(), key.to_owned());
+        PlanFile {
+            transaction,
+            index,
+            ids_bucket: bucket.to_owned(),
+            ids_key: ids_key.to_owned(),
+            body: Vec::with_capacity(PLAN_BUFFER),
+            ids: Vec::new(),
+            batches: 0,
+            objects: 0,
+            bytes: 0,
+        }
+    }
+
     /// Adds `batch` of objects in `bucket`.
     async fn add(&mut self, batch: PlannedBatch, bucket: &str) -> Result<(), Error> {
         self.ids.push(batch.identity(bucket));
@@ -155,8 +176,8 @@ impl PlanFile {
     }
 
     /// The array closed, and its last bytes handed to the transaction, with the identities
-    /// as `ids_key` beside it.
-    async fn close(&mut self, bucket: &str, ids_key: &str) -> Result<(), Error> {
+    /// beside it.
+    async fn close(&mut self) -> Result<(), Error> {
         if self.batches == 0 {
             self.body.push(b'[');
         }
@@ -164,7 +185,9 @@ impl PlanFile {
         let last = std::mem::take(&mut self.body);
         self.transaction.last(self.index, last.into()).await?;
         let ids = serde_json::to_vec(&self.ids).expect("strings serialize");
-        let index = self.transaction.add(bucket.to_owned(), ids_key.to_owned());
+        let index = self
+            .transaction
+            .add(self.ids_bucket.clone(), self.ids_key.clone());
         self.transaction.last(index, ids.into()).await
     }
 }
@@ -209,19 +232,9 @@ impl Function {
             )));
         }
         let key = format!("{}{PLAN_FILE}", plan.output.key_prefix);
-        let mut transaction = Transaction::new(&self.store);
-        let index = transaction.add(plan.output.bucket.clone(), key.clone());
-        let mut file = PlanFile {
-            transaction,
-            index,
-            body: Vec::with_capacity(PLAN_BUFFER),
-            ids: Vec::new(),
-            batches: 0,
-            objects: 0,
-            bytes: 0,
-        };
         let ids = format!("{}{IDS_FILE}", plan.output.key_prefix);
-        let skipped = match self.write_plan(&plan, &mut file, &ids).await {
+        let mut file = PlanFile::new(&self.store, &plan.output.bucket, &key, &ids);
+        let skipped = match self.write_plan(&plan, &mut file).await {
             Ok(skipped) => skipped,
             Err(e) => {
                 let left = file.transaction.abort().await;
@@ -250,12 +263,7 @@ impl Function {
 
     /// Lists the plan's prefix a page at a time into `file`'s batches, and closes it; the
     /// objects left out.
-    async fn write_plan(
-        &self,
-        plan: &Plan,
-        file: &mut PlanFile,
-        ids_key: &str,
-    ) -> Result<usize, Error> {
+    async fn write_plan(&self, plan: &Plan, file: &mut PlanFile) -> Result<usize, Error> {
         let failed = |why: String| {
             Error::SourceReadFailed(format!("listing {} failed: {why}", plan.source()))
         };
@@ -276,7 +284,7 @@ impl Function {
         if let Some(batch) = grouper.finish() {
             file.add(batch, &plan.bucket).await?;
         }
-        file.close(&plan.output.bucket, ids_key).await?;
+        file.close().await?;
         Ok(skipped)
     }
 }

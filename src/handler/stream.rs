@@ -199,10 +199,7 @@ pub async fn convert(
     if let Read::Inferred(inference) = read {
         // A later chunk changed the types: convert again, on the types of every row, reading
         // the same versions (or ETags) as the first read.
-        let uri = match job.sources {
-            [_] => reads[0].read.uri.clone(),
-            _ => "the batch".to_owned(),
-        };
+        let uri = described(job.sources);
         let inferred = inference.finish().map_err(|e| about(&uri, e))?;
         inference::check_names(inferred.fields()).map_err(|e| about(&uri, e))?;
         let again = Opening::Again(&reads);
@@ -433,10 +430,7 @@ impl Write<'_, '_> {
         {
             return Ok(Read::Inferred(guess.inference));
         }
-        let what = match self.job.sources {
-            [one] => one.uri(),
-            _ => "the batch".to_owned(),
-        };
+        let what = described(self.job.sources);
         let schema = (self.progress.schema.take())
             .filter(|_| !self.progress.partitions.is_empty())
             .ok_or_else(|| no_rows(&what))?;
@@ -740,6 +734,14 @@ impl Progress {
             ready.extend(self.close(partition)?);
         }
         Ok(ready)
+    }
+}
+
+/// What messages call a conversion's sources: its one object's URI, or the batch.
+fn described(sources: &[Source]) -> String {
+    match sources {
+        [one] => one.uri(),
+        _ => "the batch".to_owned(),
     }
 }
 

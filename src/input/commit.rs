@@ -45,6 +45,17 @@ pub enum RunRecord {
     Results { bucket: String, key: String },
 }
 
+impl RunRecord {
+    /// The object it names (the plan, or the export's manifest), as `s3://bucket/key`.
+    pub fn uri(&self) -> String {
+        let (bucket, key) = match self {
+            RunRecord::Plan(plan) => (&plan.bucket, &plan.key),
+            RunRecord::Results { bucket, key } => (bucket, key),
+        };
+        format!("s3://{bucket}/{key}")
+    }
+}
+
 /// The plan step's reply (`plan`), passed back: the counts in it are not read.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct PlanRef {
