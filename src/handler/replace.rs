@@ -7,28 +7,12 @@
 
 use std::collections::HashSet;
 
-use serde::Serialize;
-
 use super::Function;
-use super::reply::{Reply, Response};
+use super::reply::{Removed, Reply, Response};
 use crate::Error;
 use crate::catalog::hive::HiveTables;
 use crate::input::event::WriteMode;
 use crate::input::target::Target;
-
-/// What a mode removed (in a dry run: would remove), over every target.
-#[derive(Debug, Default, Serialize)]
-pub struct Removed {
-    pub objects: usize,
-    /// The first [`Removed::LISTED`] of them: the reply stays small whatever the count.
-    pub uris: Vec<String>,
-    /// Partitions the folders' Glue tables dropped.
-    pub glue_partitions: usize,
-}
-
-impl Removed {
-    pub const LISTED: usize = 1000;
-}
 
 /// What a write left in one target folder: the keys, and the partition folders written in
 /// (relative to the folder, `dt=2024-01-01/`; `""` without partitions).

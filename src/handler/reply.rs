@@ -5,7 +5,6 @@ use arrow_schema::Schema;
 use lambda_runtime::Diagnostic;
 use serde::Serialize;
 
-use super::replace::Removed;
 use crate::Error;
 use crate::catalog::hive::Columns;
 use crate::input::target::Target;
@@ -51,6 +50,20 @@ pub enum Reply {
     },
     /// A sweep: the uploads it aborted.
     Swept { swept: Swept },
+}
+
+/// What a mode removed (in a dry run: would remove), over every target.
+#[derive(Debug, Default, Serialize)]
+pub struct Removed {
+    pub objects: usize,
+    /// The first [`Removed::LISTED`] of them: the reply stays small whatever the count.
+    pub uris: Vec<String>,
+    /// Partitions the folders' Glue tables dropped.
+    pub glue_partitions: usize,
+}
+
+impl Removed {
+    pub const LISTED: usize = 1000;
 }
 
 /// What a sweep found under the function's folders.
