@@ -1,7 +1,7 @@
 //! An S3-protocol server on a directory (one sub-directory per bucket): `s3s-fs` over HTTP on
 //! loopback, with fixed credentials. Used by the tests and by `examples/local-s3.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -13,7 +13,7 @@ use s3s::auth::SimpleAuth;
 use s3s::dto::*;
 use s3s::path::S3Path;
 use s3s::service::S3ServiceBuilder;
-use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
+use s3s::{S3, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use tokio::net::TcpListener;
 
 /// The fixed local credentials; the SDK must sign with these or every request is refused.
@@ -44,21 +44,113 @@ impl S3Access for LikeS3 {
     }
 }
 
-/// s3s-fs with the one operation it lacks that the tests need: `ListMultipartUploads`,
-/// answered from the uploads it started and has not completed or aborted, as S3 answers it
-/// (a prefix, each upload's `Initiated`, pages ordered by key and upload id with markers), so
-/// a test can prove that no upload is left behind. Every other operation is s3s-fs's own.
+/// s3s-fs with what it lacks that the tests need. `ListMultipartUploads`, answered from the
+/// uploads it started and has not completed or aborted, as S3 answers it (a prefix, each
+/// upload's `Initiated`, pages ordered by key and upload id with markers), so a test can prove
+/// that no upload is left behind. And S3's conditional writes, which s3s-fs ignores:
+/// `If-None-Match: *` and `If-Match: <etag>` on `PutObject` and `CompleteMultipartUpload`, and
+/// `If-Match` on `DeleteObject`, answered `412 PreconditionFailed` (`404 NoSuchKey` for
+/// `If-Match` on a missing key), each check and its write made one step under a lock of the
+/// key, so two writers racing for one key get one success, as on S3. Every other operation is
+/// s3s-fs's own.
 ///
-/// Starting, completing and aborting an upload run to their end even when the client goes
-/// away mid-request (a test kills the function), as S3's do: dropped halfway, s3s-fs's files
-/// and this list of uploads would disagree.
+/// Starting, completing and aborting an upload, and a PUT, run to their end even when the
+/// client goes away mid-request (a test kills the function), as S3's do: dropped halfway,
+/// s3s-fs's files and this list of uploads would disagree, or a key's lock stay taken.
 struct WithUploads {
     fs: Arc<s3s_fs::FileSystem>,
     /// upload id -> (bucket, key, initiated) of each upload in progress.
     uploads: Uploads,
+    keys: KeyLocks,
 }
 
 type Uploads = Arc<Mutex<BTreeMap<String, (String, String, SystemTime)>>>;
+
+/// One lock per `(bucket, key)` ever written: a conditional write's check and write happen
+/// under it, and so does every other write of the key.
+type KeyLocks = Arc<Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>>;
+
+fn key_lock(keys: &KeyLocks, bucket: &str, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+    let mut keys = keys.lock().unwrap();
+    keys.entry((bucket.to_owned(), key.to_owned()))
+        .or_default()
+        .clone()
+}
+
+/// The ETag a condition names, without quotes or the weak mark.
+fn condition_tag(condition: &ETagCondition) -> Option<&str> {
+    match condition {
+        ETagCondition::Any => None,
+        ETagCondition::ETag(ETag::Strong(tag) | ETag::Weak(tag)) => Some(tag.as_str()),
+    }
+}
+
+/// S3's answer to a write of `bucket/key` under `If-Match` / `If-None-Match`, given the key's
+/// current ETag (`None`: no such object).
+fn precondition(
+    current: Option<&str>,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+) -> S3Result<()> {
+    if let Some(condition) = if_none_match {
+        let exists = match (condition_tag(condition), current) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(tag), Some(now)) => tag == now,
+        };
+        if exists {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold"
+            ));
+        }
+    }
+    if let Some(condition) = if_match {
+        let Some(now) = current else {
+            return Err(s3_error!(NoSuchKey));
+        };
+        if condition_tag(condition).is_some_and(|tag| tag != now) {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A `HeadObject` of `bucket/key` with `like`'s credentials, for s3s-fs to answer.
+fn head_of<T>(like: &S3Request<T>, bucket: &str, key: &str) -> S3Request<HeadObjectInput> {
+    S3Request {
+        input: HeadObjectInput {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            ..Default::default()
+        },
+        method: http::Method::HEAD,
+        uri: like.uri.clone(),
+        headers: http::HeaderMap::new(),
+        extensions: http::Extensions::new(),
+        credentials: like.credentials.clone(),
+        region: like.region.clone(),
+        service: like.service.clone(),
+        trailing_headers: None,
+    }
+}
+
+/// The current ETag of the object `head` names (unquoted); `None` when there is none.
+async fn current_tag(
+    fs: &s3s_fs::FileSystem,
+    head: S3Request<HeadObjectInput>,
+) -> S3Result<Option<String>> {
+    match fs.head_object(head).await {
+        Ok(out) => Ok(out.output.e_tag.map(|tag| match tag {
+            ETag::Strong(t) | ETag::Weak(t) => t,
+        })),
+        Err(e) if *e.code() == S3ErrorCode::NoSuchKey => Ok(None),
+        Err(e) => Err(e),
+    }
+}
 
 /// `work` on a task of its own, so that it ends even if the request's connection is dropped.
 async fn whole<T: Send + 'static>(
@@ -76,22 +168,52 @@ fn in_progress(uploads: &Uploads, upload_id: &str) -> S3Result<()> {
 }
 
 impl WithUploads {
-    /// Completes or aborts upload `id` with `end`, whole; it is then no longer in progress.
-    async fn end_upload<T, F>(
+    /// Completes or aborts upload `id` with `end` (to be run [`whole`]); it is then no longer
+    /// in progress.
+    fn end_upload<T, F>(
         &self,
         id: String,
         end: impl FnOnce(Arc<s3s_fs::FileSystem>) -> F + Send + 'static,
-    ) -> S3Result<T>
+    ) -> impl Future<Output = S3Result<T>> + Send + 'static
     where
         T: Send + 'static,
         F: Future<Output = S3Result<T>> + Send + 'static,
     {
         let (fs, uploads) = (self.fs.clone(), self.uploads.clone());
-        whole(async move {
+        async move {
             in_progress(&uploads, &id)?;
             let out = end(fs).await?;
             uploads.lock().unwrap().remove(&id);
             Ok(out)
+        }
+    }
+
+    /// `write` of the key `head` names, whole and under the key's lock, once `If-Match` /
+    /// `If-None-Match` (`conditions`) hold for the object there.
+    async fn guarded<T, F>(
+        &self,
+        head: S3Request<HeadObjectInput>,
+        conditions: (Option<ETagCondition>, Option<ETagCondition>),
+        write: F,
+    ) -> S3Result<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = S3Result<T>> + Send + 'static,
+    {
+        let lock = key_lock(&self.keys, &head.input.bucket, &head.input.key);
+        let fs = self.fs.clone();
+        whole(async move {
+            let _held = lock.lock().await;
+            if let (None, None) = conditions {
+                return write.await;
+            }
+            let current = current_tag(&fs, head).await?;
+            precondition(
+                current.as_deref(),
+                conditions.0.as_ref(),
+                conditions.1.as_ref(),
+            )?;
+            write.await
         })
         .await
     }
@@ -119,11 +241,8 @@ macro_rules! delegate {
 #[async_trait::async_trait]
 impl S3 for WithUploads {
     delegate! {
-        put_object: PutObjectInput -> PutObjectOutput;
-        get_object: GetObjectInput -> GetObjectOutput;
         head_object: HeadObjectInput -> HeadObjectOutput;
         copy_object: CopyObjectInput -> CopyObjectOutput;
-        delete_object: DeleteObjectInput -> DeleteObjectOutput;
         delete_objects: DeleteObjectsInput -> DeleteObjectsOutput;
         list_objects: ListObjectsInput -> ListObjectsOutput;
         list_objects_v2: ListObjectsV2Input -> ListObjectsV2Output;
@@ -132,6 +251,49 @@ impl S3 for WithUploads {
         create_bucket: CreateBucketInput -> CreateBucketOutput;
         get_bucket_location: GetBucketLocationInput -> GetBucketLocationOutput;
         list_parts: ListPartsInput -> ListPartsOutput;
+    }
+
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let head = head_of(&req, &req.input.bucket, &req.input.key);
+        let conditions = (req.input.if_match.clone(), req.input.if_none_match.clone());
+        let fs = self.fs.clone();
+        self.guarded(head, conditions, async move { fs.put_object(req).await })
+            .await
+    }
+
+    /// Read whole under the key's lock, so a read never meets a write of the same key halfway
+    /// (S3's reads are of one version, whole).
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        let head = head_of(&req, &req.input.bucket, &req.input.key);
+        let fs = self.fs.clone();
+        let read = async move {
+            let mut out = fs.get_object(req).await?;
+            if let Some(body) = out.output.body.take() {
+                let mut body = s3s::Body::from(body);
+                let bytes = (body.store_all_limited(usize::MAX).await)
+                    .map_err(|e| s3_error!(InternalError, "reading the object failed: {e}"))?;
+                out.output.body = Some(StreamingBlob::from(s3s::Body::from(bytes)));
+            }
+            Ok(out)
+        };
+        self.guarded(head, (None, None), read).await
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let head = head_of(&req, &req.input.bucket, &req.input.key);
+        let conditions = (req.input.if_match.clone(), None);
+        let fs = self.fs.clone();
+        self.guarded(head, conditions, async move { fs.delete_object(req).await })
+            .await
     }
 
     async fn create_multipart_upload(
@@ -163,12 +325,14 @@ impl S3 for WithUploads {
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let head = head_of(&req, &req.input.bucket, &req.input.key);
+        let conditions = (req.input.if_match.clone(), req.input.if_none_match.clone());
         let id = req.input.upload_id.clone();
-        self.end_upload(
+        let end = self.end_upload(
             id,
             |fs| async move { fs.complete_multipart_upload(req).await },
-        )
-        .await
+        );
+        self.guarded(head, conditions, end).await
     }
 
     async fn abort_multipart_upload(
@@ -176,8 +340,7 @@ impl S3 for WithUploads {
         req: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         let id = req.input.upload_id.clone();
-        self.end_upload(id, |fs| async move { fs.abort_multipart_upload(req).await })
-            .await
+        whole(self.end_upload(id, |fs| async move { fs.abort_multipart_upload(req).await })).await
     }
 
     async fn list_multipart_uploads(
@@ -232,6 +395,7 @@ pub fn serve(root: &Path, listener: TcpListener) -> String {
         let mut builder = S3ServiceBuilder::new(WithUploads {
             fs: Arc::new(s3s_fs::FileSystem::new(root).unwrap()),
             uploads: Uploads::default(),
+            keys: KeyLocks::default(),
         });
         builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
         builder.set_access(LikeS3 {
