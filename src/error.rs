@@ -37,6 +37,10 @@ pub enum Error {
     /// S3 refused or failed a write; whatever this invocation wrote has been removed.
     #[error("{0}")]
     S3WriteFailed(String),
+    /// Another write held a folder, partition or piece of work this one replaces or repeats
+    /// until its time ran out; nothing of it is left in S3, and a retry writes it.
+    #[error("{0}")]
+    WriteConflict(String),
     /// A table target names a table the catalog does not have (and no `TABLE_WAREHOUSE` to
     /// create it in); nothing was written.
     #[error("{0}")]
@@ -84,6 +88,7 @@ impl Error {
             Error::RecursiveTrigger(_) => "RecursiveTrigger",
             Error::JobIncomplete(_) => "JobIncomplete",
             Error::S3WriteFailed(_) => "S3WriteFailed",
+            Error::WriteConflict(_) => "WriteConflict",
             Error::TableNotFound(_) => "TableNotFound",
             Error::TableNotAllowed(_) => "TableNotAllowed",
             Error::TableSchemaMismatch(_) => "TableSchemaMismatch",

@@ -16,9 +16,11 @@ use rows_to_parquet::store::budget::CLEANUP_RESERVE;
 use serde_json::{Value, json};
 
 const BUCKET: &str = "my-bucket";
-/// The first target's prefix; the second's is `out/second/`.
-const FIRST: &str = "/out/first/";
-const SECOND: &str = "/out/second/";
+/// The first target's objects (not its leases); the second's are in `out/second/`.
+const FIRST: &str = "/out/first/part-";
+const SECOND: &str = "/out/second/part-";
+/// Any object's (not a lease's).
+const OBJECTS: &str = "/part-";
 
 fn event(rows: usize) -> Value {
     let rows: Vec<Value> = (0..rows)
@@ -76,7 +78,11 @@ async fn throttling_and_server_errors_are_retried_into_one_object_per_target() {
 
     assert_eq!(proxy.count(Method::PUT, FIRST), (3, 2));
     assert_eq!(proxy.count(Method::PUT, SECOND), (3, 2));
-    assert_eq!(proxy.count(Method::DELETE, "/").0, 0, "nothing to clean up");
+    assert_eq!(
+        proxy.count(Method::DELETE, OBJECTS).0,
+        0,
+        "nothing to clean up"
+    );
     let mut stored = s3.keys(BUCKET).await;
     stored.sort();
     let mut reported = keys.clone();
@@ -174,7 +180,12 @@ async fn a_failing_clean_up_lists_every_key_it_could_not_remove_and_logs_it() {
         Fault::Status(500, "InternalError"),
         None,
     );
-    proxy.fault(Method::DELETE, "/", Fault::Status(503, "SlowDown"), None);
+    proxy.fault(
+        Method::DELETE,
+        OBJECTS,
+        Fault::Status(503, "SlowDown"),
+        None,
+    );
 
     let err = run(&function, &event(50)).await.unwrap_err();
 
@@ -224,7 +235,7 @@ async fn near_the_deadline_the_puts_stop_and_are_cleaned_up_with_time_to_spare()
         err.to_string().contains("deadline") && err.to_string().contains("nothing"),
         "{err}"
     );
-    assert_eq!(proxy.count(Method::DELETE, "/").0, 2);
+    assert_eq!(proxy.count(Method::DELETE, OBJECTS).0, 2);
     assert_eq!(s3.keys(BUCKET).await, Vec::<String>::new());
 }
 

@@ -412,6 +412,71 @@ async fn a_job_commits_a_success_marker_listing_every_object_only_when_every_ite
     assert!(s3.keys(OUT).await.iter().all(|k| !k.ends_with("_SUCCESS")));
 }
 
+/// Another overwrite of the folders lands while a job runs: the job's overwrite at its finish
+/// would leave a mix of the two, so it withdraws its remaining files and fails instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_overwrite_whose_files_another_overwrite_replaced_withdraws_and_fails() {
+    let s3 = LocalS3::start(&[IN, OUT]).await;
+    let input = json!({"bucket": IN, "targets": targets(), "partition_by": ["dt"]});
+    let mut replies = Vec::new();
+    for (i, key) in ["in/a.ndjson", "in/b.ndjson"].iter().enumerate() {
+        s3.put(IN, key, ndjson(6, 0), None).await;
+        let batch = map_batch(&[key], input.clone());
+        let reply = run(&s3, &[], &batch, &format!("batch-{i}")).await.unwrap();
+        replies.push(serde_json::to_value(reply).unwrap());
+    }
+    // Meanwhile another write replaces both folders whole.
+    let other =
+        json!({"rows": rows(), "partition_by": ["dt"], "mode": "overwrite", "targets": targets()});
+    let Reply::Converted(other) = run(&s3, &[], &other, "other").await.unwrap() else {
+        panic!("a conversion reply")
+    };
+    let mut others: Vec<String> = other.objects.iter().map(|o| o.key.clone()).collect();
+    others.sort();
+    assert_eq!(
+        s3.keys(OUT).await,
+        others,
+        "the other write replaced the batches' files"
+    );
+
+    let results = export_results(&s3, &replies, 0).await;
+    let finish = json!({"commit": {"phase": "finish", "results": results, "mode": "overwrite"}, "targets": targets()});
+    let e = run(&s3, &[], &finish, "commit").await.unwrap_err();
+
+    assert_eq!(e.error_type(), "JobIncomplete", "{e}");
+    assert!(e.to_string().contains("concurrent overwrite"), "{e}");
+    assert_eq!(
+        s3.keys(OUT).await,
+        others,
+        "the other write stands whole, no _SUCCESS"
+    );
+
+    // With only some of its files gone, the rest are withdrawn too.
+    for (i, key) in ["in/a.ndjson", "in/b.ndjson"].iter().enumerate() {
+        run(
+            &s3,
+            &[],
+            &map_batch(&[key], input.clone()),
+            &format!("again-{i}"),
+        )
+        .await
+        .unwrap();
+    }
+    let some = s3.keys(OUT).await;
+    let first_batch = some.iter().find(|k| !others.contains(k)).unwrap().clone();
+    s3.client
+        .delete_object()
+        .bucket(OUT)
+        .key(&first_batch)
+        .send()
+        .await
+        .unwrap();
+    let e = run(&s3, &[], &finish, "commit-2").await.unwrap_err();
+    assert_eq!(e.error_type(), "JobIncomplete", "{e}");
+    assert!(e.to_string().contains(&first_batch), "{e}");
+    assert_eq!(s3.keys(OUT).await, others);
+}
+
 /// Given a `manifests` folder, a batch answers with a reference to the listing of what it
 /// wrote: Step Functions fails a state whose output passes 256 KiB, which a batch over many
 /// partitions passes. The finish step reads the listing.

@@ -6,16 +6,18 @@ use std::time::{Instant, SystemTime};
 use arrow_schema::{Schema, SchemaRef};
 
 use super::hive::{columns_of, distinct, files_and_partitions};
-use super::reply::{GlueTableKept, Response, SchemaDescription, SourceRead, Written};
-use super::{Function, stream};
+use super::replace::{Wrote, listed_keys};
+use super::reply::{GlueTableKept, Removed, Response, SchemaDescription, SourceRead, Written};
+use super::{Function, stream, turn};
 use crate::Error;
 use crate::catalog::hive::Columns;
 use crate::encode::columns::UnknownKeys;
 use crate::encode::partition::Layout;
 use crate::encode::writer::{self, Partitioning};
-use crate::input::event::Evolution;
+use crate::input::event::{Evolution, WriteMode};
 use crate::input::source::Source;
 use crate::input::target::Target;
+use crate::lambda::metrics::Phase;
 use crate::rows::Rows;
 use crate::schema::ddl;
 use crate::store::budget::write_budget;
@@ -72,26 +74,18 @@ impl Function {
         let parts = converted
             .iter()
             .map(|s| (s.schema.as_ref(), s.layout.as_ref()));
-        let outputs = converted.iter().flat_map(|s| &s.objects);
-        let (mut columns, kept) = match self.glue_tables(&job, parts, outputs).await {
-            Ok(glued) => glued,
-            Err(e) => {
-                let left = transaction.abort().await;
-                return Err(with_leftovers(e, &left));
-            }
-        };
+        let outputs: Vec<&Output> = converted.iter().flat_map(|s| &s.objects).collect();
         // Keys hold each object's identity: a retry after a kill writes the keys the killed
         // attempt wrote, and aborts the uploads it left once this commit is done.
-        for target in job.targets {
-            for streamed in &converted {
-                let prefix = &target.prefix;
-                transaction.replaces(&prefix.bucket, &prefix.key_prefix, &streamed.id);
-            }
-        }
-        let committing = Instant::now();
-        let visible = make_visible(&mut transaction, job.dry_run, deadline).await;
-        self.measures.commit.since(committing);
-        let mut stored = visible?.into_iter();
+        let works: Vec<&str> = converted.iter().map(|s| s.id.as_str()).collect();
+        let visible = Visible {
+            transaction: &mut transaction,
+            works: &works,
+            outputs: &outputs,
+            phase: &self.measures.commit,
+        };
+        let published = self.publish(&job, visible, parts, deadline).await?;
+        let (mut columns, mut stored) = (published.columns, published.stored.into_iter());
         let mut responses: Vec<Response> = converted
             .into_iter()
             .map(|streamed| {
@@ -110,7 +104,8 @@ impl Function {
             })
             .collect();
         if let Some(first) = responses.first_mut() {
-            first.glue_tables = kept;
+            first.glue_tables = published.kept;
+            first.removed = published.removed;
         }
         Ok(responses)
     }
@@ -213,22 +208,138 @@ impl Function {
         let (schema, layout) = (encoded.schema.clone(), encoded.layout.clone());
         drop(encoded);
         let parts = std::iter::once((schema.as_ref(), layout.as_ref()));
-        let (mut columns, kept) = self.glue_tables(&job, parts, outputs.iter()).await?;
-        if !job.dry_run {
-            let budget = write_budget(deadline, SystemTime::now())?;
-            let uploading = Instant::now();
-            let stored = self.store.put_all(&objects, budget).await;
-            self.measures.upload.since(uploading);
-            let stored = stored?;
-            for (output, stored) in outputs.iter_mut().zip(stored) {
-                output.stored = stored;
-            }
+        let mut transaction = Transaction::of_whole(&self.store, objects);
+        let written: Vec<&Output> = outputs.iter().collect();
+        let visible = Visible {
+            transaction: &mut transaction,
+            works: &[id],
+            outputs: &written,
+            // Inline rows' PUTs are their upload.
+            phase: &self.measures.upload,
+        };
+        let published = self.publish(&job, visible, parts, deadline).await?;
+        for (output, stored) in outputs.iter_mut().zip(published.stored) {
+            output.stored = stored;
         }
         let mut response = job.response(&schema, layout.as_ref(), outputs, Vec::new());
-        response.columns = columns.as_mut().map(|each| each.remove(0));
-        response.glue_tables = kept;
+        response.columns = published.columns.map(|mut each| each.remove(0));
+        response.glue_tables = published.kept;
+        response.removed = published.removed;
         Ok(response)
     }
+
+    /// Makes a conversion's objects visible (`visible`; `parts`, the schema and layout of
+    /// each part converted), in the write's turn: the leases its mode and keys claim, taken;
+    /// what its folders held listed (or its own keys looked up); the folders' Glue tables kept
+    /// in step; the objects made visible; what its mode replaces removed. The turn is given
+    /// back when the unit of work ends.
+    ///
+    /// # Errors
+    /// Before the objects are visible, any failure (`WriteConflict` when the turn did not
+    /// come in time) aborts the transaction: nothing of it is left. After, as
+    /// [`Function::replace`].
+    pub(super) async fn publish<'a>(
+        &self,
+        job: &Conversion<'_>,
+        visible: Visible<'_, 'a>,
+        parts: impl Iterator<Item = (&'a Schema, Option<&'a Layout>)>,
+        deadline: Option<SystemTime>,
+    ) -> Result<Published, Error> {
+        let Visible {
+            transaction,
+            works,
+            outputs,
+            phase,
+        } = visible;
+        let ready = self
+            .ready(job, transaction, works, parts, outputs, deadline)
+            .await;
+        let (before, (columns, kept)) = match ready {
+            Ok(ready) => ready,
+            Err(e) => {
+                let left = transaction.abort().await;
+                return Err(match (e, left.is_empty()) {
+                    (Error::WriteConflict(m), true) => Error::WriteConflict(m + NOTHING_LEFT),
+                    (Error::S3WriteFailed(m), true) => Error::S3WriteFailed(m + NOTHING_LEFT),
+                    (e, _) => with_leftovers(e, &left),
+                });
+            }
+        };
+        let committing = Instant::now();
+        let made = make_visible(transaction, job.dry_run, deadline).await;
+        phase.since(committing);
+        let stored = made?;
+        let wrote = Wrote::of(job.targets.len(), outputs);
+        let removed = (self.replace(job.targets, &wrote, job.mode, before, job.dry_run)).await?;
+        Ok(Published {
+            stored,
+            columns,
+            kept,
+            removed,
+        })
+    }
+
+    /// [`Function::publish`] up to the commit: the turn, the folders' keys before (`None`
+    /// for `append`), and the Glue tables' part.
+    async fn ready<'a>(
+        &self,
+        job: &Conversion<'_>,
+        transaction: &mut Transaction,
+        works: &[&str],
+        parts: impl Iterator<Item = (&'a Schema, Option<&'a Layout>)>,
+        outputs: &[&'a Output],
+        deadline: Option<SystemTime>,
+    ) -> Result<(Option<Vec<Vec<String>>>, Glued), Error> {
+        if !job.dry_run {
+            let claims = turn::claims(job.targets, works, job.mode, outputs);
+            let abandoned = self.take_turn(claims, works, deadline).await?;
+            for (bucket, folder, id) in abandoned {
+                transaction.replaces(&bucket, &folder, &id);
+            }
+        }
+        let before = self.before(job.targets, job.mode).await?;
+        match &before {
+            Some(before) => transaction.existing(&listed_keys(job.targets, before)),
+            None if !job.dry_run => transaction.survey().await?,
+            None => {}
+        }
+        let glued = self
+            .glue_tables(job, parts, outputs.iter().copied())
+            .await?;
+        for target in job.targets {
+            let prefix = &target.prefix;
+            for id in works {
+                transaction.replaces(&prefix.bucket, &prefix.key_prefix, id);
+            }
+        }
+        Ok((before, glued))
+    }
+}
+
+/// What a write that failed before its objects became visible says of them.
+const NOTHING_LEFT: &str = "; nothing of this invocation was left in S3";
+
+/// A conversion's objects, ready to be made visible by [`Function::publish`].
+pub(super) struct Visible<'p, 'a> {
+    pub(super) transaction: &'p mut Transaction,
+    /// The ids its keys hold (its works').
+    pub(super) works: &'p [&'p str],
+    /// Each object of the transaction, in order.
+    pub(super) outputs: &'p [&'a Output],
+    /// Where the commit's time counts.
+    pub(super) phase: &'p Phase,
+}
+
+/// Each part's columns and what each Glue table got, as [`Function::glue_tables`] gives them.
+type Glued = (Option<Vec<Columns>>, Vec<GlueTableKept>);
+
+/// What [`Function::publish`] did: what S3 stored for each object, in order, each part's
+/// columns and what the Glue tables got, and what the mode removed.
+pub(super) struct Published {
+    pub(super) stored: Vec<Stored>,
+    pub(super) columns: Option<Vec<Columns>>,
+    pub(super) kept: Vec<GlueTableKept>,
+    pub(super) removed: Option<Removed>,
 }
 
 /// Refuses objects inside a target folder (checked for every object before any is converted,
@@ -274,10 +385,11 @@ pub(super) async fn make_visible(
 }
 
 impl Function {
-    /// One small object (a plan, a batch's manifest) written whole, visible once complete.
+    /// One small object (a batch's manifest) written whole, visible once complete. Written
+    /// in the work's turn: one that a twin delivery wrote before stays if this write fails.
     ///
     /// # Errors
-    /// As [`make_visible`].
+    /// As [`make_visible`]; `S3WriteFailed` when its key cannot be looked up.
     pub(super) async fn put_whole(
         &self,
         bucket: &str,
@@ -288,6 +400,10 @@ impl Function {
         let mut transaction = Transaction::new(&self.store);
         let index = transaction.add(bucket.to_owned(), key.to_owned());
         transaction.last(index, body.into()).await?;
+        if let Err(e) = transaction.survey().await {
+            let left = transaction.abort().await;
+            return Err(with_leftovers(e, &left));
+        }
         make_visible(&mut transaction, false, deadline).await?;
         Ok(())
     }
@@ -305,6 +421,8 @@ pub(super) struct Conversion<'a> {
     /// The folders' Glue tables get the partitions at the job's finish step (a map batch
     /// with `manifests`), not now.
     pub(super) glue_at_finish: bool,
+    /// What the write replaces in its folders, once visible.
+    pub(super) mode: WriteMode,
 }
 
 impl Conversion<'_> {

@@ -10,21 +10,24 @@ use iceberg::spec::NestedField;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use std::collections::HashSet;
 use std::time::SystemTime;
 
 use super::Function;
 use super::conversion::make_visible;
 use super::hive::distinct;
-use super::replace::Wrote;
+use super::replace::{Wrote, listed_keys};
 use super::reply::{BatchListed, GlueTableKept, Marker, Reply, Response};
+use super::stream::uuid_shaped;
+use super::turn;
 use crate::Error;
 use crate::catalog::hive::Columns;
 use crate::input::commit::{Commit, PlanRef, RunRecord};
-use crate::input::event::Evolution;
+use crate::input::event::{Evolution, WriteMode};
 use crate::input::target::{S3Prefix, Target};
 use crate::store::s3::split_uri;
 use crate::store::table_files::TableFiles;
-use crate::store::transaction::Transaction;
+use crate::store::transaction::{Transaction, with_leftovers};
 
 /// The marker's name, in each target's folder.
 pub const MARKER: &str = "_SUCCESS";
@@ -327,12 +330,25 @@ impl Function {
                     Some(arn) => format!("job {arn}"),
                     None => format!("job {}", run.uri()),
                 };
-                tables = self
-                    .commit_job_tables(listed.tables, &job, deadline)
-                    .await?;
                 let wrote: Vec<Wrote> = (targets.iter().zip(&written))
                     .map(|(target, written)| written.wrote(target))
                     .collect();
+                // Two finishes of one run take turns, and a finish that replaces takes the
+                // whole of each folder.
+                let id = uuid_shaped(job.as_bytes());
+                let takes = match mode {
+                    WriteMode::Append => WriteMode::Append,
+                    _ => WriteMode::Overwrite,
+                };
+                let claims = turn::claims(targets, &[&id], takes, &[]);
+                self.take_turn(claims, &[], deadline).await?;
+                let before = self.before(targets, mode).await?;
+                if let Some(before) = &before {
+                    self.whole_or_withdrawn(targets, &wrote, before).await?;
+                }
+                tables = self
+                    .commit_job_tables(listed.tables, &job, deadline)
+                    .await?;
                 glue_tables = self
                     .finish_glue_tables(targets, &wrote, listed.glue)
                     .await?;
@@ -342,9 +358,18 @@ impl Function {
                     let body = marker(written, map_run.as_deref());
                     transaction.last(index, body.into()).await?;
                 }
+                match &before {
+                    Some(before) => transaction.existing(&listed_keys(targets, before)),
+                    None => {
+                        if let Err(e) = transaction.survey().await {
+                            let left = transaction.abort().await;
+                            return Err(with_leftovers(e, &left));
+                        }
+                    }
+                }
                 make_visible(&mut transaction, false, deadline).await?;
                 // The markers list the run's files: now what the run replaces can go.
-                removed = self.replace(targets, &wrote, mode, false).await?;
+                removed = self.replace(targets, &wrote, mode, before, false).await?;
                 ("finish", written)
             }
         };
@@ -365,6 +390,46 @@ impl Function {
             glue_tables,
             removed,
         })
+    }
+
+    /// Checks that every file of the run is still in its folders as listed (`before`): a
+    /// concurrent overwrite may have replaced some. If not, the run's other files go too, so
+    /// each folder holds that other write whole.
+    ///
+    /// # Errors
+    /// `JobIncomplete` naming what was missing (and what could not be removed).
+    async fn whole_or_withdrawn(
+        &self,
+        targets: &[Target],
+        wrote: &[Wrote],
+        before: &[Vec<String>],
+    ) -> Result<(), Error> {
+        let mut missing = Vec::new();
+        let mut present = Vec::new();
+        for ((target, wrote), listed) in targets.iter().zip(wrote).zip(before) {
+            let marker = format!("{}{MARKER}", target.prefix.key_prefix);
+            let listed: HashSet<&String> = listed.iter().collect();
+            let files = wrote.keys.iter().filter(|key| **key != marker);
+            let (there, gone): (Vec<&String>, Vec<&String>) =
+                files.partition(|key| listed.contains(key));
+            let bucket = &target.prefix.bucket;
+            missing.extend(gone.into_iter().map(|key| format!("s3://{bucket}/{key}")));
+            present.push((bucket, there.into_iter().cloned().collect::<Vec<_>>()));
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        missing.sort();
+        let mut left = Vec::new();
+        for (bucket, keys) in present {
+            left.extend(self.store.delete_keys(bucket, &keys).await);
+        }
+        let e = Error::JobIncomplete(format!(
+            "{} of the run's files are no longer in its folders (first: {}): a concurrent overwrite replaced them, so the run's other files were removed too and no {MARKER} was written; each folder holds that other write whole; run the job again",
+            missing.len(),
+            missing[0]
+        ));
+        Err(with_leftovers(e, &left))
     }
 
     /// The folders' Glue tables kept in step with what the whole job wrote: the columns its

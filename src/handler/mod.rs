@@ -14,6 +14,8 @@
 //! - `hive.rs`: the folders' Glue tables (`glue_table`), kept in step before the objects
 //!   become visible.
 //! - `replace.rs`: the write modes: what a write replaces, removed once it is visible.
+//! - `turn.rs`: the leases a write holds so that concurrent writes of one folder, or of one
+//!   piece of work, take turns.
 //! - `table/`: the same inputs into Iceberg tables, and their snapshots.
 //! - `sweep.rs`: a scheduled sweep of the uploads that killed attempts left.
 //! - [`reply`]: what an invocation answers, and the Lambda `errorType` of a failure.
@@ -27,6 +29,7 @@ pub mod reply;
 pub mod stream;
 mod sweep;
 mod table;
+mod turn;
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -59,6 +62,8 @@ pub struct Function {
     measures: Measures,
     /// An SQS batch's table appends, committed at its end.
     deferred: table::Deferred,
+    /// The leases the invocation holds.
+    turns: turn::Turns,
 }
 
 impl Function {
@@ -80,6 +85,7 @@ impl Function {
             metrics,
             measures: Measures::default(),
             deferred: table::Deferred::default(),
+            turns: turn::Turns::default(),
         }
     }
 
@@ -111,7 +117,10 @@ impl Function {
         let started = Instant::now();
         let deadline = deadline_from(deadline_ms, SystemTime::now());
         self.measures.reset();
+        self.turns.start(request_id);
         let result = self.dispatch(payload, request_id, deadline).await;
+        // Whatever the work left held (the end of an SQS batch's table commits included).
+        self.turns.release_since(0).await;
         let timestamp_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |t| t.as_millis() as u64);
@@ -262,8 +271,14 @@ impl Function {
         id: &str,
         deadline: Option<SystemTime>,
     ) -> Result<Reply, Error> {
+        let (turns, deferred) = (self.turns.mark().await, self.deferred.len());
         // Boxed: a conversion's future is large, and an SQS batch holds one per message.
-        let reply = Box::pin(self.carry_out(trigger, id, deadline)).await?;
+        let reply = Box::pin(self.carry_out(trigger, id, deadline)).await;
+        // The unit of work is done, unless its table commit waits for its SQS batch's end.
+        if self.deferred.len() == deferred {
+            self.turns.release_since(turns).await;
+        }
+        let reply = reply?;
         // A dry run converts rows but writes nothing.
         let count = |r: &Response| match r.dry_run {
             true => self.measures.converted(r.rows, 0, 0),
@@ -310,6 +325,7 @@ impl Function {
                     dry_run: false,
                     evolution: self.config.schema_evolution,
                     glue_at_finish: false,
+                    mode: WriteMode::Append,
                 };
                 let tables = &self.config.default_tables;
                 let mut results = match tables.is_empty() {
@@ -359,6 +375,7 @@ impl Function {
             None => self.config.default_tables.clone(),
         };
         let targets = self.config.resolve_targets(event.targets)?;
+        let mode = event.mode;
         let job = Conversion {
             targets: &targets,
             schema: event.schema,
@@ -380,8 +397,8 @@ impl Function {
                         ..
                     }
                 ),
+            mode,
         };
-        let mode = event.mode;
         if mode != WriteMode::Append {
             let refused = match (&event.input, tables.first()) {
                 (_, Some(table)) => Some(format!(
@@ -406,14 +423,13 @@ impl Function {
                 .source_into_tables(source, job, &tables, deadline)
                 .await
                 .map(Reply::Converted),
-            Input::Rows(rows) => {
-                let response = self.rows(rows, job, id, deadline).await?;
-                self.replaced(&targets, response, mode, dry_run).await
-            }
+            Input::Rows(rows) => self
+                .rows(rows, job, id, deadline)
+                .await
+                .map(Reply::Converted),
             Input::Source(source) => {
                 let mut results = self.sources(&[source], None, job, deadline).await?;
-                self.replaced(&targets, results.remove(0), mode, dry_run)
-                    .await
+                Ok(Reply::Converted(results.remove(0)))
             }
             Input::Objects { objects, .. } if objects.is_empty() => Ok(Reply::Ignored {
                 ignored: "no object in the batch",

@@ -323,6 +323,10 @@ pub struct Written {
     /// target's first object.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub athena_ddl: Option<String>,
+    /// It was at its key before this write (an earlier delivery's): a table commit's
+    /// clean-up leaves it.
+    #[serde(skip)]
+    pub existed: bool,
 }
 
 impl Written {
@@ -340,6 +344,7 @@ impl Written {
             etag: output.stored.etag,
             checksum_crc32c: output.stored.checksum_crc32c,
             athena_ddl,
+            existed: output.stored.existed,
         }
     }
 }

@@ -7,6 +7,20 @@ use crate::Error;
 /// Time kept back from the invocation deadline to delete partial output and answer.
 pub const CLEANUP_RESERVE: Duration = Duration::from_secs(3);
 
+/// Time kept, past the clean-up reserve, for what follows a wait for another writer's lease:
+/// the commit and the removals of a write mode.
+pub const AFTER_TURN: Duration = Duration::from_secs(5);
+
+/// Until when a write may wait for other writers' leases: the deadline less
+/// [`CLEANUP_RESERVE`] and [`AFTER_TURN`] (a time already past: one look, no wait); `None`
+/// without a deadline.
+pub fn turn_give_up(deadline: Option<SystemTime>) -> Option<SystemTime> {
+    deadline.map(|d| {
+        d.checked_sub(CLEANUP_RESERVE + AFTER_TURN)
+            .unwrap_or(UNIX_EPOCH)
+    })
+}
+
 /// The invocation's deadline from the runtime's milliseconds since the Unix epoch. `0`, or a
 /// time already past on arrival (from a tool that does not model deadlines, such as cargo
 /// lambda's emulator; Lambda's is always ahead), means none.
@@ -57,6 +71,16 @@ mod tests {
             assert_eq!(err.error_type(), "S3WriteFailed");
             assert!(err.to_string().contains("nothing was written"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_write_stops_waiting_for_a_turn_with_time_left_to_commit_and_clean_up() {
+        let deadline = UNIX_EPOCH + Duration::from_secs(1_000);
+        assert_eq!(turn_give_up(None), None);
+        assert_eq!(
+            turn_give_up(Some(deadline)),
+            Some(UNIX_EPOCH + Duration::from_secs(992))
+        );
     }
 
     #[test]

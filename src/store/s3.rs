@@ -65,6 +65,9 @@ pub struct Stored {
     pub etag: Option<String>,
     /// The CRC32C that S3 verified against the body (base64).
     pub checksum_crc32c: Option<String>,
+    /// An object was at its key before this write (an earlier or twin delivery of the same
+    /// work): a clean-up after a later failure leaves it.
+    pub existed: bool,
 }
 
 impl Stored {
@@ -72,6 +75,7 @@ impl Stored {
         Stored {
             etag,
             checksum_crc32c,
+            existed: false,
         }
     }
 }
@@ -423,6 +427,28 @@ impl S3Store {
                 }
             }
         }
+    }
+
+    /// Whether `s3://bucket/key` exists, from a listing of that one key (the function may
+    /// list its folders, not read its output).
+    ///
+    /// # Errors
+    /// `S3WriteFailed` naming the key (a look-up serves a write).
+    pub async fn exists(&self, bucket: &str, key: &str) -> Result<bool, Error> {
+        let page = (self.client.list_objects_v2())
+            .bucket(bucket)
+            .prefix(key)
+            .max_keys(1)
+            .set_expected_bucket_owner(self.expected_bucket_owner.clone())
+            .send()
+            .await
+            .map_err(|e| {
+                Error::S3WriteFailed(format!(
+                    "looking up s3://{bucket}/{key} failed: {}",
+                    describe(&e)
+                ))
+            })?;
+        Ok(page.contents().first().and_then(|o| o.key()) == Some(key))
     }
 
     /// The objects under `s3://bucket/prefix`, a page at a time (for a listing too long to

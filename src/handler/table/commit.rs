@@ -39,9 +39,8 @@ impl Function {
             message: String::new(),
             identity: identity.to_owned(),
             tables: written,
-            objects: response
-                .objects
-                .iter()
+            objects: (response.objects.iter())
+                .filter(|o| !o.existed)
                 .map(|o| (o.bucket.clone(), o.key.clone()))
                 .collect(),
         };
@@ -165,7 +164,8 @@ impl Function {
         responses: &[Response],
     ) -> Error {
         let mut left = catalog.files().remove_written().await;
-        for object in responses.iter().flat_map(|r| &r.objects) {
+        let made = responses.iter().flat_map(|r| &r.objects);
+        for object in made.filter(|o| !o.existed) {
             if self
                 .store
                 .delete(&object.bucket, &object.key)

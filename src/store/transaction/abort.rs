@@ -12,7 +12,8 @@ use crate::store::s3::{delete_object, describe};
 impl Transaction {
     /// Aborts every multipart upload not completed and deletes every object the commit asked
     /// S3 to make visible (a failed or abandoned write may still have landed; deleting a
-    /// missing key is harmless; an object never sent cannot have landed); returns
+    /// missing key is harmless; an object never sent cannot have landed), unless an object
+    /// was at its key before ([`Transaction::existing`]); returns
     /// `uri (error)` for each that could not be removed. The transaction is empty afterwards,
     /// so a second call (after a failed [`Transaction::commit`], which aborts itself) sends
     /// nothing.
@@ -34,9 +35,9 @@ impl Transaction {
             let store = store.clone();
             let uri = object.uri();
             let upload_id = object.upload.take().map(|u| u.upload_id);
-            // Only an object this attempt asked S3 to make visible can be its own; any other
-            // at its key is another delivery's of the same work, and stays.
-            let sent = object.sent;
+            // Only an object this attempt asked S3 to make visible, where there was none,
+            // can be its own; any other at its key is another delivery's, and stays.
+            let sent = object.sent && !object.existed;
             requests.spawn(async move {
                 let (bucket, key) = (&object.bucket, &object.key);
                 if let Some(upload_id) = upload_id {
@@ -95,6 +96,7 @@ pub fn with_leftovers(e: Error, left: &[String]) -> Error {
     let kept = not_removed(left);
     match e {
         Error::S3WriteFailed(m) => Error::S3WriteFailed(m + &kept),
+        Error::WriteConflict(m) => Error::WriteConflict(m + &kept),
         Error::InvalidEvent(m) => Error::InvalidEvent(m + &kept),
         Error::SourceReadFailed(m) => Error::SourceReadFailed(m + &kept),
         Error::SourceNotFound(m) => Error::SourceNotFound(m + &kept),

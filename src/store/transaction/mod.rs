@@ -9,9 +9,11 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedPart};
 use bytes::Bytes;
 
-use std::time::Duration;
+use std::collections::HashSet;
 
-use super::s3::{CONTENT_TYPE, Object, S3Store, Stored, describe};
+use futures::future::join_all;
+
+use super::s3::{CONTENT_TYPE, Object, S3Store, describe};
 use crate::Error;
 
 pub use abort::{not_removed, with_leftovers};
@@ -50,6 +52,9 @@ struct Pending {
     held: Option<Bytes>,
     /// Its PUT or completion was sent: it may be visible, and is this attempt's to remove.
     sent: bool,
+    /// An object was at its key before this attempt wrote it (an earlier or twin delivery of
+    /// the same work, whose reply may count on it): never this attempt's to remove.
+    existed: bool,
 }
 
 impl Pending {
@@ -83,8 +88,37 @@ impl Transaction {
             upload: None,
             held: None,
             sent: false,
+            existed: false,
         });
         self.objects.len() - 1
+    }
+
+    /// Marks the objects whose keys (`bucket`, `key`) `existing` holds as there before this
+    /// attempt: its clean-up leaves them.
+    pub fn existing(&mut self, existing: &HashSet<(String, String)>) {
+        for object in &mut self.objects {
+            object.existed |= existing.contains(&(object.bucket.clone(), object.key.clone()));
+        }
+    }
+
+    /// Looks up each object's key, concurrently: an object already there was written by an
+    /// earlier or twin delivery of the same work, and this attempt's clean-up leaves it. Asked
+    /// before the commit, not learnt from it: a PUT that fails, or that the SDK retries after
+    /// its answer was lost, says nothing sure of what was there. Sound only while no other
+    /// delivery of the work commits (its lease held).
+    ///
+    /// # Errors
+    /// `S3WriteFailed` when a look-up fails; the caller then calls [`Transaction::abort`].
+    pub async fn survey(&mut self) -> Result<(), Error> {
+        let store = &self.store;
+        for chunk in self.objects.chunks_mut(16) {
+            let lookups = chunk.iter().map(|o| store.exists(&o.bucket, &o.key));
+            let found = join_all(lookups).await;
+            for (object, found) in chunk.iter_mut().zip(found) {
+                object.existed = found?;
+            }
+        }
+        Ok(())
     }
 
     /// Declares that this work's keys under `s3://bucket/folder` (and its partition folders)
@@ -96,6 +130,17 @@ impl Transaction {
         if !self.replaces.contains(&entry) {
             self.replaces.push(entry);
         }
+    }
+
+    /// A transaction of whole objects (inline rows' files, already in memory), each kept for
+    /// one PUT at the commit whatever its size.
+    pub fn of_whole(store: &S3Store, objects: Vec<Object>) -> Transaction {
+        let mut transaction = Transaction::new(store);
+        for object in objects {
+            let index = transaction.add(object.bucket, object.key);
+            transaction.hold(index, object.body);
+        }
+        transaction
     }
 
     /// How many objects it holds: a mark for [`Transaction::abort_from`].
@@ -191,34 +236,5 @@ impl Transaction {
                 .build(),
         );
         Ok(())
-    }
-}
-
-/// Whole objects written as one transaction: here, not in `s3.rs`, so that the client does
-/// not depend on the transaction built on it.
-impl S3Store {
-    /// Writes every object concurrently, each with a CRC32C that S3 verifies, and returns what
-    /// S3 stored, in the same order. Bodies (here and in uploaded parts) are not hashed into
-    /// the request signature: the CRC32C already guards them end to end (and TLS in transit),
-    /// and a SHA-256 over every byte cost more CPU than the CRC and the copy together.
-    ///
-    /// With a `budget`, PUTs still running when it is spent are abandoned (so the invocation
-    /// ends cleanly before its deadline rather than being killed mid-write).
-    ///
-    /// # Errors
-    /// `S3WriteFailed` naming each object that failed, or saying the budget ran out. Before it
-    /// returns, every object of this call is deleted (a failed PUT may still have landed);
-    /// keys that could not be deleted are listed in the message.
-    pub async fn put_all(
-        &self,
-        objects: &[Object],
-        budget: Option<Duration>,
-    ) -> Result<Vec<Stored>, Error> {
-        let mut transaction = Transaction::new(self);
-        for object in objects {
-            let index = transaction.add(object.bucket.clone(), object.key.clone());
-            transaction.hold(index, object.body.clone());
-        }
-        transaction.commit(budget).await
     }
 }
