@@ -35,15 +35,6 @@ fn event(rows: usize) -> Value {
     })
 }
 
-/// The production timeouts, but seconds instead of tens of seconds.
-fn short_timeouts() -> TimeoutConfig {
-    TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(1))
-        .operation_attempt_timeout(Duration::from_millis(500))
-        .operation_timeout(Duration::from_secs(5))
-        .build()
-}
-
 /// A local S3 server, a proxy in front of it, and the function writing through the proxy.
 async fn through_proxy(timeouts: TimeoutConfig) -> (LocalS3, Proxy, Function) {
     let s3 = LocalS3::start(&[BUCKET]).await;
@@ -63,7 +54,7 @@ async fn run(function: &Function, event: &Value) -> Result<Vec<String>, rows_to_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_and_server_errors_are_retried_into_one_object_per_target() {
-    let (s3, proxy, function) = through_proxy(short_timeouts()).await;
+    let (s3, proxy, function) = through_proxy(common::short_timeouts()).await;
     // Two failures per target: the third (last) attempt of each must get through.
     proxy.fault(Method::PUT, FIRST, Fault::Status(503, "SlowDown"), Some(2));
     proxy.fault(
@@ -97,7 +88,7 @@ async fn throttling_and_server_errors_are_retried_into_one_object_per_target() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fault_outlasting_the_retries_on_the_second_target_removes_the_first() {
-    let (s3, proxy, function) = through_proxy(short_timeouts()).await;
+    let (s3, proxy, function) = through_proxy(common::short_timeouts()).await;
     proxy.fault(Method::PUT, SECOND, Fault::Status(503, "SlowDown"), None);
 
     let err = run(&function, &event(50)).await.unwrap_err();
@@ -120,7 +111,7 @@ async fn a_fault_outlasting_the_retries_on_the_second_target_removes_the_first()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_dropped_mid_body_is_retried_and_one_that_keeps_dropping_is_cleaned_up() {
-    let (s3, proxy, function) = through_proxy(short_timeouts()).await;
+    let (s3, proxy, function) = through_proxy(common::short_timeouts()).await;
     // Enough rows that the uncompressed body arrives in more than one piece.
     let sent = event(20_000);
     proxy.fault(Method::PUT, FIRST, Fault::DropMidBody, Some(1));
@@ -144,7 +135,7 @@ async fn a_connection_dropped_mid_body_is_retried_and_one_that_keeps_dropping_is
     assert_eq!(rows.len(), 20_000);
 
     // Every attempt dropped: the write fails and the other target's object goes too.
-    let (s3, proxy, function) = through_proxy(short_timeouts()).await;
+    let (s3, proxy, function) = through_proxy(common::short_timeouts()).await;
     proxy.fault(Method::PUT, FIRST, Fault::DropMidBody, None);
     let err = run(&function, &sent).await.unwrap_err();
     assert_eq!(err.error_type(), "S3WriteFailed");
@@ -155,7 +146,7 @@ async fn a_connection_dropped_mid_body_is_retried_and_one_that_keeps_dropping_is
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_response_that_never_comes_ends_in_the_attempt_timeout() {
-    let (s3, proxy, function) = through_proxy(short_timeouts()).await;
+    let (s3, proxy, function) = through_proxy(common::short_timeouts()).await;
     proxy.fault(Method::PUT, SECOND, Fault::Hang, None);
 
     let started = Instant::now();
@@ -173,7 +164,7 @@ async fn a_response_that_never_comes_ends_in_the_attempt_timeout() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_failing_clean_up_lists_every_key_it_could_not_remove_and_logs_it() {
     let (logs, _guard) = CapturedLogs::start();
-    let (s3, proxy, function) = through_proxy(short_timeouts()).await;
+    let (s3, proxy, function) = through_proxy(common::short_timeouts()).await;
     proxy.fault(
         Method::PUT,
         SECOND,
@@ -255,7 +246,7 @@ fn source_event(key: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_is_read_once_unless_a_later_chunk_changes_its_types() {
-    let (s3, proxy, function) = through_proxy(short_timeouts()).await;
+    let (s3, proxy, function) = through_proxy(common::short_timeouts()).await;
     s3.put(BUCKET, "in/same.ndjson", "{\"a\": 1}\n{\"a\": 2}\n", None)
         .await;
     run(&function, &source_event("in/same.ndjson"))
@@ -287,7 +278,7 @@ async fn a_source_that_changes_or_is_refused_mid_conversion_leaves_nothing() {
     let event = source_event("in/a.ndjson");
     // The types change late, so a second read is needed; it finds another ETag: S3 answers
     // 412 to its If-Match.
-    let (s3, proxy, function) = through_proxy(short_timeouts()).await;
+    let (s3, proxy, function) = through_proxy(common::short_timeouts()).await;
     s3.put(BUCKET, "in/a.ndjson", types_change_late(), None)
         .await;
     proxy.fault_after(
@@ -309,7 +300,7 @@ async fn a_source_that_changes_or_is_refused_mid_conversion_leaves_nothing() {
     assert!(s3.uploads(BUCKET).await.is_empty());
 
     // Refused outright (not missing): SourceReadFailed, with S3's code, nothing written.
-    let (s3, proxy, function) = through_proxy(short_timeouts()).await;
+    let (s3, proxy, function) = through_proxy(common::short_timeouts()).await;
     s3.put(BUCKET, "in/a.ndjson", "{\"a\": 1}\n", None).await;
     proxy.fault(
         Method::GET,

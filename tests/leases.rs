@@ -8,7 +8,6 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -440,15 +439,6 @@ async fn concurrent_overwrites_through_the_function_leave_one_writes_output_in_e
     }
 }
 
-/// The production timeouts, but seconds instead of tens of seconds.
-fn short_timeouts() -> TimeoutConfig {
-    TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(1))
-        .operation_attempt_timeout(Duration::from_millis(500))
-        .operation_timeout(Duration::from_secs(5))
-        .build()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_that_fails_leaves_what_an_earlier_one_of_the_same_work_made_visible() {
     let s3 = LocalS3::start(&[BUCKET]).await;
@@ -471,7 +461,10 @@ async fn a_delivery_that_fails_leaves_what_an_earlier_one_of_the_same_work_made_
         Fault::Status(500, "InternalError"),
         None,
     );
-    let twin = s3.function_with(common::client(&proxy.endpoint, short_timeouts()), &[]);
+    let twin = s3.function_with(
+        common::client(&proxy.endpoint, common::short_timeouts()),
+        &[],
+    );
     let e = twin
         .invoke(event.as_bytes(), "same-request", 0)
         .await

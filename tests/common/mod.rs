@@ -42,6 +42,15 @@ pub fn client(endpoint: &str, timeouts: TimeoutConfig) -> Client {
     Client::from_conf(config)
 }
 
+/// The production timeouts, but seconds instead of tens of seconds.
+pub fn short_timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(Duration::from_millis(500))
+        .operation_timeout(Duration::from_secs(5))
+        .build()
+}
+
 /// Log output captured from a `tracing_subscriber::fmt` subscriber (every level).
 #[derive(Clone, Default)]
 pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);

@@ -128,8 +128,11 @@ def one_emf(lines, request_id):
 def test_the_first_invocation_is_the_cold_start_and_a_conversion_counts_rows_objects_bytes(function):
     kind, answer, request_id, lines = function.invoke(sample("seed"))
     assert kind == "response", answer
-    # Its S3 requests carry its trace header: with Tracing=Active, X-Ray links them.
-    assert function.traces.seen and set(function.traces.seen) == {("PUT", trace_id(request_id))}, function.traces.seen
+    # Its S3 requests (its lease and look-ups, its PUTs) carry its trace header: with
+    # Tracing=Active, X-Ray links them.
+    seen = set(function.traces.seen)
+    assert {header for _, header in seen} == {trace_id(request_id)}, seen
+    assert {method for method, _ in seen} == {"PUT", "GET", "DELETE"}, seen
     line, metrics = one_emf(lines, request_id)
     assert line["_aws"]["CloudWatchMetrics"][0]["Namespace"] == NAMESPACE
     assert line["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["FunctionName", "Trigger"]]
