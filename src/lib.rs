@@ -26,6 +26,8 @@
 //!   time budget before the deadline; an Iceberg table's files through the same client.
 //! - [`catalog`]: beside the store, it commits what the store wrote: Iceberg tables in the
 //!   Glue Data Catalog, appended to exactly once.
+//! - [`maintain`]: beside the catalog, what keeps its tables fast: compaction, manifest
+//!   rewrite, snapshot expiry and orphan removal.
 //! - [`Error`]: every failure, one variant per `errorType`.
 //!
 //! A new capability gets a folder beside the stage it serves, as the catalog sits beside
@@ -37,6 +39,7 @@ mod error;
 pub mod handler;
 pub mod input;
 pub mod lambda;
+pub mod maintain;
 pub mod rows;
 pub mod schema;
 pub mod store;

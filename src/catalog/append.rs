@@ -26,8 +26,9 @@ use iceberg::{Catalog, ErrorKind, TableIdent};
 use parquet::file::properties::WriterProperties;
 
 use super::glue::GlueCatalog;
-use super::identity::{IDENTITY, committed, record};
+use super::identity::{IDENTITY, Marked, committed, record};
 use crate::Error;
+use crate::encode::codec::Codec;
 use crate::store::budget::CLEANUP_RESERVE;
 use crate::store::table_files::TableFiles;
 
@@ -47,7 +48,7 @@ pub struct Appended {
 
 /// A writer of `table`'s data files in `schema` (the table's, or the one its commit makes),
 /// named `<name>-<n>.parquet` under its data folder, in the partition folders of its
-/// partition spec (a new file past the table's target file size); it takes batches in that
+/// partition spec (a new file past `target_bytes`, else past iceberg-rust's default size); it takes batches in that
 /// schema's Arrow form, field ids included, and its `close` gives the data files with their
 /// metrics (and partition values).
 ///
@@ -59,6 +60,7 @@ pub async fn data_file_writer(
     schema: &SchemaRef,
     properties: WriterProperties,
     name: &str,
+    target_bytes: Option<u64>,
 ) -> Result<DataFiles, Error> {
     let failed = |e: iceberg::Error| {
         Error::CatalogFailed(format!(
@@ -74,12 +76,21 @@ pub async fn data_file_writer(
     };
     let names = DefaultFileNameGenerator::new(name.to_owned(), None, DataFileFormat::Parquet);
     let parquet = ParquetWriterBuilder::new(properties, schema.clone());
-    let rolling = RollingFileWriterBuilder::new_with_default_file_size(
-        parquet,
-        table.file_io().clone(),
-        locations,
-        names,
-    );
+    let rolling = match target_bytes {
+        Some(bytes) => RollingFileWriterBuilder::new(
+            parquet,
+            usize::try_from(bytes).unwrap_or(usize::MAX),
+            table.file_io().clone(),
+            locations,
+            names,
+        ),
+        None => RollingFileWriterBuilder::new_with_default_file_size(
+            parquet,
+            table.file_io().clone(),
+            locations,
+            names,
+        ),
+    };
     let files = DataFileWriterBuilder::new(rolling);
     let spec = metadata.default_partition_spec();
     if spec.is_unpartitioned() {
@@ -211,14 +222,21 @@ pub async fn commit(
                 .await
                 .map_err(|e| catalog_error(ident, e))?;
         }
-        let (done, todo): (Vec<Part>, Vec<Part>) = parts
-            .into_iter()
-            .partition(|p| committed(&table, &p.identity).is_some());
+        let (mut done, mut todo) = (Vec::new(), Vec::new());
+        let mut snapshot_of_done = None;
+        for part in parts {
+            match catalog.committed(&table, &part.identity).await? {
+                Some(snapshot_id) => {
+                    snapshot_of_done.get_or_insert(snapshot_id);
+                    done.push(part);
+                }
+                None => todo.push(part),
+            }
+        }
         parts = todo;
         let Some(first) = parts.first() else {
-            let snapshot_id = done.first().and_then(|p| committed(&table, &p.identity));
             return Ok(Appended {
-                snapshot_id: snapshot_id.unwrap_or_default(),
+                snapshot_id: snapshot_of_done.unwrap_or_default(),
                 already: true,
                 data_files: Vec::new(),
                 skipped,
@@ -260,8 +278,18 @@ pub async fn commit(
         let probe = first.identity.clone();
         match transaction.commit(catalog).await {
             Ok(table) => {
+                let current = table.metadata().current_snapshot();
+                let marked = Marked {
+                    snapshot_id: current.map_or(0, |s| s.snapshot_id()),
+                    committed_ms: current.map_or(0, |s| s.timestamp_ms()),
+                };
+                let identities: Vec<&str> = parts.iter().map(|p| p.identity.as_str()).collect();
+                // Best effort: the snapshot's summary holds the work until it expires.
+                if let Err(e) = catalog.mark(&table, marked, &identities).await {
+                    tracing::warn!(table = %ident, error = %e, "markers of committed work were not written");
+                }
                 return Ok(Appended {
-                    snapshot_id: table.metadata().current_snapshot_id().unwrap_or_default(),
+                    snapshot_id: marked.snapshot_id,
                     already: false,
                     data_files: paths,
                     skipped,
@@ -274,15 +302,11 @@ pub async fn commit(
                 for path in &written.written()[before..] {
                     let _ = iceberg::io::Storage::delete(written, path).await;
                 }
-                let pause = backoff(attempts);
-                let left = deadline
-                    .and_then(|d| d.duration_since(SystemTime::now()).ok())
-                    .map(|left| left.saturating_sub(CLEANUP_RESERVE));
-                if left.is_some_and(|left| left < pause * 2) || attempts >= MAX_ATTEMPTS {
+                let Some(pause) = retry_pause(attempts, deadline) else {
                     return Err(Error::CommitConflict(format!(
                         "{ident}: {attempts} commits conflicted with other writers and the time for retries ran out; nothing was committed"
                     )));
-                }
+                };
                 tokio::time::sleep(pause).await;
             }
             Err(e) => {
@@ -313,6 +337,31 @@ pub async fn commit(
 
 /// Bound on attempts without a deadline (tests, local runs).
 const MAX_ATTEMPTS: u32 = 20;
+
+/// The pause before attempt `attempts + 1` of a commit that conflicted, or `None` when the
+/// time for retries (to `deadline` less the clean-up reserve) or the attempts ran out.
+pub fn retry_pause(attempts: u32, deadline: Option<SystemTime>) -> Option<Duration> {
+    let pause = backoff(attempts);
+    let left = deadline
+        .and_then(|d| d.duration_since(SystemTime::now()).ok())
+        .map(|left| left.saturating_sub(CLEANUP_RESERVE));
+    let out_of_time = left.is_some_and(|left| left < pause * 2);
+    (!out_of_time && attempts < MAX_ATTEMPTS).then_some(pause)
+}
+
+/// The codec of a table's data files: the target's, else the table's
+/// `write.parquet.compression-codec`, else zstd.
+pub fn table_codec(table: &Table, asked: Option<Codec>) -> Codec {
+    asked
+        .or_else(|| {
+            let property = table.metadata().properties().get(CODEC_PROPERTY);
+            property.and_then(|name| Codec::from_name(name))
+        })
+        .unwrap_or(Codec::Zstd)
+}
+
+/// The table property naming its Parquet codec.
+pub const CODEC_PROPERTY: &str = "write.parquet.compression-codec";
 
 /// 50 ms doubling to 2 s, each pause drawn from its upper half (jitter keeps writers that
 /// conflicted once from conflicting again in step).

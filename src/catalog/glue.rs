@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use aws_sdk_glue::Client;
@@ -27,8 +28,10 @@ use iceberg::{
     TableCreation, TableIdent, TableUpdate,
 };
 
-use super::identity::{IDENTITY, committed};
+use super::identity::{DEFAULT_HORIZON, IDENTITY, Marked, committed, covered, marker};
+use crate::store::s3::{Object, split_uri};
 use crate::store::table_files::{TableFiles, TableFilesFactory};
+use crate::store::transaction::Transaction;
 
 /// Glue's table parameters that make a table an Iceberg table.
 const TABLE_TYPE: &str = "table_type";
@@ -48,6 +51,8 @@ pub struct GlueCatalog {
     /// from what was last read; if the table moved since, Glue refuses the stale version and
     /// the caller reads again.
     last_read: Mutex<HashMap<TableIdent, (String, Option<String>)>>,
+    /// How long committed work stays recognised (`EXACTLY_ONCE_DAYS`).
+    horizon: Duration,
 }
 
 impl GlueCatalog {
@@ -59,7 +64,82 @@ impl GlueCatalog {
             files,
             metadata: Mutex::default(),
             last_read: Mutex::default(),
+            horizon: DEFAULT_HORIZON,
         }
+    }
+
+    /// With `horizon` as the exactly-once horizon instead of the default 14 days.
+    pub fn with_horizon(mut self, horizon: Duration) -> GlueCatalog {
+        self.horizon = horizon;
+        self
+    }
+
+    /// The snapshot that committed the work `identity` to `table`: its snapshots' summaries
+    /// say; where expired snapshots leave them short of the exactly-once horizon, so does the
+    /// work's marker.
+    ///
+    /// # Errors
+    /// `CatalogFailed` when a marker cannot be read.
+    pub async fn committed(
+        &self,
+        table: &Table,
+        identity: &str,
+    ) -> std::result::Result<Option<i64>, crate::Error> {
+        if let Some(snapshot_id) = committed(table, identity) {
+            return Ok(Some(snapshot_id));
+        }
+        let store = match self.files.s3() {
+            Some(store) if !covered(table, self.horizon, SystemTime::now()) => store,
+            _ => return Ok(None),
+        };
+        let uri = marker(table.metadata().location(), identity);
+        let Some((bucket, key)) = split_uri(&uri) else {
+            return Ok(None);
+        };
+        match store.read_all(bucket, key, 4096).await {
+            Ok(body) => Ok(serde_json::from_slice::<Marked>(&body)
+                .ok()
+                .map(|m| m.snapshot_id)),
+            Err(crate::Error::SourceNotFound(_)) => Ok(None),
+            Err(e) => Err(crate::Error::CatalogFailed(format!(
+                "table {}: reading the marker of committed work {uri} failed: {e}",
+                table.identifier()
+            ))),
+        }
+    }
+
+    /// The exactly-once horizon.
+    pub fn horizon(&self) -> Duration {
+        self.horizon
+    }
+
+    /// Leaves a marker of each of `identities` (committed to `table` by `marked`), so the work
+    /// stays recognised after its snapshot expires.
+    ///
+    /// # Errors
+    /// `S3WriteFailed` when a marker could not be written.
+    pub async fn mark(
+        &self,
+        table: &Table,
+        marked: Marked,
+        identities: &[&str],
+    ) -> std::result::Result<(), crate::Error> {
+        let Some(store) = self.files.s3() else {
+            return Ok(());
+        };
+        let location = table.metadata().location();
+        let body = bytes::Bytes::from(serde_json::to_vec(&marked).expect("a marker serializes"));
+        let objects = identities.iter().filter_map(|identity| {
+            let uri = marker(location, identity);
+            let (bucket, key) = split_uri(&uri)?;
+            Some(Object {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                body: body.clone(),
+            })
+        });
+        let mut transaction = Transaction::of_whole(store, objects.collect());
+        transaction.commit(None).await.map(|_| ())
     }
 
     /// The files written through this catalog's tables.
@@ -408,18 +488,37 @@ impl GlueCatalog {
     /// columns but change no type. Its metadata is made by iceberg-rust's builder.
     ///
     /// # Errors
-    /// iceberg's `CatalogCommitConflicts` when the table moved since it was read; the
-    /// builder's errors for a schema it refuses.
+    /// As [`GlueCatalog::commit_updates`].
     pub async fn set_schema(&self, ident: &TableIdent, schema: Schema) -> Result<Table> {
+        let updates = vec![
+            TableUpdate::AddSchema { schema },
+            // -1: the schema just added.
+            TableUpdate::SetCurrentSchema { schema_id: -1 },
+        ];
+        self.commit_updates(ident, updates).await
+    }
+
+    /// Applies `updates` to the table as last read, with iceberg-rust's metadata builder,
+    /// and swaps the Glue table to the result: for the commits iceberg-rust 0.10.1 has no
+    /// transaction for (a type widened, a replace snapshot, snapshots expired).
+    ///
+    /// # Errors
+    /// iceberg's `CatalogCommitConflicts` when the table moved since it was read; the
+    /// builder's errors for an update it refuses.
+    pub async fn commit_updates(
+        &self,
+        ident: &TableIdent,
+        updates: Vec<TableUpdate>,
+    ) -> Result<Table> {
         let (current, version) = self.last_read(ident).await?;
         let previous = current.metadata_location_result()?.to_owned();
         let mut builder = current
             .metadata()
             .clone()
             .into_builder(Some(previous.clone()));
-        builder = TableUpdate::AddSchema { schema }.apply(builder)?;
-        // -1: the schema just added.
-        builder = TableUpdate::SetCurrentSchema { schema_id: -1 }.apply(builder)?;
+        for update in updates {
+            builder = update.apply(builder)?;
+        }
         let metadata = builder.build()?.metadata;
         let location = MetadataLocation::from_str(&previous)?
             .with_next_version()

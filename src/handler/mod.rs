@@ -175,6 +175,23 @@ impl Function {
                 ms,
                 "job planned"
             ),
+            Ok(Reply::Maintained { maintained }) => {
+                let count = |s: &Option<crate::maintain::StepReport>| {
+                    s.as_ref()
+                        .map(|s| (s.files_read, s.files_written, s.files_deleted, s.more))
+                };
+                tracing::info!(
+                    request_id,
+                    table = maintained.table,
+                    dry_run = maintained.dry_run,
+                    rewrite_data_files = ?count(&maintained.rewrite_data_files),
+                    rewrite_manifests = ?count(&maintained.rewrite_manifests),
+                    expire_snapshots = ?count(&maintained.expire_snapshots),
+                    remove_orphan_files = ?count(&maintained.remove_orphan_files),
+                    ms,
+                    "maintained (files read, written, deleted, more)"
+                )
+            }
             Ok(Reply::Swept { swept }) => tracing::info!(
                 request_id,
                 folders = ?swept.folders,
@@ -358,6 +375,7 @@ impl Function {
             }
             Trigger::Plan(plan) => self.plan_job(plan, deadline).await,
             Trigger::Sweep(sweep) => self.sweep(sweep, deadline).await,
+            Trigger::Maintain(maintain) => self.maintain(&maintain, deadline).await,
             Trigger::Sqs(_) => Err(Error::InvalidEvent(
                 "an SQS batch inside an SQS message".into(),
             )),

@@ -271,7 +271,10 @@ impl Function {
         let mut grouper = Grouper::new(plan.batch_bytes, plan.max_items);
         let mut skipped = 0;
         while let Some(page) = listing.next_page().await.map_err(failed)? {
-            for Listed { key, size, etag } in page {
+            for Listed {
+                key, size, etag, ..
+            } in page
+            {
                 if !planned(&key, size) {
                     skipped += 1;
                     continue;

@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::Error;
 use crate::catalog::hive::Columns;
 use crate::input::target::Target;
+use crate::maintain::Report;
 use crate::schema::ddl;
 use crate::store::s3::Output;
 
@@ -50,6 +51,8 @@ pub enum Reply {
     },
     /// A sweep: the uploads it aborted.
     Swept { swept: Swept },
+    /// A table's maintenance: what each step did.
+    Maintained { maintained: Box<Report> },
 }
 
 /// What a mode removed (in a dry run: would remove), over every target.

@@ -8,6 +8,7 @@
 //! - [`source`]: a source object: its format and compression, and the reader that cuts its
 //!   bytes into chunks of whole rows.
 //! - [`sweep`]: a scheduled sweep of the uploads killed attempts left.
+//! - [`maintain`]: a table's maintenance (which steps, with which parameters).
 //! - [`target`]: S3 prefixes, object keys and the allow-list policies.
 //!
 //! Uses the rows stage (an event's rows are scanned in the same pass), and the schema and
@@ -16,6 +17,7 @@
 
 pub mod commit;
 pub mod event;
+pub mod maintain;
 pub mod plan;
 pub mod source;
 pub mod sweep;

@@ -12,7 +12,8 @@
 //! 5. an object with `Items`: a Step Functions Distributed Map batch of objects listed by its
 //!    S3 item reader, whose `BatchInput` holds the bucket and the event's optional fields;
 //! 6. `"Event": "s3:TestEvent"`: S3's test message when a notification is configured;
-//! 7. an object with `sweep`: a scheduled sweep of the uploads killed attempts left;
+//! 7. an object with `sweep`: a scheduled sweep of the uploads killed attempts left; with
+//!    `maintain`: a table's maintenance;
 //! 8. anything else: refused as this function's own event would be (naming the unknown field).
 
 use serde::Deserialize;
@@ -20,6 +21,7 @@ use serde::Deserialize;
 use crate::Error;
 use crate::input::commit::Commit;
 use crate::input::event::{Event, Fields};
+use crate::input::maintain::Maintain;
 use crate::input::plan::Plan;
 use crate::input::source::Source;
 use crate::input::sweep::Sweep;
@@ -49,6 +51,8 @@ pub enum Trigger<'a> {
     Plan(Plan),
     /// A sweep of the uploads that killed attempts left under the function's folders.
     Sweep(Sweep),
+    /// Table maintenance: compaction, manifest rewrite, snapshot expiry, orphan removal.
+    Maintain(Maintain),
 }
 
 impl Trigger<'_> {
@@ -62,6 +66,7 @@ impl Trigger<'_> {
             Trigger::Commit { .. } => "commit",
             Trigger::Plan(_) => "plan",
             Trigger::Sweep(_) => "sweep",
+            Trigger::Maintain(_) => "maintain",
         }
     }
 }
@@ -169,6 +174,10 @@ pub fn detect(bytes: &[u8]) -> Result<Trigger<'_>, Error> {
     if let Some(sweep) = fields.get("sweep") {
         fields.only(&["sweep"], "a sweep event")?;
         return Sweep::parse(sweep).map(Trigger::Sweep);
+    }
+    if let Some(maintain) = fields.get("maintain") {
+        fields.only(&["maintain", "dry_run"], "a maintenance event")?;
+        return Maintain::parse(maintain, fields.get("dry_run")).map(Trigger::Maintain);
     }
     fields.into_event().map(Trigger::Event)
 }

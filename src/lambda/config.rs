@@ -1,6 +1,8 @@
 //! The function's configuration: environment variables, read and validated once at start.
 
 use crate::Error;
+use std::time::Duration;
+
 use crate::encode::partition::MAX_PARTITIONS;
 use crate::encode::streamed::ROW_GROUP_ROWS;
 use crate::encode::writer::parse_max_file_bytes;
@@ -47,6 +49,9 @@ pub struct Config {
     /// `TABLE_WAREHOUSE`: where a missing table is created
     /// (`<warehouse><database>.db/<table>/`); unset, a missing table is `TableNotFound`.
     pub table_warehouse: Option<S3Prefix>,
+    /// `EXACTLY_ONCE_DAYS`: how long work committed to a table stays recognised, even after
+    /// its snapshot expires (default 14, SQS's longest retention).
+    pub exactly_once: Duration,
 }
 
 /// The metrics' namespace when neither variable is set.
@@ -117,6 +122,7 @@ impl Config {
         };
         let row_group_rows = whole("ROW_GROUP_ROWS", ROW_GROUP_ROWS, 1_000..=10_000_000)?;
         let max_partitions = whole("MAX_PARTITIONS", MAX_PARTITIONS, 1..=100_000)?;
+        let exactly_once_days = whole("EXACTLY_ONCE_DAYS", 14, 1..=3650)?;
         let max_file_bytes = var("MAX_FILE_BYTES")
             .map(|v| {
                 parse_max_file_bytes(&v)
@@ -187,6 +193,7 @@ impl Config {
             row_group_rows,
             max_partitions,
             max_file_bytes,
+            exactly_once: Duration::from_secs(exactly_once_days as u64 * 24 * 3600),
         })
     }
 

@@ -66,6 +66,22 @@ pub struct Measures {
     trigger: Mutex<Option<&'static str>>,
     /// The `errorType` of each failed SQS message.
     failed_messages: Mutex<Vec<&'static str>>,
+    /// A table maintenance's counts, when one ran.
+    maintained: Mutex<Option<Maintained>>,
+}
+
+/// What a table maintenance did, in counts (its EMF metrics).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Maintained {
+    /// Data files read and written again by the rewrite.
+    pub files_rewritten: u64,
+    /// Files (data, manifests, metadata) written.
+    pub files_written: u64,
+    pub snapshots_expired: u64,
+    /// Files deleted by the expiry and the orphan removal.
+    pub files_deleted: u64,
+    /// Steps the deadline stopped before their work was done.
+    pub unfinished: u64,
 }
 
 impl Measures {
@@ -85,6 +101,11 @@ impl Measures {
         }
         *lock(&self.trigger) = None;
         lock(&self.failed_messages).clear();
+        *lock(&self.maintained) = None;
+    }
+
+    pub fn maintained(&self, counts: Maintained) {
+        *lock(&self.maintained) = Some(counts);
     }
 
     pub fn source_read(&self, bytes: u64) {
@@ -193,6 +214,17 @@ impl Metrics {
         ];
         for (name, phase) in PHASES.iter().zip(measures.phases()) {
             values.push((format!("{name}Time"), "Milliseconds", phase.ms()));
+        }
+        if let Some(m) = *lock(&measures.maintained) {
+            for (name, n) in [
+                ("MaintenanceFilesRewritten", m.files_rewritten),
+                ("MaintenanceFilesWritten", m.files_written),
+                ("MaintenanceSnapshotsExpired", m.snapshots_expired),
+                ("MaintenanceFilesDeleted", m.files_deleted),
+                ("MaintenanceUnfinished", m.unfinished),
+            ] {
+                values.push((name.into(), "Count", n as f64));
+            }
         }
         // A metric per errorType that occurred: alarms and graphs by kind of failure, with
         // no dimension that would multiply every other metric.

@@ -115,6 +115,7 @@ pub struct Listed {
     pub size: u64,
     /// Quoted, as S3 gives it.
     pub etag: Option<String>,
+    pub last_modified: Option<SystemTime>,
 }
 
 /// A listing in progress: see [`S3Store::listing`].
@@ -148,6 +149,9 @@ impl Listing<'_> {
                 key: o.key()?.to_owned(),
                 size: o.size().map_or(0, |n| n.max(0).unsigned_abs()),
                 etag: o.e_tag().map(str::to_owned),
+                last_modified: o
+                    .last_modified()
+                    .and_then(|t| SystemTime::try_from(*t).ok()),
             })
         });
         Ok(Some(listed.collect()))

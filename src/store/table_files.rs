@@ -87,6 +87,11 @@ impl TableFiles {
         left
     }
 
+    /// The S3 store the files go through; `None` for a dry run's, which writes nowhere.
+    pub fn s3(&self) -> Option<&S3Store> {
+        self.store.as_ref()
+    }
+
     fn store(&self) -> Result<&S3Store> {
         self.store
             .as_ref()

@@ -153,7 +153,8 @@ def test_every_refusal_writes_nothing(moto):
 def table_files(moto, table):
     """Every key under the table's location, and those its metadata refers to: the current
     and logged metadata files, each snapshot's manifest list, manifests and data files."""
-    location = table.location().split("/", 3)[3]
+    # The table's folder: the markers of committed work lie beside it (<location>.rows-to-parquet/).
+    location = table.location().split("/", 3)[3].rstrip("/") + "/"
     referenced = {table.metadata_location, *(entry.metadata_file for entry in table.metadata.metadata_log)}
     for snapshot in table.snapshots():
         referenced.add(snapshot.manifest_list)
@@ -197,6 +198,8 @@ def test_eight_concurrent_writers_all_land_once_and_leave_no_orphans(moto):
         assert identities == [f"request writer-{i}" for i in range(8)]
         stored, referenced = table_files(moto, table)
         assert stored - referenced == set(), "orphan files in the table's location"
+        # Each piece of work left one marker beside the table (exactly once past expiry).
+        assert len(moto.keys(LAKE, "warehouse/analytics.db/busy.rows-to-parquet/committed/")) == 8
         print(f"8 concurrent writers: {glue.conflicts} commits refused as stale, all 8 landed")
 
         # 4 deliveries of one piece of work at once (the same request id): it lands once.

@@ -38,18 +38,16 @@ use super::stream::{self, Chunks, identity_of, uuid_shaped};
 use crate::Error;
 use crate::catalog::append::{self, catalog_error};
 use crate::catalog::glue::GlueCatalog;
-use crate::catalog::identity::committed;
 use crate::encode::codec::Codec;
 use crate::encode::columns::{self, UnknownKeys};
+use crate::input::maintain::{Maintain, Maintained};
 use crate::input::source::Source;
 use crate::input::target::{S3Prefix, TableTarget};
+use crate::maintain::Maintenance;
 use crate::rows::Rows;
 use crate::schema::{ddl, inference};
 use crate::store::s3::Opened;
 use crate::store::table_files::{TableFiles, TableFilesFactory};
-
-/// The table property naming its Parquet codec.
-const CODEC_PROPERTY: &str = "write.parquet.compression-codec";
 
 /// A table target ready to take rows.
 struct Prepared {
@@ -111,7 +109,7 @@ impl Prepared {
     /// A writer of data files named `name-<n>.parquet`.
     async fn writer(&self, name: &str) -> Result<append::DataFiles, Error> {
         let properties = crate::encode::writer::table_properties(self.codec);
-        append::data_file_writer(&self.table, &self.schema, properties, name).await
+        append::data_file_writer(&self.table, &self.schema, properties, name, None).await
     }
 }
 
@@ -178,7 +176,7 @@ impl Function {
         let mut written = Vec::with_capacity(prepared.len());
         for (table, batches) in prepared {
             // Work a snapshot already records is not written again (the commit says so).
-            if committed(&table.table, &identity).is_some() {
+            if catalog.committed(&table.table, &identity).await?.is_some() {
                 written.push((table, Vec::new()));
                 continue;
             }
@@ -360,11 +358,38 @@ impl Function {
     }
 
     /// A catalog of this invocation's own (its file IO logs what it writes).
+    /// A table's maintenance (the maintain stage does it), once the table is allowed.
+    ///
+    /// # Errors
+    /// `TableNotAllowed` outside `ALLOWED_TABLES`; as [`Maintenance::run`].
+    pub(super) async fn maintain(
+        &self,
+        maintain: &Maintain,
+        deadline: Option<SystemTime>,
+    ) -> Result<Reply, Error> {
+        if let Maintained::Table(table) = &maintain.what {
+            self.check_tables(std::slice::from_ref(table))?;
+        }
+        let catalog = self.catalog().await;
+        let maintenance = Maintenance {
+            store: &self.store,
+            catalog: &catalog,
+            deadline,
+            dry_run: maintain.dry_run,
+        };
+        let report = maintenance.run(maintain).await?;
+        self.measures.maintained(report.counts());
+        Ok(Reply::Maintained {
+            maintained: Box::new(report),
+        })
+    }
+
     async fn catalog(&self) -> GlueCatalog {
         GlueCatalog::new(
             self.glue.client().await.clone(),
             TableFiles::new(&self.store),
         )
+        .with_horizon(self.config.exactly_once)
     }
 
     /// Reads the source once more (the version the folders got, else the latest), its rows
@@ -418,7 +443,11 @@ impl Function {
         for mut table in prepared {
             self.create(catalog, &mut table).await?;
             // Work a snapshot already records is not written again (the commit says so).
-            if identity.is_some_and(|id| committed(&table.table, id).is_some()) {
+            let done = match identity {
+                Some(id) => catalog.committed(&table.table, id).await?.is_some(),
+                None => false,
+            };
+            if done {
                 writing.done.push((table, Vec::new()));
                 continue;
             }

@@ -16,16 +16,15 @@ use iceberg::table::Table;
 use iceberg::{Catalog, ErrorKind, NamespaceIdent, Runtime, TableCreation, TableIdent};
 
 use crate::Error;
-use crate::catalog::append::catalog_error;
+use crate::catalog::append::{catalog_error, table_codec};
 use crate::catalog::glue::GlueCatalog;
-use crate::encode::codec::Codec;
 use crate::encode::partition::PartitionBy;
 use crate::handler::Function;
 use crate::handler::conversion::Conversion;
 use crate::input::event::Evolution;
 use crate::input::target::TableTarget;
 
-use super::{CODEC_PROPERTY, Prepared, arrow_of};
+use super::{Prepared, arrow_of};
 
 impl Function {
     /// Reads the table, or plans it from `TABLE_WAREHOUSE` and `shape` (the rows' schema);
@@ -75,13 +74,7 @@ impl Function {
             promoted,
         } = evolved;
         let arrow = arrow_of(&ident, &schema)?;
-        let codec = target
-            .codec
-            .or_else(|| {
-                let property = table.metadata().properties().get(CODEC_PROPERTY);
-                property.and_then(|name| Codec::from_name(name))
-            })
-            .unwrap_or(Codec::Zstd);
+        let codec = table_codec(&table, target.codec);
         Ok(Prepared {
             ident,
             table,

@@ -1,0 +1,76 @@
+//! `remove_orphan_files`: objects under the table's location that no retained snapshot and
+//! no kept metadata file reaches, older than the bound, deleted. The bound is never below the
+//! function's own timeout and a margin (an append in flight may have just written a file that
+//! its commit will name), read from this invocation's deadline as the sweep reads it.
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+use iceberg::TableIdent;
+use iceberg::spec::Snapshot;
+use iceberg::table::Table;
+
+use super::expire::reached;
+use super::{Maintenance, StepReport};
+use crate::Error;
+use crate::catalog::append::catalog_error;
+use crate::input::maintain::RemoveOrphanFiles;
+use crate::store::lease::turn::LONGEST_INVOCATION;
+
+/// Added to the function's timeout: S3's clock and Lambda's may differ by this much.
+const CLOCK_MARGIN: Duration = Duration::from_secs(5);
+
+impl Maintenance<'_> {
+    /// The step (see the module docs).
+    ///
+    /// # Errors
+    /// `CatalogFailed` when the table's files cannot be read; `S3WriteFailed` when the
+    /// listing fails.
+    pub(super) async fn remove_orphan_files(
+        &self,
+        ident: &TableIdent,
+        table: &Table,
+        options: &RemoveOrphanFiles,
+    ) -> Result<StepReport, Error> {
+        let now = SystemTime::now();
+        let timeout = self.deadline.map_or(LONGEST_INVOCATION, |d| {
+            d.duration_since(now).unwrap_or_default()
+        });
+        let bound = options.older_than.max(timeout + CLOCK_MARGIN);
+        let metadata = table.metadata();
+        let snapshots: Vec<&Snapshot> = metadata.snapshots().map(|s| s.as_ref()).collect();
+        let mut kept: HashSet<String> = reached(table, &snapshots, true)
+            .await
+            .map_err(|e| catalog_error(ident, e))?;
+        kept.extend(table.metadata_location().map(str::to_owned));
+        kept.extend(
+            metadata
+                .metadata_log()
+                .iter()
+                .map(|l| l.metadata_file.clone()),
+        );
+        kept.extend(
+            metadata
+                .statistics_iter()
+                .map(|s| s.statistics_path.clone()),
+        );
+        let folder = format!("{}/", metadata.location().trim_end_matches('/'));
+        let mut report = StepReport::default();
+        let mut doomed = Vec::new();
+        for listed in self.list(&folder).await? {
+            let old = listed
+                .last_modified
+                .and_then(|at| now.duration_since(at).ok())
+                .is_some_and(|age| age >= bound);
+            if old && !kept.contains(&listed.uri) && !kept.contains(&listed.s3a()) {
+                doomed.push(listed.uri);
+            }
+        }
+        report.note = Some(format!(
+            "files younger than {} s were left alone",
+            bound.as_secs()
+        ));
+        self.delete(&mut report, doomed).await;
+        Ok(report)
+    }
+}
