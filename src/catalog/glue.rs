@@ -238,6 +238,20 @@ impl GlueCatalog {
     }
 }
 
+/// `metadata` with the entries of its metadata log older than `since_ms` dropped.
+fn trim_log(metadata: TableMetadata, since_ms: i64) -> Result<TableMetadata> {
+    let invalid = |e: serde_json::Error| iceberg::Error::new(ErrorKind::DataInvalid, e.to_string());
+    let mut json = serde_json::to_value(&metadata).map_err(invalid)?;
+    if let Some(log) = json.get_mut("metadata-log").and_then(|l| l.as_array_mut()) {
+        log.retain(|entry| {
+            entry["timestamp-ms"]
+                .as_i64()
+                .is_some_and(|t| t >= since_ms)
+        });
+    }
+    serde_json::from_value(json).map_err(invalid)
+}
+
 fn database(ident: &TableIdent) -> Result<&str> {
     match ident.namespace().as_ref().as_slice() {
         [database] => Ok(database),
@@ -510,6 +524,23 @@ impl GlueCatalog {
         ident: &TableIdent,
         updates: Vec<TableUpdate>,
     ) -> Result<Table> {
+        self.commit_trimmed(ident, updates, None).await
+    }
+
+    /// [`GlueCatalog::commit_updates`], the metadata log then kept only from `log_since_ms`
+    /// on (a metadata file written before the oldest snapshot an expiry keeps can only name
+    /// expired snapshots: useless for time travel, and the log's files are the bulk of the
+    /// metadata folder). iceberg-rust has no update for it: the built metadata is edited in
+    /// its serialized form, which the spec defines.
+    ///
+    /// # Errors
+    /// As [`GlueCatalog::commit_updates`].
+    pub async fn commit_trimmed(
+        &self,
+        ident: &TableIdent,
+        updates: Vec<TableUpdate>,
+        log_since_ms: Option<i64>,
+    ) -> Result<Table> {
         let (current, version) = self.last_read(ident).await?;
         let previous = current.metadata_location_result()?.to_owned();
         let mut builder = current
@@ -519,7 +550,10 @@ impl GlueCatalog {
         for update in updates {
             builder = update.apply(builder)?;
         }
-        let metadata = builder.build()?.metadata;
+        let mut metadata = builder.build()?.metadata;
+        if let Some(since) = log_since_ms {
+            metadata = trim_log(metadata, since)?;
+        }
         let location = MetadataLocation::from_str(&previous)?
             .with_next_version()
             .with_new_metadata(&metadata)

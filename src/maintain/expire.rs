@@ -1,7 +1,9 @@
 //! `expire_snapshots`: the snapshots older than the bound, beyond the last `retain_last` and
-//! not named by a branch or tag, removed from the metadata in one commit; then every file
-//! only they reached deleted (manifest lists, manifests, data files), and the metadata files
-//! older than the table's metadata log keeps (`write.metadata.previous-versions-max`).
+//! not named by a branch or tag, removed from the metadata in one commit, which also drops
+//! the metadata log's entries older than the oldest snapshot kept (their files can only name
+//! expired snapshots); then every file only the expired snapshots reached deleted (manifest
+//! lists, manifests, data files), and the metadata files older than the log keeps (its
+//! entries, and at most `write.metadata.previous-versions-max` of them).
 //! Never a file a retained snapshot or the current metadata reaches: what the retained
 //! snapshots reach is read from the metadata as committed, appends meanwhile included.
 
@@ -147,8 +149,17 @@ impl Maintenance<'_> {
                 .map(|s| s.as_ref())
                 .collect();
             self.keep_identities(&table, &gone).await?;
+            // The metadata log from the oldest snapshot kept on.
+            let oldest_kept = (table.metadata().snapshots())
+                .filter(|s| !ids.contains(&s.snapshot_id()))
+                .map(|s| s.timestamp_ms())
+                .min();
             let updates = vec![TableUpdate::RemoveSnapshots { snapshot_ids: ids }];
-            match self.catalog.commit_updates(ident, updates).await {
+            match self
+                .catalog
+                .commit_trimmed(ident, updates, oldest_kept)
+                .await
+            {
                 Ok(after) => break (table, after),
                 Err(e) if e.kind() == ErrorKind::CatalogCommitConflicts => {
                     let Some(pause) = retry_pause(attempts, self.deadline) else {

@@ -140,7 +140,7 @@ impl Maintenance<'_> {
     pub async fn run(&self, maintain: &Maintain) -> Result<Report, Error> {
         let Maintained::Table(target) = &maintain.what else {
             return Err(Error::InvalidEvent(
-                "`maintain.folder`: folders are compacted by rewrite_data_files only, which is not offered for folders yet".into(),
+                "`maintain.folder`: compacting a folder's files is not offered: a reader that lists the folder would see the old files and the new together (a folder has no atomic swap), and moving a partition to a new location for its Glue table would hide it from such readers and from this function's later writes; compact Iceberg tables, or rewrite a folder with a job's overwrite".into(),
             ));
         };
         let ident = TableIdent::new(

@@ -412,6 +412,237 @@ impl Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    use arrow_array::{Int64Array, RecordBatch, StringArray};
+    use futures::TryStreamExt;
+    use iceberg::memory::{MEMORY_CATALOG_WAREHOUSE, MemoryCatalogBuilder};
+    use iceberg::spec::{
+        ManifestStatus, NestedField, PrimitiveType, Schema, Transform, Type, UnboundPartitionSpec,
+    };
+    use iceberg::transaction::{ApplyTransactionAction, Transaction};
+    use iceberg::{CatalogBuilder, MemoryCatalog, NamespaceIdent, TableCreation};
+
+    use crate::catalog::append::data_file_writer;
+    use crate::encode::codec::Codec;
+    use crate::encode::writer::table_properties;
+
+    /// A table partitioned by `dt` in iceberg-rust's memory catalog (no network).
+    async fn table() -> (MemoryCatalog, Table) {
+        let warehouse = HashMap::from([(
+            MEMORY_CATALOG_WAREHOUSE.to_owned(),
+            "memory://warehouse".to_owned(),
+        )]);
+        let catalog = MemoryCatalogBuilder::default()
+            .load("memory", warehouse)
+            .await
+            .unwrap();
+        let db = NamespaceIdent::new("db".into());
+        catalog.create_namespace(&db, HashMap::new()).await.unwrap();
+        let long = Type::Primitive(PrimitiveType::Long);
+        let string = Type::Primitive(PrimitiveType::String);
+        let schema = Schema::builder()
+            .with_fields(vec![
+                NestedField::required(1, "id", long).into(),
+                NestedField::required(2, "dt", string).into(),
+            ])
+            .build()
+            .unwrap();
+        let spec = UnboundPartitionSpec::builder()
+            .add_partition_field(2, "dt", Transform::Identity)
+            .unwrap()
+            .build();
+        let creation = TableCreation::builder()
+            .name("t".into())
+            .schema(schema)
+            .partition_spec(spec)
+            .build();
+        let table = catalog.create_table(&db, creation).await.unwrap();
+        (catalog, table)
+    }
+
+    /// The data files of `rows` (`(id, dt)`), as an append writes them.
+    async fn files(table: &Table, rows: &[(i64, &str)], name: &str) -> Vec<DataFile> {
+        let schema = table.metadata().current_schema().clone();
+        let arrow = Arc::new(iceberg::arrow::schema_to_arrow_schema(&schema).unwrap());
+        let ids = Int64Array::from_iter_values(rows.iter().map(|r| r.0));
+        let days = StringArray::from_iter_values(rows.iter().map(|r| r.1));
+        let batch = RecordBatch::try_new(arrow, vec![Arc::new(ids), Arc::new(days)]).unwrap();
+        let properties = table_properties(Codec::Zstd);
+        let mut writer = data_file_writer(table, &schema, properties, name, None)
+            .await
+            .unwrap();
+        writer.write(batch).await.unwrap();
+        writer.close().await.unwrap()
+    }
+
+    /// `table` after `updates`, as the catalog's swap would leave it.
+    fn applied(table: &Table, updates: Vec<TableUpdate>) -> Table {
+        let mut builder = table.metadata().clone().into_builder(None);
+        for update in updates {
+            builder = update.apply(builder).unwrap();
+        }
+        Table::builder()
+            .identifier(table.identifier().clone())
+            .metadata(builder.build().unwrap().metadata)
+            .file_io(table.file_io().clone())
+            .runtime(iceberg::Runtime::current())
+            .build()
+            .unwrap()
+    }
+
+    async fn ids(table: &Table, snapshot: Option<i64>) -> Vec<i64> {
+        let mut scan = table.scan();
+        if let Some(id) = snapshot {
+            scan = scan.snapshot_id(id);
+        }
+        let batches: Vec<RecordBatch> = scan
+            .build()
+            .unwrap()
+            .to_arrow()
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        let mut ids: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| {
+                let column = b.column_by_name("id").unwrap();
+                let ids = column.as_any().downcast_ref::<Int64Array>().unwrap();
+                ids.values().to_vec()
+            })
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Each live or deleted entry of the current snapshot: (path, status, data sequence number).
+    async fn entries_now(table: &Table) -> Vec<(String, ManifestStatus, Option<i64>)> {
+        let mut all = Vec::new();
+        for manifest in manifests(table).await.unwrap() {
+            for entry in entries(table, &manifest).await.unwrap() {
+                all.push((
+                    entry.file_path().to_owned(),
+                    entry.status(),
+                    entry.sequence_number(),
+                ));
+            }
+        }
+        all
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replace_removes_exactly_its_files_keeps_the_others_and_every_row() {
+        let (catalog, mut table) = table().await;
+        // Three appends of two rows a day over two days: six files.
+        let mut appended = Vec::new();
+        for n in 0..3_i64 {
+            let rows = [
+                (n * 4, "a"),
+                (n * 4 + 1, "a"),
+                (n * 4 + 2, "b"),
+                (n * 4 + 3, "b"),
+            ];
+            let new = files(&table, &rows, &format!("append-{n}")).await;
+            appended.extend(
+                new.iter()
+                    .map(|f| (f.file_path().to_owned(), f.partition().clone())),
+            );
+            let transaction = Transaction::new(&table);
+            let append = transaction.fast_append().add_data_files(new);
+            let transaction = append.apply(transaction).unwrap();
+            table = transaction.commit(&catalog).await.unwrap();
+        }
+        let before = table.metadata().current_snapshot().unwrap().clone();
+        assert_eq!(ids(&table, None).await, (0..12).collect::<Vec<_>>());
+
+        // Day a's three files replaced by one holding their rows.
+        let day_a: Vec<String> = (appended.iter())
+            .filter(|(path, _)| path.contains("dt=a"))
+            .map(|(path, _)| path.clone())
+            .collect();
+        assert_eq!(day_a.len(), 3);
+        let rows = [(0, "a"), (1, "a"), (4, "a"), (5, "a"), (8, "a"), (9, "a")];
+        let change = Change {
+            removed: day_a.iter().cloned().collect(),
+            added: files(&table, &rows, "rewrite").await,
+            merge: false,
+        };
+        let (updates, written) = stage(&table, &change).await.unwrap().unwrap();
+        assert_eq!(
+            written.len(),
+            2 + 1,
+            "day a's three rewritten into one manifest of deletes, the added files' manifest, the list"
+        );
+        let replaced = applied(&table, updates);
+
+        let snapshot = replaced.metadata().current_snapshot().unwrap();
+        assert_eq!(snapshot.summary().operation, Operation::Replace);
+        assert_eq!(snapshot.parent_snapshot_id(), Some(before.snapshot_id()));
+        assert_eq!(snapshot.sequence_number(), before.sequence_number() + 1);
+        let totals = &snapshot.summary().additional_properties;
+        assert_eq!(totals["total-records"], "12");
+        assert_eq!(totals["total-data-files"], "4");
+        assert_eq!(totals["deleted-data-files"], "3");
+        assert_eq!(totals["added-data-files"], "1");
+
+        let now = entries_now(&replaced).await;
+        for path in &day_a {
+            let entry = now.iter().find(|(p, ..)| p == path).unwrap();
+            assert_eq!(entry.1, ManifestStatus::Deleted, "{path}");
+            // Its own data sequence number: the append that added it (1, 2, 3).
+            let append = 1 + day_a.iter().position(|p| p == path).unwrap() as i64;
+            assert_eq!(entry.2, Some(append), "{path}");
+        }
+        let live: Vec<_> = now
+            .iter()
+            .filter(|e| e.1 != ManifestStatus::Deleted)
+            .collect();
+        assert_eq!(live.len(), 4);
+        let added: Vec<_> = live
+            .iter()
+            .filter(|e| e.1 == ManifestStatus::Added)
+            .collect();
+        assert_eq!(added.len(), 1);
+        assert_eq!(added[0].2, Some(snapshot.sequence_number()));
+        // Every row once, now and at the snapshot before (time travel).
+        assert_eq!(ids(&replaced, None).await, (0..12).collect::<Vec<_>>());
+        assert_eq!(
+            ids(&replaced, Some(before.snapshot_id())).await,
+            (0..12).collect::<Vec<_>>()
+        );
+
+        // A file no longer live cannot be replaced again: another rewrite won.
+        let again = Change {
+            removed: HashSet::from([day_a[0].clone()]),
+            ..Change::default()
+        };
+        let gone = stage(&replaced, &again).await.unwrap().unwrap_err();
+        assert_eq!(gone.0, day_a[0]);
+
+        // Merging: one data manifest, every live file in it as existing, the rows the same.
+        let merge = Change {
+            merge: true,
+            ..Change::default()
+        };
+        let (updates, _) = stage(&replaced, &merge).await.unwrap().unwrap();
+        let merged = applied(&replaced, updates);
+        let data = manifests(&merged).await.unwrap();
+        assert_eq!(data.len(), 1);
+        let now = entries_now(&merged).await;
+        assert_eq!(now.len(), 4);
+        assert!(now.iter().all(|e| e.1 == ManifestStatus::Existing));
+        let merged_totals = &merged
+            .metadata()
+            .current_snapshot()
+            .unwrap()
+            .summary()
+            .additional_properties;
+        assert_eq!(merged_totals["total-records"], "12");
+        assert_eq!(merged_totals["manifests-created"], "1");
+        assert_eq!(ids(&merged, None).await, (0..12).collect::<Vec<_>>());
+    }
 
     #[test]
     fn a_summary_carries_the_totals_with_the_change_applied() {
