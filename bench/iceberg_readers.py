@@ -14,6 +14,7 @@ DUCKDB_SCAN = r'''
 import duckdb, glob, json, sys, time
 venv, port, location, snapshot, columns = sys.argv[1:6]
 con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
 base = glob.glob(f"{venv}/lib/python*/site-packages/duckdb_ext/extensions/*/*/")[0]
 for extension in ("httpfs", "avro", "iceberg"):
     con.execute(f"LOAD '{base}{extension}.duckdb_extension'")
@@ -42,7 +43,8 @@ def duckdb_scan(moto, metadata_location, snapshot_id=None, columns="*"):
     out = subprocess.run(args, capture_output=True, text=True, timeout=300)
     if out.returncode != 0:
         raise RuntimeError(f"DuckDB could not read {metadata_location}: {out.stderr[-3000:]}")
-    answer = json.loads(out.stdout)
+    # The answer is the last line (an extension may print before it).
+    answer = json.loads(out.stdout.strip().splitlines()[-1])
     return answer["rows"], answer["seconds"]
 
 
