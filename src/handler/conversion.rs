@@ -306,10 +306,13 @@ impl Function {
         let glued = self
             .glue_tables(job, parts, outputs.iter().copied())
             .await?;
-        for target in job.targets {
-            let prefix = &target.prefix;
-            for id in works {
-                transaction.replaces(&prefix.bucket, &prefix.key_prefix, id);
+        // An earlier attempt's uploads, aborted after the commit (inline rows leave none).
+        if transaction.uploads() {
+            for target in job.targets {
+                let prefix = &target.prefix;
+                for id in works {
+                    transaction.replaces(&prefix.bucket, &prefix.key_prefix, id);
+                }
             }
         }
         Ok((before, glued))

@@ -143,6 +143,12 @@ impl Transaction {
         transaction
     }
 
+    /// Whether any object goes up as a multipart upload (a retry of the same work makes the
+    /// same objects the same way: without uploads, an earlier attempt left none either).
+    pub fn uploads(&self) -> bool {
+        self.objects.iter().any(|o| o.upload.is_some())
+    }
+
     /// How many objects it holds: a mark for [`Transaction::abort_from`].
     pub fn len(&self) -> usize {
         self.objects.len()
