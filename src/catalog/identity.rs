@@ -55,8 +55,10 @@ pub fn marker(location: &str, identity: &str) -> String {
 }
 
 /// Whether `table`'s retained snapshots alone tell what it committed within `horizon` of
-/// `now`: its first snapshot is still there, or its oldest retained one is older than the
-/// horizon. Otherwise snapshots within the horizon were expired, and the markers tell the rest.
+/// `now`: its first snapshot is still there (sequence number 1; not a parent that is absent,
+/// which an engine's expiry may clear), or its oldest retained one is older than the horizon.
+/// Otherwise snapshots within the horizon were expired, and the markers tell the rest (always
+/// for a format v1 table, whose snapshots carry no sequence number).
 pub fn covered(table: &Table, horizon: Duration, now: SystemTime) -> bool {
     let metadata = table.metadata();
     let Some(oldest) = metadata.snapshots().min_by_key(|s| s.sequence_number()) else {
@@ -66,7 +68,7 @@ pub fn covered(table: &Table, horizon: Duration, now: SystemTime) -> bool {
         .checked_sub(horizon)
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_millis() as i64);
-    oldest.parent_snapshot_id().is_none() || oldest.timestamp_ms() < bound
+    oldest.sequence_number() == 1 || oldest.timestamp_ms() < bound
 }
 
 /// What a marker holds: the snapshot that committed the work, and when.

@@ -2,12 +2,12 @@
 //! `{"maintain": {"table": …}}` runs, in this order, the steps Spark's procedures and Athena's
 //! `OPTIMIZE`/`VACUUM` run, each safe beside appends that keep landing:
 //!
-//! - [`rewrite`]: `rewrite_data_files`, a partition's small files written again as files of
+//! - `rewrite`: `rewrite_data_files`, a partition's small files written again as files of
 //!   about the target size, in one `replace` snapshot.
-//! - [`manifests`]: `rewrite_manifests`, the manifests merged into one per partition spec.
+//! - `manifests`: `rewrite_manifests`, the manifests merged into one per partition spec.
 //! - [`expire`]: `expire_snapshots`, old snapshots removed and the files only they reached
 //!   deleted, with the identities of the work they committed kept for exactly-once delivery.
-//! - [`orphans`]: `remove_orphan_files`, what nothing reaches under the table's location.
+//! - `orphans`: `remove_orphan_files`, what nothing reaches under the table's location.
 //! - [`replace`]: the `replace` snapshot built by hand (iceberg-rust 0.10.1 has none).
 //!
 //! Uses the catalog (tables, commits) and the store (listings, deletes); the handler only

@@ -533,6 +533,46 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn summaries_cover_a_tables_work_until_its_first_snapshots_expire() {
+        use crate::catalog::identity::covered;
+        use std::time::{Duration, SystemTime};
+
+        let (catalog, mut table) = table().await;
+        for n in 0..3_i64 {
+            let new = files(&table, &[(n, "a")], &format!("append-{n}")).await;
+            let transaction = Transaction::new(&table);
+            let append = transaction.fast_append().add_data_files(new);
+            table = append
+                .apply(transaction)
+                .unwrap()
+                .commit(&catalog)
+                .await
+                .unwrap();
+        }
+        let (now, horizon) = (SystemTime::now(), Duration::from_secs(14 * 24 * 3600));
+        assert!(covered(&table, horizon, now), "its first snapshot is there");
+        // Another engine expires the first two (and may clear the kept one's parent).
+        let current = table.metadata().current_snapshot_id().unwrap();
+        let older: Vec<i64> = (table.metadata().snapshots())
+            .map(|s| s.snapshot_id())
+            .filter(|id| *id != current)
+            .collect();
+        let expired = applied(
+            &table,
+            vec![TableUpdate::RemoveSnapshots {
+                snapshot_ids: older,
+            }],
+        );
+        assert!(
+            !covered(&expired, horizon, now),
+            "recent work's snapshots are gone: ask the markers"
+        );
+        // Past the horizon, what is gone no longer needs recognising.
+        let later = now + horizon + Duration::from_secs(60);
+        assert!(covered(&expired, horizon, later));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_replace_removes_exactly_its_files_keeps_the_others_and_every_row() {
         let (catalog, mut table) = table().await;
         // Three appends of two rows a day over two days: six files.

@@ -7,6 +7,7 @@ DuckDB 1.4.4's iceberg extension, at the current snapshot and at an older retain
   rows), rewrite_manifests (one manifest), expire_snapshots (old snapshots and the files only
   they reached gone), a retried append after the expiry (recognised: it adds nothing), and
   remove_orphan_files (strays older than the bound gone, the table whole);
+- work whose snapshots another engine (pyiceberg) expired, delivered again: still recognised;
 - appends racing maintenance through a Glue that refuses a stale VersionId: every row once;
 - refusals (a table outside ALLOWED_TABLES, a missing table, a bad parameter) change nothing.
 
@@ -154,6 +155,34 @@ def test_every_step_keeps_the_rows_and_leaves_the_table_small(moto):
     assert step["files_deleted"] == 2 and sorted(step["keys"]) == sorted(f"s3://{LAKE}/{k}" for k in strays), step
     assert set(moto.keys(LAKE, "warehouse/analytics.db/events/")) == kept
     assert ids_by_both(moto, name) == (expected, expected)
+
+
+def test_work_stays_recognised_when_another_engine_expires_its_snapshot(moto):
+    """pyiceberg expires the snapshots that recorded the work (as Athena's VACUUM or the Glue
+    Data Catalog's retention would: none of them knows this function's identities); the same
+    work delivered again still adds nothing, read by both engines."""
+    name = "analytics.elsewhere"
+    emulator = function(moto, **TABLES)
+    try:
+        for i in range(3):
+            kind, reply = invoke(emulator, append_event(name, i * 10, 10), request_id=f"work-{i}")
+            assert kind == "response", reply
+        table = moto.catalog().load_table(name)
+        current = table.current_snapshot().snapshot_id
+        older = [s.snapshot_id for s in table.snapshots() if s.snapshot_id != current]
+        table.maintenance.expire_snapshots().by_ids(older).commit()
+        assert len(moto.catalog().load_table(name).snapshots()) == 1
+        for i in range(3):
+            kind, reply = invoke(emulator, append_event(name, i * 10, 10), request_id=f"work-{i}")
+            assert kind == "response" and reply["tables"][0]["already_committed"], reply
+        expected = list(range(30))
+        assert ids_by_both(moto, name) == (expected, expected)
+        # New work is still new.
+        kind, reply = invoke(emulator, append_event(name, 30, 10), request_id="work-3")
+        assert kind == "response" and not reply["tables"][0]["already_committed"], reply
+        assert ids_by_both(moto, name) == (list(range(40)), list(range(40)))
+    finally:
+        emulator.stop()
 
 
 def live_data_files_at(moto, name, snapshot_id):
