@@ -27,6 +27,7 @@ use parquet::file::properties::WriterProperties;
 
 use super::glue::GlueCatalog;
 use super::identity::{IDENTITY, Marked, committed, record};
+use super::marks::{Advance, MARKS, compare_positions};
 use crate::Error;
 use crate::encode::codec::Codec;
 use crate::store::budget::CLEANUP_RESERVE;
@@ -179,6 +180,8 @@ pub struct Work<'a> {
     pub parts: Vec<Part>,
     /// Optional columns added in the same commit, with the ids the files were written with.
     pub adds: &'a [NestedFieldRef],
+    /// A stream batch's shards: the marks its commit raises (none for other work).
+    pub advances: &'a [Advance],
 }
 
 /// One unit of work (an invocation's rows, a message, a source object, a job): the identity
@@ -209,7 +212,11 @@ pub async fn commit(
     work: Work<'_>,
     deadline: Option<SystemTime>,
 ) -> Result<Appended, Error> {
-    let Work { mut parts, adds } = work;
+    let Work {
+        mut parts,
+        adds,
+        advances,
+    } = work;
     let ident = &table.identifier().clone();
     let mut skipped = Vec::new();
     let mut table = table;
@@ -265,12 +272,16 @@ pub async fn commit(
                 .apply(transaction)
                 .map_err(|e| catalog_error(ident, e))?;
         }
+        let mut properties = HashMap::from([(IDENTITY.to_owned(), identity)]);
+        if !advances.is_empty() {
+            properties.insert(MARKS.to_owned(), advanced(catalog, &table, advances).await?);
+        }
         let append = transaction
             .fast_append()
             // The identity stands for the files: the duplicate check would read every manifest.
             .with_check_duplicate(false)
             .add_data_files(files)
-            .set_snapshot_properties(HashMap::from([(IDENTITY.to_owned(), identity)]));
+            .set_snapshot_properties(properties);
         let transaction = append
             .apply(transaction)
             .map_err(|e| catalog_error(ident, e))?;
@@ -285,7 +296,15 @@ pub async fn commit(
                 };
                 let identities: Vec<&str> = parts.iter().map(|p| p.identity.as_str()).collect();
                 // Best effort: the snapshot's summary holds the work until it expires.
-                if let Err(e) = catalog.mark(&table, marked, &identities).await {
+                let shards: Vec<(&str, &str, &str)> = (advances.iter())
+                    .map(|a| (a.stream.as_str(), a.shard.as_str(), a.to.as_str()))
+                    .collect();
+                let marked_shards = catalog.mark_shards(&table, marked, &shards);
+                let markers = match catalog.mark(&table, marked, &identities).await {
+                    Ok(()) => marked_shards.await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = markers {
                     tracing::warn!(table = %ident, error = %e, "markers of committed work were not written");
                 }
                 return Ok(Appended {
@@ -333,6 +352,43 @@ pub async fn commit(
             }
         }
     }
+}
+
+/// The marks property of a commit raising `advances` on `table` as last read.
+///
+/// # Errors
+/// `CommitConflict` when another invocation committed records of one of the shards since the
+/// batch's records were filtered against its mark (its files may hold records already
+/// committed); `CatalogFailed` when a marker cannot be read.
+async fn advanced(
+    catalog: &GlueCatalog,
+    table: &Table,
+    advances: &[Advance],
+) -> Result<String, Error> {
+    let shards: Vec<(&str, &str)> = (advances.iter())
+        .map(|a| (a.stream.as_str(), a.shard.as_str()))
+        .collect();
+    let mut marks = catalog.marks(table, &shards).await?;
+    let now_ms = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    for a in advances {
+        let held = marks.get(&a.stream, &a.shard).map(|m| m.position.as_str());
+        let unchanged = match (held, a.from.as_deref()) {
+            (None, None) => true,
+            (Some(held), Some(from)) => compare_positions(held, from).is_eq(),
+            _ => false,
+        };
+        if !unchanged {
+            return Err(Error::CommitConflict(format!(
+                "{}: records of {} were committed by another invocation while this one wrote its own; nothing was committed, and a retry of the batch adds only what is new",
+                table.identifier(),
+                a.shard
+            )));
+        }
+        marks.raise(&a.stream, &a.shard, &a.to, now_ms);
+    }
+    Ok(marks.record(catalog.horizon(), now_ms))
 }
 
 /// Bound on attempts without a deadline (tests, local runs).

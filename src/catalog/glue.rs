@@ -29,6 +29,7 @@ use iceberg::{
 };
 
 use super::identity::{DEFAULT_HORIZON, IDENTITY, Marked, committed, covered, marker};
+use super::marks::{Marks, ShardMarker, marker_identity};
 use crate::store::s3::{Object, split_uri};
 use crate::store::table_files::{TableFiles, TableFilesFactory};
 use crate::store::transaction::Transaction;
@@ -88,6 +89,48 @@ impl GlueCatalog {
         if let Some(snapshot_id) = committed(table, identity) {
             return Ok(Some(snapshot_id));
         }
+        let body = self.read_marker(table, identity).await?;
+        Ok(body.and_then(|b| {
+            serde_json::from_slice::<Marked>(&b)
+                .ok()
+                .map(|m| m.snapshot_id)
+        }))
+    }
+
+    /// The marks of a stream batch's shards (`(stream, shard)`) in `table`: its snapshots'
+    /// (see [`Marks::carried`]), and for a shard they lack, its marker where expired snapshots
+    /// leave the history short of the exactly-once horizon.
+    ///
+    /// # Errors
+    /// `CatalogFailed` when a marker cannot be read.
+    pub async fn marks(
+        &self,
+        table: &Table,
+        shards: &[(&str, &str)],
+    ) -> std::result::Result<Marks, crate::Error> {
+        let mut marks = Marks::carried(table).unwrap_or_default();
+        for (stream, shard) in shards {
+            if marks.get(stream, shard).is_some() {
+                continue;
+            }
+            let identity = marker_identity(stream, shard);
+            let Some(body) = self.read_marker(table, &identity).await? else {
+                continue;
+            };
+            if let Ok(m) = serde_json::from_slice::<ShardMarker>(&body) {
+                marks.raise(stream, shard, &m.position, m.committed_ms);
+            }
+        }
+        Ok(marks)
+    }
+
+    /// The marker of `identity`, read only when expiry cut `table`'s history short of the
+    /// horizon (its snapshots tell otherwise).
+    async fn read_marker(
+        &self,
+        table: &Table,
+        identity: &str,
+    ) -> std::result::Result<Option<Vec<u8>>, crate::Error> {
         let store = match self.files.s3() {
             Some(store) if !covered(table, self.horizon, SystemTime::now()) => store,
             _ => return Ok(None),
@@ -97,9 +140,7 @@ impl GlueCatalog {
             return Ok(None);
         };
         match store.read_all(bucket, key, 4096).await {
-            Ok(body) => Ok(serde_json::from_slice::<Marked>(&body)
-                .ok()
-                .map(|m| m.snapshot_id)),
+            Ok(body) => Ok(Some(body.to_vec())),
             Err(crate::Error::SourceNotFound(_)) => Ok(None),
             Err(e) => Err(crate::Error::CatalogFailed(format!(
                 "table {}: reading the marker of committed work {uri} failed: {e}",
@@ -124,18 +165,50 @@ impl GlueCatalog {
         marked: Marked,
         identities: &[&str],
     ) -> std::result::Result<(), crate::Error> {
-        let Some(store) = self.files.s3() else {
+        let body = serde_json::to_vec(&marked).expect("a marker serializes");
+        let markers = identities.iter().map(|i| (i.to_string(), body.clone()));
+        self.put_markers(table, markers.collect()).await
+    }
+
+    /// Leaves a marker of each shard's new mark (`(stream, shard, position)`, committed to
+    /// `table` by `marked`), read once expiry removed every snapshot that carries it.
+    ///
+    /// # Errors
+    /// `S3WriteFailed` when a marker could not be written.
+    pub async fn mark_shards(
+        &self,
+        table: &Table,
+        marked: Marked,
+        shards: &[(&str, &str, &str)],
+    ) -> std::result::Result<(), crate::Error> {
+        let markers = shards.iter().map(|(stream, shard, position)| {
+            let body = ShardMarker {
+                position: (*position).to_owned(),
+                snapshot_id: marked.snapshot_id,
+                committed_ms: marked.committed_ms,
+            };
+            let body = serde_json::to_vec(&body).expect("a marker serializes");
+            (marker_identity(stream, shard), body)
+        });
+        self.put_markers(table, markers.collect()).await
+    }
+
+    async fn put_markers(
+        &self,
+        table: &Table,
+        markers: Vec<(String, Vec<u8>)>,
+    ) -> std::result::Result<(), crate::Error> {
+        let Some(store) = self.files.s3().filter(|_| !markers.is_empty()) else {
             return Ok(());
         };
         let location = table.metadata().location();
-        let body = bytes::Bytes::from(serde_json::to_vec(&marked).expect("a marker serializes"));
-        let objects = identities.iter().filter_map(|identity| {
-            let uri = marker(location, identity);
+        let objects = markers.into_iter().filter_map(|(identity, body)| {
+            let uri = marker(location, &identity);
             let (bucket, key) = split_uri(&uri)?;
             Some(Object {
                 bucket: bucket.to_owned(),
                 key: key.to_owned(),
-                body: body.clone(),
+                body: body.into(),
             })
         });
         let mut transaction = Transaction::of_whole(store, objects.collect());

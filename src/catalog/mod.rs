@@ -6,6 +6,7 @@
 //!   Glue catalog keeps tables.
 //! - [`append`]: data files written and committed exactly once per unit of work.
 //! - [`identity`]: how a snapshot records the work it committed, read by both.
+//! - [`marks`]: how far each stream shard has been committed to a table.
 //! - [`hive`]: a target folder's Hive table (`glue_table`): created or given new columns,
 //!   and the partitions written registered.
 //!
@@ -16,6 +17,7 @@ pub mod append;
 pub mod glue;
 pub mod hive;
 pub mod identity;
+pub mod marks;
 
 use tokio::sync::OnceCell;
 

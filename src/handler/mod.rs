@@ -7,6 +7,8 @@
 //!   invocation and prints its metrics line.
 //! - `conversion.rs`: inline rows encoded in memory, and source objects streamed, into one
 //!   transaction.
+//! - `records.rs`: a stream batch (Kinesis, Kafka, DynamoDB Streams): its bad records set
+//!   aside, the rest into the folders and, exactly once, into the tables.
 //! - [`stream`]: one source object through reader, schema, columns and encoder into the
 //!   transaction's multipart uploads.
 //! - [`plan`]: a whole-prefix job's plan step: its objects grouped into batches by bytes.
@@ -24,6 +26,7 @@ mod conversion;
 mod hive;
 pub mod job;
 pub mod plan;
+mod records;
 mod replace;
 pub mod reply;
 pub mod stream;
@@ -140,9 +143,9 @@ impl Function {
                 batch_item_failures,
             }) => tracing::info!(
                 request_id,
-                failed = ?batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect::<Vec<_>>(),
+                failed = ?batch_item_failures.iter().map(|f| f.item_identifier.to_string()).collect::<Vec<_>>(),
                 ms,
-                "sqs batch done"
+                "batch done"
             ),
             Ok(Reply::Ignored { ignored }) => {
                 tracing::info!(request_id, ignored, ms, "nothing to convert")
@@ -243,7 +246,7 @@ impl Function {
             self.measures.message_failed(e);
             tracing::warn!(request_id, message_id, error_type = e.error_type(), error = %e, "message failed");
             failures.push(ItemFailure {
-                item_identifier: message_id.to_owned(),
+                item_identifier: message_id.into(),
             });
         };
         // Tables get one snapshot for all the good messages, at the end.
@@ -331,19 +334,7 @@ impl Function {
             Trigger::Created { objects, .. } => {
                 let targets = self.config.resolve_targets(None)?;
                 refuse_own_output(&objects, &targets)?;
-                let job = || Conversion {
-                    targets: &targets,
-                    schema: None,
-                    unknown_keys: UnknownKeys::default(),
-                    partitioning: Partitioning {
-                        max_file_bytes: self.config.max_file_bytes,
-                        ..Partitioning::NONE
-                    },
-                    dry_run: false,
-                    evolution: self.config.schema_evolution,
-                    glue_at_finish: false,
-                    mode: WriteMode::Append,
-                };
+                let job = || self.configured(&targets);
                 let tables = &self.config.default_tables;
                 let mut results = match tables.is_empty() {
                     true => self.sources(&objects, None, job(), deadline).await?,
@@ -376,9 +367,28 @@ impl Function {
             Trigger::Plan(plan) => self.plan_job(plan, deadline).await,
             Trigger::Sweep(sweep) => self.sweep(sweep, deadline).await,
             Trigger::Maintain(maintain) => self.maintain(&maintain, deadline).await,
+            Trigger::Records(batch) => self.records(batch, deadline).await,
             Trigger::Sqs(_) => Err(Error::InvalidEvent(
                 "an SQS batch inside an SQS message".into(),
             )),
+        }
+    }
+
+    /// What a trigger that carries no options writes (a notification, a stream batch):
+    /// `targets` with the options the configuration sets.
+    fn configured<'a>(&self, targets: &'a [crate::input::target::Target]) -> Conversion<'a> {
+        Conversion {
+            targets,
+            schema: None,
+            unknown_keys: UnknownKeys::default(),
+            partitioning: Partitioning {
+                max_file_bytes: self.config.max_file_bytes,
+                ..Partitioning::NONE
+            },
+            dry_run: false,
+            evolution: self.config.schema_evolution,
+            glue_at_finish: false,
+            mode: WriteMode::Append,
         }
     }
 

@@ -20,7 +20,7 @@ pub enum Reply {
     Converted(Response),
     /// A notification of several objects: one response each, in order.
     Each { results: Vec<Response> },
-    /// An SQS batch: the messages that failed, for Lambda to retry
+    /// An SQS or stream batch: the messages or records that failed, for Lambda to retry
     /// (`ReportBatchItemFailures`); the others are done.
     Batch {
         #[serde(rename = "batchItemFailures")]
@@ -170,11 +170,35 @@ impl Reply {
     }
 }
 
-/// An SQS message to retry.
+/// A message or record to retry.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct ItemFailure {
     #[serde(rename = "itemIdentifier")]
-    pub item_identifier: String,
+    pub item_identifier: Identifier,
+}
+
+/// How Lambda names an item of a batch: an SQS message id, a Kinesis or DynamoDB sequence
+/// number, or a Kafka record's topic-partition and offset.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Identifier {
+    Id(String),
+    Kafka { partition: String, offset: i64 },
+}
+
+impl From<&str> for Identifier {
+    fn from(id: &str) -> Identifier {
+        Identifier::Id(id.to_owned())
+    }
+}
+
+impl std::fmt::Display for Identifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Identifier::Id(id) => f.write_str(id),
+            Identifier::Kafka { partition, offset } => write!(f, "{partition}@{offset}"),
+        }
+    }
 }
 
 /// What a conversion wrote.

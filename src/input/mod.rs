@@ -9,6 +9,7 @@
 //!   bytes into chunks of whole rows.
 //! - [`sweep`]: a scheduled sweep of the uploads killed attempts left.
 //! - [`maintain`]: a table's maintenance (which steps, with which parameters).
+//! - [`records`]: stream batches (Kinesis, Kafka, DynamoDB Streams) decoded into rows.
 //! - [`target`]: S3 prefixes, object keys and the allow-list policies.
 //!
 //! Uses the rows stage (an event's rows are scanned in the same pass), and the schema and
@@ -19,6 +20,7 @@ pub mod commit;
 pub mod event;
 pub mod maintain;
 pub mod plan;
+pub mod records;
 pub mod source;
 pub mod sweep;
 pub mod target;

@@ -3,8 +3,9 @@
 //! In this order:
 //! 1. an object with `rows` or `source`: this function's own event;
 //! 2. an object with `Records`: an S3 notification (`eventSource` `aws:s3`; each
-//!    `ObjectCreated:*` record's object is a source, other records are skipped) or an SQS batch
-//!    (`aws:sqs`; each message body is detected again, on its own);
+//!    `ObjectCreated:*` record's object is a source, other records are skipped), an SQS batch
+//!    (`aws:sqs`; each message body is detected again, on its own), or a Kinesis or DynamoDB
+//!    Streams batch (`aws:kinesis`, `aws:dynamodb`; see [`crate::input::records`]);
 //! 3. an object with `detail-type`: an EventBridge event; `aws.s3` `Object Created` is a
 //!    source, any other's `detail` must be this function's own event;
 //! 4. an object with `commit`: a Distributed Map job's start or finish (see [`crate::handler::job`]);
@@ -14,7 +15,8 @@
 //! 6. `"Event": "s3:TestEvent"`: S3's test message when a notification is configured;
 //! 7. an object with `sweep`: a scheduled sweep of the uploads killed attempts left; with
 //!    `maintain`: a table's maintenance;
-//! 8. anything else: refused as this function's own event would be (naming the unknown field).
+//! 8. an object whose `eventSource` is `aws:kafka` or `SelfManagedKafka`: a Kafka batch;
+//! 9. anything else: refused as this function's own event would be (naming the unknown field).
 
 use serde::Deserialize;
 
@@ -23,6 +25,7 @@ use crate::input::commit::Commit;
 use crate::input::event::{Event, Fields};
 use crate::input::maintain::Maintain;
 use crate::input::plan::Plan;
+use crate::input::records::{self, Batch};
 use crate::input::source::Source;
 use crate::input::sweep::Sweep;
 use crate::input::target::{Target, parse_all_targets};
@@ -53,6 +56,8 @@ pub enum Trigger<'a> {
     Sweep(Sweep),
     /// Table maintenance: compaction, manifest rewrite, snapshot expiry, orphan removal.
     Maintain(Maintain),
+    /// A batch of stream records: Kinesis, Kafka or DynamoDB Streams.
+    Records(Batch),
 }
 
 impl Trigger<'_> {
@@ -67,6 +72,7 @@ impl Trigger<'_> {
             Trigger::Plan(_) => "plan",
             Trigger::Sweep(_) => "sweep",
             Trigger::Maintain(_) => "maintain",
+            Trigger::Records(batch) => batch.origin.name(),
         }
     }
 }
@@ -179,13 +185,21 @@ pub fn detect(bytes: &[u8]) -> Result<Trigger<'_>, Error> {
         fields.only(&["maintain", "dry_run"], "a maintenance event")?;
         return Maintain::parse(maintain, fields.get("dry_run")).map(Trigger::Maintain);
     }
+    if matches!(
+        fields.string("eventSource").as_deref(),
+        Some("aws:kafka" | "SelfManagedKafka")
+    ) {
+        return records::kafka(bytes).map(Trigger::Records);
+    }
     fields.into_event().map(Trigger::Event)
 }
 
-/// An S3 notification's or an SQS batch's records.
+/// An S3 notification's, an SQS batch's or a Kinesis or DynamoDB Streams batch's records.
 fn records_of(raw: &str) -> Result<Trigger<'static>, Error> {
     let records: Vec<Record> = serde_json::from_str(raw).map_err(|e| {
-        Error::InvalidEvent(format!("`Records` is not a list of S3 or SQS records: {e}"))
+        Error::InvalidEvent(format!(
+            "`Records` is not a list of S3, SQS or stream records: {e}"
+        ))
     })?;
     let source_of = |r: &Record| r.event_source.clone().unwrap_or_default();
     let Some(first) = records.first().map(source_of) else {
@@ -241,8 +255,10 @@ fn records_of(raw: &str) -> Result<Trigger<'static>, Error> {
             })
             .collect::<Result<_, _>>()
             .map(Trigger::Sqs),
+        "aws:kinesis" => records::kinesis(raw).map(Trigger::Records),
+        "aws:dynamodb" => records::dynamodb(raw).map(Trigger::Records),
         other => Err(Error::InvalidEvent(format!(
-            "records from `{other}` are not converted (expected aws:s3 or aws:sqs)"
+            "records from `{other}` are not converted (expected aws:s3, aws:sqs, aws:kinesis or aws:dynamodb)"
         ))),
     }
 }

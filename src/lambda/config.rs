@@ -7,6 +7,7 @@ use crate::encode::partition::MAX_PARTITIONS;
 use crate::encode::streamed::ROW_GROUP_ROWS;
 use crate::encode::writer::parse_max_file_bytes;
 use crate::input::event::Evolution;
+use crate::input::records::Metadata;
 use crate::input::target::{
     AllowList, S3Prefix, TableAllowList, TableTarget, Target, parse_all_targets,
 };
@@ -52,6 +53,12 @@ pub struct Config {
     /// `EXACTLY_ONCE_DAYS`: how long work committed to a table stays recognised, even after
     /// its snapshot expires (default 14, SQS's longest retention).
     pub exactly_once: Duration,
+    /// `ERROR_OUTPUT`: where a stream batch's bad records go (one NDJSON object each); unset,
+    /// a bad record stops its shard there and is reported to Lambda as the batch's failure.
+    pub error_output: Option<S3Prefix>,
+    /// `STREAM_METADATA`: the per-record columns a stream batch's rows get (`arrival`, `key`,
+    /// `shard`, `position`, `all`); none by default.
+    pub stream_metadata: Metadata,
 }
 
 /// The metrics' namespace when neither variable is set.
@@ -178,7 +185,17 @@ impl Config {
             .transpose()
             .map_err(to_config)?
             .unwrap_or_default();
+        let error_output = var("ERROR_OUTPUT")
+            .map(|v| S3Prefix::parse(v.trim(), "ERROR_OUTPUT").map_err(to_config))
+            .transpose()?;
+        let stream_metadata = var("STREAM_METADATA")
+            .map(|v| Metadata::parse(&v))
+            .transpose()
+            .map_err(|why| Error::InvalidConfig(format!("STREAM_METADATA: {why}")))?
+            .unwrap_or_default();
         Ok(Config {
+            error_output,
+            stream_metadata,
             schema_evolution,
             allowed_tables,
             table_warehouse,
@@ -322,6 +339,8 @@ mod tests {
             &[("MAX_PARTITIONS", "-5")],
             &[("MAX_FILE_BYTES", "1000")],
             &[("MAX_FILE_BYTES", "512MiB")],
+            &[("ERROR_OUTPUT", "errors/")],
+            &[("STREAM_METADATA", "arrival,offsets")],
             &[("METRICS_NAMESPACE", "AWS/Lambda")],
             &[("POWERTOOLS_METRICS_NAMESPACE", "rows{to}parquet")],
             &[

@@ -68,6 +68,21 @@ pub struct Measures {
     failed_messages: Mutex<Vec<&'static str>>,
     /// A table maintenance's counts, when one ran.
     maintained: Mutex<Option<Maintained>>,
+    /// A stream batch's counts, when one arrived.
+    streamed: Mutex<Option<Streamed>>,
+}
+
+/// What a stream batch did with its records (its EMF metrics).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Streamed {
+    pub records: u64,
+    /// Bad records written to `ERROR_OUTPUT`.
+    pub to_error_output: u64,
+    /// Bad records reported to Lambda, and those after them in their shard, left for its
+    /// retry.
+    pub failed: u64,
+    /// Records a table already held (their shard's mark was at or past them), per table.
+    pub already_committed: u64,
 }
 
 /// What a table maintenance did, in counts (its EMF metrics).
@@ -102,6 +117,11 @@ impl Measures {
         *lock(&self.trigger) = None;
         lock(&self.failed_messages).clear();
         *lock(&self.maintained) = None;
+        *lock(&self.streamed) = None;
+    }
+
+    pub fn streamed(&self, counts: Streamed) {
+        *lock(&self.streamed) = Some(counts);
     }
 
     pub fn maintained(&self, counts: Maintained) {
@@ -222,6 +242,16 @@ impl Metrics {
                 ("MaintenanceSnapshotsExpired", m.snapshots_expired),
                 ("MaintenanceFilesDeleted", m.files_deleted),
                 ("MaintenanceUnfinished", m.unfinished),
+            ] {
+                values.push((name.into(), "Count", n as f64));
+            }
+        }
+        if let Some(m) = *lock(&measures.streamed) {
+            for (name, n) in [
+                ("StreamRecords", m.records),
+                ("StreamRecordsToErrorOutput", m.to_error_output),
+                ("StreamRecordsFailed", m.failed),
+                ("StreamRecordsAlreadyCommitted", m.already_committed),
             ] {
                 values.push((name.into(), "Count", n as f64));
             }

@@ -26,6 +26,7 @@ use iceberg::{Catalog, ErrorKind, TableIdent, TableUpdate};
 use crate::Error;
 use crate::catalog::append::{catalog_error, retry_pause};
 use crate::catalog::glue::GlueCatalog;
+use crate::catalog::marks::{MARKS, Marks};
 use crate::store::table_files::TableFiles;
 
 /// What a replace changes.
@@ -205,9 +206,15 @@ pub async fn stage(
     list.add_manifests(written_manifests.into_iter().chain(kept))?;
     list.close().await?;
     written.push(list_path.clone());
+    let mut properties = counts.summary(&current.summary().additional_properties);
+    // The streams' marks, carried so the newest snapshot keeps holding them.
+    if let Some(marks) = Marks::carried(table) {
+        let json = serde_json::to_string(&marks).expect("marks serialize");
+        properties.insert(MARKS.to_owned(), json);
+    }
     let summary = Summary {
         operation: Operation::Replace,
-        additional_properties: counts.summary(&current.summary().additional_properties),
+        additional_properties: properties,
     };
     let snapshot = Snapshot::builder()
         .with_snapshot_id(snapshot_id)

@@ -56,6 +56,7 @@ impl Function {
                     files: data_files,
                 }],
                 adds: &table.adds,
+                advances: &table.advances,
             };
             let committed =
                 append::commit(catalog, files, table.table.clone(), work, deadline).await;
@@ -128,6 +129,7 @@ impl Function {
                     files: data_files,
                 }],
                 adds: &adds,
+                advances: &[],
             };
             let appended = match append::commit(&catalog, files, table, work, deadline).await {
                 Ok(appended) => appended,
@@ -303,6 +305,7 @@ impl Function {
             let work = append::Work {
                 parts,
                 adds: &table.adds,
+                advances: &[],
             };
             match append::commit(&catalog, files, table.table.clone(), work, deadline).await {
                 Ok(appended) => {

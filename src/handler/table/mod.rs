@@ -9,12 +9,14 @@
 //!   data file writers.
 //! - `prepare.rs`: a table target read, or planned from `TABLE_WAREHOUSE`, its schema decided
 //!   (columns added, types widened, the partition spec checked) and the table created.
+//! - `records.rs`: a stream batch's records, exactly once by their shards' marks.
 //! - `commit.rs`: the snapshots: one per table for an invocation's work, for an SQS batch's
 //!   good messages ([`Deferred`]), for a whole-prefix job; and the clean-up of what is not
 //!   committed.
 
 mod commit;
 mod prepare;
+mod records;
 
 pub(super) use commit::Deferred;
 use commit::batch_tables;
@@ -38,6 +40,7 @@ use super::stream::{self, Chunks, identity_of, uuid_shaped};
 use crate::Error;
 use crate::catalog::append::{self, catalog_error};
 use crate::catalog::glue::GlueCatalog;
+use crate::catalog::marks::Advance;
 use crate::encode::codec::Codec;
 use crate::encode::columns::{self, UnknownKeys};
 use crate::input::maintain::{Maintain, Maintained};
@@ -70,6 +73,8 @@ struct Prepared {
     promoted: Option<iceberg::spec::Schema>,
     /// A dry run's: its data files are measured and dropped, and it is never created.
     dry_run: bool,
+    /// A stream batch's shards whose marks the commit raises.
+    advances: Vec<Advance>,
 }
 
 impl Prepared {
@@ -384,7 +389,7 @@ impl Function {
         })
     }
 
-    async fn catalog(&self) -> GlueCatalog {
+    pub(super) async fn catalog(&self) -> GlueCatalog {
         GlueCatalog::new(
             self.glue.client().await.clone(),
             TableFiles::new(&self.store),

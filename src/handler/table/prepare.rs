@@ -86,6 +86,7 @@ impl Function {
             codec,
             promoted,
             dry_run: false,
+            advances: Vec::new(),
         })
         .and_then(|table| match job.dry_run {
             true => table.dry_run(),
