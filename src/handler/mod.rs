@@ -41,7 +41,6 @@ use lambda_runtime::LambdaEvent;
 
 use crate::Error;
 use crate::catalog::Glue;
-use crate::encode::columns::UnknownKeys;
 use crate::encode::writer::Partitioning;
 use crate::input::event::{Event, Input, WriteMode};
 use crate::input::trigger::{self, Trigger};
@@ -376,14 +375,15 @@ impl Function {
 
     /// What a trigger that carries no options writes (a notification, a stream batch):
     /// `targets` with the options the configuration sets.
-    fn configured<'a>(&self, targets: &'a [crate::input::target::Target]) -> Conversion<'a> {
+    fn configured<'a>(&'a self, targets: &'a [crate::input::target::Target]) -> Conversion<'a> {
         Conversion {
             targets,
-            schema: None,
-            unknown_keys: UnknownKeys::default(),
+            schema: self.config.schema.clone(),
+            unknown_keys: self.config.unknown_keys,
             partitioning: Partitioning {
+                by: self.config.partition_by.as_ref(),
+                max: self.config.max_partitions,
                 max_file_bytes: self.config.max_file_bytes,
-                ..Partitioning::NONE
             },
             dry_run: false,
             evolution: self.config.schema_evolution,

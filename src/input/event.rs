@@ -444,10 +444,30 @@ fn nullable_by_default() -> bool {
 /// A schema as Spark DDL (`"name STRING, age INT NOT NULL"`) or as a JSON list of
 /// `{"name", "type", "nullable"}`.
 fn parse_schema(json: &str) -> Result<SchemaRef, Error> {
+    match json.starts_with('"') {
+        true => {
+            let ddl: String = serde_json::from_str(json)
+                .map_err(|e| Error::InvalidEvent(format!("`schema`: {e}")))?;
+            declared_schema(&ddl)
+        }
+        false if json.starts_with('[') => declared_schema(json),
+        false => Err(Error::InvalidEvent(
+            r#"`schema`: must be a Spark DDL string or a list of {"name", "type", "nullable"}"#
+                .into(),
+        )),
+    }
+}
+
+/// A declared schema: Spark DDL (`"id BIGINT, name STRING"`), or a JSON list of
+/// `{"name", "type", "nullable"}` (an event's `schema`, or the `SCHEMA` setting).
+///
+/// # Errors
+/// `InvalidEvent` naming what is wrong.
+pub fn declared_schema(text: &str) -> Result<SchemaRef, Error> {
     let invalid = |why: String| Error::InvalidEvent(format!("`schema`: {why}"));
-    let schema = if json.starts_with('"') {
-        let ddl: String = serde_json::from_str(json).map_err(|e| invalid(e.to_string()))?;
-        ddl::parse(&ddl).map_err(invalid)?
+    let json = text.trim_start();
+    let schema = if !json.starts_with('[') {
+        ddl::parse(text).map_err(invalid)?
     } else {
         let fields: Vec<SchemaField> = serde_json::from_str(json).map_err(|e| {
             invalid(format!(

@@ -3,14 +3,18 @@
 use crate::Error;
 use std::time::Duration;
 
+use crate::encode::columns::UnknownKeys;
 use crate::encode::partition::MAX_PARTITIONS;
+use crate::encode::partition::PartitionBy;
 use crate::encode::streamed::ROW_GROUP_ROWS;
 use crate::encode::writer::parse_max_file_bytes;
 use crate::input::event::Evolution;
+use crate::input::event::declared_schema;
 use crate::input::records::Metadata;
 use crate::input::target::{
     AllowList, S3Prefix, TableAllowList, TableTarget, Target, parse_all_targets,
 };
+use arrow_schema::SchemaRef;
 
 /// Everything the environment configures. A bad value fails the start (an init error) rather
 /// than every invocation.
@@ -59,6 +63,12 @@ pub struct Config {
     /// `STREAM_METADATA`: the per-record columns a stream batch's rows get (`arrival`, `key`,
     /// `shard`, `position`, `all`); none by default.
     pub stream_metadata: Metadata,
+    /// `SCHEMA`, `UNKNOWN_KEYS` and `PARTITION_BY`: the options of triggers that carry none
+    /// (S3 and EventBridge notifications, stream batches), as an event's `schema`,
+    /// `unknown_keys` and `partition_by`.
+    pub schema: Option<SchemaRef>,
+    pub unknown_keys: UnknownKeys,
+    pub partition_by: Option<PartitionBy>,
 }
 
 /// The metrics' namespace when neither variable is set.
@@ -193,7 +203,36 @@ impl Config {
             .transpose()
             .map_err(|why| Error::InvalidConfig(format!("STREAM_METADATA: {why}")))?
             .unwrap_or_default();
+        let schema = var("SCHEMA")
+            .map(|v| declared_schema(&v).map_err(to_config))
+            .transpose()?;
+        let unknown_keys = match (var("UNKNOWN_KEYS").as_deref().map(str::trim), &schema) {
+            (None, _) => UnknownKeys::default(),
+            (Some("error"), Some(_)) => UnknownKeys::Error,
+            (Some("drop"), Some(_)) => UnknownKeys::Drop,
+            _ => {
+                return Err(Error::InvalidConfig(
+                    "UNKNOWN_KEYS must be `error` or `drop`, and applies only with SCHEMA".into(),
+                ));
+            }
+        };
+        let partition_by = var("PARTITION_BY")
+            .map(|v| {
+                let v = v.trim();
+                let json = match v.starts_with('[') {
+                    true => v.to_owned(),
+                    false => {
+                        serde_json::to_string(&v.split(',').map(str::trim).collect::<Vec<_>>())
+                            .expect("names serialize")
+                    }
+                };
+                PartitionBy::parse(&json).map_err(to_config)
+            })
+            .transpose()?;
         Ok(Config {
+            schema,
+            unknown_keys,
+            partition_by,
             error_output,
             stream_metadata,
             schema_evolution,
@@ -340,6 +379,10 @@ mod tests {
             &[("MAX_FILE_BYTES", "1000")],
             &[("MAX_FILE_BYTES", "512MiB")],
             &[("ERROR_OUTPUT", "errors/")],
+            &[("SCHEMA", "id BIGINT, name STRNG")],
+            &[("UNKNOWN_KEYS", "drop")],
+            &[("SCHEMA", "id BIGINT"), ("UNKNOWN_KEYS", "keep")],
+            &[("PARTITION_BY", "dt,,region")],
             &[("STREAM_METADATA", "arrival,offsets")],
             &[("METRICS_NAMESPACE", "AWS/Lambda")],
             &[("POWERTOOLS_METRICS_NAMESPACE", "rows{to}parquet")],

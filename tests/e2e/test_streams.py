@@ -376,3 +376,26 @@ def test_a_batch_redelivered_beside_itself_lands_once(moto):
         for e in emulators:
             e.stop()
         glue.stop()
+
+
+def test_configured_schema_and_partitions_apply_to_stream_batches(moto):
+    name = "typed"
+    errors_at = f"s3://{LAKE}/errors/{name}/"
+    emulator = function(moto, DEFAULT_TARGETS=targets(name), SCHEMA="id BIGINT, page STRING, ms INT",
+                        PARTITION_BY="page", ERROR_OUTPUT=errors_at, **TABLES)
+    try:
+        records = [(n, click(n)) for n in range(1, 8)]
+        records[3] = (4, json.dumps({"id": 4, "page": "/p/4", "ms": "slow"}).encode())
+        assert ok(emulator, kinesis("shardId-000000000002", records)) == []
+        assert table_ids(moto, name) == ([1, 2, 3, 5, 6, 7],) * 2
+        written = folder(moto, name)
+        assert all("/page=%2Fp%2F" in key or "/page=" in key for key in written), list(written)
+        assert sum(t.num_rows for t in written.values()) == 6
+        assert {str(f.type) for t in written.values() for f in t.schema if f.name == "ms"} == {"int32"}
+        [error] = moto.keys(LAKE, f"errors/{name}/")
+        record = json.loads(moto.client("s3").get_object(Bucket=LAKE, Key=error)["Body"].read())
+        assert record["sequenceNumber"] == seq(4) and "`ms`" in record["errorMessage"], record
+        table = moto.catalog().load_table(f"streams.{name}")
+        assert [f.name for f in table.spec().fields] == ["page"]
+    finally:
+        emulator.stop()
