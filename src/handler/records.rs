@@ -10,7 +10,7 @@
 //! the records past its shards' marks, which the snapshot raises (see
 //! [`crate::catalog::marks`]). An S3 or catalog failure fails the whole batch.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::time::SystemTime;
 
 use arrow_schema::SchemaRef;
@@ -57,14 +57,13 @@ impl Judged<'_> {
 
     /// Holds, per shard, every record after its first bad one (the bad one is reported).
     fn hold_after_bad(&mut self) {
-        let records = &self.batch.records;
-        for i in 0..records.len() {
-            let earlier_bad = (0..i).any(|j| {
-                records[j].stream == records[i].stream
-                    && records[j].shard == records[i].shard
-                    && (self.rows[j].is_err() && !self.held[j])
-            });
-            self.held[i] = earlier_bad;
+        let mut stopped = HashSet::new();
+        for (i, r) in self.batch.records.iter().enumerate() {
+            let shard = (r.stream.as_str(), r.shard.as_str());
+            self.held[i] = stopped.contains(&shard);
+            if !self.held[i] && self.rows[i].is_err() {
+                stopped.insert(shard);
+            }
         }
     }
 
@@ -220,7 +219,8 @@ impl Function {
 
     /// Decodes every record, then finds the records whose rows do not convert (as the folders
     /// take them, and into each existing table's schema): while the kept records' rows fail,
-    /// the first record whose rows make a prefix fail is bad.
+    /// first each record that fails on its own is bad, then the first record whose rows make
+    /// a prefix fail.
     fn judge<'b>(
         &self,
         batch: &'b Batch,
@@ -238,6 +238,7 @@ impl Function {
             rows,
             held: vec![false; batch.records.len()],
         };
+        let mut each_checked = false;
         loop {
             if !with_output {
                 judged.hold_after_bad();
@@ -246,8 +247,8 @@ impl Function {
             if kept.is_empty() {
                 return judged;
             }
-            let converts = |upto: usize| {
-                let text = array(kept[..upto].iter().map(|(_, t)| *t));
+            let converts = |records: &[(usize, &str)]| {
+                let text = array(records.iter().map(|(_, t)| *t));
                 let rows = parse(&text)?;
                 for (schema, unknown) in schemas {
                     columns::build(&rows, schema.clone(), *unknown)?;
@@ -256,21 +257,42 @@ impl Function {
                 writer::rows_to_parquet(rows, schema, job.unknown_keys, &[], job.partitioning)
                     .map(|_| ())
             };
-            let Err(e) = converts(kept.len()) else {
+            let Err(e) = converts(&kept) else {
                 return judged;
             };
-            // The shortest failing prefix: its last record is the bad one.
+            // First, once, each record on its own: malformed JSON, a value its column cannot
+            // take. One pass finds them however many there are.
+            if !each_checked {
+                each_checked = true;
+                let alone: Vec<(usize, String)> = (kept.iter())
+                    .filter_map(|k| {
+                        converts(std::slice::from_ref(k))
+                            .err()
+                            .map(|e| (k.0, e.to_string()))
+                    })
+                    .collect();
+                if !alone.is_empty() {
+                    for (i, why) in alone {
+                        judged.rows[i] = Err(format!(
+                            "its rows do not convert (rows counted within the record): {why}"
+                        ));
+                    }
+                    continue;
+                }
+            }
+            // Then what only conflicts with the records before it (types inferred over the
+            // batch): the shortest failing prefix's last record.
             let (mut lo, mut hi, mut why) = (1, kept.len(), e);
             while lo < hi {
                 let mid = (lo + hi) / 2;
-                match converts(mid) {
+                match converts(&kept[..mid]) {
                     Err(e) => (hi, why) = (mid, e),
                     Ok(()) => lo = mid + 1,
                 }
             }
             let bad = kept[hi - 1].0;
             judged.rows[bad] = Err(format!(
-                "its rows do not convert with the batch's records before it: {why}"
+                "its rows do not convert with the batch's records before it (rows counted over them): {why}"
             ));
         }
     }
