@@ -243,6 +243,8 @@ def test_a_bad_kafka_record_stops_its_partition_or_goes_to_the_error_output(moto
         assert failures == [{"itemIdentifier": {"partition": "orders-0", "offset": 2}},
                             {"itemIdentifier": {"partition": "orders-1", "offset": 3}}]
         assert table_ids(moto, name) == ([0, 1, 100, 101, 102],) * 2
+        [(_, written)] = folder(moto, name).items()
+        assert sorted(written.column("id").to_pylist()) == [0, 1, 100, 101, 102]
         assert moto.keys(LAKE, "errors/") == []
 
         # Lambda's retry from the failed records, the bad ones still bad: nothing more.
@@ -304,6 +306,8 @@ def test_dynamodb_changes_become_a_change_log(moto):
         assert [(r["_change_type"], r["id"]) for r in rows] == [("INSERT", 7), ("UPDATE_AFTER", 7), ("DELETE", 7)]
         assert rows[2]["name"] is None and rows[0]["_commit_timestamp"] == "2025-12-05T00:00:00.000Z"
         assert [float(r["balance"]) for r in rows[:2]] == [12.5, 7.25]
+        [(_, written)] = folder(moto, name).items()
+        assert sorted(written.column("_change_type").to_pylist()) == ["DELETE", "INSERT", "UPDATE_AFTER"]
     finally:
         emulator.stop()
 
