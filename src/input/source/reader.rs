@@ -104,7 +104,13 @@ pub struct Reader {
     searched: usize,
     next_row: usize,
     next_line: usize,
+    /// Whether the object's first bytes were looked at for a byte-order mark.
+    bom_checked: bool,
 }
+
+/// UTF-8's byte-order mark, which Windows tools write at the start of a text file. RFC 8259
+/// lets a parser ignore it; DuckDB and pyarrow do, and so does the reader.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 impl Reader {
     /// # Errors
@@ -136,6 +142,7 @@ impl Reader {
             searched: 0,
             next_row: 0,
             next_line: 1,
+            bom_checked: false,
         })
     }
 
@@ -203,6 +210,7 @@ impl Reader {
                 }
             },
         }
+        self.skip_bom(true);
         let mut chunks = Vec::new();
         self.cut_ready(&mut chunks)?;
         if self.format == Format::Json {
@@ -233,8 +241,20 @@ impl Reader {
         Ok(chunks)
     }
 
+    /// Drops a byte-order mark at the object's start, once enough bytes tell.
+    fn skip_bom(&mut self, at_end: bool) {
+        if self.bom_checked || (self.pending.len() < BOM.len() && !at_end) {
+            return;
+        }
+        self.bom_checked = true;
+        if self.pending.starts_with(BOM) {
+            self.pending.drain(..BOM.len());
+        }
+    }
+
     /// Cuts the chunks that `pending` holds.
     fn cut_ready(&mut self, chunks: &mut Vec<Chunk>) -> Result<(), Error> {
+        self.skip_bom(false);
         while self.pending.len() >= CHUNK_BYTES {
             let cut = match self.format {
                 Format::Ndjson => {
@@ -540,6 +560,34 @@ mod tests {
                 ));
             }
         }
+    }
+
+    #[test]
+    fn a_byte_order_mark_at_the_start_is_skipped_however_the_bytes_arrive() {
+        let ndjson = "\u{feff}{\"a\": 1}\r\n{\"a\": 2}\r\n";
+        let array = "\u{feff} [{\"a\": 1}, {\"a\": 2}]";
+        for (format, text) in [(Format::Ndjson, ndjson), (Format::Json, array)] {
+            for compression in [Compression::None, Compression::Gzip] {
+                let bytes = match compression {
+                    Compression::Gzip => gzip(text.as_bytes()),
+                    _ => text.as_bytes().to_vec(),
+                };
+                for piece in [1, 2, 1024] {
+                    let rows = read(format, compression, &bytes, piece).unwrap();
+                    assert_eq!(rows.len(), 2, "{format:?} {piece}");
+                    assert_eq!(rows[0].1, "a");
+                }
+            }
+        }
+        // Only at the start: one inside a line is that line's content, and an error.
+        let e = read(
+            Format::Ndjson,
+            Compression::None,
+            "{\"a\": 1}\n\u{feff}{\"a\": 2}\n".as_bytes(),
+            64,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("line 2"), "{e}");
     }
 
     #[test]
