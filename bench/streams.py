@@ -41,13 +41,16 @@ def arg(name, default):
     return int(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else default
 
 
-def batch(number):
-    """The `number`th batch of the shard: 10,000 click records, and the bytes of their data."""
+def batch(number, records_per_batch=RECORDS, note=""):
+    """The `number`th batch of the shard: click records (each with `note`, to size it), and the
+    bytes of their data."""
     records, data_bytes = [], 0
-    for i in range(RECORDS):
-        n = number * RECORDS + i
+    for i in range(records_per_batch):
+        n = number * records_per_batch + i
         click = {"id": n, "user": f"user-{n % 9973:05d}", "page": f"/shop/item/{n % 1201}",
                  "referrer": "https://example.com/search?q=shoes", "ms": n % 2000, "ok": n % 17 != 0}
+        if note:
+            click["note"] = note
         data = json.dumps(click).encode()
         data_bytes += len(data)
         seq = f"4959033827149025660855969253836157109592157598913{n:07d}"
@@ -75,56 +78,64 @@ def run(function, batches):
 def main():
     bootstrap, local_s3, work = (pathlib.Path(a) for a in sys.argv[1:4])
     count = arg("--batches", 5)
-    batches = [batch(n) for n in range(count)]
-    event_mb = len(batches[0][0]) / 1e6
+    # 10,000 small records fill a 6 MB event; records of about 500 bytes fill it at about
+    # 6,000 (base64 makes 500 bytes 668).
+    shapes = [(RECORDS, ""), (6_000, "x" * 340)]
     folders = json.dumps([{"prefix": "s3://lake/out/clicks/", "compression": "uncompressed"},
                           {"prefix": "s3://lake/out/clicks-snappy/", "compression": "snappy"}])
-    results = []
+    results, again = [], []
     work.mkdir(parents=True, exist_ok=True)
-    s3 = LocalS3(local_s3, work / "s3", buckets=("lake",))
-    try:
-        function = Emulator(bootstrap, {"AWS_ENDPOINT_URL_S3": s3.endpoint, "DEFAULT_TARGETS": folders}, timeout_s=300)
+    for number, (per_batch, note) in enumerate(shapes):
+        batches = [batch(n, per_batch, note) for n in range(count)]
+        full_mb = len(batches[0][0]) / per_batch * RECORDS / 1e6
+        shape = f"{per_batch:,} records of {batches[0][1] / per_batch:.0f} B ({len(batches[0][0]) / 1e6:.2f} MB events)"
+        s3 = LocalS3(local_s3, work / f"s3-{number}", buckets=("lake",))
         try:
-            times, cpu, data = run(function, batches)
-            results.append(("2 folders (embedded S3)", times, cpu, data, function.peak_rss_kib() / 1024))
-        finally:
-            function.stop()
-        assert len(s3.objects("lake")) == 2 * count, s3.objects("lake")
-    finally:
-        s3.stop()
-    with environment():
-        moto = Moto(buckets=["lake"], databases=["bench"])
-        try:
-            both = json.dumps(json.loads(folders) + [{"table": "bench.clicks"}])
-            env = {**moto.function_env(), "DEFAULT_TARGETS": both, "TABLE_WAREHOUSE": "s3://lake/warehouse/"}
-            function = Emulator(bootstrap, env, timeout_s=300)
+            function = Emulator(bootstrap, {"AWS_ENDPOINT_URL_S3": s3.endpoint, "DEFAULT_TARGETS": folders}, timeout_s=300)
             try:
                 times, cpu, data = run(function, batches)
-                results.append(("2 folders + an Iceberg table (moto)", times, cpu, data, function.peak_rss_kib() / 1024))
-                # Every batch again: the marks skip every record.
-                again = [function.invoke(body, deadline_s=300)[2] for body, _ in batches]
+                results.append((shape, "2 folders (embedded S3)", times, cpu, data, function.peak_rss_kib() / 1024))
             finally:
                 function.stop()
-            ids = moto.catalog().load_table("bench.clicks").scan(selected_fields=("id",)).to_arrow().column("id").to_pylist()
-            assert sorted(ids) == list(range(count * RECORDS)), "every record once"
+            assert len(s3.objects("lake")) == 2 * count, s3.objects("lake")
         finally:
-            moto.stop()
-    header = ["targets", "batches", "ms per batch (median)", "max ms", "CPU-s per batch", "MB of records per CPU-s",
+            s3.stop()
+        with environment():
+            moto = Moto(buckets=["lake"], databases=["bench"])
+            try:
+                both = json.dumps(json.loads(folders) + [{"table": "bench.clicks"}])
+                env = {**moto.function_env(), "DEFAULT_TARGETS": both, "TABLE_WAREHOUSE": "s3://lake/warehouse/"}
+                function = Emulator(bootstrap, env, timeout_s=300)
+                try:
+                    times, cpu, data = run(function, batches)
+                    results.append((shape, "2 folders + an Iceberg table (moto)", times, cpu, data,
+                                    function.peak_rss_kib() / 1024))
+                    # Every batch again: the marks skip every record.
+                    again += [function.invoke(body, deadline_s=300)[2] for body, _ in batches]
+                finally:
+                    function.stop()
+                clicks = moto.catalog().load_table("bench.clicks")
+                ids = clicks.scan(selected_fields=("id",)).to_arrow().column("id").to_pylist()
+                assert sorted(ids) == list(range(count * per_batch)), "every record once"
+            finally:
+                moto.stop()
+    header = ["batches of", "targets", "batches", "ms per batch (median)", "max ms", "CPU-s per batch", "MB of records per CPU-s",
               "peak RSS MiB", "Lambda $ per GB of records"]
     rows = []
-    for label, times, cpu, data, peak in results:
+    for shape, label, times, cpu, data, peak in results:
         per_gb = (cpu / (data / 1e9)) * ONE_VCPU_GB * GB_SECOND_USD + (1e9 / data) * count * REQUEST_USD
-        rows.append([label, count, f"{statistics.median(times):.0f}", f"{max(times):.0f}", f"{cpu / count:.2f}",
+        rows.append([shape, label, count, f"{statistics.median(times):.0f}", f"{max(times):.0f}", f"{cpu / count:.2f}",
                      f"{data / 1e6 / cpu:.1f}", f"{peak:.1f}", f"{per_gb:.4f}"])
     lines = [SECTION, "",
              f"{datetime.date.today()}, {cpu_model()}, {os.cpu_count()} cores: `bench/streams.py` (the release function "
-             f"under the Runtime API emulator, the servers on the same cores): {count} full Kinesis batches of "
-             f"{RECORDS:,} JSON records each ({batches[0][1] / RECORDS:.0f} bytes of data a record, the event "
-             f"{event_mb:.2f} MB with its base64 and envelope, under Lambda's 6 MB limit), one shard in order.", ""]
+             f"under the Runtime API emulator, the servers on the same cores): {count} full Kinesis batches of each "
+             "shape, one shard in order: 10,000 small JSON records, and JSON records of about 500 bytes, as many "
+             "as fill an event under Lambda's 6 MB limit with their base64 and envelope (10,000 of those would "
+             f"make {full_mb:.1f} MB: Lambda stops a batch at 6 MB).", ""]
     lines += table(header, rows)
     lines += ["",
               f"Each batch makes one object per folder and one snapshot of the table; delivered again, the "
-              f"{count} batches took {statistics.median(again):.0f} ms each (median) and added nothing (the marks). "
+              f"batches took {statistics.median(again):.0f} ms each (median) and added nothing (the marks). "
               "The peak RSS is the whole process, under a 128 MB function's memory. Cost: the CPU time at Lambda's arm64 "
               f"price (${GB_SECOND_USD} per GB-second, 1,769 MB buys one vCPU, so at any memory size the same CPU "
               "costs about the same) plus $0.20 per million requests; S3 and Glue requests are extra (a few per batch).",
@@ -133,8 +144,11 @@ def main():
               "project, not re-read on this machine, which has no internet access; check them before relying on "
               "them): with record format conversion its buffer is at least 64 MiB (up to 900 s), each record is "
               "billed rounded up to the next 5 KB, ingestion is $0.029 per GB and format conversion $0.018 per GB. "
-              f"A {batches[0][1] / RECORDS:.0f}-byte record is billed as 5 KB: about "
-              f"${0.029 * 5120 / (batches[0][1] / RECORDS) + 0.018:.2f} per GB of such records.", ""]
+              "A record under 5 KB is billed as 5 KB: about "
+              + " and ".join(f"${0.029 * 5120 / (data / (count * int(shape.split()[0].replace(',', '')))) + 0.018:.2f} "
+                             f"per GB of the {shape.split(' (')[0]}"
+                             for shape, label, _, _, data, _ in results if label.startswith("2 folders ("))
+              + ".", ""]
     report(lines)
 
 
