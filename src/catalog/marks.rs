@@ -72,7 +72,8 @@ impl Marks {
 
     /// The property's value: the marks raised within `horizon` of `now_ms`.
     pub fn record(&self, horizon: Duration, now_ms: i64) -> String {
-        let oldest = now_ms.saturating_sub(horizon.as_millis() as i64);
+        let horizon_ms = i64::try_from(horizon.as_millis()).unwrap_or(i64::MAX);
+        let oldest = now_ms.saturating_sub(horizon_ms);
         let kept: BTreeMap<_, BTreeMap<_, _>> = (self.0.iter())
             .map(|(stream, shards)| {
                 let fresh = shards.iter().filter(|(_, m)| m.committed_ms >= oldest);

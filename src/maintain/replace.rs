@@ -581,6 +581,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_replace_removes_exactly_its_files_keeps_the_others_and_every_row() {
+        use std::time::Duration;
+
         let (catalog, mut table) = table().await;
         // Three appends of two rows a day over two days: six files.
         let mut appended = Vec::new();
@@ -596,8 +598,13 @@ mod tests {
                 new.iter()
                     .map(|f| (f.file_path().to_owned(), f.partition().clone())),
             );
+            // A stream's marks, as this function's appends record them.
+            let mut marks = Marks::default();
+            marks.raise("arn:s", "shardId-0", &n.to_string(), 1);
+            let recorded = HashMap::from([(MARKS.to_owned(), marks.record(Duration::MAX, 1))]);
             let transaction = Transaction::new(&table);
             let append = transaction.fast_append().add_data_files(new);
+            let append = append.set_snapshot_properties(recorded);
             let transaction = append.apply(transaction).unwrap();
             table = transaction.commit(&catalog).await.unwrap();
         }
@@ -633,6 +640,10 @@ mod tests {
         assert_eq!(totals["total-data-files"], "4");
         assert_eq!(totals["deleted-data-files"], "3");
         assert_eq!(totals["added-data-files"], "1");
+        // The marks carried: the newest snapshot still holds them.
+        let carried = Marks::carried(&replaced).unwrap();
+        assert_eq!(carried.get("arn:s", "shardId-0").unwrap().position, "2");
+        assert!(totals.contains_key(MARKS));
 
         let now = entries_now(&replaced).await;
         for path in &day_a {
