@@ -30,6 +30,7 @@ use iceberg::{
 
 use super::identity::{DEFAULT_HORIZON, IDENTITY, Marked, committed, covered, marker};
 use super::marks::{Marks, ShardMarker, marker_identity};
+use crate::input::target::TableTarget;
 use crate::store::s3::{Object, split_uri};
 use crate::store::table_files::{TableFiles, TableFilesFactory};
 use crate::store::transaction::Transaction;
@@ -39,6 +40,14 @@ const TABLE_TYPE: &str = "table_type";
 const ICEBERG: &str = "ICEBERG";
 const METADATA_LOCATION: &str = "metadata_location";
 const PREVIOUS_METADATA_LOCATION: &str = "previous_metadata_location";
+
+/// The identifier the catalog knows `target` by.
+pub fn table_ident(target: &TableTarget) -> TableIdent {
+    TableIdent::new(
+        NamespaceIdent::new(target.database.clone()),
+        target.table.clone(),
+    )
+}
 
 /// The catalog of one invocation: its file IO logs what the invocation writes.
 #[derive(Debug)]

@@ -1,8 +1,8 @@
 //! A stream batch (Kinesis Data Streams, Kafka, DynamoDB Streams) into `DEFAULT_TARGETS`.
 //!
 //! Each record is decoded into rows on its own. A record is bad when it cannot be decoded or
-//! its rows do not convert (found by halving the batch's rows in memory: nothing is written
-//! meanwhile). With `ERROR_OUTPUT`, bad records are written there and every other record is
+//! its rows do not convert (found in memory, record by record and then by halving the batch:
+//! nothing is written meanwhile). With `ERROR_OUTPUT`, bad records are written there and every other record is
 //! committed; without, each shard's records stop before its first bad one, whose identifier
 //! the reply gives Lambda (which checkpoints there and retries, bisects or sends it to the
 //! on-failure destination). The folders get one object per target (per partition) named for
@@ -67,11 +67,17 @@ impl Judged<'_> {
         }
     }
 
+    /// The bad records that are not held: each shard's first, or every one with an error
+    /// output.
+    fn bad(&self) -> impl Iterator<Item = usize> {
+        (0..self.rows.len()).filter(|&i| self.rows[i].is_err() && !self.held[i])
+    }
+
     /// Each shard's first bad record, as Lambda names it.
     fn failures(&self) -> Vec<ItemFailure> {
-        (self.batch.records.iter().enumerate())
-            .filter(|(i, _)| self.rows[*i].is_err() && !self.held[*i])
-            .map(|(_, r)| ItemFailure {
+        self.bad()
+            .map(|i| &self.batch.records[i])
+            .map(|r| ItemFailure {
                 item_identifier: match &r.position {
                     Position::Sequence(s) => Identifier::Id(s.clone()),
                     Position::Offset(offset) => Identifier::Kafka {
@@ -181,9 +187,7 @@ impl Function {
             }
             false => Response::empty(false),
         };
-        let bad: Vec<usize> = (0..batch.records.len())
-            .filter(|i| judged.rows[*i].is_err() && !judged.held[*i])
-            .collect();
+        let bad: Vec<usize> = judged.bad().collect();
         let failures = match &self.config.error_output {
             Some(_) => {
                 self.error_output(&judged, &bad, &id).await?;
@@ -228,7 +232,7 @@ impl Function {
         schemas: &[(SchemaRef, UnknownKeys)],
         with_output: bool,
     ) -> Judged<'b> {
-        let mut budget = records::budget();
+        let mut budget = records::MAX_DECODED;
         let metadata = self.config.stream_metadata;
         let rows = (batch.records.iter())
             .map(|r| r.rows(batch.origin, metadata, &mut budget))

@@ -21,12 +21,12 @@ mod rewrite;
 
 use std::time::SystemTime;
 
-use iceberg::{Catalog, NamespaceIdent, TableIdent};
+use iceberg::{Catalog, TableIdent};
 use serde::Serialize;
 
 use crate::Error;
 use crate::catalog::append::catalog_error;
-use crate::catalog::glue::GlueCatalog;
+use crate::catalog::glue::{GlueCatalog, table_ident};
 use crate::input::maintain::{Maintain, Maintained};
 use crate::store::budget::write_budget;
 use crate::store::s3::{S3Store, split_uri};
@@ -143,10 +143,7 @@ impl Maintenance<'_> {
                 "`maintain.folder`: compacting a folder's files is not offered: a reader that lists the folder would see the old files and the new together (a folder has no atomic swap), and moving a partition to a new location for its Glue table would hide it from such readers and from this function's later writes; compact Iceberg tables, or rewrite a folder with a job's overwrite".into(),
             ));
         };
-        let ident = TableIdent::new(
-            NamespaceIdent::new(target.database.clone()),
-            target.table.clone(),
-        );
+        let ident = table_ident(target);
         let steps = &maintain.steps;
         let mut report = Report {
             table: target.to_string(),

@@ -9,11 +9,11 @@ use iceberg::spec::{
     DataFile, NestedFieldRef, deserialize_data_file_from_json, serialize_data_file_to_json,
 };
 use iceberg::table::Table;
-use iceberg::{Catalog, NamespaceIdent, TableIdent};
+use iceberg::{Catalog, TableIdent};
 
 use crate::Error;
 use crate::catalog::append::{self, Part, catalog_error};
-use crate::catalog::glue::GlueCatalog;
+use crate::catalog::glue::{GlueCatalog, table_ident};
 use crate::handler::Function;
 use crate::handler::job::BatchTable;
 use crate::handler::reply::{Response, TableCommitted};
@@ -116,7 +116,7 @@ impl Function {
         let files = catalog.files();
         let mut committed = Vec::with_capacity(by_table.len());
         for (target, parts) in by_table {
-            let ident = TableIdent::new(NamespaceIdent::new(target.database), target.table);
+            let ident = table_ident(&target);
             let table = catalog
                 .load_table(&ident)
                 .await

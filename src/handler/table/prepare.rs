@@ -13,11 +13,11 @@ use iceberg::spec::{
     UnboundPartitionSpec,
 };
 use iceberg::table::Table;
-use iceberg::{Catalog, ErrorKind, NamespaceIdent, Runtime, TableCreation, TableIdent};
+use iceberg::{Catalog, ErrorKind, Runtime, TableCreation, TableIdent};
 
 use crate::Error;
 use crate::catalog::append::{catalog_error, table_codec};
-use crate::catalog::glue::GlueCatalog;
+use crate::catalog::glue::{GlueCatalog, table_ident};
 use crate::encode::partition::PartitionBy;
 use crate::handler::Function;
 use crate::handler::conversion::Conversion;
@@ -37,10 +37,7 @@ impl Function {
         job: &Conversion<'_>,
     ) -> Result<Prepared, Error> {
         let (evolution, partition_by) = (job.evolution, job.partitioning.by);
-        let ident = TableIdent::new(
-            NamespaceIdent::new(target.database.clone()),
-            target.table.clone(),
-        );
+        let ident = table_ident(target);
         let (table, planned) = match catalog.load_table(&ident).await {
             Ok(table) => (table, None),
             Err(e) if e.kind() == ErrorKind::TableNotFound => {

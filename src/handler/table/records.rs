@@ -9,13 +9,13 @@ use std::time::SystemTime;
 use std::sync::Arc;
 
 use arrow_schema::SchemaRef;
+use iceberg::Catalog;
 use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::spec::DataFile;
-use iceberg::{Catalog, NamespaceIdent, TableIdent};
 
 use crate::Error;
 use crate::catalog::append::catalog_error;
-use crate::catalog::glue::GlueCatalog;
+use crate::catalog::glue::{GlueCatalog, table_ident};
 use crate::catalog::marks::{Advance, Marks, compare_positions};
 use crate::encode::columns::UnknownKeys;
 use crate::handler::Function;
@@ -102,10 +102,7 @@ impl Function {
         };
         let mut schemas = Vec::new();
         for target in tables {
-            let ident = TableIdent::new(
-                NamespaceIdent::new(target.database.clone()),
-                target.table.clone(),
-            );
+            let ident = table_ident(target);
             // A table that cannot be read is reported by the write; one to be created takes
             // the batch's own types.
             let Ok(table) = catalog.load_table(&ident).await else {

@@ -143,7 +143,7 @@ impl Metadata {
 
 /// The most a batch's records may decompress to: gzip'd records of a 6 MB batch stay far
 /// below it, a compression bomb does not.
-const MAX_DECODED: usize = 256 << 20;
+pub const MAX_DECODED: usize = 256 << 20;
 
 impl Record {
     /// How the record is named in messages and the error output: by its position, never its
@@ -535,11 +535,6 @@ pub fn kafka(raw: &[u8]) -> Result<Batch, Error> {
     })
 }
 
-/// The whole batch's decompression budget.
-pub fn budget() -> usize {
-    MAX_DECODED
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -573,7 +568,7 @@ mod tests {
     }
 
     fn rows_of(batch: &Batch, m: Metadata) -> Vec<Result<(String, usize), String>> {
-        let mut budget = budget();
+        let mut budget = MAX_DECODED;
         batch
             .records
             .iter()
