@@ -213,6 +213,9 @@ impl Column {
         if let Node::Null = node {
             return self.append_null(row, "null");
         }
+        if let (true, Node::Str(text)) = (rows.is_text(), node) {
+            return self.append_text(text, row);
+        }
         let Column {
             path,
             data_type,
@@ -308,6 +311,72 @@ impl Column {
             _ => return Err(unfit("does not convert")),
         }
         Ok(())
+    }
+
+    /// A CSV field: its text converted to the column's type, as Spark converts it.
+    fn append_text(&mut self, text: &str, row: RowRef) -> Result<(), Error> {
+        let int = || text.parse::<i64>().ok();
+        let fits: Result<(), &str> = match &mut self.builder {
+            Builder::Utf8(b) => {
+                b.append_value(text);
+                Ok(())
+            }
+            Builder::Bool(b) => ["false", "true"]
+                .iter()
+                .position(|word| text.eq_ignore_ascii_case(word))
+                .map(|v| b.append_value(v == 1))
+                .ok_or("is not true or false"),
+            Builder::Int8(b) => int()
+                .and_then(|v| v.try_into().ok())
+                .map(|v| b.append_value(v))
+                .ok_or("is not an integer in range"),
+            Builder::Int16(b) => int()
+                .and_then(|v| v.try_into().ok())
+                .map(|v| b.append_value(v))
+                .ok_or("is not an integer in range"),
+            Builder::Int32(b) => int()
+                .and_then(|v| v.try_into().ok())
+                .map(|v| b.append_value(v))
+                .ok_or("is not an integer in range"),
+            Builder::Int64(b) => int()
+                .map(|v| b.append_value(v))
+                .ok_or("is not an integer in range"),
+            Builder::Float32(b) => text
+                .parse::<f32>()
+                .map(|v| b.append_value(v))
+                .map_err(|_| "is not a number"),
+            Builder::Float64(b) => text
+                .parse::<f64>()
+                .map(|v| b.append_value(v))
+                .map_err(|_| "is not a number"),
+            Builder::Decimal(b) => match &self.data_type {
+                DataType::Decimal128(p, s) => {
+                    convert::decimal(text, *p, *s).map(|v| b.append_value(v))
+                }
+                _ => unreachable!("a decimal builder has a decimal type"),
+            },
+            Builder::Date(b) => convert::date(text).map(|v| b.append_value(v)),
+            Builder::Timestamp(b) => convert::timestamp(text).map(|v| b.append_value(v)),
+            // Spark reads a CSV field into a binary column as its bytes.
+            Builder::Binary(b) => {
+                b.append_value(text);
+                Ok(())
+            }
+            Builder::LargeBinary(b) => {
+                b.append_value(text);
+                Ok(())
+            }
+            Builder::List(_) | Builder::Map(_) | Builder::Struct(_) => {
+                Err("cannot fill a nested column (a CSV field is text)")
+            }
+        };
+        fits.map_err(|why| {
+            let expected = ddl::spark_type(&self.data_type);
+            self.error(
+                row,
+                &format!("expected {expected}, found a field that {why}"),
+            )
+        })
     }
 
     /// A map key (always a JSON string) into the entries' key column.

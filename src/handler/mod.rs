@@ -43,6 +43,7 @@ use crate::Error;
 use crate::catalog::Glue;
 use crate::encode::writer::Partitioning;
 use crate::input::event::{Event, Input, WriteMode};
+use crate::input::source::Source;
 use crate::input::trigger::{self, Trigger};
 use crate::lambda::config::Config;
 use crate::lambda::metrics::{Measures, Metrics};
@@ -331,6 +332,8 @@ impl Function {
                 ignored: "no ObjectCreated record",
             }),
             Trigger::Created { objects, .. } => {
+                let objects: Vec<Source> =
+                    objects.into_iter().map(|o| self.config.source(o)).collect();
                 let targets = self.config.resolve_targets(None)?;
                 refuse_own_output(&objects, &targets)?;
                 let job = || self.configured(&targets);
@@ -442,7 +445,20 @@ impl Function {
             }
         }
         let dry_run = job.dry_run;
-        match event.input {
+        let input = match event.input {
+            Input::Source(source) => Input::Source(self.config.source(source)),
+            Input::Objects {
+                objects,
+                manifests,
+                etags,
+            } => Input::Objects {
+                objects: objects.into_iter().map(|o| self.config.source(o)).collect(),
+                manifests,
+                etags,
+            },
+            rows => rows,
+        };
+        match input {
             Input::Rows(rows) if !tables.is_empty() => self
                 .rows_into_tables(rows, job, &tables, id, deadline)
                 .await

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use arrow_schema::SchemaRef;
+use arrow_schema::{Schema, SchemaRef};
 use bytes::Bytes;
 use ring::digest::{SHA256, digest};
 use tokio::sync::mpsc;
@@ -241,10 +241,18 @@ pub(super) struct Chunks {
 }
 
 impl Chunks {
-    pub(super) fn start(mut opened: Opened, source: &Source) -> Result<Chunks, Error> {
+    /// `columns`: the names a header-less CSV object's columns take, in order (a declared
+    /// schema's, or a table's).
+    pub(super) fn start(
+        mut opened: Opened,
+        source: &Source,
+        columns: Option<&Schema>,
+    ) -> Result<Chunks, Error> {
         let uri = opened.uri.clone();
-        let (format, compression) = source.framing(opened.content_encoding.as_deref())?;
-        let mut reader = Reader::new(format, compression)?;
+        let mut framing = source.framing(opened.content_encoding.as_deref())?;
+        framing.columns =
+            columns.map(|schema| schema.fields().iter().map(|f| f.name().clone()).collect());
+        let mut reader = Reader::new(framing)?;
         let (send, ready) = mpsc::channel(1);
         let reading = tokio::spawn(async move {
             let read = async {
@@ -449,7 +457,7 @@ impl Write<'_, '_> {
     async fn object(&mut self, opened: Opened, source: &Source) -> Result<(), Error> {
         let uri = opened.uri.clone();
         let before = self.progress.rows;
-        let mut chunks = Chunks::start(opened, source)?;
+        let mut chunks = Chunks::start(opened, source, self.job.schema.as_deref())?;
         while let Some(chunk) = chunks.next(self.job.deadline, &uri).await? {
             let settings = self.settings.clone();
             let mut progress = std::mem::take(&mut self.progress);
@@ -782,7 +790,7 @@ async fn within<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::source::{Compression, Format};
+    use crate::input::source::{Compression, Format, Framing};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use std::collections::BTreeMap;
 
@@ -800,7 +808,13 @@ mod tests {
                 )
             })
             .collect();
-        let mut reader = Reader::new(Format::Ndjson, Compression::None).unwrap();
+        let mut reader = Reader::new(Framing {
+            format: Format::Ndjson,
+            compression: Compression::None,
+            csv: Default::default(),
+            columns: None,
+        })
+        .unwrap();
         let mut chunks = reader.push(text.as_bytes()).unwrap();
         chunks.extend(reader.finish().unwrap());
         assert!(chunks.len() >= 3, "{} chunks", chunks.len());

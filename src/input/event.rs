@@ -292,15 +292,15 @@ impl<'a> Fields<'a> {
     }
 
     /// Validates the fields as a Distributed Map batch's `BatchInput` (`bucket`, optionally
-    /// `format` and `manifests`, and the event's optional fields) for the batch's object `keys`.
+    /// `format`, `csv` and `manifests`, and the event's optional fields) for the batch's object `keys`.
     ///
     /// # Errors
     /// `InvalidEvent` for a missing `bucket`, an unknown field or format, a key that is a
     /// folder; otherwise as [`parse`].
     pub fn into_batch(self, items: Vec<(String, Option<String>)>) -> Result<Event<'a>, Error> {
         self.refuse_unknown(
-            &["bucket", "format", "manifests"],
-            "`bucket`, and optionally `format`, `manifests`,",
+            &["bucket", "format", "csv", "manifests"],
+            "`bucket`, and optionally `format`, `csv`, `manifests`,",
         )?;
         let bucket = self.string("bucket").ok_or_else(|| {
             Error::InvalidEvent(
@@ -311,6 +311,10 @@ impl<'a> Fields<'a> {
             .string("format")
             .map(|name| crate::input::source::Format::named(&name, "BatchInput.format"))
             .transpose()?;
+        let csv = self
+            .get("csv")
+            .map(|csv| crate::input::source::CsvOptions::parse(csv, "BatchInput.csv"))
+            .transpose()?;
         let (keys, etags): (Vec<String>, Vec<Option<String>>) = items.into_iter().unzip();
         let objects = keys
             .iter()
@@ -320,6 +324,7 @@ impl<'a> Fields<'a> {
                     Error::InvalidEvent(format!("Items[{i}]: s3://{bucket}/{key} {why}"))
                 })?;
                 source.format = format;
+                source.csv = csv.clone();
                 Ok(source)
             })
             .collect::<Result<Vec<_>, Error>>()?;

@@ -11,6 +11,7 @@ use crate::encode::writer::parse_max_file_bytes;
 use crate::input::event::Evolution;
 use crate::input::event::declared_schema;
 use crate::input::records::Metadata;
+use crate::input::source::{CsvOptions, Format, Source};
 use crate::input::target::{
     AllowList, S3Prefix, TableAllowList, TableTarget, Target, parse_all_targets,
 };
@@ -69,6 +70,11 @@ pub struct Config {
     pub schema: Option<SchemaRef>,
     pub unknown_keys: UnknownKeys,
     pub partition_by: Option<PartitionBy>,
+    /// `DEFAULT_SOURCE_FORMAT`: a source object's format when neither its event nor its
+    /// key's extension tells (`ndjson`, `json`, `csv`, `tsv`).
+    pub source_format: Option<Format>,
+    /// `CSV_OPTIONS`: a CSV source's options when its event carries none (a `csv` object).
+    pub csv_options: Option<CsvOptions>,
 }
 
 /// The metrics' namespace when neither variable is set.
@@ -229,7 +235,15 @@ impl Config {
                 PartitionBy::parse(&json).map_err(to_config)
             })
             .transpose()?;
+        let source_format = var("DEFAULT_SOURCE_FORMAT")
+            .map(|v| Format::named(v.trim(), "DEFAULT_SOURCE_FORMAT").map_err(to_config))
+            .transpose()?;
+        let csv_options = var("CSV_OPTIONS")
+            .map(|v| CsvOptions::parse(&v, "CSV_OPTIONS").map_err(to_config))
+            .transpose()?;
         Ok(Config {
+            source_format,
+            csv_options,
             schema,
             unknown_keys,
             partition_by,
@@ -251,6 +265,11 @@ impl Config {
             max_file_bytes,
             exactly_once: Duration::from_secs(exactly_once_days as u64 * 24 * 3600),
         })
+    }
+
+    /// `source` with what its trigger left out from `DEFAULT_SOURCE_FORMAT` and `CSV_OPTIONS`.
+    pub fn source(&self, source: Source) -> Source {
+        source.with_defaults(self.source_format, self.csv_options.as_ref())
     }
 
     /// The targets an event writes to: its own, else `DEFAULT_TARGETS`, checked against
@@ -383,6 +402,8 @@ mod tests {
             &[("UNKNOWN_KEYS", "drop")],
             &[("SCHEMA", "id BIGINT"), ("UNKNOWN_KEYS", "keep")],
             &[("PARTITION_BY", "dt,,region")],
+            &[("DEFAULT_SOURCE_FORMAT", "parquet")],
+            &[("CSV_OPTIONS", r#"{"delimiter": "||"}"#)],
             &[("STREAM_METADATA", "arrival,offsets")],
             &[("METRICS_NAMESPACE", "AWS/Lambda")],
             &[("POWERTOOLS_METRICS_NAMESPACE", "rows{to}parquet")],

@@ -8,6 +8,7 @@
 //! f64 and a 6 MB event's tape stays under 10 MB. Objects are checked for duplicate keys here,
 //! once.
 
+pub mod csv;
 pub mod json;
 mod parse;
 mod tape;
@@ -120,8 +121,10 @@ pub struct Rows<'a> {
     starts: Vec<u32>,
     /// The index of the first row (a chunk of a source object starts past 0).
     first_row: usize,
-    /// Each row's line, for rows from NDJSON lines; empty otherwise.
+    /// Each row's line, for rows from NDJSON lines or CSV records; empty otherwise.
     lines: Vec<usize>,
+    /// The strings are CSV fields ([`Rows::is_text`]).
+    text: bool,
 }
 
 /// Reading the tape, as inference and building walk it (the tape is built in `parse.rs`).

@@ -52,7 +52,7 @@ pub(super) const SMALL_OBJECT: usize = 32;
 
 impl<'a> Rows<'a> {
     /// The span of `text`, borrowed from the event or decoded into the side buffer.
-    fn span(&mut self, text: Cow<'a, str>) -> Span {
+    pub(super) fn span(&mut self, text: Cow<'a, str>) -> Span {
         match text {
             Cow::Borrowed(text) => Span {
                 at: (text.as_ptr() as usize - self.source.as_ptr() as usize) as u32,
@@ -303,13 +303,13 @@ impl<'a> Rows<'a> {
         Ok(())
     }
 
-    fn push(&mut self, slot: Slot) -> usize {
+    pub(super) fn push(&mut self, slot: Slot) -> usize {
         self.slots.push(Packed::pack(slot));
         self.slots.len() - 1
     }
 
     /// Closes the container opened at `start`, now that its contents are on the tape.
-    fn close(&mut self, start: usize) {
+    pub(super) fn close(&mut self, start: usize) {
         let end = self.slots.len() as u32;
         self.slots[start] = Packed::pack(match self.slots[start].unpack() {
             Slot::Object { .. } => Slot::Object { end },

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 use indexmap::IndexMap;
 
+use super::text::TextInference;
 use crate::Error;
 use crate::rows::{Node, PARALLEL_ROWS, RowRef, Rows, is_integer_text, same_key};
 
@@ -93,6 +94,11 @@ fn fields_of(fields: &IndexMap<String, Kind>, path: &mut Vec<String>) -> Result<
 /// assert_eq!(schema.field(1).data_type(), &DataType::Utf8);
 /// ```
 pub fn infer(rows: &Rows) -> Result<SchemaRef, Error> {
+    if rows.is_text() {
+        let mut text = TextInference::default();
+        text.add(rows);
+        return text.finish();
+    }
     schema_of(&infer_columns(rows)?)
 }
 
@@ -121,6 +127,8 @@ fn schema_of(columns: &IndexMap<String, Kind>) -> Result<SchemaRef, Error> {
 #[derive(Debug, Default)]
 pub struct Inference {
     columns: IndexMap<String, Kind>,
+    /// Rows of CSV fields are inferred by their own rules.
+    text: Option<TextInference>,
 }
 
 impl Inference {
@@ -129,6 +137,10 @@ impl Inference {
     /// # Errors
     /// As [`infer`], naming the first row (or line) that conflicts with any earlier one.
     pub fn add(&mut self, rows: &Rows) -> Result<(), Error> {
+        if rows.is_text() {
+            self.text.get_or_insert_default().add(rows);
+            return Ok(());
+        }
         let mut joined = self.columns.clone();
         let chunk = infer_columns(rows)?;
         let conflict = chunk
@@ -151,6 +163,9 @@ impl Inference {
     /// # Errors
     /// As [`infer`]: no columns at all, or a column holding only empty objects.
     pub fn finish(&self) -> Result<SchemaRef, Error> {
+        if let Some(text) = &self.text {
+            return text.finish();
+        }
         schema_of(&self.columns)
     }
 }

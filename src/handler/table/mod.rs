@@ -471,7 +471,9 @@ impl Function {
         deadline: Option<SystemTime>,
     ) -> Result<usize, Error> {
         let uri = opened.uri.clone();
-        let mut chunks = Chunks::start(opened, source)?;
+        // A header-less CSV object's columns are the (first) table's, in order.
+        let columns = writing.open.first().map(|(table, _)| table.arrow.clone());
+        let mut chunks = Chunks::start(opened, source, columns.as_deref())?;
         let mut rows = 0;
         while let Some(chunk) = chunks.next(deadline, &uri).await? {
             let chunk_rows = chunk

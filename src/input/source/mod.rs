@@ -1,12 +1,14 @@
-//! A `source` object: where it is, how its rows are framed (NDJSON or a JSON array) and
-//! compressed (gzip, zstd), and a [`Reader`] that turns its bytes, as they arrive, into
-//! [`Chunk`]s of whole rows (`reader.rs`), so an object of any size passes through bounded
-//! memory.
+//! A `source` object: where it is, how its rows are framed (NDJSON, a JSON array, CSV or TSV,
+//! with CSV's options in `csv.rs`) and compressed (gzip, zstd), and a [`Reader`] that turns
+//! its bytes, as they arrive, into [`Chunk`]s of whole rows (`reader.rs`), so an object of any
+//! size passes through bounded memory.
 
+mod csv;
 mod reader;
 
 use serde::Deserialize;
 
+pub use csv::CsvOptions;
 pub use reader::{CHUNK_BYTES, Chunk, MAX_ROW_BYTES, Reader};
 
 use crate::Error;
@@ -19,10 +21,13 @@ pub enum Format {
     Ndjson,
     /// One JSON array of objects.
     Json,
+    /// CSV records; `tab`: the delimiter is a tab unless the options set one (TSV).
+    Csv { tab: bool },
 }
 
 impl Format {
-    /// The format an event names (`ndjson` or `jsonl`, `json`; any case) in `field`.
+    /// The format an event names (`ndjson` or `jsonl`, `json`, `csv`, `tsv`; any case) in
+    /// `field`.
     ///
     /// # Errors
     /// `InvalidEvent` for another name.
@@ -30,11 +35,25 @@ impl Format {
         match name.to_ascii_lowercase().as_str() {
             "ndjson" | "jsonl" => Ok(Format::Ndjson),
             "json" => Ok(Format::Json),
+            "csv" => Ok(Format::Csv { tab: false }),
+            "tsv" => Ok(Format::Csv { tab: true }),
             other => Err(Error::InvalidEvent(format!(
-                "`{field}`: unknown format `{other}` (use ndjson or json)"
+                "`{field}`: unknown format `{other}` (use ndjson, json, csv or tsv)"
             ))),
         }
     }
+}
+
+/// How an object is read: what [`Source::framing`] decides, and the names a header-less CSV
+/// object's columns take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Framing {
+    pub format: Format,
+    pub compression: Compression,
+    /// For CSV.
+    pub csv: CsvOptions,
+    /// A header-less CSV object's columns, in order (a declared schema's); `None`: `_c0`, …
+    pub columns: Option<Vec<String>>,
 }
 
 /// How the object's bytes are compressed.
@@ -54,6 +73,11 @@ pub struct Source {
     pub format: Option<Format>,
     /// A specific version to read (from a notification, or the event); `None` is the latest.
     pub version_id: Option<String>,
+    /// CSV options: the event's, else `CSV_OPTIONS`'; `None`: the defaults.
+    pub csv: Option<CsvOptions>,
+    /// `DEFAULT_SOURCE_FORMAT`: the format when neither the event nor the key's extension
+    /// tells.
+    pub fallback: Option<Format>,
 }
 
 #[derive(Deserialize)]
@@ -62,11 +86,12 @@ struct RawSource {
     uri: String,
     format: Option<String>,
     version_id: Option<String>,
+    csv: Option<Box<serde_json::value::RawValue>>,
 }
 
 impl Source {
     /// Parses the event's `source` field: `{"uri": "s3://bucket/key", "format": "ndjson",
-    /// "version_id": "..."}` (only `uri` required).
+    /// "version_id": "...", "csv": {...}}` (only `uri` required).
     ///
     /// # Errors
     /// `InvalidEvent` for another shape, a URI that is not `s3://bucket/key`, or an unknown
@@ -81,7 +106,7 @@ impl Source {
     pub fn parse(json: &str) -> Result<Source, Error> {
         let raw: RawSource = serde_json::from_str(json).map_err(|e| {
             Error::InvalidEvent(format!(
-                r#"`source` must be {{"uri": "s3://bucket/key", "format": "ndjson" or "json" (optional)}}: {e}"#
+                r#"`source` must be {{"uri": "s3://bucket/key", "format": "ndjson", "json", "csv" or "tsv" (optional), "csv": {{options}} (optional)}}: {e}"#
             ))
         })?;
         let format = raw
@@ -91,6 +116,10 @@ impl Source {
         let mut source = Source::from_uri(&raw.uri)?;
         source.format = format;
         source.version_id = raw.version_id.filter(|v| !v.is_empty());
+        source.csv = raw
+            .csv
+            .map(|csv| CsvOptions::parse(csv.get(), "source.csv"))
+            .transpose()?;
         Ok(source)
     }
 
@@ -127,7 +156,20 @@ impl Source {
             key: key.to_owned(),
             format: None,
             version_id: None,
+            csv: None,
+            fallback: None,
         })
+    }
+
+    /// The source with what its trigger left out taken from the configuration: the format
+    /// when nothing else tells (`DEFAULT_SOURCE_FORMAT`) and the CSV options
+    /// (`CSV_OPTIONS`).
+    pub fn with_defaults(mut self, format: Option<Format>, csv: Option<&CsvOptions>) -> Source {
+        self.fallback = format;
+        if self.csv.is_none() {
+            self.csv = csv.cloned();
+        }
+        self
     }
 
     pub fn uri(&self) -> String {
@@ -139,15 +181,15 @@ impl Source {
         self.bucket == prefix.bucket && self.key.starts_with(&prefix.key_prefix)
     }
 
-    /// The format and compression of the object: `.gz` or `.zst` at the end of the key (or,
-    /// without one, the object's `Content-Encoding`) selects the decompression; the format is
-    /// the event's `source.format`, else the extension before that (`.ndjson`, `.jsonl`:
-    /// NDJSON; `.json`: a JSON array).
+    /// How to read the object: `.gz` or `.zst` at the end of the key (or, without one, the
+    /// object's `Content-Encoding`) selects the decompression; the format is the event's
+    /// `source.format`, else the extension before that (`.ndjson`, `.jsonl`: NDJSON; `.json`:
+    /// a JSON array; `.csv`; `.tsv`: CSV with tabs), else `DEFAULT_SOURCE_FORMAT`.
     ///
     /// # Errors
-    /// `InvalidEvent` naming the source when neither tells the format, or the encoding is
+    /// `InvalidEvent` naming the source when nothing tells the format, or the encoding is
     /// not one this function reads.
-    pub fn framing(&self, content_encoding: Option<&str>) -> Result<(Format, Compression), Error> {
+    pub fn framing(&self, content_encoding: Option<&str>) -> Result<Framing, Error> {
         let lower = self.key.to_ascii_lowercase();
         let (stem, by_extension) = if let Some(stem) = lower.strip_suffix(".gz") {
             (stem, Some(Compression::Gzip))
@@ -173,18 +215,27 @@ impl Source {
                 }
             },
         };
-        let format = match self.format {
-            Some(format) => format,
-            None if stem.ends_with(".ndjson") || stem.ends_with(".jsonl") => Format::Ndjson,
-            None if stem.ends_with(".json") => Format::Json,
-            None => {
-                return Err(Error::InvalidEvent(format!(
-                    "source {}: cannot tell its format from the name (expected .ndjson, .jsonl or .json, optionally then .gz or .zst); set `source.format` to \"ndjson\" or \"json\"",
-                    self.uri()
-                )));
-            }
+        let by_name = [
+            (".ndjson", Format::Ndjson),
+            (".jsonl", Format::Ndjson),
+            (".json", Format::Json),
+            (".csv", Format::Csv { tab: false }),
+            (".tsv", Format::Csv { tab: true }),
+        ]
+        .into_iter()
+        .find_map(|(extension, format)| stem.ends_with(extension).then_some(format));
+        let Some(format) = self.format.or(by_name).or(self.fallback) else {
+            return Err(Error::InvalidEvent(format!(
+                "source {}: cannot tell its format from the name (expected .ndjson, .jsonl, .json, .csv or .tsv, optionally then .gz or .zst); set `source.format` (or DEFAULT_SOURCE_FORMAT) to ndjson, json, csv or tsv",
+                self.uri()
+            )));
         };
-        Ok((format, compression))
+        Ok(Framing {
+            format,
+            compression,
+            csv: self.csv.clone().unwrap_or_default(),
+            columns: None,
+        })
     }
 }
 
@@ -214,20 +265,50 @@ mod tests {
             ),
         ];
         for (key, encoding, format, compression) in cases {
+            let framing = s(key).framing(encoding).unwrap();
             assert_eq!(
-                s(key).framing(encoding).unwrap(),
+                (framing.format, framing.compression),
                 (format, compression),
                 "{key}"
             );
         }
         let named =
             Source::parse(r#"{"uri": "s3://in-bucket/export", "format": "NDJSON"}"#).unwrap();
+        assert_eq!(named.framing(None).unwrap().format, Format::Ndjson);
+        let tsv = s("exports/day.TSV.gz").framing(None).unwrap();
         assert_eq!(
-            named.framing(None).unwrap(),
-            (Format::Ndjson, Compression::None)
+            (tsv.format, tsv.compression),
+            (Format::Csv { tab: true }, Compression::Gzip)
+        );
+        assert_eq!(
+            s("a.csv").framing(None).unwrap().format,
+            Format::Csv { tab: false }
+        );
+        // The configured format only where neither the event nor the name tells.
+        let csv = CsvOptions::parse(r#"{"delimiter": ";"}"#, "CSV_OPTIONS").unwrap();
+        let defaulted =
+            |key: &str| s(key).with_defaults(Some(Format::Csv { tab: false }), Some(&csv));
+        let export = defaulted("export").framing(None).unwrap();
+        assert_eq!(
+            (export.format, export.csv.delimiter),
+            (Format::Csv { tab: false }, Some(b';'))
+        );
+        assert_eq!(
+            defaulted("a.jsonl").framing(None).unwrap().format,
+            Format::Ndjson
+        );
+        let own = Source::parse(
+            r#"{"uri": "s3://in-bucket/x", "format": "tsv", "csv": {"header": false}}"#,
+        )
+        .unwrap()
+        .with_defaults(None, Some(&csv));
+        let framing = own.framing(None).unwrap();
+        assert_eq!(
+            (framing.format, framing.csv.header, framing.csv.delimiter),
+            (Format::Csv { tab: true }, false, None)
         );
         for (key, encoding, word) in [
-            ("a.csv", None, "cannot tell its format"),
+            ("a.txt", None, "cannot tell its format"),
             ("a.gz", None, "cannot tell its format"),
             ("a.json", Some("br"), "Content-Encoding `br`"),
         ] {
@@ -252,10 +333,14 @@ mod tests {
             (r#"{"uri": "s3://in-bucket/dir/"}"#, "folder"),
             (r#"{"uri": "s3://In_Bucket/a.json"}"#, "bucket name"),
             (
-                r#"{"uri": "s3://in-bucket/a.json", "format": "csv"}"#,
-                "unknown format `csv`",
+                r#"{"uri": "s3://in-bucket/a.json", "format": "parquet"}"#,
+                "unknown format `parquet`",
             ),
             (r#"{"url": "s3://in-bucket/a.json"}"#, "unknown field"),
+            (
+                r#"{"uri": "s3://in-bucket/a.csv", "csv": {"sep": "ab"}}"#,
+                "`source.csv`: `delimiter` must be one ASCII character",
+            ),
             (r#""s3://in-bucket/a.json""#, "must be"),
         ] {
             let e = Source::parse(json).unwrap_err();

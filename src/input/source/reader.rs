@@ -1,13 +1,16 @@
 //! The [`Reader`]: a source object's bytes, pushed as they arrive, decompressed and cut into
 //! [`Chunk`]s of whole rows, so an object of any size passes through bounded memory. One
-//! state machine, kept whole: decompression and cutting share the pending bytes, and the two
-//! framings (lines, array elements) differ only in where they cut.
+//! state machine, kept whole: decompression and cutting share the pending bytes, and the
+//! framings (lines, array elements, CSV records) differ only in where they cut.
 
 use std::io::Write;
+use std::ops::ControlFlow;
+use std::sync::Arc;
 
-use super::{Compression, Format};
+use super::{Compression, CsvOptions, Format, Framing};
 use crate::Error;
 use crate::rows::Rows;
+use crate::rows::csv::{self, Boundary, Layout, Lexer};
 use crate::rows::json::Scanner;
 
 /// Decompressed bytes gathered before they are cut into a chunk of whole rows.
@@ -32,8 +35,10 @@ const ZSTD_WINDOW_LOG_MAX: u32 = 24;
 #[derive(Debug)]
 pub struct Chunk {
     format: Format,
-    /// NDJSON: whole lines. JSON: `[` and whole elements and `]`.
+    /// NDJSON: whole lines. JSON: `[` and whole elements and `]`. CSV: whole records.
     text: Vec<u8>,
+    /// CSV: the columns and how to read the records.
+    layout: Option<Arc<Layout>>,
     /// The index of the chunk's first row in the object.
     first_row: usize,
     /// The line the chunk's text starts on.
@@ -44,8 +49,9 @@ impl Chunk {
     /// The chunk's rows on a tape, checked as strictly as an event's rows.
     ///
     /// # Errors
-    /// `InvalidEvent` naming the line (NDJSON) or row (JSON) of invalid UTF-8, malformed
-    /// JSON, a row that is not an object, or a repeated key.
+    /// `InvalidEvent` naming the line (NDJSON, CSV) or row (JSON) of invalid UTF-8, malformed
+    /// JSON, a row that is not an object, or a repeated key; for CSV, as
+    /// [`Rows::parse_csv`].
     pub fn rows(&self) -> Result<Rows<'_>, Error> {
         let text = std::str::from_utf8(&self.text).map_err(|e| {
             let before = &self.text[..e.valid_up_to()];
@@ -54,6 +60,10 @@ impl Chunk {
         })?;
         match self.format {
             Format::Ndjson => Rows::parse_lines(text, self.first_line),
+            Format::Csv { .. } => {
+                let layout = self.layout.as_ref().expect("a CSV chunk has its layout");
+                Rows::parse_csv(text, layout, self.first_line)
+            }
             Format::Json => {
                 let mut scanner = Scanner::over(text, self.first_line, "the object");
                 let rows = Rows::parse(&mut scanner, 0, self.first_row)?;
@@ -93,6 +103,20 @@ struct ArrayState {
     commas: usize,
 }
 
+/// Where a CSV object's framing stands: its header (until read), and the lexer finding
+/// where records end.
+struct CsvState {
+    options: CsvOptions,
+    tab: bool,
+    /// Known once the header (or, without one, the first record) is read.
+    layout: Option<Arc<Layout>>,
+    lexer: Lexer,
+    /// Bytes of `pending` already lexed.
+    scanned: usize,
+    /// The last record end within the chunk's size, or the first after it.
+    cut: Option<usize>,
+}
+
 /// Turns an object's bytes, pushed as they arrive, into chunks of whole rows.
 pub struct Reader {
     format: Format,
@@ -100,6 +124,7 @@ pub struct Reader {
     /// Decompressed bytes not yet cut into a chunk.
     pending: Vec<u8>,
     array: ArrayState,
+    csv: Option<CsvState>,
     /// NDJSON: bytes of `pending` already searched for a newline.
     searched: usize,
     next_row: usize,
@@ -115,7 +140,27 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 impl Reader {
     /// # Errors
     /// `SourceReadFailed` if the zstd decoder cannot be set up.
-    pub fn new(format: Format, compression: Compression) -> Result<Reader, Error> {
+    pub fn new(framing: Framing) -> Result<Reader, Error> {
+        let Framing {
+            format,
+            compression,
+            csv,
+            columns,
+        } = framing;
+        let csv = match format {
+            Format::Csv { tab } => Some(CsvState {
+                // A header-less object whose names are given needs no first look.
+                layout: columns
+                    .filter(|_| !csv.header)
+                    .map(|names| Arc::new(csv.layout(tab, names))),
+                options: csv,
+                tab,
+                lexer: Lexer::default(),
+                scanned: 0,
+                cut: None,
+            }),
+            _ => None,
+        };
         let decoder = match compression {
             Compression::None => Decoder::Plain,
             Compression::Gzip => {
@@ -139,6 +184,7 @@ impl Reader {
             decoder,
             pending: Vec::new(),
             array: ArrayState::default(),
+            csv,
             searched: 0,
             next_row: 0,
             next_line: 1,
@@ -211,6 +257,7 @@ impl Reader {
             },
         }
         self.skip_bom(true);
+        self.csv_header(true)?;
         let mut chunks = Vec::new();
         self.cut_ready(&mut chunks)?;
         if self.format == Format::Json {
@@ -235,6 +282,7 @@ impl Reader {
         let text = std::mem::take(&mut self.pending);
         chunks.extend(match self.format {
             Format::Ndjson => self.lines_chunk(text),
+            Format::Csv { .. } => self.records_chunk(text),
             // The rows after the last cut (their count is not needed any more) and the `]`.
             Format::Json => Some(self.array_chunk(&text, 0, true)),
         });
@@ -255,8 +303,10 @@ impl Reader {
     /// Cuts the chunks that `pending` holds.
     fn cut_ready(&mut self, chunks: &mut Vec<Chunk>) -> Result<(), Error> {
         self.skip_bom(false);
+        self.csv_header(false)?;
         while self.pending.len() >= CHUNK_BYTES {
             let cut = match self.format {
+                Format::Csv { .. } => self.scan_csv(),
                 Format::Ndjson => {
                     // The last newline within the chunk's size, else (one line longer than
                     // that) the first after it; `searched` skips what is known to hold none.
@@ -296,7 +346,11 @@ impl Reader {
             self.pending.truncate(cut + 1);
             let text = std::mem::replace(&mut self.pending, rest);
             self.searched = 0;
-            if self.format == Format::Json {
+            if let Some(csv) = &mut self.csv {
+                csv.scanned -= cut + 1;
+                csv.cut = None;
+                chunks.extend(self.records_chunk(text));
+            } else if self.format == Format::Json {
                 let (_, commas) = self.array.cut.take().expect("a cut was found");
                 // The scan stopped at the cut's bound: what it passed after the cut holds no
                 // top-level comma, and its state is the rest's at the same offset.
@@ -313,11 +367,115 @@ impl Reader {
     }
 
     fn too_long(&self) -> Error {
+        let hint = match self.csv {
+            Some(_) => " (an unterminated quote makes the rest of a CSV object one field)",
+            None => "",
+        };
         Error::InvalidEvent(format!(
-            "a row starting at line {} is longer than {} MiB",
+            "a row starting at line {} is longer than {} MiB{hint}",
             self.next_line,
             MAX_ROW_BYTES >> 20
         ))
+    }
+
+    /// Reads a CSV object's header (or, without one, counts its first record's fields for
+    /// the names `_c0`, `_c1`, …) once its first record is whole, skipping blank and comment
+    /// lines before it; `at_end`: the object has no more bytes.
+    fn csv_header(&mut self, at_end: bool) -> Result<(), Error> {
+        let Some(csv) = &mut self.csv else {
+            return Ok(());
+        };
+        while csv.layout.is_none() {
+            let dialect = csv.options.layout(csv.tab, Vec::new()).dialect;
+            let mut found = None;
+            csv.scanned = csv
+                .lexer
+                .run(&dialect, &self.pending, csv.scanned, |at, boundary| {
+                    if boundary == Boundary::Field {
+                        return ControlFlow::Continue(());
+                    }
+                    found = Some((at + 1, boundary));
+                    ControlFlow::Break(())
+                });
+            let (end, boundary) = match found {
+                Some(found) => found,
+                None if at_end && !self.pending.is_empty() => {
+                    (self.pending.len(), Boundary::Record)
+                }
+                None if self.pending.len() > MAX_ROW_BYTES => {
+                    return Err(Error::InvalidEvent(format!(
+                        "the header starting at line {} is longer than {} MiB",
+                        self.next_line,
+                        MAX_ROW_BYTES >> 20
+                    )));
+                }
+                None => return Ok(()),
+            };
+            let record = &self.pending[..end];
+            let breaks = count_lines(record);
+            let blank = matches!(record, b"\n" | b"\r\n" | b"" | b"\r");
+            if boundary == Boundary::Comment || blank || csv.options.header {
+                if boundary == Boundary::Record && !blank {
+                    let text = std::str::from_utf8(record).map_err(|_| {
+                        Error::InvalidEvent(format!("invalid UTF-8 at line {}", self.next_line))
+                    })?;
+                    let fields = csv::record_fields(text, &dialect, self.next_line)?;
+                    let names = csv::header_names(fields, &csv.options.null_value);
+                    csv.layout = Some(Arc::new(csv.options.layout(csv.tab, names)));
+                }
+                self.pending.drain(..end);
+                self.next_line += breaks;
+            } else {
+                // The first record is a row: only its fields are counted, and it is lexed again.
+                let text = String::from_utf8_lossy(record);
+                let fields = csv::record_fields(&text, &dialect, self.next_line)?;
+                let names = (0..fields.len()).map(|i| format!("_c{i}")).collect();
+                csv.layout = Some(Arc::new(csv.options.layout(csv.tab, names)));
+            }
+            csv.lexer = Lexer::default();
+            csv.scanned = 0;
+            if at_end && found.is_none() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Lexes the CSV bytes not yet lexed for the cut; `None` while there is none.
+    fn scan_csv(&mut self) -> Option<usize> {
+        let csv = self.csv.as_mut().expect("a CSV reader");
+        let dialect = &csv.layout.as_ref()?.dialect;
+        let mut cut = csv.cut;
+        csv.scanned = csv
+            .lexer
+            .run(dialect, &self.pending, csv.scanned, |at, boundary| {
+                if boundary == Boundary::Field {
+                    return ControlFlow::Continue(());
+                }
+                if at < CHUNK_BYTES || cut.is_none() {
+                    cut = Some(at);
+                }
+                match at < CHUNK_BYTES {
+                    true => ControlFlow::Continue(()),
+                    false => ControlFlow::Break(()),
+                }
+            });
+        csv.cut = cut;
+        cut
+    }
+
+    /// A chunk of whole CSV records; `None` when it holds nothing but line breaks.
+    fn records_chunk(&mut self, text: Vec<u8>) -> Option<Chunk> {
+        let chunk = Chunk {
+            format: self.format,
+            layout: self.csv.as_ref().and_then(|csv| csv.layout.clone()),
+            text,
+            first_row: self.next_row,
+            first_line: self.next_line,
+        };
+        self.next_line += count_lines(&chunk.text);
+        let empty = chunk.text.iter().all(|b| matches!(b, b'\r' | b'\n'));
+        (!empty && chunk.layout.is_some()).then_some(chunk)
     }
 
     /// Finds top-level commas and the array's brackets in the bytes not yet scanned.
@@ -386,6 +544,7 @@ impl Reader {
         }
         let chunk = Chunk {
             format: Format::Json,
+            layout: None,
             text,
             first_row: self.next_row,
             first_line: self.next_line,
@@ -399,6 +558,7 @@ impl Reader {
     fn lines_chunk(&mut self, text: Vec<u8>) -> Option<Chunk> {
         let chunk = Chunk {
             format: Format::Ndjson,
+            layout: None,
             text,
             first_row: self.next_row,
             first_line: self.next_line,
@@ -444,6 +604,15 @@ mod tests {
     use super::*;
     use crate::rows::RowRef;
 
+    fn framing(format: Format, compression: Compression) -> Framing {
+        Framing {
+            format,
+            compression,
+            csv: CsvOptions::default(),
+            columns: None,
+        }
+    }
+
     /// Every chunk's rows as `(row ref, first key)`, feeding `bytes` in pieces of `piece`.
     fn read(
         format: Format,
@@ -451,7 +620,7 @@ mod tests {
         bytes: &[u8],
         piece: usize,
     ) -> Result<Vec<(RowRef, String)>, Error> {
-        let mut reader = Reader::new(format, compression)?;
+        let mut reader = Reader::new(framing(format, compression))?;
         let mut chunks = Vec::new();
         for part in bytes.chunks(piece.max(1)) {
             chunks.extend(reader.push(part)?);
@@ -487,7 +656,7 @@ mod tests {
         bytes: &[u8],
         piece: usize,
     ) -> Vec<(usize, usize, Vec<u8>)> {
-        let mut reader = Reader::new(format, compression).unwrap();
+        let mut reader = Reader::new(framing(format, compression)).unwrap();
         let mut chunks = Vec::new();
         for part in bytes.chunks(piece) {
             chunks.extend(reader.push(part).unwrap());
@@ -664,5 +833,245 @@ mod tests {
         let long = format!("{{\"a\": \"{}\"}}\n", "x".repeat(MAX_ROW_BYTES + 10));
         let e = read(Format::Ndjson, Compression::None, long.as_bytes(), 1 << 20).unwrap_err();
         assert!(e.to_string().contains("longer than 32 MiB"), "{e}");
+    }
+
+    /// A CSV row as its line and `(column, value)` pairs.
+    type CsvRow = (usize, Vec<(String, Option<String>)>);
+
+    /// Every row of a CSV object read with `options`, its bytes fed in pieces of `piece`.
+    fn csv_rows(
+        bytes: &[u8],
+        options: &str,
+        columns: Option<&[&str]>,
+        piece: usize,
+    ) -> Result<Vec<CsvRow>, Error> {
+        let mut reader = Reader::new(Framing {
+            format: Format::Csv { tab: false },
+            compression: Compression::None,
+            csv: CsvOptions::parse(options, "csv")?,
+            columns: columns.map(|c| c.iter().map(|n| n.to_string()).collect()),
+        })?;
+        let mut chunks = Vec::new();
+        for part in bytes.chunks(piece.max(1)) {
+            chunks.extend(reader.push(part)?);
+        }
+        chunks.extend(reader.finish()?);
+        let mut out = Vec::new();
+        for chunk in &chunks {
+            let rows = chunk.rows()?;
+            assert!(rows.is_text());
+            for (row, start) in rows.rows_in(0..rows.len()) {
+                let RowRef::Line(line) = row else {
+                    panic!("CSV rows are named by line")
+                };
+                let fields = rows
+                    .members(start)
+                    .map(|(k, v)| {
+                        let value = match rows.node(v) {
+                            crate::rows::Node::Str(s) => Some(s.to_owned()),
+                            crate::rows::Node::Null => None,
+                            other => panic!("a CSV field is text or null, not {other:?}"),
+                        };
+                        (k.to_owned(), value)
+                    })
+                    .collect();
+                out.push((line, fields));
+            }
+        }
+        Ok(out)
+    }
+
+    fn fields(pairs: &[(&str, Option<&str>)]) -> Vec<(String, Option<String>)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.map(str::to_owned)))
+            .collect()
+    }
+
+    #[test]
+    fn csv_quoting_as_rfc_4180_says_in_any_pieces() {
+        let text = "\u{feff}id,text,n\r\n\
+                    1,\"a, b\",\r\n\
+                    2,\"say \"\"hi\"\"\",7\r\n\
+                    \r\n\
+                    3,\"two\r\nlines\",\"\"\r\n\
+                    4,plain \"quote\",x";
+        let expected = vec![
+            (
+                2,
+                fields(&[("id", Some("1")), ("text", Some("a, b")), ("n", None)]),
+            ),
+            (
+                3,
+                fields(&[
+                    ("id", Some("2")),
+                    ("text", Some("say \"hi\"")),
+                    ("n", Some("7")),
+                ]),
+            ),
+            (
+                5,
+                fields(&[
+                    ("id", Some("3")),
+                    ("text", Some("two\r\nlines")),
+                    ("n", None),
+                ]),
+            ),
+            (
+                7,
+                fields(&[
+                    ("id", Some("4")),
+                    ("text", Some("plain \"quote\"")),
+                    ("n", Some("x")),
+                ]),
+            ),
+        ];
+        for piece in [1, 2, 5, 1 << 20] {
+            assert_eq!(
+                csv_rows(text.as_bytes(), "{}", None, piece).unwrap(),
+                expected,
+                "{piece}"
+            );
+        }
+        // Another delimiter, a backslash escape, a comment line, and a null value.
+        let text = "# exported\na;b\n'x\\'y;z';NA\n# more\n'';c\n";
+        let rows = csv_rows(
+            text.as_bytes(),
+            r##"{"delimiter": ";", "quote": "'", "escape": "\\", "comment": "#", "null_value": "NA"}"##,
+            None,
+            3,
+        )
+        .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                (3, fields(&[("a", Some("x'y;z")), ("b", None)])),
+                (5, fields(&[("a", Some("")), ("b", Some("c"))])),
+            ]
+        );
+    }
+
+    #[test]
+    fn csv_headers_are_named_as_spark_names_them() {
+        let rows = csv_rows(b"a,,A,b\n1,2,3,4\n", "{}", None, 64).unwrap();
+        let names: Vec<&str> = rows[0].1.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["a0", "_c1", "A2", "b"]);
+        // Without a header: `_c0`, … from the first record, which is a row; or the names given.
+        let rows = csv_rows(b"\n1,2\n3,4\n", r#"{"header": false}"#, None, 1).unwrap();
+        assert_eq!(
+            rows[0],
+            (2, fields(&[("_c0", Some("1")), ("_c1", Some("2"))]))
+        );
+        assert_eq!(rows.len(), 2);
+        let rows = csv_rows(b"1,2\n", r#"{"header": false}"#, Some(&["x", "y"]), 1).unwrap();
+        assert_eq!(
+            rows,
+            vec![(1, fields(&[("x", Some("1")), ("y", Some("2"))]))]
+        );
+        // With a header, the names given are not used: the header's are.
+        let rows = csv_rows(b"p,q\n1,2\n", "{}", Some(&["x", "y"]), 1).unwrap();
+        assert_eq!(rows[0].1[0].0, "p");
+        // A header and nothing else: no rows.
+        assert!(csv_rows(b"p,q", "{}", None, 1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn csv_chunks_cut_between_records_only_however_the_bytes_arrive() {
+        // Records with quoted line breaks and delimiters, enough for several chunks.
+        let mut text = String::from("i,s\n");
+        for i in 0..300_000 {
+            text.push_str(&format!("{i},\"x\n{}\"\"y,\"\n", "z".repeat(i % 17)));
+        }
+        let framing = || Framing {
+            format: Format::Csv { tab: false },
+            compression: Compression::None,
+            csv: CsvOptions::default(),
+            columns: None,
+        };
+        let cuts = |bytes: &[u8], compression, piece: usize| {
+            let mut reader = Reader::new(Framing {
+                compression,
+                ..framing()
+            })
+            .unwrap();
+            let mut chunks = Vec::new();
+            for part in bytes.chunks(piece) {
+                chunks.extend(reader.push(part).unwrap());
+            }
+            chunks.extend(reader.finish().unwrap());
+            chunks
+                .into_iter()
+                .map(|c| (c.first_line, c.text))
+                .collect::<Vec<_>>()
+        };
+        let whole = cuts(text.as_bytes(), Compression::None, text.len());
+        assert!(whole.len() > 2, "{} chunks", whole.len());
+        assert!(whole.iter().all(|(_, t)| t.len() <= CHUNK_BYTES));
+        let gz = gzip(text.as_bytes());
+        for piece in [999, 65_536] {
+            assert!(
+                cuts(text.as_bytes(), Compression::None, piece) == whole,
+                "{piece}"
+            );
+            assert!(cuts(&gz, Compression::Gzip, piece) == whole, "gzip {piece}");
+        }
+        let rows = csv_rows(text.as_bytes(), "{}", None, 4096).unwrap();
+        assert_eq!(rows.len(), 300_000);
+        for i in [0, 1, 177_777, 299_999] {
+            let (line, fields) = &rows[i];
+            assert_eq!(*line, 2 + 2 * i);
+            let s = format!("x\n{}\"y,", "z".repeat(i % 17));
+            assert_eq!(fields[1].1.as_deref(), Some(s.as_str()));
+        }
+    }
+
+    #[test]
+    fn bad_csv_names_the_line_never_the_content() {
+        for (text, options, word) in [
+            (
+                "a,b\n1,2\n3\n",
+                "{}",
+                "line 3: 1 field where there are 2 columns",
+            ),
+            (
+                "a,b\n1,2\n3,4,5\n",
+                "{}",
+                "line 3: 3 fields where there are 2 columns",
+            ),
+            (
+                "a,b\n1,\"2\n3,4\n",
+                "{}",
+                "line 2: a quoted field never closes",
+            ),
+            (
+                "a,b\n1,\"secret\" x\n",
+                "{}",
+                "line 2: a quoted field has characters after its closing quote",
+            ),
+            ("a,\"b\n", "{}", "line 1: a quoted field never closes"),
+        ] {
+            let e = csv_rows(text.as_bytes(), options, None, 2).unwrap_err();
+            assert_eq!(e.error_type(), "InvalidEvent");
+            assert!(e.to_string().contains(word), "{text:?}: {e}");
+            assert!(!e.to_string().contains("secret"), "{e}");
+        }
+        let mut bad_utf8 = b"a,b\n1,2\n3,".to_vec();
+        bad_utf8.extend([0xff, b'\n']);
+        let e = csv_rows(&bad_utf8, "{}", None, 100).unwrap_err();
+        assert!(e.to_string().contains("invalid UTF-8 at line 3"), "{e}");
+        // PERMISSIVE: missing fields are null, extra ones dropped.
+        let rows = csv_rows(b"a,b\n1\n3,4,5\n", r#"{"mode": "PERMISSIVE"}"#, None, 100).unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                (2, fields(&[("a", Some("1"))])),
+                (3, fields(&[("a", Some("3")), ("b", Some("4"))])),
+            ]
+        );
+        // An unterminated quote early in a large object stops at the row limit, said so.
+        let mut long = b"a\n\"".to_vec();
+        long.extend(std::iter::repeat_n(b'x', MAX_ROW_BYTES + 10));
+        let e = csv_rows(&long, "{}", None, 1 << 20).unwrap_err();
+        assert!(e.to_string().contains("unterminated quote"), "{e}");
     }
 }
