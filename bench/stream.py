@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
 """The streaming benchmark behind scripts/bench: a source object of 100 MB and of 1 GB of NDJSON
-(and the 1 GB one gzipped) converted by the release function under the Runtime API emulator,
-reading from and writing to the embedded S3 server, against DuckDB, pyarrow and polars (and
-PySpark, as Glue runs it, on the 100 MB one)
+(and the 1 GB one gzipped), and of 100 MB of CSV (the same rows), converted by the release
+function under the Runtime API emulator, reading from and writing to the embedded S3 server,
+against DuckDB, pyarrow and polars (and PySpark, as Glue runs it, on the 100 MB ones)
 converting the same file to the same two Parquet files (uncompressed and Snappy), in one run.
 Replaces the "Streaming a source object" section of bench/RESULTS.md (and prints it).
 
 usage: stream.py BOOTSTRAP_BIN LOCAL_S3_BIN WORK_DIR [--small]   (--small: 100 MB only)
 
 For each run: wall time, CPU time (user + system: per core, what a 1-vCPU Lambda pays for),
-MB/s of NDJSON in (wall, and per CPU-second), and the process's peak RSS (ours: the function
+MB/s of input (wall, and per CPU-second), and the process's peak RSS (ours: the function
 process alone, from spawn to answer, VmHWM; the anchors: the whole Python process, wait4)."""
 import datetime
 import gzip
@@ -33,7 +33,7 @@ SCHEMA = ("id BIGINT, name STRING, age BIGINT, city STRING, score DOUBLE, active
 TARGETS = [{"prefix": "s3://out-bucket/bench/parquet/", "compression": "uncompressed"},
            {"prefix": "s3://out-bucket/bench/parquet-snappy/", "compression": "snappy"}]
 
-ANCHORS = {
+ANCHORS = {"ndjson": {
     "duckdb": """
 import duckdb, sys
 src, out = sys.argv[1:3]
@@ -71,21 +71,45 @@ src, out = sys.argv[1:3]
 for codec in ("uncompressed", "snappy"):
     pl.scan_ndjson(src).sink_parquet(f"{out}/polars-{codec}.parquet", compression=codec)
 """,
+}}
+# The same conversions from CSV, types inferred as each reader infers them (Spark: header and
+# inferSchema, the RFC 4180 escape).
+ANCHORS["csv"] = {
+    "duckdb": ANCHORS["ndjson"]["duckdb"].replace("read_json('{src}', format='newline_delimited')", "read_csv('{src}', header=true)"),
+    "pyarrow": """
+import pyarrow.csv as pc, pyarrow.parquet as pq, sys
+src, out = sys.argv[1:3]
+table = pc.read_csv(src)
+for codec in ("none", "snappy"):
+    pq.write_table(table, f"{out}/pyarrow-{codec}.parquet", compression=codec)
+""",
+    "pyspark": ANCHORS["ndjson"]["pyspark"].replace(
+        "spark.read.json(src)",
+        "spark.read.option('header', True).option('inferSchema', True).option('escape', '\"').csv(src)"),
+    "polars": ANCHORS["ndjson"]["polars"].replace("pl.scan_ndjson(src)", "pl.scan_csv(src)"),
 }
 
 
-def generate(path, size):
-    """About `size` bytes of NDJSON rows of eight mixed-type columns; the row count."""
+def generate(path, size, csv=False):
+    """About `size` bytes of NDJSON (or CSV, with a header) rows of eight mixed-type columns;
+    the row count."""
     rows, written = 0, 0
     with open(path, "w") as f:
+        if csv:
+            f.write("id,name,age,city,score,active,signup,note\n")
         while written < size:
             lines = []
             for i in range(rows, rows + 10_000):
-                lines.append(json.dumps({
-                    "id": i, "name": f"customer-{i:09d}", "age": 18 + i % 70, "city": CITIES[i % 7],
-                    "score": round((i * 7919 % 100_000) / 100, 2), "active": i % 3 == 0,
-                    "signup": f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}",
-                    "note": None if i % 5 else f"call back after {i % 17} days"}) + "\n")
+                row = {"id": i, "name": f"customer-{i:09d}", "age": 18 + i % 70, "city": CITIES[i % 7],
+                       "score": round((i * 7919 % 100_000) / 100, 2), "active": i % 3 == 0,
+                       "signup": f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}",
+                       "note": None if i % 5 else f"call back, after {i % 17} days"}
+                if csv:
+                    note = "" if row["note"] is None else f'"{row["note"]}"'
+                    lines.append(f"{i},{row['name']},{row['age']},{row['city']},{row['score']},"
+                                 f"{str(row['active']).lower()},{row['signup']},{note}\n")
+                else:
+                    lines.append(json.dumps(row) + "\n")
             chunk = "".join(lines)
             f.write(chunk)
             written += len(chunk)
@@ -114,11 +138,12 @@ def ours(bootstrap, s3, key, size, schema):
     return wall, cpu, peak, body
 
 
-def anchor(name, src, out):
-    """Wall s, CPU s and peak MiB of the Python process, plus the JVM's when it reports them."""
+def anchor(script, src, out):
+    """Wall s, CPU s and peak MiB of the Python process running `script`, plus the JVM's when
+    it reports them."""
     with tempfile.TemporaryFile("w+") as err, tempfile.TemporaryFile("w+") as said:
         started = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-c", ANCHORS[name], str(src), str(out)],
+        proc = subprocess.Popen([sys.executable, "-c", script, str(src), str(out)],
                                 stdout=said, stderr=err, env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"})
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
@@ -142,10 +167,11 @@ def main():
     rows_out, notes = [], []
     s3 = LocalS3(local_s3, root, buckets=("in-bucket", "out-bucket"))
     try:
-        for label, size in sizes:
-            key = f"bench-{label.replace(' ', '')}.ndjson"
+        inputs = [(label, size, "ndjson") for label, size in sizes] + [("100 MB CSV", 100 * 10**6, "csv")]
+        for label, size, fmt in inputs:
+            key = f"bench-{label.replace(' ', '')}.{fmt}"
             path = root / "in-bucket" / key
-            rows = generate(path, size)
+            rows = generate(path, size, csv=fmt == "csv")
             mb = path.stat().st_size / 1e6
             runs = [("ours, inferred schema", ours(bootstrap, s3, key, mb, False)),
                     ("ours, declared schema", ours(bootstrap, s3, key, mb, True))]
@@ -160,10 +186,10 @@ def main():
                 sizes_out = "/".join(f"{o['bytes'] / 1e6:.0f}" for o in body["objects"])
                 rows_out.append([label, who, f"{wall:.1f}", f"{cpu:.1f}", f"{mb / wall:.0f}",
                                  f"{mb / cpu:.0f}", f"{peak:.0f}", sizes_out])
-            for name in ANCHORS:
+            for name in ANCHORS[fmt]:
                 if name == "pyspark" and size >= 10**9:
                     continue  # 100 MB gives its rate; 1 GB would add minutes
-                result, error = anchor(name, path, out)
+                result, error = anchor(ANCHORS[fmt][name], path, out)
                 if result is None:
                     rows_out.append([label, name, "failed", "", "", "", "", ""])
                     notes.append(f"{name} on {label}: {error}")
@@ -195,7 +221,8 @@ def main():
         "settings (`ROW_GROUP_ROWS` 122,880, 8 MiB parts). Anchors: DuckDB `COPY (SELECT * FROM "
         "read_json(...)) TO ...` once per codec, pyarrow `read_json` + `write_table` twice, polars "
         "`scan_ndjson(...).sink_parquet(...)` once per codec, PySpark 3.5 (what Glue runs; 100 MB "
-        "only) `spark.read.json` + two writes on `local[2]`, on the same file from local disk. "
+        "only) `spark.read.json` + two writes (for CSV: `read_csv`, `pyarrow.csv.read_csv`, "
+        "`scan_csv`, `spark.read.csv` with `header` and `inferSchema`) on `local[2]`, on the same file from local disk. "
         "MB/s per CPU-s = input MB / (user + system seconds): throughput per core. Peak RSS: ours "
         "is the function process (spawn to answer); the anchors' the whole Python process "
         "(PySpark's: Python's plus the JVM's, CPU likewise).",

@@ -1,5 +1,5 @@
-//! A Rust AWS Lambda that turns a JSON event of rows, or an NDJSON or JSON object in S3 of any
-//! size, into Parquet objects in S3: one object per target, each in its own codec
+//! A Rust AWS Lambda that turns a JSON event of rows, or an NDJSON, JSON, CSV or TSV object in
+//! S3 of any size, into Parquet objects in S3: one object per target, each in its own codec
 //! (uncompressed, Snappy, zstd, gzip, LZ4, Brotli), written all or none. It is invoked
 //! directly or by S3 notifications, EventBridge, SQS and a Step Functions Distributed Map.
 //!
@@ -19,9 +19,10 @@
 //!   into chunks of whole rows), targets and their policies.
 //! - [`encode`]: Arrow columns from the rows, `partition_by`'s Hive folders, and Parquet
 //!   bytes per codec, whole or a row group at a time, each column encoded once.
-//! - [`schema`]: the types: inference over all rows, Spark DDL in and out, exact conversions
-//!   to declared types.
-//! - [`rows`]: the strict JSON scanner and the rows' tape, built in the same pass.
+//! - [`schema`]: the types: inference over all rows (CSV's by Spark's rules), Spark DDL in and
+//!   out, exact conversions to declared types.
+//! - [`rows`]: the strict JSON scanner and the rows' tape, built in the same pass; CSV records
+//!   laid out on the same tape.
 //! - [`store`]: S3: reads, PUTs, the all-or-nothing transaction of multipart uploads, and the
 //!   time budget before the deadline; an Iceberg table's files through the same client.
 //! - [`catalog`]: beside the store, it commits what the store wrote: Iceberg tables in the

@@ -774,6 +774,98 @@ mod tests {
         assert!(attrs.is_null(2));
     }
 
+    /// CSV `text` (a header, then records) built into one batch of `schema`.
+    fn build_csv(schema: &str, text: &str) -> Result<RecordBatch, Error> {
+        use crate::rows::csv::{Dialect, Layout, record_fields};
+        let (header, records) = text.split_once('\n').unwrap();
+        let layout = Layout {
+            dialect: Dialect::default(),
+            names: record_fields(header, &Dialect::default(), 1).unwrap(),
+            null_value: String::new(),
+            permissive: false,
+        };
+        let rows = Rows::parse_csv(records, &layout, 2)?;
+        build(
+            &rows,
+            Arc::new(ddl::parse(schema).unwrap()),
+            UnknownKeys::Error,
+        )
+        .map(|mut b| b.remove(0))
+    }
+
+    #[test]
+    fn csv_fields_convert_to_every_flat_type_and_errors_name_the_line() {
+        let batch = build_csv(
+            "b BOOLEAN, t TINYINT, i INT, l BIGINT, f FLOAT, d DOUBLE, p DECIMAL(10,2), day DATE, ts TIMESTAMP, s STRING, bin BINARY",
+            "b,t,i,l,f,d,p,day,ts,s,bin\nTRUE,-128,7,9007199254740993,1.5,NaN,12.5,2024-05-01,2024-05-01 10:00,\"x,y\",hi\nfalse,,,,,,,,,,\n",
+        )
+        .unwrap();
+        assert!(batch.column(0).as_boolean().value(0) && !batch.column(0).as_boolean().value(1));
+        assert_eq!(batch.column(1).as_primitive::<Int8Type>().value(0), -128);
+        assert_eq!(batch.column(2).as_primitive::<Int32Type>().value(0), 7);
+        assert_eq!(
+            batch.column(3).as_primitive::<Int64Type>().value(0),
+            9_007_199_254_740_993
+        );
+        assert_eq!(batch.column(4).as_primitive::<Float32Type>().value(0), 1.5);
+        assert!(
+            batch
+                .column(5)
+                .as_primitive::<arrow_array::types::Float64Type>()
+                .value(0)
+                .is_nan()
+        );
+        assert_eq!(
+            batch.column(6).as_primitive::<Decimal128Type>().value(0),
+            1250
+        );
+        assert_eq!(
+            batch.column(7).as_primitive::<Date32Type>().value(0),
+            19_844
+        );
+        assert_eq!(
+            batch
+                .column(8)
+                .as_primitive::<TimestampMicrosecondType>()
+                .value(0),
+            1_714_557_600_000_000
+        );
+        assert_eq!(batch.column(9).as_string::<i32>().value(0), "x,y");
+        assert_eq!(batch.column(10).as_binary::<i32>().value(0), b"hi");
+        assert!((1..11).all(|c| batch.column(c).is_null(1)));
+        for (schema, text, word) in [
+            (
+                "i INT",
+                "i\n1\n2147483648\n",
+                "column `i` at line 3: expected INT, found a field that is not an integer in range",
+            ),
+            (
+                "b BOOLEAN",
+                "b\nyes\n",
+                "column `b` at line 2: expected BOOLEAN, found a field that is not true or false",
+            ),
+            (
+                "p DECIMAL(4,1)",
+                "p\n1.25\n",
+                "column `p` at line 2: expected DECIMAL(4,1), found a field that has more decimal places",
+            ),
+            (
+                "d DATE",
+                "d\n01/05/2024\n",
+                "column `d` at line 2: expected DATE, found a field that is not an ISO-8601 date",
+            ),
+            ("a ARRAY<STRING>", "a\nx\n", "cannot fill a nested column"),
+            (
+                "i INT NOT NULL",
+                "i\n\"\"\n",
+                "null in a NOT NULL INT column",
+            ),
+        ] {
+            let e = build_csv(schema, text).unwrap_err();
+            assert!(e.to_string().contains(word), "{schema}: {e}");
+        }
+    }
+
     #[test]
     fn conversion_errors_name_column_row_and_types_but_not_values() {
         for (schema, rows, words) in [

@@ -97,7 +97,31 @@ impl Lexer {
         &mut self,
         dialect: &Dialect,
         text: &[u8],
+        at: usize,
+        on: impl FnMut(usize, Boundary) -> ControlFlow<()>,
+    ) -> usize {
+        self.lex(dialect, text, at, true, on)
+    }
+
+    /// As [`Lexer::run`], but only where records and comment lines end: outside quotes it
+    /// jumps from quote to line break rather than from field to field (a quote opens a field
+    /// only right after a delimiter), which is what cutting chunks needs.
+    pub fn records(
+        &mut self,
+        dialect: &Dialect,
+        text: &[u8],
+        at: usize,
+        on: impl FnMut(usize, Boundary) -> ControlFlow<()>,
+    ) -> usize {
+        self.lex(dialect, text, at, false, on)
+    }
+
+    fn lex(
+        &mut self,
+        dialect: &Dialect,
+        text: &[u8],
         mut at: usize,
+        fields: bool,
         mut on: impl FnMut(usize, Boundary) -> ControlFlow<()>,
     ) -> usize {
         let quote = dialect.quote;
@@ -115,6 +139,32 @@ impl Lexer {
                 State::QuoteInQuoted if quote == Some(b) => {
                     self.state = State::Quoted;
                     at += 1;
+                }
+                State::RecordStart | State::FieldStart | State::Unquoted | State::QuoteInQuoted
+                    if !fields && quote.is_some() =>
+                {
+                    let q = quote.expect("matched on it");
+                    let Some(found) = memchr::memchr2(q, b'\n', &text[at..]) else {
+                        self.state = match text.last() == Some(&dialect.delimiter) {
+                            true => State::FieldStart,
+                            false => State::Unquoted,
+                        };
+                        return text.len();
+                    };
+                    at += found + 1;
+                    if text[at - 1] == b'\n' {
+                        self.state = State::RecordStart;
+                        if on(at - 1, Boundary::Record).is_break() {
+                            return at;
+                        }
+                    } else {
+                        // Past the state's own byte: the quote opens a field only after a
+                        // delimiter.
+                        self.state = match at >= 2 && text[at - 2] == dialect.delimiter {
+                            true => State::Quoted,
+                            false => State::Unquoted,
+                        };
+                    }
                 }
                 State::RecordStart | State::FieldStart | State::Unquoted | State::QuoteInQuoted => {
                     let Some(found) = memchr::memchr2(dialect.delimiter, b'\n', &text[at..]) else {
@@ -261,12 +311,13 @@ fn unterminated(line: usize) -> Error {
 
 /// The names Spark gives a header's fields: empty ones (or the null value) `_c<index>`, ones
 /// repeated (ignoring case) `<name><index>`.
-pub fn header_names(fields: Vec<String>, null_value: &str) -> Vec<String> {
+///
+/// # Errors
+/// `InvalidEvent` when two names are still one after that (`a,a,a1` makes `a1` twice).
+pub fn header_names(fields: Vec<String>, null_value: &str) -> Result<Vec<String>, Error> {
     let lower: Vec<String> = fields.iter().map(|f| f.to_lowercase()).collect();
     let repeated = |name: &str| lower.iter().filter(|l| *l == name).count() > 1;
-    fields
-        .iter()
-        .enumerate()
+    let names: Vec<String> = (fields.iter().enumerate())
         .map(|(i, name)| {
             if name.is_empty() || name == null_value {
                 format!("_c{i}")
@@ -276,7 +327,14 @@ pub fn header_names(fields: Vec<String>, null_value: &str) -> Vec<String> {
                 name.clone()
             }
         })
-        .collect()
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    match names.iter().find(|n| !seen.insert(n.to_lowercase())) {
+        Some(twice) => Err(Error::InvalidEvent(format!(
+            "the header names column `{twice}` twice (once after renaming repeated names as Spark does)"
+        ))),
+        None => Ok(names),
+    }
 }
 
 impl<'a> Rows<'a> {
@@ -452,6 +510,67 @@ impl Record {
             object: 0,
             fields: 0,
             breaks: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where records and comment lines end, as `run` (field by field) or `records` finds
+    /// them, the text fed in pieces of `piece`.
+    fn ends(dialect: &Dialect, text: &[u8], piece: usize, fields: bool) -> Vec<usize> {
+        let mut lexer = Lexer::default();
+        let mut found = Vec::new();
+        let mut on = |at, boundary| {
+            if boundary != Boundary::Field {
+                found.push(at);
+            }
+            ControlFlow::Continue(())
+        };
+        let mut at = 0;
+        while at < text.len() {
+            // The text so far grows by a piece; the lexer resumes where it stopped.
+            let so_far = &text[..(at + piece).min(text.len())];
+            at = match fields {
+                true => lexer.run(dialect, so_far, at, &mut on),
+                false => lexer.records(dialect, so_far, at, &mut on),
+            };
+        }
+        found
+    }
+
+    #[test]
+    fn skipping_fields_finds_the_same_record_ends() {
+        let text =
+            b"a,b,c\n\"x,\"\"\ny\",2,\"\"\n# c,\"\n q\"r,\"s\\\"t\",u\r\n,,\"\n\"\nlast\"x,\"z\"";
+        for dialect in [
+            Dialect::default(),
+            Dialect {
+                comment: Some(b'#'),
+                escape: Some(b'\\'),
+                ..Dialect::default()
+            },
+            Dialect {
+                delimiter: b'\t',
+                ..Dialect::default()
+            },
+        ] {
+            let whole = ends(&dialect, text, text.len(), true);
+            assert!(whole.len() >= 4, "{whole:?}");
+            for piece in [1, 2, 3, 7] {
+                assert_eq!(
+                    ends(&dialect, text, piece, true),
+                    whole,
+                    "{dialect:?} fields {piece}"
+                );
+                assert_eq!(
+                    ends(&dialect, text, piece, false),
+                    whole,
+                    "{dialect:?} records {piece}"
+                );
+            }
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The rows stage: JSON bytes into rows, in one strict pass (no AWS types, nothing from the
 //! stages above; the schema and encode stages read the rows from here).
 //!
-//! [`json`] does the lexing (escapes, surrogates, nesting limits); this module keeps what it
+//! [`json`] does the lexing (escapes, surrogates, nesting limits), [`csv`] lays CSV records out
+//! on the same tape (their fields as text to convert); this module keeps what it
 //! finds as a `Vec` of 8-byte slots instead of a `serde_json::Value` tree: no map per row,
 //! strings and numbers other than integers referred to where they lie in the event (only
 //! strings with escapes are decoded, into one side buffer), so a decimal never passes through

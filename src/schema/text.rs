@@ -5,6 +5,7 @@
 //! both fit; where none does, the column is a string. Nulls decide nothing; a column of nulls
 //! only is a string. Where this differs from Spark, docs/csv.md says so.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -12,7 +13,7 @@ use indexmap::IndexMap;
 
 use super::{convert, ddl};
 use crate::Error;
-use crate::rows::{Node, Rows, same_key};
+use crate::rows::{Node, PARALLEL_ROWS, Rows, same_key};
 
 /// What the values so far say about one column, in the order Spark tries the types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -47,16 +48,15 @@ impl Kind {
     /// `so_far`'s on that reads it (Spark starts where the column stands, so a value is
     /// never narrower than the column).
     fn of(so_far: Kind, text: &str) -> Kind {
-        let from = |kind: Kind| so_far <= kind || so_far == Kind::Null;
-        if from(Kind::Int) && text.parse::<i32>().is_ok() {
+        if so_far <= Kind::Int && text.parse::<i32>().is_ok() {
             Kind::Int
-        } else if from(Kind::Long) && text.parse::<i64>().is_ok() {
+        } else if so_far <= Kind::Long && text.parse::<i64>().is_ok() {
             Kind::Long
         } else if let Some(digits) = integer_digits(text).filter(|_| so_far <= Kind::Decimal(38)) {
             Kind::Decimal(digits)
         } else if so_far <= Kind::Double && is_double(text) {
             Kind::Double
-        } else if so_far <= Kind::Date && convert::date(text).is_ok() {
+        } else if so_far <= Kind::Date && is_date(text) {
             Kind::Date
         } else if so_far <= Kind::Timestamp && convert::timestamp(text).is_ok() {
             Kind::Timestamp
@@ -98,6 +98,12 @@ fn integer_digits(text: &str) -> Option<u8> {
     u8::try_from(significant).ok().filter(|&d| d <= 38)
 }
 
+/// Spark's default `dateFormat`, `yyyy-MM-dd`, strictly: zero-padded (`2024-1-5` is a
+/// timestamp to Spark, as to [`convert::timestamp`]).
+fn is_date(text: &str) -> bool {
+    convert::padded_date(text).is_some()
+}
+
 /// Java's `Double.parseDouble` on decimal text (sign, digits, fraction, exponent), or Spark's
 /// `NaN`, `Inf`, `Infinity` with a sign.
 fn is_double(text: &str) -> bool {
@@ -125,9 +131,28 @@ pub struct TextInference {
 }
 
 impl TextInference {
-    /// Merges the values of `rows` (a tape of CSV fields).
+    /// Merges the values of `rows` (a tape of CSV fields), on two threads when there are
+    /// many: the halves' kinds joined are what one pass gives (a value's kind in a column is
+    /// joined with the column's either way, and joins are associative).
     pub fn add(&mut self, rows: &Rows) {
-        for start in rows.starts() {
+        if rows.len() < PARALLEL_ROWS {
+            return self.add_part(rows, 0..rows.len());
+        }
+        let (first, second) = rows.on_halves(|part| {
+            let mut half = TextInference::default();
+            half.add_part(rows, part);
+            half
+        });
+        for half in [first, second] {
+            for (name, kind) in half.columns {
+                let slot = self.columns.entry(name).or_insert(Kind::Null);
+                *slot = slot.join(kind);
+            }
+        }
+    }
+
+    fn add_part(&mut self, rows: &Rows, part: Range<usize>) {
+        for (_, start) in rows.rows_in(part) {
             for (ordinal, (name, value)) in rows.members(start).enumerate() {
                 let index = match self.columns.get_index(ordinal) {
                     Some((known, _)) if same_key(known, name) => ordinal,
@@ -182,6 +207,9 @@ mod tests {
             (&["NaN", "-Infinity", "2"], Kind::Double),
             (&["2024-05-01", "1999-12-31"], Kind::Date),
             (&["2024-05-01", "2024-05-01T10:00:00Z"], Kind::Timestamp),
+            (&["2024-1-5", "2024-01-05"], Kind::Timestamp),
+            (&["2024-05-01T10:00"], Kind::Timestamp),
+            (&["2024-05-01T10:00:00.1234567"], Kind::Str),
             (
                 &["2024-05-01 10:00:00", "2024-05-01T10:00:00.123456+02:00"],
                 Kind::Timestamp,
@@ -200,6 +228,45 @@ mod tests {
         }
         assert_eq!(Kind::Decimal(24).data_type(), DataType::Decimal128(24, 0));
         assert_eq!(Kind::Null.data_type(), DataType::Utf8);
+    }
+
+    #[test]
+    fn many_rows_are_inferred_in_two_halves_as_one_pass_would() {
+        use crate::rows::csv::{Dialect, Layout};
+        // The first half holds ints, dates and nulls only; the second widens each column.
+        let n = PARALLEL_ROWS + 10;
+        let mut text = String::new();
+        for i in 0..n {
+            let late = i >= n / 2;
+            let (num, day, flag) = match (late, i % 2) {
+                (false, _) => (i.to_string(), "2024-05-01".to_string(), String::new()),
+                (true, 0) => (
+                    format!("{i}.5"),
+                    "2024-05-01T10:00:00Z".into(),
+                    "true".into(),
+                ),
+                (true, _) => (
+                    "9223372036854775808".into(),
+                    "2024-05-02".into(),
+                    "1".into(),
+                ),
+            };
+            text.push_str(&format!("{num},{day},{flag}\n"));
+        }
+        let layout = Layout {
+            dialect: Dialect::default(),
+            names: vec!["num".into(), "day".into(), "flag".into()],
+            null_value: String::new(),
+            permissive: false,
+        };
+        let rows = Rows::parse_csv(&text, &layout, 1).unwrap();
+        let mut halves = TextInference::default();
+        halves.add(&rows);
+        let mut one = TextInference::default();
+        one.add_part(&rows, 0..rows.len());
+        assert_eq!(halves, one);
+        let kinds: Vec<Kind> = one.columns.values().copied().collect();
+        assert_eq!(kinds, [Kind::Double, Kind::Timestamp, Kind::Str]);
     }
 
     #[test]

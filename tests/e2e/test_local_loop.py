@@ -45,8 +45,8 @@ def ts(*parts, micros=0):
     return datetime.datetime(*parts, microsecond=micros, tzinfo=UTC)
 
 
-# Events with a declared schema: the Spark types and the values every reader must give back,
-# written out by hand from the event and docs/event.md's conversion rules.
+# Events with a declared schema (or a CSV source): the Spark types and the values every reader
+# must give back, written out by hand from the event and docs/event.md's conversion rules.
 DECLARED = {
     "typed-every-type": {
         "types": ["string", "int", "string", "date", "timestamp", "decimal(10,2)", "array<string>",
@@ -76,6 +76,20 @@ DECLARED = {
             {"id": 2, "amount": decimal.Decimal("2.5000"), "day": datetime.date(2026, 2, 1)},
         ],
         "not_null": ["id"],
+    },
+    # A CSV export (BOM, CRLF, RFC 4180 quoting): the types Spark's inferSchema gives it, as
+    # tests/e2e/test_csv.py checks against Spark itself; a quoted CRLF is kept as it is.
+    "source-csv": {
+        "types": ["int", "string", "double", "date", "timestamp", "boolean", "string", "bigint"],
+        "rows": [
+            {"id": 1, "name": "Doe, John", "amount": 19.99, "joined": datetime.date(2024, 5, 1),
+             "last_seen": ts(2024, 5, 1, 10, 0), "active": True, "note": 'said "hi"', "visits": 3000000000},
+            {"id": 2, "name": "Jane Smith", "amount": 5.0, "joined": datetime.date(2023, 12, 31),
+             "last_seen": ts(2024, 5, 2, 8, 30), "active": False, "note": "two\r\nlines", "visits": 4},
+            {"id": 3, "name": "Mike Johnson", "amount": None, "joined": datetime.date(2024, 1, 15),
+             "last_seen": None, "active": True, "note": None, "visits": 5},
+        ],
+        "not_null": [],
     },
 }
 

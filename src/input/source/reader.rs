@@ -390,7 +390,7 @@ impl Reader {
             let mut found = None;
             csv.scanned = csv
                 .lexer
-                .run(&dialect, &self.pending, csv.scanned, |at, boundary| {
+                .records(&dialect, &self.pending, csv.scanned, |at, boundary| {
                     if boundary == Boundary::Field {
                         return ControlFlow::Continue(());
                     }
@@ -420,7 +420,7 @@ impl Reader {
                         Error::InvalidEvent(format!("invalid UTF-8 at line {}", self.next_line))
                     })?;
                     let fields = csv::record_fields(text, &dialect, self.next_line)?;
-                    let names = csv::header_names(fields, &csv.options.null_value);
+                    let names = csv::header_names(fields, &csv.options.null_value)?;
                     csv.layout = Some(Arc::new(csv.options.layout(csv.tab, names)));
                 }
                 self.pending.drain(..end);
@@ -448,7 +448,7 @@ impl Reader {
         let mut cut = csv.cut;
         csv.scanned = csv
             .lexer
-            .run(dialect, &self.pending, csv.scanned, |at, boundary| {
+            .records(dialect, &self.pending, csv.scanned, |at, boundary| {
                 if boundary == Boundary::Field {
                     return ControlFlow::Continue(());
                 }
@@ -613,6 +613,17 @@ mod tests {
         }
     }
 
+    /// Every chunk of an object read with `framing`, its bytes fed in pieces of `piece`.
+    fn chunks_of(framing: Framing, bytes: &[u8], piece: usize) -> Result<Vec<Chunk>, Error> {
+        let mut reader = Reader::new(framing)?;
+        let mut chunks = Vec::new();
+        for part in bytes.chunks(piece.max(1)) {
+            chunks.extend(reader.push(part)?);
+        }
+        chunks.extend(reader.finish()?);
+        Ok(chunks)
+    }
+
     /// Every chunk's rows as `(row ref, first key)`, feeding `bytes` in pieces of `piece`.
     fn read(
         format: Format,
@@ -620,14 +631,8 @@ mod tests {
         bytes: &[u8],
         piece: usize,
     ) -> Result<Vec<(RowRef, String)>, Error> {
-        let mut reader = Reader::new(framing(format, compression))?;
-        let mut chunks = Vec::new();
-        for part in bytes.chunks(piece.max(1)) {
-            chunks.extend(reader.push(part)?);
-        }
-        chunks.extend(reader.finish()?);
         let mut out = Vec::new();
-        for chunk in &chunks {
+        for chunk in &chunks_of(framing(format, compression), bytes, piece)? {
             let rows = chunk.rows()?;
             for (row, start) in rows.rows_in(0..rows.len()) {
                 let first = rows.members(start).next().map(|(k, _)| k.to_owned());
@@ -656,13 +661,8 @@ mod tests {
         bytes: &[u8],
         piece: usize,
     ) -> Vec<(usize, usize, Vec<u8>)> {
-        let mut reader = Reader::new(framing(format, compression)).unwrap();
-        let mut chunks = Vec::new();
-        for part in bytes.chunks(piece) {
-            chunks.extend(reader.push(part).unwrap());
-        }
-        chunks.extend(reader.finish().unwrap());
-        chunks
+        chunks_of(framing(format, compression), bytes, piece)
+            .unwrap()
             .into_iter()
             .map(|c| (c.first_row, c.first_line, c.text))
             .collect()
@@ -845,19 +845,14 @@ mod tests {
         columns: Option<&[&str]>,
         piece: usize,
     ) -> Result<Vec<CsvRow>, Error> {
-        let mut reader = Reader::new(Framing {
+        let framing = Framing {
             format: Format::Csv { tab: false },
             compression: Compression::None,
             csv: CsvOptions::parse(options, "csv")?,
             columns: columns.map(|c| c.iter().map(|n| n.to_string()).collect()),
-        })?;
-        let mut chunks = Vec::new();
-        for part in bytes.chunks(piece.max(1)) {
-            chunks.extend(reader.push(part)?);
-        }
-        chunks.extend(reader.finish()?);
+        };
         let mut out = Vec::new();
-        for chunk in &chunks {
+        for chunk in &chunks_of(framing, bytes, piece)? {
             let rows = chunk.rows()?;
             assert!(rows.is_text());
             for (row, start) in rows.rows_in(0..rows.len()) {
@@ -956,6 +951,8 @@ mod tests {
         let rows = csv_rows(b"a,,A,b\n1,2,3,4\n", "{}", None, 64).unwrap();
         let names: Vec<&str> = rows[0].1.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(names, ["a0", "_c1", "A2", "b"]);
+        let e = csv_rows(b"a,a,a1\n1,2,3\n", "{}", None, 64).unwrap_err();
+        assert!(e.to_string().contains("column `a1` twice"), "{e}");
         // Without a header: `_c0`, … from the first record, which is a row; or the names given.
         let rows = csv_rows(b"\n1,2\n3,4\n", r#"{"header": false}"#, None, 1).unwrap();
         assert_eq!(
@@ -982,31 +979,12 @@ mod tests {
         for i in 0..300_000 {
             text.push_str(&format!("{i},\"x\n{}\"\"y,\"\n", "z".repeat(i % 17)));
         }
-        let framing = || Framing {
-            format: Format::Csv { tab: false },
-            compression: Compression::None,
-            csv: CsvOptions::default(),
-            columns: None,
-        };
-        let cuts = |bytes: &[u8], compression, piece: usize| {
-            let mut reader = Reader::new(Framing {
-                compression,
-                ..framing()
-            })
-            .unwrap();
-            let mut chunks = Vec::new();
-            for part in bytes.chunks(piece) {
-                chunks.extend(reader.push(part).unwrap());
-            }
-            chunks.extend(reader.finish().unwrap());
-            chunks
-                .into_iter()
-                .map(|c| (c.first_line, c.text))
-                .collect::<Vec<_>>()
+        let cuts = |bytes: &[u8], compression, piece| {
+            cuts(Format::Csv { tab: false }, compression, bytes, piece)
         };
         let whole = cuts(text.as_bytes(), Compression::None, text.len());
         assert!(whole.len() > 2, "{} chunks", whole.len());
-        assert!(whole.iter().all(|(_, t)| t.len() <= CHUNK_BYTES));
+        assert!(whole.iter().all(|(_, _, t)| t.len() <= CHUNK_BYTES));
         let gz = gzip(text.as_bytes());
         for piece in [999, 65_536] {
             assert!(
