@@ -66,8 +66,19 @@ fn build_part(
     part: std::ops::Range<usize>,
 ) -> Result<RecordBatch, Error> {
     let mut root = StructColumn::new(schema.fields(), "", part.len(), unknown)?;
-    for (row, start) in rows.rows_in(part) {
-        root.append_object(rows, start, row)?;
+    if rows.is_text() {
+        // CSV records: the column of each position found once, not per row and key.
+        let first = rows.row_ref(part.start);
+        let positions = (rows.text_names())
+            .map(|name| root.child(name, first))
+            .collect::<Result<Vec<_>, Error>>()?;
+        for (row, start) in rows.rows_in(part) {
+            root.append_record(rows, start, row, &positions)?;
+        }
+    } else {
+        for (row, start) in rows.rows_in(part) {
+            root.append_object(rows, start, row)?;
+        }
     }
     let columns = root
         .children
@@ -620,23 +631,55 @@ impl StructColumn {
     }
 
     /// Appends the members of the object at `at`; children it lacks get a null.
+    /// The child a key fills: `None` for a key dropped (`UnknownKeys::Drop`).
+    ///
+    /// # Errors
+    /// `InvalidEvent` (`TableSchemaMismatch` for a table) for a key the schema lacks.
+    fn child(&self, key: &str, row: RowRef) -> Result<Option<usize>, Error> {
+        match (self.index.get(key), self.unknown) {
+            (Some(&child), _) => Ok(Some(child)),
+            (None, UnknownKeys::Drop) => Ok(None),
+            (None, UnknownKeys::Error | UnknownKeys::NotInTable) => Err(self.unknown_key(key, row)),
+        }
+    }
+
+    /// A CSV record whose `i`-th value fills child `positions[i]`.
+    fn append_record(
+        &mut self,
+        rows: &Rows,
+        at: usize,
+        row: RowRef,
+        positions: &[Option<usize>],
+    ) -> Result<(), Error> {
+        self.filled.fill(false);
+        for (position, value) in positions.iter().zip(rows.record_values(at)) {
+            if let Some(child) = *position {
+                self.children[child].append(rows, value, row)?;
+                self.filled[child] = true;
+            }
+        }
+        self.fill_missing(row)
+    }
+
     fn append_object(&mut self, rows: &Rows, at: usize, row: RowRef) -> Result<(), Error> {
         self.filled.fill(false);
         for (ordinal, (key, value)) in rows.members(at).enumerate() {
             // Rows usually repeat the previous row's key order: try that position first.
             let child = match self.fields.get(ordinal) {
                 Some(f) if same_key(f.name(), key) => ordinal,
-                _ => match (self.index.get(key), self.unknown) {
-                    (Some(&child), _) => child,
-                    (None, UnknownKeys::Drop) => continue,
-                    (None, UnknownKeys::Error | UnknownKeys::NotInTable) => {
-                        return Err(self.unknown_key(key, row));
-                    }
+                _ => match self.child(key, row)? {
+                    Some(child) => child,
+                    None => continue,
                 },
             };
             self.children[child].append(rows, value, row)?;
             self.filled[child] = true;
         }
+        self.fill_missing(row)
+    }
+
+    /// Nulls in the children the row left out.
+    fn fill_missing(&mut self, row: RowRef) -> Result<(), Error> {
         for (child, filled) in self.children.iter_mut().zip(&self.filled) {
             if !filled {
                 child.append_null(row, "missing")?;

@@ -351,14 +351,14 @@ impl<'a> Rows<'a> {
         within_spans(text)?;
         let mut rows = Rows {
             source: text,
-            text: true,
             slots: Vec::with_capacity(text.len() / 4),
             ..Rows::default()
         };
+        rows.names = (layout.names.iter())
+            .map(|name| rows.span(Cow::Owned(name.clone())))
+            .collect();
         let mut records = Records {
-            names: (layout.names.iter())
-                .map(|name| rows.span(Cow::Owned(name.clone())))
-                .collect(),
+            names: rows.names.clone(),
             layout,
             text,
             record: Record::new(first_line),
@@ -440,7 +440,19 @@ impl<'a> Rows<'a> {
     /// Whether the tape's strings are CSV fields: text to convert to the column's type,
     /// where a JSON string only ever fills a string-like column.
     pub fn is_text(&self) -> bool {
-        self.text
+        !self.names.is_empty()
+    }
+
+    /// CSV records' column names, in the order every row's members follow (see
+    /// [`Rows::record_values`]).
+    pub fn text_names(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.names.iter().map(|&name| self.text(name))
+    }
+
+    /// A CSV record's values, in [`Rows::text_names`]' order (the first ones, in
+    /// `PERMISSIVE`), without looking at their keys: each member is a key and a scalar.
+    pub fn record_values(&self, at: usize) -> impl Iterator<Item = usize> + use<> {
+        (at + 2..self.skip(at)).step_by(2)
     }
 }
 

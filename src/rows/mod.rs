@@ -124,8 +124,10 @@ pub struct Rows<'a> {
     first_row: usize,
     /// Each row's line, for rows from NDJSON lines or CSV records; empty otherwise.
     lines: Vec<usize>,
-    /// The strings are CSV fields ([`Rows::is_text`]).
-    text: bool,
+    /// CSV records: their columns' names, in order; every row's members are these, in this
+    /// order (fewer in `PERMISSIVE`), and its strings fields to convert ([`Rows::is_text`]).
+    /// Empty for JSON rows.
+    names: Vec<Span>,
 }
 
 /// Reading the tape, as inference and building walk it (the tape is built in `parse.rs`).

@@ -13,7 +13,7 @@ use indexmap::IndexMap;
 
 use super::{convert, ddl};
 use crate::Error;
-use crate::rows::{Node, PARALLEL_ROWS, Rows, same_key};
+use crate::rows::{Node, PARALLEL_ROWS, Rows};
 
 /// What the values so far say about one column, in the order Spark tries the types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -152,16 +152,16 @@ impl TextInference {
     }
 
     fn add_part(&mut self, rows: &Rows, part: Range<usize>) {
+        // Every record's values follow the names' order: each column found once a chunk.
+        let columns: Vec<usize> = (rows.text_names())
+            .map(|name| match self.columns.get_index_of(name) {
+                Some(index) => index,
+                None => self.columns.insert_full(name.to_owned(), Kind::Null).0,
+            })
+            .collect();
         for (_, start) in rows.rows_in(part) {
-            for (ordinal, (name, value)) in rows.members(start).enumerate() {
-                let index = match self.columns.get_index(ordinal) {
-                    Some((known, _)) if same_key(known, name) => ordinal,
-                    _ => match self.columns.get_index_of(name) {
-                        Some(index) => index,
-                        None => self.columns.insert_full(name.to_owned(), Kind::Null).0,
-                    },
-                };
-                let kind = &mut self.columns[index];
+            for (column, value) in columns.iter().zip(rows.record_values(start)) {
+                let kind = &mut self.columns[*column];
                 if let (Node::Str(text), false) = (rows.node(value), *kind == Kind::Str) {
                     *kind = kind.join(Kind::of(*kind, text));
                 }

@@ -7,7 +7,7 @@ PySpark with `inferSchema`:
   CRLF is kept, where Spark's reader makes it LF);
 - Spark's inferSchema rules over a file of edge cases: the same types as Spark gives;
 - a gzip'd CSV through an S3 notification, with CSV_OPTIONS; a `.tsv` object; an
-  extension-less key read by DEFAULT_SOURCE_FORMAT;
+  extension-less key read by DEFAULT_SOURCE_FORMAT; a map batch with `BatchInput.csv`;
 - options (delimiter, quote, escape, comment, null value) with a declared schema, and
   header-less objects with and without one; PERMISSIVE;
 - every bad object refused with its line named, nothing written and no upload left;
@@ -163,6 +163,24 @@ def test_gzip_through_a_notification_tsv_and_a_default_format(s3):
         f.put("csv/commas.tsv", b"a,b\n1,2\n")
         _, rows, _ = f.rows(source("csv/commas.tsv", csv={"delimiter": ","}))
         assert rows == [{"a": 1, "b": 2}]
+
+
+def test_a_map_batch_of_csv_objects_with_its_options(s3):
+    with Function(s3) as f:
+        f.put("csv/batch/a.txt", b"id;city\n1;Paris\n")
+        f.put("csv/batch/b.txt", b"id;city\n2;Lyon\n3;\n")
+        items = [{"Key": f"csv/batch/{n}.txt", "Etag": f'"{n}"', "Size": 1} for n in "ab"]
+        batch = {"Items": items, "BatchInput": {"bucket": "in-bucket", "format": "csv",
+                                                 "csv": {"delimiter": ";"}, "targets": OUT}}
+        kind, body = f.invoke(batch)
+        assert kind == "response", body
+        [result] = body["results"]
+        obj = result["objects"][0]
+        rows = pq.read_table(s3.root / obj["bucket"] / obj["key"]).to_pylist()
+        assert rows == [{"id": 1, "city": "Paris"}, {"id": 2, "city": "Lyon"}, {"id": 3, "city": None}]
+        batch["BatchInput"]["csv"] = {"delimiter": ";", "quote": "ab"}
+        kind, body = f.invoke(batch)
+        assert kind == "error" and "`BatchInput.csv`: `quote` must be one ASCII character" in body["errorMessage"], body
 
 
 def test_options_a_declared_schema_and_header_less_objects(s3):

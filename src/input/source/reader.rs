@@ -388,15 +388,15 @@ impl Reader {
         while csv.layout.is_none() {
             let dialect = csv.options.layout(csv.tab, Vec::new()).dialect;
             let mut found = None;
-            csv.scanned = csv
-                .lexer
-                .records(&dialect, &self.pending, csv.scanned, |at, boundary| {
-                    if boundary == Boundary::Field {
-                        return ControlFlow::Continue(());
-                    }
-                    found = Some((at + 1, boundary));
-                    ControlFlow::Break(())
-                });
+            csv.scanned =
+                csv.lexer
+                    .records(&dialect, &self.pending, csv.scanned, |at, boundary| {
+                        if boundary == Boundary::Field {
+                            return ControlFlow::Continue(());
+                        }
+                        found = Some((at + 1, boundary));
+                        ControlFlow::Break(())
+                    });
             let (end, boundary) = match found {
                 Some(found) => found,
                 None if at_end && !self.pending.is_empty() => {
