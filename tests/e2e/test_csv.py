@@ -201,6 +201,15 @@ def test_options_a_declared_schema_and_header_less_objects(s3):
         kind, body = f.invoke(event)
         assert kind == "error" and body["errorType"] == "InvalidEvent", body
         assert "column `price` at line 3" in body["errorMessage"] and "12.345" not in body["errorMessage"], body
+        # A header column the schema lacks: refused, or dropped with `unknown_keys`.
+        f.put("csv/extra.csv", b"id,secret_col\n1,x\n")
+        event = source("csv/extra.csv")
+        event["schema"] = "id INT"
+        kind, body = f.invoke(event)
+        assert kind == "error" and "secret_col" in body["errorMessage"] and "line 2" in body["errorMessage"], body
+        event["unknown_keys"] = "drop"
+        _, rows, _ = f.rows(event)
+        assert rows == [{"id": 1}]
         # Header-less: `_c0`, … as Spark names them, or the declared schema's names in order.
         f.put("csv/bare.csv", b"1,John\n2,Jane\n")
         _, rows, _ = f.rows(source("csv/bare.csv", csv={"header": False}))
