@@ -268,7 +268,7 @@ async fn sources_outside_the_policy_missing_or_unreadable_are_refused() {
     s3.put(IN, "in/a.ndjson", ndjson(&seed_rows()), None).await;
     s3.put(IN, "elsewhere/a.ndjson", ndjson(&seed_rows()), None)
         .await;
-    s3.put(IN, "in/a.csv", "name,age\n", None).await;
+    s3.put(IN, "in/a.parquet", "PAR1", None).await;
     s3.put(IN, "in/empty.ndjson", "\n\n", None).await;
     let policy = [("ALLOWED_SOURCES", "s3://in-bucket/in/")];
     for (uri, error_type, word) in [
@@ -283,7 +283,7 @@ async fn sources_outside_the_policy_missing_or_unreadable_are_refused() {
             "does not exist",
         ),
         (
-            "s3://in-bucket/in/a.csv",
+            "s3://in-bucket/in/a.parquet",
             "InvalidEvent",
             "cannot tell its format",
         ),
