@@ -630,7 +630,6 @@ impl StructColumn {
         })
     }
 
-    /// Appends the members of the object at `at`; children it lacks get a null.
     /// The child a key fills: `None` for a key dropped (`UnknownKeys::Drop`).
     ///
     /// # Errors
@@ -661,6 +660,7 @@ impl StructColumn {
         self.fill_missing(row)
     }
 
+    /// Appends the members of the object at `at`; children it lacks get a null.
     fn append_object(&mut self, rows: &Rows, at: usize, row: RowRef) -> Result<(), Error> {
         self.filled.fill(false);
         for (ordinal, (key, value)) in rows.members(at).enumerate() {

@@ -358,7 +358,6 @@ impl<'a> Rows<'a> {
             .map(|name| rows.span(Cow::Owned(name.clone())))
             .collect();
         let mut records = Records {
-            names: rows.names.clone(),
             layout,
             text,
             record: Record::new(first_line),
@@ -458,8 +457,6 @@ impl<'a> Rows<'a> {
 
 /// Where laying out a chunk's records stands.
 struct Records<'l, 'a> {
-    /// The names' spans on the tape.
-    names: Vec<Span>,
     layout: &'l Layout,
     text: &'a str,
     record: Record,
@@ -487,7 +484,8 @@ impl<'a> Records<'_, 'a> {
             if !blank {
                 let value = field(self.text, start, at, dialect, record.line)?;
                 let value = (value != self.layout.null_value).then_some(value);
-                rows.push_field(record, self.names.get(record.fields).copied(), value);
+                let name = rows.names.get(record.fields).copied();
+                rows.push_field(record, name, value);
             }
             if quoted {
                 // Line breaks inside quotes.
@@ -497,7 +495,7 @@ impl<'a> Records<'_, 'a> {
                 return Ok(());
             }
             next_line += record.breaks;
-            rows.close_record(record, self.names.len(), self.layout.permissive)?;
+            rows.close_record(record, rows.names.len(), self.layout.permissive)?;
         }
         *record = Record::new(next_line + 1);
         Ok(())

@@ -119,13 +119,12 @@ impl CsvOptions {
                 )));
             }
         }
-        // An escape equal to the quote is RFC 4180's doubling, not a clash.
-        let escape = csv.escape.filter(|e| Some(*e) != csv.quote);
+        let dialect = csv.dialect(false);
         let bytes = [
-            Some(csv.delimiter_for(false)),
-            csv.quote,
-            escape,
-            csv.comment,
+            Some(dialect.delimiter),
+            dialect.quote,
+            dialect.escape,
+            dialect.comment,
         ];
         let set: Vec<u8> = bytes.iter().flatten().copied().collect();
         if (1..set.len()).any(|i| set[..i].contains(&set[i])) {
@@ -141,16 +140,22 @@ impl CsvOptions {
         self.delimiter.unwrap_or(if tsv { b'\t' } else { b',' })
     }
 
+    /// How fields are delimited and quoted.
+    pub fn dialect(&self, tsv: bool) -> Dialect {
+        Dialect {
+            delimiter: self.delimiter_for(tsv),
+            quote: self.quote,
+            // An escape equal to the quote is RFC 4180's doubling, which is always on (and
+            // no clash).
+            escape: self.escape.filter(|e| Some(*e) != self.quote),
+            comment: self.comment,
+        }
+    }
+
     /// The layout of records whose columns are `names`.
     pub fn layout(&self, tsv: bool, names: Vec<String>) -> Layout {
         Layout {
-            dialect: Dialect {
-                delimiter: self.delimiter_for(tsv),
-                quote: self.quote,
-                // An escape equal to the quote: the doubling that is always on.
-                escape: self.escape.filter(|e| Some(*e) != self.quote),
-                comment: self.comment,
-            },
+            dialect: self.dialect(tsv),
             names,
             null_value: self.null_value.clone(),
             permissive: self.permissive,
@@ -196,7 +201,7 @@ mod tests {
         assert_eq!(CsvOptions::default().delimiter_for(true), b'\t');
         // Escape equal to the quote: RFC 4180's doubling.
         let doubled = CsvOptions::parse(r#"{"escape": "\""}"#, "c").unwrap();
-        assert_eq!(doubled.layout(false, vec![]).dialect.escape, None);
+        assert_eq!(doubled.dialect(false).escape, None);
         for (json, word) in [
             (
                 r#"{"delimiter": ";;"}"#,

@@ -386,7 +386,7 @@ impl Reader {
             return Ok(());
         };
         while csv.layout.is_none() {
-            let dialect = csv.options.layout(csv.tab, Vec::new()).dialect;
+            let dialect = csv.options.dialect(csv.tab);
             let mut found = None;
             csv.scanned =
                 csv.lexer
@@ -434,9 +434,6 @@ impl Reader {
             }
             csv.lexer = Lexer::default();
             csv.scanned = 0;
-            if at_end && found.is_none() {
-                break;
-            }
         }
         Ok(())
     }
