@@ -8,11 +8,13 @@
 //! - [`streamed`]: Parquet files a row group at a time (a source object, as it is read).
 //! - [`dictionary`]: which columns are written plain rather than with a dictionary.
 //! - [`recompress`]: every codec's file from one encoding (pages compressed again).
+//! - [`skipping`]: `bloom_filter_columns` and `sort_by`, which let readers skip.
 
 pub mod codec;
 pub mod columns;
 pub mod dictionary;
 pub mod partition;
 pub mod recompress;
+pub mod skipping;
 pub mod streamed;
 pub mod writer;

@@ -2,19 +2,24 @@
 //! each other codec's file is that file's pages compressed and laid out again. The
 //! dictionaries, the values, the levels and the statistics are the same in every file; only
 //! compression runs per codec. parquet-rs's writers encode per writer, so this works below
-//! them, with its public page reader, page writer and `append_column`.
+//! them, with its public page reader, page writer and `append_column`. What the encoding's
+//! column writers gathered beside the pages (the column index, the bloom filter) is carried
+//! over as it is, and the offset index is laid out again for the compressed pages.
 
 use std::io::Write;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
 use parquet::basic::Compression;
+use parquet::bloom_filter::Sbbf;
 use parquet::column::page::{CompressedPage, Page, PageReader, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{
     ColumnChunkMetaData, PageEncodingStats, ParquetMetaDataReader, RowGroupMetaData,
 };
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
+use parquet::file::page_index::offset_index::{OffsetIndexMetaData, PageLocation};
 use parquet::file::properties::WriterProperties;
 use parquet::file::reader::{ChunkReader, Length};
 use parquet::file::serialized_reader::SerializedPageReader;
@@ -29,10 +34,32 @@ const ZSTD_LEVEL: i32 = 1;
 const GZIP_LEVEL: u32 = 6;
 const BROTLI_LEVEL: u32 = 1;
 
+/// What a column chunk's writer gathered beside its pages, which the footer (not the pages)
+/// holds and a reader of the pages cannot see until the file is closed: every codec's copy of
+/// the chunk carries it.
+#[derive(Debug, Clone, Default)]
+pub struct ChunkIndex {
+    pub column_index: Option<ColumnIndexMetaData>,
+    pub offset_index: Option<OffsetIndexMetaData>,
+    pub bloom_filter: Option<Sbbf>,
+}
+
+impl ChunkIndex {
+    /// What `close` (a column chunk just written) gathered.
+    pub fn of(close: &ColumnCloseResult) -> ChunkIndex {
+        ChunkIndex {
+            column_index: close.column_index.clone(),
+            offset_index: close.offset_index.clone(),
+            bloom_filter: close.bloom_filter.clone(),
+        }
+    }
+}
+
 /// `file` (an uncompressed Parquet file, as [`crate::encode::writer`] writes it) with every page
-/// compressed with `codec`: the same schema, row groups, encodings, statistics and key-value
-/// metadata, each column chunk's compression, sizes and offsets updated. Uncompressed, the
-/// file itself.
+/// compressed with `codec`: the same schema, row groups, encodings, statistics, page index,
+/// bloom filters and key-value metadata, each column chunk's compression, sizes and offsets
+/// updated. `indexes` holds, per row group and leaf column, what its writer gathered.
+/// Uncompressed, the file itself.
 ///
 /// # Errors
 /// What parquet-rs reports reading or writing the file (not expected for our own files).
@@ -40,6 +67,7 @@ pub fn recompress(
     file: &Bytes,
     codec: Codec,
     props: WriterProperties,
+    indexes: &[Vec<ChunkIndex>],
 ) -> Result<Bytes, ParquetError> {
     if codec == Codec::Uncompressed {
         return Ok(file.clone());
@@ -56,31 +84,40 @@ pub fn recompress(
     {
         out.append_key_value_metadata(kv.clone());
     }
-    for group in metadata.row_groups() {
-        append_row_group(&mut out, group, file.clone(), 0, codec)?;
+    for (group, indexes) in metadata.row_groups().iter().zip(indexes) {
+        append_row_group(&mut out, group, indexes, file.clone(), 0, codec)?;
     }
     Ok(Bytes::from(out.into_inner()?))
 }
 
 /// Appends to `out` the row group `group` of an uncompressed file with its pages compressed
-/// with `codec`. `bytes` are that file's bytes from offset `from` on (a streamed file's
-/// earlier row groups have already left), holding at least the whole row group.
+/// with `codec`; `indexes` holds what each of its leaf columns' writers gathered. `bytes` are
+/// that file's bytes from offset `from` on (a streamed file's earlier row groups have already
+/// left), holding at least the whole row group.
 ///
 /// # Errors
 /// As [`recompress`].
 pub fn append_row_group<W: Write + Send>(
     out: &mut SerializedFileWriter<W>,
     group: &RowGroupMetaData,
+    indexes: &[ChunkIndex],
     bytes: Bytes,
     from: u64,
     codec: Codec,
 ) -> Result<(), ParquetError> {
+    if indexes.len() != group.columns().len() {
+        return Err(ParquetError::General(format!(
+            "{} column indexes for {} column chunks",
+            indexes.len(),
+            group.columns().len()
+        )));
+    }
     let file = Arc::new(Tail { bytes, from });
     let mut writer = out.next_row_group()?;
-    for chunk in group.columns() {
+    for (chunk, index) in group.columns().iter().zip(indexes) {
         let rows = group.num_rows();
         let pages = SerializedPageReader::new(file.clone(), chunk, rows as usize, None)?;
-        let (bytes, close) = column_chunk(Box::new(pages), chunk, rows, codec)?;
+        let (bytes, close) = column_chunk(Box::new(pages), chunk, index, rows, codec)?;
         writer.append_column(&bytes, close)?;
     }
     writer.close()?;
@@ -124,10 +161,12 @@ impl ChunkReader for Tail {
     }
 }
 
-/// One column chunk's pages compressed with `codec`, laid out from offset 0, and its metadata.
+/// One column chunk's pages compressed with `codec`, laid out from offset 0, and its metadata:
+/// `index` carried over, its offset index (when it has one) giving the new pages' places.
 fn column_chunk(
     pages: Box<dyn PageReader>,
     chunk: &ColumnChunkMetaData,
+    index: &ChunkIndex,
     rows: i64,
     codec: Codec,
 ) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
@@ -137,6 +176,8 @@ fn column_chunk(
     let (mut compressed, mut uncompressed) = (0, 0);
     // What the writer records, in file order: pages per (type, encoding), runs merged.
     let mut encoding_stats: Vec<PageEncodingStats> = Vec::new();
+    // Each data page's offset and size, header included, in this layout.
+    let mut locations: Vec<(i64, i32)> = Vec::new();
     {
         let mut writer = SerializedPageWriter::new(&mut sink);
         for page in pages {
@@ -160,6 +201,7 @@ fn column_chunk(
                 dictionary_offset = dictionary_offset.or(offset);
             } else {
                 data_offset = data_offset.or(offset);
+                locations.push((spec.offset as i64, spec.compressed_size as i32));
             }
             compressed += spec.compressed_size as i64;
             uncompressed += spec.uncompressed_size as i64;
@@ -183,15 +225,48 @@ fn column_chunk(
         .set_data_page_offset(data_offset.unwrap_or_default())
         .set_index_page_offset(None)
         .build()?;
+    let offset_index = index
+        .offset_index
+        .as_ref()
+        .map(|encoded| relocated(encoded, &locations))
+        .transpose()?;
     let close = ColumnCloseResult {
         bytes_written: bytes.len() as u64,
         rows_written: rows as u64,
         metadata,
-        bloom_filter: None,
-        column_index: None,
-        offset_index: None,
+        bloom_filter: index.bloom_filter.clone(),
+        column_index: index.column_index.clone(),
+        offset_index,
     };
     Ok((bytes, close))
+}
+
+/// `encoded` (the offset index of the uncompressed chunk) with its pages at `locations`
+/// (offset, size with header): the same pages, so the same first rows.
+fn relocated(
+    encoded: &OffsetIndexMetaData,
+    locations: &[(i64, i32)],
+) -> Result<OffsetIndexMetaData, ParquetError> {
+    let pages = encoded.page_locations();
+    if pages.len() != locations.len() {
+        return Err(ParquetError::General(format!(
+            "an offset index of {} pages for {} data pages",
+            pages.len(),
+            locations.len()
+        )));
+    }
+    Ok(OffsetIndexMetaData {
+        page_locations: pages
+            .iter()
+            .zip(locations)
+            .map(|(page, &(offset, compressed_page_size))| PageLocation {
+                offset,
+                compressed_page_size,
+                first_row_index: page.first_row_index,
+            })
+            .collect(),
+        unencoded_byte_array_data_bytes: encoded.unencoded_byte_array_data_bytes().cloned(),
+    })
 }
 
 /// `statistics` with the deprecated `min`/`max` fields written too when `signed`.
@@ -302,14 +377,18 @@ fn compress(codec: Codec, input: &[u8]) -> Result<Vec<u8>, ParquetError> {
 mod tests {
     use super::*;
     use parquet::arrow::ArrowWriter;
+    use parquet::file::metadata::PageIndexPolicy;
     use parquet::file::properties::EnabledStatistics;
+    use parquet::schema::types::ColumnPath;
 
-    /// The settings both ways of writing get.
+    /// The settings both ways of writing get: small pages (several per chunk, so the offset
+    /// index has pages to place), the page index and a bloom filter on `id`.
     fn props(codec: Codec) -> WriterProperties {
         WriterProperties::builder()
             .set_compression(compression(codec))
-            .set_statistics_enabled(EnabledStatistics::Chunk)
-            .set_offset_index_disabled(true)
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_data_page_row_count_limit(1_000)
+            .set_column_bloom_filter_enabled(ColumnPath::from("id"), true)
             .build()
     }
 
@@ -319,6 +398,26 @@ mod tests {
             ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props(codec))).unwrap();
         writer.write(batch).unwrap();
         Bytes::from(writer.into_inner().unwrap())
+    }
+
+    /// The page index and bloom filters of `file`'s column chunks, as their writers gathered
+    /// them.
+    fn indexes_of(file: &Bytes) -> Vec<Vec<ChunkIndex>> {
+        let meta = ParquetMetaDataReader::new()
+            .with_page_index_policy(PageIndexPolicy::Required)
+            .parse_and_finish(file)
+            .unwrap();
+        let (columns, offsets) = (meta.column_index().unwrap(), meta.offset_index().unwrap());
+        let chunks = |(g, group): (usize, &RowGroupMetaData)| {
+            let index = |(c, chunk): (usize, &ColumnChunkMetaData)| ChunkIndex {
+                column_index: Some(columns[g][c].clone())
+                    .filter(|i| !matches!(i, ColumnIndexMetaData::NONE)),
+                offset_index: Some(offsets[g][c].clone()),
+                bloom_filter: Sbbf::read_from_column_chunk(chunk, file).unwrap(),
+            };
+            group.columns().iter().enumerate().map(index).collect()
+        };
+        meta.row_groups().iter().enumerate().map(chunks).collect()
     }
 
     #[test]
@@ -336,8 +435,19 @@ mod tests {
         let batch =
             crate::encode::writer::tests::batches_of(&format!("[{}]", rows.join(","))).remove(0);
         let plain = direct(&batch, Codec::Uncompressed);
+        let indexes = indexes_of(&plain);
+        assert!(indexes[0][0].bloom_filter.is_some() && indexes[0][1].bloom_filter.is_none());
+        assert!(
+            indexes[0][0]
+                .offset_index
+                .as_ref()
+                .unwrap()
+                .page_locations()
+                .len()
+                == 5
+        );
         for codec in Codec::ALL {
-            let again = recompress(&plain, codec, props(codec)).unwrap();
+            let again = recompress(&plain, codec, props(codec), &indexes).unwrap();
             let want = direct(&batch, codec);
             assert!(
                 again == want,

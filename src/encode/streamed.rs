@@ -4,14 +4,20 @@
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 use bytes::Bytes;
+use parquet::arrow::arrow_writer::{ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter, add_encoded_arrow_schema_to_metadata};
+use parquet::file::metadata::RowGroupMetaDataPtr;
 use parquet::file::writer::SerializedFileWriter;
 
 use crate::Error;
 use crate::encode::codec::Codec;
-use crate::encode::dictionary::plain_columns;
-use crate::encode::writer::{RowGroupSize, distinct, parquet_error, properties};
+use crate::encode::recompress::ChunkIndex;
+use crate::encode::skipping::Skipping;
+use crate::encode::writer::{
+    Columns, RowGroupSize, append_chunks, distinct, parquet_error, properties, sorted,
+};
 
 /// The room reserved for a streamed file's finished bytes until they are taken: a part and a
 /// row group fit, and the size is past the mmap threshold [`crate::lambda::memory`] sets (32 MiB), so
@@ -32,12 +38,22 @@ pub const ROW_GROUP_ROWS: usize = 122_880;
 /// Kept whole: `write`, `take_ready` and `finish` are three short steps over the same list
 /// of files, and the order of bytes between them is the point of the type.
 pub struct StreamWriter {
-    /// The one encoding; the uncompressed file itself when one was asked for.
-    encoded: ArrowWriter<Vec<u8>>,
+    /// The one encoding; the uncompressed file itself when one was asked for. Its row groups
+    /// are written here rather than by `ArrowWriter` (which makes the same bytes) to keep
+    /// each column chunk's page index and bloom filter for the other codecs' files.
+    encoded: SerializedFileWriter<Vec<u8>>,
+    factory: ArrowRowGroupWriterFactory,
+    schema: SchemaRef,
+    row_group: RowGroupSize,
+    /// The row group in progress: a writer per leaf column, and its rows.
+    columns: Vec<ArrowColumnWriter>,
+    buffered: usize,
+    /// Row groups of `encoded` not yet in every other file, with what their writers gathered.
+    finished: Vec<(RowGroupMetaDataPtr, Vec<ChunkIndex>)>,
+    /// With `sort_by`: the rows of the next row group, held until it is full and sorted.
+    sort: Option<(Skipping, Vec<RecordBatch>)>,
     /// Bytes of `encoded`'s file that have left its buffer.
     left: u64,
-    /// Row groups of `encoded` already in every other file.
-    recompressed: usize,
     /// Each codec's file, in the order first asked for.
     files: Vec<(Codec, File)>,
     /// Room reserved for each buffer of finished bytes.
@@ -55,31 +71,44 @@ enum File {
 
 impl StreamWriter {
     /// Files for `codecs` (duplicates written once) of `first`'s schema; `first` (the first
-    /// batch) also decides which columns are written without a dictionary. `alone` says this
-    /// is the only file being written per codec: it gets `PART_BUFFER` reserved, while
-    /// the many small files of a partitioned stream grow theirs as they need.
+    /// batch) also decides which columns are written without a dictionary, and sizes the
+    /// bloom filters `skipping` asks for: its distinct values scaled to a row group's rows.
+    /// With `skipping.sort_by`, each row group's rows are sorted. `alone` says this is the
+    /// only file being written per codec: it gets `PART_BUFFER` reserved, while the many
+    /// small files of a partitioned stream grow theirs as they need.
     ///
     /// # Errors
-    /// `InvalidEvent` if Parquet cannot represent the schema.
+    /// `InvalidEvent` if Parquet cannot represent the schema, or for a bad bloom filter
+    /// column (as [`Skipping::bloom_columns`]).
     pub fn new(
         first: &RecordBatch,
         codecs: &[Codec],
         row_group: RowGroupSize,
         alone: bool,
+        skipping: &Skipping,
     ) -> Result<StreamWriter, Error> {
-        let plain = plain_columns(first);
+        let mut choices = Columns::of(std::slice::from_ref(first), skipping)?;
+        let seen = first.num_rows().max(1) as u64;
+        for (_, distinct) in &mut choices.bloom {
+            let scaled = *distinct as u128 * row_group.rows as u128 / seen as u128;
+            *distinct = (scaled as u64).clamp(*distinct, row_group.rows as u64);
+        }
         let reserve = if alone { PART_BUFFER } else { 0 };
         let schema = first.schema();
-        let props = properties(Codec::Uncompressed, &plain, row_group);
+        let props = properties(Codec::Uncompressed, &choices, row_group);
         // The Parquet schema ArrowWriter derives.
         let root = ArrowSchemaConverter::new()
             .with_coerce_types(props.coerce_types())
             .convert(&schema)
             .map_err(|e| parquet_error(Codec::Uncompressed, e))?
             .root_schema_ptr();
-        let encoded =
+        let (encoded, factory) =
             ArrowWriter::try_new(Vec::with_capacity(reserve), schema.clone(), Some(props))
+                .and_then(ArrowWriter::into_serialized_writer)
                 .map_err(|e| parquet_error(Codec::Uncompressed, e))?;
+        let columns = factory
+            .create_column_writers(0)
+            .map_err(|e| parquet_error(Codec::Uncompressed, e))?;
         let files = distinct(codecs)
             .into_iter()
             .map(|codec| {
@@ -87,7 +116,7 @@ impl StreamWriter {
                     return Ok((codec, File::Encoded(Vec::new())));
                 }
                 // What ArrowWriter adds to its file: the Arrow schema, in the footer.
-                let mut props = properties(codec, &plain, row_group);
+                let mut props = properties(codec, &choices, row_group);
                 add_encoded_arrow_schema_to_metadata(&schema, &mut props);
                 SerializedFileWriter::new(
                     Vec::with_capacity(reserve),
@@ -100,8 +129,14 @@ impl StreamWriter {
             .collect::<Result<_, _>>()?;
         Ok(StreamWriter {
             encoded,
+            factory,
+            schema,
+            row_group,
+            columns,
+            buffered: 0,
+            finished: Vec::new(),
+            sort: (!skipping.sort_by.is_empty()).then(|| (skipping.clone(), Vec::new())),
             left: 0,
-            recompressed: 0,
             files,
             reserve,
             rows: 0,
@@ -116,7 +151,7 @@ impl StreamWriter {
     /// About the largest file's size so far: its finished row groups, with the row group in
     /// progress for the uncompressed encoding (the others' are added as it finishes).
     pub fn size(&self) -> u64 {
-        let encoded = self.encoded.bytes_written() + self.encoded.in_progress_size();
+        let encoded = self.encoded.bytes_written() + self.in_progress_size();
         self.files
             .iter()
             .map(|(_, file)| match file {
@@ -137,7 +172,24 @@ impl StreamWriter {
                 File::Compressed(out) => out.inner().len(),
             })
             .sum();
-        self.encoded.memory_size() + self.encoded.inner().len() + waiting
+        let columns: usize = self
+            .columns
+            .iter()
+            .map(ArrowColumnWriter::memory_size)
+            .sum();
+        let held: usize = self
+            .sort
+            .iter()
+            .flat_map(|(_, held)| held)
+            .map(RecordBatch::get_array_memory_size)
+            .sum();
+        columns + held + self.encoded.inner().len() + waiting
+    }
+
+    /// The row group in progress's estimated encoded size.
+    fn in_progress_size(&self) -> usize {
+        let sizes = self.columns.iter().map(|c| c.get_estimated_total_bytes());
+        sizes.sum()
     }
 
     /// Appends `batches` to every file.
@@ -145,25 +197,119 @@ impl StreamWriter {
     /// # Errors
     /// As [`to_parquet`](crate::encode::writer::to_parquet).
     pub fn write(&mut self, batches: &[RecordBatch]) -> Result<(), Error> {
-        for batch in batches {
-            self.encoded
-                .write(batch)
-                .map_err(|e| parquet_error(Codec::Uncompressed, e))?;
-        }
         self.rows += batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+        match &mut self.sort {
+            None => {
+                for batch in batches {
+                    self.write_batch(batch.clone())
+                        .map_err(|e| parquet_error(Codec::Uncompressed, e))?;
+                }
+            }
+            Some((_, held)) => {
+                held.extend(batches.iter().cloned());
+                let rows: usize = held.iter().map(RecordBatch::num_rows).sum();
+                let bytes: usize = held.iter().map(RecordBatch::get_array_memory_size).sum();
+                let bound = self.row_group.bytes.unwrap_or(usize::MAX);
+                if rows >= self.row_group.rows || bytes >= bound {
+                    self.write_sorted(bytes >= bound)?;
+                }
+            }
+        }
         self.recompress_finished()
+    }
+
+    /// The rows held for sorting, sorted, written as whole row groups; the rest (fewer than
+    /// a row group's rows) held again for the next, unless `all`.
+    fn write_sorted(&mut self, all: bool) -> Result<(), Error> {
+        let Some((skipping, held)) = &mut self.sort else {
+            return Ok(());
+        };
+        if held.is_empty() {
+            return Ok(());
+        }
+        let skipping = skipping.clone();
+        let failed = |e| parquet_error(Codec::Uncompressed, e);
+        let mut rows = sorted(std::mem::take(held), &skipping)?.remove(0);
+        while rows.num_rows() >= self.row_group.rows || (all && rows.num_rows() > 0) {
+            let take = rows.num_rows().min(self.row_group.rows);
+            self.write_batch(rows.slice(0, take)).map_err(failed)?;
+            self.flush().map_err(failed)?;
+            rows = rows.slice(take, rows.num_rows() - take);
+        }
+        if let Some((_, held)) = &mut self.sort
+            && rows.num_rows() > 0
+        {
+            held.push(rows);
+        }
+        Ok(())
+    }
+
+    /// Writes `batch` into the row group in progress, closing it where `ArrowWriter` would:
+    /// at `row_group.rows` rows, or before the row that its average row size says would take
+    /// it past `row_group.bytes`.
+    fn write_batch(&mut self, mut batch: RecordBatch) -> parquet::errors::Result<()> {
+        while batch.num_rows() > 0 {
+            let mut fit = self.row_group.rows - self.buffered;
+            if let Some(max) = self.row_group.bytes.filter(|_| self.buffered > 0) {
+                let size = self.in_progress_size();
+                let row = size / self.buffered;
+                if size >= max {
+                    fit = 0;
+                } else if row > 0 {
+                    fit = fit.min((max - size) / row);
+                }
+            }
+            if fit == 0 {
+                self.flush()?;
+                continue;
+            }
+            let part = batch.slice(0, fit.min(batch.num_rows()));
+            let mut writers = self.columns.iter_mut();
+            for (field, column) in self.schema.fields().iter().zip(part.columns()) {
+                for leaf in compute_leaves(field, column)? {
+                    writers.next().expect("a writer per leaf").write(&leaf)?;
+                }
+            }
+            self.buffered += part.num_rows();
+            batch = batch.slice(part.num_rows(), batch.num_rows() - part.num_rows());
+            let full = self.buffered >= self.row_group.rows
+                || (self.row_group.bytes).is_some_and(|max| self.in_progress_size() >= max);
+            if full {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the row group in progress into `encoded` (none without rows).
+    fn flush(&mut self) -> parquet::errors::Result<()> {
+        if self.buffered == 0 {
+            return Ok(());
+        }
+        let next = self.encoded.flushed_row_groups().len() + 1;
+        let columns =
+            std::mem::replace(&mut self.columns, self.factory.create_column_writers(next)?);
+        let chunks = columns
+            .into_iter()
+            .map(ArrowColumnWriter::close)
+            .collect::<parquet::errors::Result<Vec<_>>>()?;
+        let mut row_group = self.encoded.next_row_group()?;
+        let indexes = append_chunks(&mut row_group, chunks)?;
+        let metadata = row_group.close()?;
+        self.finished.push((metadata, indexes));
+        self.buffered = 0;
+        Ok(())
     }
 
     /// Every row group `encoded` has finished since the last call, compressed into every
     /// other file, one thread per codec; its uncompressed bytes then kept or dropped.
     fn recompress_finished(&mut self) -> Result<(), Error> {
-        let groups = &self.encoded.flushed_row_groups()[self.recompressed..];
-        if groups.is_empty() {
+        if self.finished.is_empty() {
             return Ok(());
         }
-        let groups = groups.to_vec();
+        let groups = std::mem::take(&mut self.finished);
         self.encoded
-            .sync()
+            .flush()
             .map_err(|e| parquet_error(Codec::Uncompressed, e.into()))?;
         // Offsets in the footer come from the writer's own count, not the buffer's length,
         // so the finished bytes can leave it.
@@ -182,10 +328,11 @@ impl StreamWriter {
                 .map(|(codec, out)| {
                     let (groups, bytes) = (&groups, &bytes);
                     scope.spawn(move || {
-                        groups.iter().try_for_each(|group| {
+                        groups.iter().try_for_each(|(group, indexes)| {
                             crate::encode::recompress::append_row_group(
                                 out,
                                 group,
+                                indexes,
                                 bytes.clone(),
                                 from,
                                 codec,
@@ -200,7 +347,6 @@ impl StreamWriter {
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             })
         })?;
-        self.recompressed += groups.len();
         if let Some(parts) = self.files.iter_mut().find_map(|(_, file)| match file {
             File::Encoded(parts) => Some(parts),
             File::Compressed(_) => None,
@@ -246,8 +392,8 @@ impl StreamWriter {
     /// # Errors
     /// As [`to_parquet`](crate::encode::writer::to_parquet).
     pub fn finish(mut self) -> Result<Vec<(Codec, Bytes)>, Error> {
-        self.encoded
-            .flush()
+        self.write_sorted(true)?;
+        self.flush()
             .map_err(|e| parquet_error(Codec::Uncompressed, e))?;
         self.recompress_finished()?;
         // The footer; the uncompressed file (at most one) ends with it.
@@ -284,6 +430,7 @@ mod tests {
     use super::*;
     use crate::encode::writer::tests::{batches_of, i_values};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::bloom_filter::Sbbf;
 
     #[test]
     fn streamed_files_come_out_in_parts_that_join_into_one_valid_file() {
@@ -299,6 +446,7 @@ mod tests {
             &codecs,
             RowGroupSize::streamed(25_000),
             true,
+            &Skipping::NONE,
         )
         .unwrap();
         let order = [Codec::Snappy, Codec::Uncompressed];
@@ -323,7 +471,7 @@ mod tests {
         let finished = writer.finish().unwrap();
         let codecs: Vec<_> = finished.iter().map(|(c, _)| *c).collect();
         assert_eq!(codecs, order);
-        let plain = plain_columns(&batch_from(0));
+        let columns = Columns::of(&[batch_from(0)], &Skipping::NONE).unwrap();
         for (i, (codec, rest)) in finished.into_iter().enumerate() {
             files[i].extend_from_slice(&rest);
             assert!(parts[i] >= 2, "{codec:?} came out in {} parts", parts[i]);
@@ -334,7 +482,7 @@ mod tests {
             assert!(i_values(&batches).into_iter().eq(0..100_000), "{codec:?}");
             // Encoded once, the Snappy file from the uncompressed row groups' pages: still
             // byte for byte what ArrowWriter makes with Snappy.
-            let props = properties(codec, &plain, RowGroupSize::streamed(25_000));
+            let props = properties(codec, &columns, RowGroupSize::streamed(25_000));
             let mut direct =
                 ArrowWriter::try_new(Vec::new(), batch_from(0).schema(), Some(props)).unwrap();
             for first in (0..100_000).step_by(10_000) {
@@ -342,5 +490,65 @@ mod tests {
             }
             assert!(direct.into_inner().unwrap() == files[i], "{codec:?}");
         }
+    }
+
+    #[test]
+    fn with_sort_by_each_row_group_is_sorted_and_bloom_filters_find_its_values() {
+        let batch_from = |first: usize| {
+            let json: Vec<String> = (first..first + 10_000)
+                .map(|i| format!(r#"{{"i": {i}, "s": "key-{}"}}"#, i % 5_000))
+                .collect();
+            batches_of(&format!("[{}]", json.join(","))).remove(0)
+        };
+        let skipping = Skipping::parse(Some(r#"["s"]"#), Some(r#"["i DESC"]"#)).unwrap();
+        let mut writer = StreamWriter::new(
+            &batch_from(0),
+            &[Codec::Snappy],
+            RowGroupSize::streamed(25_000),
+            true,
+            &skipping,
+        )
+        .unwrap();
+        let mut file = Vec::new();
+        for first in (0..100_000).step_by(10_000) {
+            writer.write(&[batch_from(first)]).unwrap();
+            for (_, part) in writer.take_ready(1).unwrap() {
+                file.extend_from_slice(&part);
+            }
+        }
+        file.extend_from_slice(&writer.finish().unwrap().remove(0).1);
+        let file = Bytes::from(file);
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file.clone()).unwrap();
+        let meta = builder.metadata().clone();
+        let values = i_values(
+            &builder
+                .build()
+                .unwrap()
+                .map(Result::unwrap)
+                .collect::<Vec<_>>(),
+        );
+        // Rows are held until a row group's worth arrived (3 batches of 10,000 for 25,000
+        // rows), then sorted: a whole row group written, the other 5,000 held for the next.
+        let groups: Vec<i64> = meta.row_groups().iter().map(|g| g.num_rows()).collect();
+        assert_eq!(groups, [25_000; 4]);
+        let mut at = 0;
+        for (n, rows) in groups.iter().enumerate() {
+            let group = &values[at..at + *rows as usize];
+            assert!(
+                group.windows(2).all(|w| w[0] > w[1]),
+                "row group {n} is not sorted"
+            );
+            at += *rows as usize;
+        }
+        let mut all = values.clone();
+        all.sort_unstable();
+        assert!(all.into_iter().eq(0..100_000));
+        // The first batch saw 5,000 distinct keys in 10,000 rows: filters sized for 12,500.
+        let filter = |column| Sbbf::read_from_column_chunk(meta.row_group(0).column(column), &file);
+        let keys = filter(1).unwrap().expect("a bloom filter on `s`");
+        assert!((0..5_000).all(|k| keys.check(&format!("key-{k}").as_str())));
+        let misses = (0..10_000).filter(|k| keys.check(&format!("other-{k}").as_str()));
+        assert!(misses.count() < 300, "far more than 1% false positives");
+        assert!(filter(0).unwrap().is_none());
     }
 }

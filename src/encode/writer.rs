@@ -14,6 +14,7 @@ use parquet::arrow::arrow_writer::{
     ArrowColumnChunk, ArrowColumnWriter, ArrowLeafColumn, compute_leaves,
 };
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::writer::SerializedRowGroupWriter;
 use parquet::schema::types::ColumnPath;
 
 use crate::Error;
@@ -21,6 +22,8 @@ use crate::encode::codec::Codec;
 use crate::encode::columns::UnknownKeys;
 use crate::encode::dictionary::plain_columns;
 use crate::encode::partition::{self, Layout, PartitionBy};
+use crate::encode::recompress::ChunkIndex;
+use crate::encode::skipping::{BLOOM_FPP, Skipping};
 use crate::rows::Rows;
 
 /// The `created_by` written into every file, in the `<app> version <v> (build <b>)` form that
@@ -67,13 +70,15 @@ impl EncodedPartition {
     }
 }
 
-/// How rows are split into files: by `partition_by`, into at most `max` partitions, and a
-/// streamed file past about `max_file_bytes` continued in the next (`c001`).
+/// How rows are laid out in files: split by `partition_by`, into at most `max` partitions, a
+/// streamed file past about `max_file_bytes` continued in the next (`c001`), and within each
+/// file sorted and given bloom filters as `skipping` says.
 #[derive(Debug, Clone, Copy)]
 pub struct Partitioning<'a> {
     pub by: Option<&'a PartitionBy>,
     pub max: usize,
     pub max_file_bytes: Option<u64>,
+    pub skipping: &'a Skipping,
 }
 
 impl Partitioning<'_> {
@@ -82,6 +87,7 @@ impl Partitioning<'_> {
         by: None,
         max: 1,
         max_file_bytes: None,
+        skipping: &Skipping::NONE,
     };
 }
 
@@ -149,12 +155,14 @@ pub fn rows_to_parquet(
     })?;
     drop(rows);
     let built = Instant::now();
+    let skipping = partitioning.skipping;
     let partitions = parts
         .into_iter()
         .map(|part| {
+            let batches = sorted(part.batches, skipping)?;
             Ok(EncodedPartition {
-                rows: part.batches.iter().map(RecordBatch::num_rows).sum(),
-                files: to_parquet_all(&part.batches, codecs)?,
+                rows: batches.iter().map(RecordBatch::num_rows).sum(),
+                files: to_parquet_all(&batches, codecs, skipping)?,
                 path: part.path,
             })
         })
@@ -169,39 +177,89 @@ pub fn rows_to_parquet(
     })
 }
 
+/// `batches` (one schema) as one batch in `sort_by`'s order; as they are without it.
+///
+/// # Errors
+/// As [`Skipping::sorted`].
+pub(super) fn sorted(
+    batches: Vec<RecordBatch>,
+    skipping: &Skipping,
+) -> Result<Vec<RecordBatch>, Error> {
+    if skipping.sort_by.is_empty() {
+        return Ok(batches);
+    }
+    let one = match batches.len() {
+        1 => batches.into_iter().next().expect("one"),
+        _ => arrow_select::concat::concat_batches(&batches[0].schema(), &batches)
+            .map_err(|e| Error::InvalidEvent(format!("the rows could not be sorted: {e}")))?,
+    };
+    Ok(vec![skipping.sorted(one)?])
+}
+
+/// What is chosen per column from the rows: the columns written without a dictionary (see
+/// [`crate::encode::dictionary`]), and those with a bloom filter, with their distinct values.
+#[derive(Debug, Default)]
+pub(super) struct Columns {
+    pub plain: Vec<ColumnPath>,
+    pub bloom: Vec<(ColumnPath, u64)>,
+}
+
+impl Columns {
+    /// The choices for `batches` (one schema, at least one batch).
+    ///
+    /// # Errors
+    /// As [`Skipping::bloom_columns`].
+    pub(super) fn of(batches: &[RecordBatch], skipping: &Skipping) -> Result<Columns, Error> {
+        Ok(Columns {
+            plain: plain_columns(&batches[0]),
+            bloom: skipping.bloom_columns(batches)?,
+        })
+    }
+}
+
+/// The most rows in a data page: parquet-mr's default (`parquet.page.row.count.limit`).
+pub const PAGE_ROWS: usize = 20_000;
+
 /// Writer settings every reader we target accepts: lists in the spec's three-level form, our
-/// `created_by`, Parquet 1.0 pages, dictionaries except for the `plain` columns, and min/max
-/// statistics per column chunk. Pages end at 1 MB, not also every 20,000 rows, and there is no
-/// page index: a file holds at most a 6 MB event in one row group, so most columns are one
-/// page, whose page-index entry would only repeat the chunk's statistics (and made small
-/// files larger than pyarrow's).
+/// `created_by`, Parquet 1.0 pages, dictionaries except for the `plain` columns, min/max
+/// statistics per column chunk, and the page index (a column index of each page's min/max and
+/// an offset index of where each page starts), which DuckDB, Trino, Spark and Athena read to
+/// skip pages. Pages end at 1 MiB or 20,000 rows, as parquet-mr's do, so a column of a large
+/// file has pages to skip. The `columns.bloom` columns get a split-block bloom filter sized
+/// for their distinct values at [`BLOOM_FPP`].
 pub(super) fn properties(
     codec: Codec,
-    plain: &[ColumnPath],
+    columns: &Columns,
     row_group: RowGroupSize,
 ) -> WriterProperties {
     let compression = crate::encode::recompress::compression(codec);
     let mut builder = WriterProperties::builder()
         .set_compression(compression)
         .set_coerce_types(true)
-        .set_data_page_row_count_limit(usize::MAX)
-        .set_statistics_enabled(EnabledStatistics::Chunk)
-        .set_offset_index_disabled(true)
+        .set_data_page_row_count_limit(PAGE_ROWS)
+        .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(row_group.rows))
         .set_max_row_group_bytes(row_group.bytes)
         .set_created_by(CREATED_BY.into());
-    for path in plain {
+    for path in &columns.plain {
         builder = builder.set_column_dictionary_enabled(path.clone(), false);
+    }
+    for (path, distinct) in &columns.bloom {
+        builder = builder
+            .set_column_bloom_filter_enabled(path.clone(), true)
+            .set_column_bloom_filter_ndv(path.clone(), *distinct)
+            .set_column_bloom_filter_fpp(path.clone(), BLOOM_FPP);
     }
     builder.build()
 }
 
-/// Settings for an Iceberg table's data files: the same writer settings, with the page index
-/// (engines prune on it in large tables) and the row groups iceberg-rust's writer sizes.
+/// Settings for an Iceberg table's data files: the same page index and pages, and the row
+/// groups iceberg-rust's writer sizes.
 pub fn table_properties(codec: Codec) -> WriterProperties {
     WriterProperties::builder()
         .set_compression(crate::encode::recompress::compression(codec))
-        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_data_page_row_count_limit(PAGE_ROWS)
+        .set_statistics_enabled(EnabledStatistics::Page)
         .set_created_by(CREATED_BY.into())
         .build()
 }
@@ -211,17 +269,22 @@ pub fn table_properties(codec: Codec) -> WriterProperties {
 /// # Errors
 /// `InvalidEvent` if Parquet cannot represent the batch (not expected for inferred schemas).
 pub fn to_parquet(batch: &RecordBatch, codec: Codec) -> Result<Bytes, Error> {
-    let mut files = to_parquet_all(std::slice::from_ref(batch), &[codec])?;
+    let mut files = to_parquet_all(std::slice::from_ref(batch), &[codec], &Skipping::NONE)?;
     Ok(files.remove(0).1)
 }
 
 /// One Parquet file of `batches` (one schema, at least one batch) in one row group: the file
 /// `ArrowWriter` makes, byte for byte, with its columns encoded on two threads from
-/// [`crate::rows::PARALLEL_ROWS`] rows (whole top-level columns to each, balanced by size).
-fn write(batches: &[RecordBatch], codec: Codec, plain: &[ColumnPath]) -> Result<Bytes, Error> {
+/// [`crate::rows::PARALLEL_ROWS`] rows (whole top-level columns to each, balanced by size);
+/// and what each leaf column's writer gathered, for the other codecs' files.
+fn write(
+    batches: &[RecordBatch],
+    codec: Codec,
+    columns: &Columns,
+) -> Result<(Bytes, Vec<ChunkIndex>), Error> {
     let failed = |e| parquet_error(codec, e);
     let schema = batches[0].schema();
-    let props = properties(codec, plain, RowGroupSize::WHOLE_EVENT);
+    let props = properties(codec, columns, RowGroupSize::WHOLE_EVENT);
     let (mut file, factory) = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))
         .and_then(ArrowWriter::into_serialized_writer)
         .map_err(failed)?;
@@ -286,13 +349,26 @@ fn write(batches: &[RecordBatch], codec: Codec, plain: &[ColumnPath]) -> Result<
     }
     .map_err(failed)?;
     let mut row_group = file.next_row_group().map_err(failed)?;
-    for (_, column) in chunks {
-        for chunk in column {
-            chunk.append_to_row_group(&mut row_group).map_err(failed)?;
-        }
-    }
+    let chunks = chunks.into_iter().flat_map(|(_, column)| column);
+    let indexes = append_chunks(&mut row_group, chunks).map_err(failed)?;
     row_group.close().map_err(failed)?;
-    Ok(Bytes::from(file.into_inner().map_err(failed)?))
+    Ok((Bytes::from(file.into_inner().map_err(failed)?), indexes))
+}
+
+/// Appends `chunks` (a row group's leaf columns, in order) to `row_group`, keeping what each
+/// one's writer gathered.
+pub(super) fn append_chunks<W: std::io::Write + Send>(
+    row_group: &mut SerializedRowGroupWriter<'_, W>,
+    chunks: impl IntoIterator<Item = ArrowColumnChunk>,
+) -> parquet::errors::Result<Vec<ChunkIndex>> {
+    chunks
+        .into_iter()
+        .map(|chunk| {
+            let index = ChunkIndex::of(chunk.close());
+            chunk.append_to_row_group(row_group)?;
+            Ok(index)
+        })
+        .collect()
 }
 
 /// A leaf column's writer, and its values from each batch.
@@ -364,25 +440,29 @@ pub(super) fn distinct(codecs: &[Codec]) -> Vec<Codec> {
     distinct
 }
 
-/// Encodes `batches` (one schema, at least one batch) once, into an uncompressed file, then
-/// gives one file per distinct codec, in the order given: that file's pages compressed with
-/// each codec, in parallel (see [`crate::encode::recompress`]).
+/// Encodes `batches` (one schema, at least one batch, in the order to write) once, into an
+/// uncompressed file, then gives one file per distinct codec, in the order given: that file's
+/// pages compressed with each codec, in parallel (see [`crate::encode::recompress`]).
+/// `skipping`'s bloom filters are written; its order is the caller's to make.
 ///
 /// # Errors
-/// The first encoding error, as [`to_parquet`].
+/// The first encoding error, as [`to_parquet`]; a bad bloom filter column, as
+/// [`Skipping::bloom_columns`].
 pub fn to_parquet_all(
     batches: &[RecordBatch],
     codecs: &[Codec],
+    skipping: &Skipping,
 ) -> Result<Vec<(Codec, Bytes)>, Error> {
-    let plain = &plain_columns(&batches[0]);
-    let encoded = &write(batches, Codec::Uncompressed, plain)?;
+    let columns = &Columns::of(batches, skipping)?;
+    let (encoded, indexes) = &write(batches, Codec::Uncompressed, columns)?;
+    let indexes = std::slice::from_ref(indexes);
     std::thread::scope(|scope| {
         let handles: Vec<_> = distinct(codecs)
             .into_iter()
             .map(|codec| {
                 scope.spawn(move || {
-                    let props = properties(codec, plain, RowGroupSize::WHOLE_EVENT);
-                    crate::encode::recompress::recompress(encoded, codec, props)
+                    let props = properties(codec, columns, RowGroupSize::WHOLE_EVENT);
+                    crate::encode::recompress::recompress(encoded, codec, props, indexes)
                         .map(|file| (codec, file))
                         .map_err(|e| parquet_error(codec, e))
                 })
@@ -404,8 +484,10 @@ pub(crate) mod tests {
     use arrow_array::StructArray;
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Float64Type, Int64Type};
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
     use parquet::column::page::Page;
+    use parquet::file::metadata::PageIndexPolicy;
+    use parquet::file::page_index::column_index::ColumnIndexMetaData;
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
     /// The batches built from `json` (an array of rows) with the inferred schema: one, or two
@@ -550,11 +632,11 @@ pub(crate) mod tests {
             logical(2)
         );
         assert_eq!(descr.column(4).path().string(), "m.key_value.key");
-        // Min/max statistics in every column chunk, and no page index to repeat them.
+        // Min/max statistics in every column chunk, and the page index.
         assert!(meta.row_group(0).columns().iter().all(|c| {
             c.statistics().is_some_and(|s| s.min_bytes_opt().is_some())
-                && c.column_index_offset().is_none()
-                && c.offset_index_offset().is_none()
+                && c.column_index_offset().is_some()
+                && c.offset_index_offset().is_some()
         }));
         assert_eq!(
             as_json(&back),
@@ -619,7 +701,11 @@ pub(crate) mod tests {
         let plain: Vec<String> = plain_columns(&batch).iter().map(|p| p.string()).collect();
         assert_eq!(plain, ["serial"]);
         let snappy = |plain: &[ColumnPath]| {
-            let props = properties(Codec::Snappy, plain, RowGroupSize::WHOLE_EVENT);
+            let columns = Columns {
+                plain: plain.to_vec(),
+                bloom: Vec::new(),
+            };
+            let props = properties(Codec::Snappy, &columns, RowGroupSize::WHOLE_EVENT);
             let mut out = Vec::new();
             let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).unwrap();
             writer.write(&batch).unwrap();
@@ -652,24 +738,31 @@ pub(crate) mod tests {
             .collect();
         let batches = batches_of(&format!("[{}]", json.join(",")));
         assert_eq!(batches.len(), 2, "built in two halves");
-        let plain = plain_columns(&batches[0]);
-        assert!(!plain.is_empty());
+        // With a bloom filter too, sized by the distinct values of both halves.
+        let skipping = Skipping::parse(Some(r#"["id", "geo.zone"]"#), None).unwrap();
+        let columns = Columns::of(&batches, &skipping).unwrap();
+        assert!(!columns.plain.is_empty());
+        let bloom: Vec<_> = columns
+            .bloom
+            .iter()
+            .map(|(p, n)| (p.string(), *n))
+            .collect();
+        assert_eq!(bloom, [("id".into(), rows as u64), ("geo.zone".into(), 3)]);
         for codec in [Codec::Uncompressed, Codec::Snappy] {
-            let props = properties(codec, &plain, RowGroupSize::WHOLE_EVENT);
+            let props = properties(codec, &columns, RowGroupSize::WHOLE_EVENT);
             let mut writer =
                 ArrowWriter::try_new(Vec::new(), batches[0].schema(), Some(props)).unwrap();
             for batch in &batches {
                 writer.write(batch).unwrap();
             }
             let expected = writer.into_inner().unwrap();
-            let ours = write(&batches, codec, &plain).unwrap();
+            let (ours, _) = write(&batches, codec, &columns).unwrap();
             assert!(ours == expected, "{codec:?}: not ArrowWriter's bytes");
         }
     }
 
     #[test]
     fn many_rows_are_built_in_two_halves_into_one_row_group_in_order() {
-        // Past parquet-rs's default of 20,000 rows per page, too.
         let rows = 2 * crate::rows::PARALLEL_ROWS + 7;
         let json: Vec<String> = (0..rows).map(|i| format!(r#"{{"i": {i}}}"#)).collect();
         let array = format!("[{}]", json.join(","));
@@ -684,13 +777,19 @@ pub(crate) mod tests {
         assert_eq!(encoded.rows, rows);
         let file = encoded.partitions[0].files[0].1.clone();
         let (back, meta) = {
-            let builder = ParquetRecordBatchReaderBuilder::try_new(file.clone()).unwrap();
+            let options =
+                ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
+            let builder =
+                ParquetRecordBatchReaderBuilder::try_new_with_options(file.clone(), options)
+                    .unwrap();
             let meta = builder.metadata().clone();
             let batches: Vec<_> = builder.build().unwrap().map(Result::unwrap).collect();
             (i_values(&batches), meta)
         };
         assert_eq!(meta.num_row_groups(), 1);
         assert!(back.iter().copied().eq(0..rows as i64));
+        // Pages of PAGE_ROWS rows, each in the Snappy file's offset index at its own place
+        // and in the column index with its own min and max.
         let file = SerializedFileReader::new(file).unwrap();
         let pages = file
             .get_row_group(0)
@@ -700,7 +799,29 @@ pub(crate) mod tests {
         let data_pages = pages
             .filter(|p| matches!(p, Ok(Page::DataPage { .. } | Page::DataPageV2 { .. })))
             .count();
-        assert_eq!(data_pages, 1, "one data page of {rows} rows");
+        assert_eq!(data_pages, rows.div_ceil(PAGE_ROWS));
+        let locations = meta.offset_index().unwrap()[0][0].page_locations();
+        // A page ends at the first write batch (1,024 rows) past PAGE_ROWS.
+        let second = locations[1].first_row_index;
+        assert_eq!(locations[0].first_row_index, 0);
+        assert!((PAGE_ROWS as i64..PAGE_ROWS as i64 + 1024).contains(&second));
+        let chunk = meta.row_group(0).column(0);
+        assert_eq!(locations[0].offset, chunk.data_page_offset());
+        let end = chunk.byte_range().0 + chunk.byte_range().1;
+        let last = locations[1].offset + i64::from(locations[1].compressed_page_size);
+        assert_eq!(last as u64, end);
+        let ColumnIndexMetaData::INT64(index) = &meta.column_index().unwrap()[0][0] else {
+            panic!("an INT64 column index");
+        };
+        let bounds: Vec<_> = (0..2)
+            .map(|page| {
+                (
+                    *index.min_value(page).unwrap(),
+                    *index.max_value(page).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(bounds, [(0, second - 1), (second, rows as i64 - 1)]);
 
         // A bad value in each half: the first one is named, as one thread would.
         let mut json = json;
@@ -733,6 +854,7 @@ pub(crate) mod tests {
         let out = to_parquet_all(
             std::slice::from_ref(&batch),
             &[Codec::Zstd, Codec::Snappy, Codec::Zstd],
+            &Skipping::NONE,
         )
         .unwrap();
         let codecs: Vec<_> = out.iter().map(|(c, _)| *c).collect();

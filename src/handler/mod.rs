@@ -387,6 +387,7 @@ impl Function {
                 by: self.config.partition_by.as_ref(),
                 max: self.config.max_partitions,
                 max_file_bytes: self.config.max_file_bytes,
+                skipping: &self.config.skipping,
             },
             dry_run: false,
             evolution: self.config.schema_evolution,
@@ -407,6 +408,7 @@ impl Function {
         };
         let targets = self.config.resolve_targets(event.targets)?;
         let mode = event.mode;
+        let skipping = event.skipping.as_ref().unwrap_or(&self.config.skipping);
         let job = Conversion {
             targets: &targets,
             schema: event.schema,
@@ -415,6 +417,7 @@ impl Function {
                 by: event.partition_by.as_ref(),
                 max: self.config.max_partitions,
                 max_file_bytes: event.max_file_bytes.or(self.config.max_file_bytes),
+                skipping,
             },
             dry_run: event.dry_run,
             evolution: event

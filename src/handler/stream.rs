@@ -29,6 +29,7 @@ use crate::Error;
 use crate::encode::codec::Codec;
 use crate::encode::columns::{self, UnknownKeys};
 use crate::encode::partition::{self, Layout, Part, PartitionBy, too_many};
+use crate::encode::skipping::Skipping;
 use crate::encode::streamed::StreamWriter;
 use crate::encode::writer::{Partitioning, RowGroupSize};
 use crate::input::source::{Chunk, Reader, Source};
@@ -341,6 +342,7 @@ async fn one_read(
             max_partitions: job.partitioning.max,
             partitions_memory: PARTITIONS_MEMORY,
             max_file_bytes: job.partitioning.max_file_bytes,
+            skipping: job.partitioning.skipping.clone(),
         }),
         transaction,
         mark,
@@ -383,6 +385,7 @@ struct Settings {
     partitions_memory: usize,
     /// A file past about this size is closed, its partition's next rows start the next.
     max_file_bytes: Option<u64>,
+    skipping: Skipping,
 }
 
 /// The rows built, encoded and uploaded as the object is read.
@@ -665,6 +668,7 @@ impl Progress {
                     &settings.codecs,
                     settings.row_group,
                     self.layout.is_none(),
+                    &settings.skipping,
                 )?),
             };
             writer.write(&batches)?;
@@ -864,6 +868,7 @@ mod tests {
             max_partitions: 4,
             partitions_memory: 256 << 10,
             max_file_bytes: None,
+            skipping: Skipping::NONE,
         }
     }
 

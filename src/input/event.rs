@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::Error;
 use crate::encode::columns::UnknownKeys;
 use crate::encode::partition::PartitionBy;
+use crate::encode::skipping::Skipping;
 use crate::encode::writer::parse_max_file_bytes;
 use crate::input::source::Source;
 use crate::input::target::{S3Prefix, TableTarget, Target, Targets, parse_all_targets};
@@ -18,7 +19,7 @@ use crate::rows::json::Scanner;
 use crate::schema::ddl;
 
 /// The optional top-level fields besides `rows` or `source`.
-const OPTIONAL_FIELDS: [&str; 8] = [
+const OPTIONAL_FIELDS: [&str; 10] = [
     "targets",
     "schema",
     "unknown_keys",
@@ -27,6 +28,8 @@ const OPTIONAL_FIELDS: [&str; 8] = [
     "schema_evolution",
     "max_file_bytes",
     "mode",
+    "bloom_filter_columns",
+    "sort_by",
 ];
 
 /// What a write does to what its folders held before (`mode`).
@@ -136,6 +139,9 @@ pub struct Event<'a> {
     pub max_file_bytes: Option<u64>,
     /// `mode`: what the write does to what the folders held.
     pub mode: WriteMode,
+    /// `bloom_filter_columns` and `sort_by`; `None` (neither given) leaves both to the
+    /// function's `BLOOM_FILTER_COLUMNS` and `SORT_BY`.
+    pub skipping: Option<Skipping>,
 }
 
 /// Parses and validates an event's bytes in one pass (the rows go straight onto a tape).
@@ -409,6 +415,10 @@ impl<'a> Fields<'a> {
                     .map_err(|why| Error::InvalidEvent(format!("`max_file_bytes` {why}")))
             })
             .transpose()?;
+        let (bloom, sort_by) = (self.get("bloom_filter_columns"), self.get("sort_by"));
+        let skipping = (bloom.is_some() || sort_by.is_some())
+            .then(|| Skipping::parse(bloom, sort_by))
+            .transpose()?;
         let mode = match self.get("mode") {
             None => WriteMode::Append,
             Some(raw) => match serde_json::from_str::<String>(raw) {
@@ -418,6 +428,7 @@ impl<'a> Fields<'a> {
         };
         Ok(Event {
             mode,
+            skipping,
             max_file_bytes,
             input,
             targets,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::encode::columns::UnknownKeys;
 use crate::encode::partition::MAX_PARTITIONS;
 use crate::encode::partition::PartitionBy;
+use crate::encode::skipping::Skipping;
 use crate::encode::streamed::ROW_GROUP_ROWS;
 use crate::encode::writer::parse_max_file_bytes;
 use crate::input::event::Evolution;
@@ -70,6 +71,9 @@ pub struct Config {
     pub schema: Option<SchemaRef>,
     pub unknown_keys: UnknownKeys,
     pub partition_by: Option<PartitionBy>,
+    /// `BLOOM_FILTER_COLUMNS` and `SORT_BY`: an event's `bloom_filter_columns` and `sort_by`
+    /// when it gives neither.
+    pub skipping: Skipping,
     /// `DEFAULT_SOURCE_FORMAT`: a source object's format when neither its event nor its
     /// key's extension tells (`ndjson`, `json`, `csv`, `tsv`).
     pub source_format: Option<Format>,
@@ -79,6 +83,17 @@ pub struct Config {
 
 /// The metrics' namespace when neither variable is set.
 pub const DEFAULT_NAMESPACE: &str = "RowsToParquet";
+
+/// A list of names as an environment variable gives it (`dt,region`, or a JSON array) in
+/// its JSON form.
+fn names_json(value: &str) -> String {
+    let value = value.trim();
+    match value.starts_with('[') {
+        true => value.to_owned(),
+        false => serde_json::to_string(&value.split(',').map(str::trim).collect::<Vec<_>>())
+            .expect("names serialize"),
+    }
+}
 
 /// Logs as Lambda's logging controls ask: JSON lines with `AWS_LAMBDA_LOG_FORMAT=JSON`, else
 /// text; the level from `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG` (a plain level such as
@@ -223,18 +238,14 @@ impl Config {
             }
         };
         let partition_by = var("PARTITION_BY")
-            .map(|v| {
-                let v = v.trim();
-                let json = match v.starts_with('[') {
-                    true => v.to_owned(),
-                    false => {
-                        serde_json::to_string(&v.split(',').map(str::trim).collect::<Vec<_>>())
-                            .expect("names serialize")
-                    }
-                };
-                PartitionBy::parse(&json).map_err(to_config)
-            })
+            .map(|v| PartitionBy::parse(&names_json(&v)).map_err(to_config))
             .transpose()?;
+        let (bloom, sort_by) = (var("BLOOM_FILTER_COLUMNS"), var("SORT_BY"));
+        let skipping = Skipping::parse(
+            bloom.map(|v| names_json(&v)).as_deref(),
+            sort_by.map(|v| names_json(&v)).as_deref(),
+        )
+        .map_err(to_config)?;
         let source_format = var("DEFAULT_SOURCE_FORMAT")
             .map(|v| Format::named(v.trim(), "DEFAULT_SOURCE_FORMAT").map_err(to_config))
             .transpose()?;
@@ -247,6 +258,7 @@ impl Config {
             schema,
             unknown_keys,
             partition_by,
+            skipping,
             error_output,
             stream_metadata,
             schema_evolution,
