@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use arrow_array::RecordBatch;
 use iceberg::arrow::RecordBatchPartitionSplitter;
 use iceberg::spec::{DataFile, DataFileFormat, NestedFieldRef, PartitionKey, SchemaRef};
+use iceberg::spec::{NullOrder, SortDirection, Transform};
 use iceberg::table::Table;
 use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
@@ -23,13 +24,15 @@ use iceberg::writer::partitioning::PartitioningWriter;
 use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use iceberg::{Catalog, ErrorKind, TableIdent};
-use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use super::glue::GlueCatalog;
 use super::identity::{IDENTITY, Marked, committed, record};
 use super::marks::{Advance, MARKS, compare_positions};
 use crate::Error;
 use crate::encode::codec::Codec;
+use crate::encode::skipping::{BLOOM_FPP, Skipping, SortKey};
+use crate::encode::writer::table_properties;
 use crate::store::budget::CLEANUP_RESERVE;
 use crate::store::table_files::TableFiles;
 
@@ -51,7 +54,8 @@ pub struct Appended {
 /// named `<name>-<n>.parquet` under its data folder, in the partition folders of its
 /// partition spec (a new file past `target_bytes`, else past iceberg-rust's default size); it takes batches in that
 /// schema's Arrow form, field ids included, and its `close` gives the data files with their
-/// metrics (and partition values).
+/// metrics (and partition values). The files are `codec`-compressed, with the page index, the
+/// bloom filters and the sort order the table asks for ([`table_skipping`]).
 ///
 /// # Errors
 /// `CatalogFailed` when the table's location cannot be read; `InvalidEvent` for a partition
@@ -59,7 +63,7 @@ pub struct Appended {
 pub async fn data_file_writer(
     table: &Table,
     schema: &SchemaRef,
-    properties: WriterProperties,
+    codec: Codec,
     name: &str,
     target_bytes: Option<u64>,
 ) -> Result<DataFiles, Error> {
@@ -76,7 +80,18 @@ pub async fn data_file_writer(
         counts: Arc::default(),
     };
     let names = DefaultFileNameGenerator::new(name.to_owned(), None, DataFileFormat::Parquet);
-    let parquet = ParquetWriterBuilder::new(properties, schema.clone());
+    let arrow = iceberg::arrow::schema_to_arrow_schema(schema).map_err(failed)?;
+    let skipping = table_skipping(table, &arrow);
+    let capacity = bloom_capacity(table);
+    let bloom: Vec<(ColumnPath, u64)> = (skipping.bloom_filter_columns.iter())
+        .map(|column| {
+            (
+                ColumnPath::new(column.split('.').map(str::to_owned).collect()),
+                capacity,
+            )
+        })
+        .collect();
+    let parquet = ParquetWriterBuilder::new(table_properties(codec, &bloom), schema.clone());
     let rolling = match target_bytes {
         Some(bytes) => RollingFileWriterBuilder::new(
             parquet,
@@ -94,9 +109,16 @@ pub async fn data_file_writer(
     };
     let files = DataFileWriterBuilder::new(rolling);
     let spec = metadata.default_partition_spec();
+    let order = Skipping {
+        sort_by: skipping.sort_by,
+        ..Skipping::NONE
+    };
     if spec.is_unpartitioned() {
         let files = files.build(None).await.map_err(failed)?;
-        return Ok(DataFiles::Unpartitioned(Box::new(files)));
+        return Ok(DataFiles {
+            writers: Writers::Unpartitioned(Box::new(files)),
+            order,
+        });
     }
     let splitter =
         RecordBatchPartitionSplitter::try_new_with_computed_values(schema.clone(), spec.clone())
@@ -106,10 +128,13 @@ pub async fn data_file_writer(
                     table.identifier()
                 ))
             })?;
-    Ok(DataFiles::Partitioned(Box::new(Fanout {
-        splitter,
-        files: FanoutWriter::new(files),
-    })))
+    Ok(DataFiles {
+        writers: Writers::Partitioned(Box::new(Fanout {
+            splitter,
+            files: FanoutWriter::new(files),
+        })),
+        order,
+    })
 }
 
 type Files = DataFileWriterBuilder<ParquetWriterBuilder, Locations, DefaultFileNameGenerator>;
@@ -136,8 +161,14 @@ impl LocationGenerator for Locations {
     }
 }
 
-/// What [`data_file_writer`] gives: one data file at a time, or one per partition.
-pub enum DataFiles {
+/// What [`data_file_writer`] gives: the data files, each batch written in the table's order.
+pub struct DataFiles {
+    writers: Writers,
+    order: Skipping,
+}
+
+/// One data file at a time, or one per partition.
+enum Writers {
     Unpartitioned(Box<<Files as IcebergWriterBuilder>::R>),
     Partitioned(Box<Fanout>),
 }
@@ -149,12 +180,18 @@ pub struct Fanout {
 }
 
 impl DataFiles {
+    /// Writes `batch`, sorted in the table's sort order (a streamed source's rows a chunk at a
+    /// time).
+    ///
     /// # Errors
     /// iceberg-rust's, when a file cannot be written or a partition value computed.
     pub async fn write(&mut self, batch: RecordBatch) -> iceberg::Result<()> {
-        match self {
-            DataFiles::Unpartitioned(files) => files.write(batch).await,
-            DataFiles::Partitioned(fanout) => {
+        let batch = self.order.sorted(batch).map_err(|e| {
+            iceberg::Error::new(ErrorKind::DataInvalid, format!("sorting the rows: {e}"))
+        })?;
+        match &mut self.writers {
+            Writers::Unpartitioned(files) => files.write(batch).await,
+            Writers::Partitioned(fanout) => {
                 for (key, part) in fanout.splitter.split(&batch)? {
                     fanout.files.write(key, part).await?;
                 }
@@ -168,9 +205,9 @@ impl DataFiles {
     /// # Errors
     /// iceberg-rust's, when a file cannot be completed.
     pub async fn close(self) -> iceberg::Result<Vec<DataFile>> {
-        match self {
-            DataFiles::Unpartitioned(mut files) => files.close().await,
-            DataFiles::Partitioned(fanout) => fanout.files.close().await,
+        match self.writers {
+            Writers::Unpartitioned(mut files) => files.close().await,
+            Writers::Partitioned(fanout) => fanout.files.close().await,
         }
     }
 }
@@ -419,6 +456,78 @@ pub fn table_codec(table: &Table, asked: Option<Codec>) -> Codec {
 /// The table property naming its Parquet codec.
 pub const CODEC_PROPERTY: &str = "write.parquet.compression-codec";
 
+/// The table properties that ask for a bloom filter on a column, as Iceberg's writers read
+/// them: `<prefix><column>` = `true`, at most `<max bytes property>` bytes each.
+const BLOOM_PROPERTY: &str = "write.parquet.bloom-filter-enabled.column.";
+const BLOOM_MAX_BYTES_PROPERTY: &str = "write.parquet.bloom-filter-max-bytes";
+/// Iceberg's default for it: 1 MiB.
+const BLOOM_MAX_BYTES: u64 = 1 << 20;
+
+/// What `table` asks of its data files for readers to skip through: bloom filters on the
+/// columns its `write.parquet.bloom-filter-enabled.column.<name>` properties enable (those in
+/// `arrow`, the schema written), and its default sort order, as far as it sorts top-level
+/// columns by transforms that keep their order (identity, years to hours, truncate; a bucket
+/// or nested field ends it).
+pub fn table_skipping(table: &Table, arrow: &arrow_schema::Schema) -> Skipping {
+    let metadata = table.metadata();
+    let mut bloom_filter_columns: Vec<String> = metadata
+        .properties()
+        .iter()
+        .filter(|(key, value)| key.starts_with(BLOOM_PROPERTY) && value.eq_ignore_ascii_case("true"))
+        .map(|(key, _)| key[BLOOM_PROPERTY.len()..].to_owned())
+        .filter(|name| {
+            let present = arrow.field_with_name(name.split('.').next().unwrap_or_default()).is_ok();
+            if !present {
+                tracing::warn!(table = %table.identifier(), column = %name, "a bloom filter property names no column; ignored");
+            }
+            present
+        })
+        .collect();
+    bloom_filter_columns.sort();
+    let schema = metadata.current_schema();
+    let sort_by = metadata
+        .default_sort_order()
+        .fields
+        .iter()
+        .map_while(|field| {
+            let keeps_order = !matches!(
+                field.transform,
+                Transform::Bucket(_) | Transform::Void | Transform::Unknown
+            );
+            let column = schema.name_by_field_id(field.source_id)?;
+            (keeps_order && !column.contains('.') && arrow.field_with_name(column).is_ok()).then(
+                || SortKey {
+                    column: column.to_owned(),
+                    options: arrow_schema::SortOptions {
+                        descending: field.direction == SortDirection::Descending,
+                        nulls_first: field.null_order == NullOrder::First,
+                    },
+                },
+            )
+        })
+        .collect();
+    Skipping {
+        bloom_filter_columns,
+        sort_by,
+    }
+}
+
+/// The distinct values a bloom filter of `table`'s `write.parquet.bloom-filter-max-bytes`
+/// (default 1 MiB) holds at [`BLOOM_FPP`]: what its filters are made for, as Iceberg's
+/// writers make theirs (parquet-rs then folds each to what its column chunk holds).
+fn bloom_capacity(table: &Table) -> u64 {
+    let bytes = table
+        .metadata()
+        .properties()
+        .get(BLOOM_MAX_BYTES_PROPERTY)
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(BLOOM_MAX_BYTES);
+    // parquet-rs's sizing (bits = -8 n / ln(1 - p^(1/8))), inverted, a little under so that
+    // rounding up to a power of two stays within the bound.
+    let per_value = -8.0 / (1.0 - BLOOM_FPP.powf(1.0 / 8.0)).ln();
+    ((bytes * 8) as f64 / per_value * 0.99).max(1.0) as u64
+}
+
 /// 50 ms doubling to 2 s, each pause drawn from its upper half (jitter keeps writers that
 /// conflicted once from conflicting again in step).
 fn backoff(attempt: u32) -> Duration {
@@ -455,5 +564,118 @@ mod tests {
             );
         }
         assert!(backoff(30) <= Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn a_tables_bloom_properties_and_sort_order_shape_its_data_files() {
+        use arrow_array::cast::AsArray;
+        use arrow_array::types::Int64Type;
+        use arrow_array::{Int64Array, StringArray};
+        use iceberg::memory::{MEMORY_CATALOG_WAREHOUSE, MemoryCatalogBuilder};
+        use iceberg::spec::{NestedField, PrimitiveType, Schema, SortField, SortOrder, Type};
+        use iceberg::{CatalogBuilder, NamespaceIdent, TableCreation};
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+        let warehouse = HashMap::from([(
+            MEMORY_CATALOG_WAREHOUSE.to_owned(),
+            "memory://warehouse".to_owned(),
+        )]);
+        let catalog = MemoryCatalogBuilder::default()
+            .load("memory", warehouse)
+            .await
+            .unwrap();
+        let db = NamespaceIdent::new("db".into());
+        catalog.create_namespace(&db, HashMap::new()).await.unwrap();
+        let schema = Schema::builder()
+            .with_fields(vec![
+                NestedField::optional(1, "id", Type::Primitive(PrimitiveType::Long)).into(),
+                NestedField::required(2, "city", Type::Primitive(PrimitiveType::String)).into(),
+            ])
+            .build()
+            .unwrap();
+        // `id` descending with nulls last, then a bucket of `city`, which ends the order.
+        let field = |id, transform, direction| {
+            SortField::builder()
+                .source_id(id)
+                .transform(transform)
+                .direction(direction)
+                .null_order(NullOrder::Last)
+                .build()
+        };
+        let order = SortOrder::builder()
+            .with_order_id(1)
+            .with_sort_field(field(1, Transform::Identity, SortDirection::Descending))
+            .with_sort_field(field(2, Transform::Bucket(4), SortDirection::Ascending))
+            .build(&schema)
+            .unwrap();
+        let properties = [
+            (format!("{BLOOM_PROPERTY}id"), "true".to_owned()),
+            (format!("{BLOOM_PROPERTY}city"), "false".to_owned()),
+            (format!("{BLOOM_PROPERTY}gone"), "true".to_owned()),
+        ];
+        let creation = TableCreation::builder()
+            .name("t".into())
+            .schema(schema.clone())
+            .sort_order(order)
+            .properties(properties)
+            .build();
+        let table = catalog.create_table(&db, creation).await.unwrap();
+        let schema = table.metadata().current_schema().clone();
+        let arrow = Arc::new(iceberg::arrow::schema_to_arrow_schema(&schema).unwrap());
+        let skipping = table_skipping(&table, &arrow);
+        assert_eq!(skipping.bloom_filter_columns, ["id"]);
+        let sort: Vec<_> = skipping
+            .sort_by
+            .iter()
+            .map(|k| (k.column.as_str(), k.options))
+            .collect();
+        let descending = arrow_schema::SortOptions {
+            descending: true,
+            nulls_first: false,
+        };
+        assert_eq!(sort, [("id", descending)]);
+
+        let ids = Int64Array::from_iter((0..3_000).map(|i| (i % 7 != 0).then_some(i * 37 % 1_000)));
+        let cities = StringArray::from_iter_values((0..3_000).map(|i| format!("c{}", i % 3)));
+        let batch = RecordBatch::try_new(arrow, vec![Arc::new(ids), Arc::new(cities)]).unwrap();
+        // Made for 1 MiB, folded to the 1,000 distinct ids' 2 KiB.
+        {
+            let bounds = 1_000..4_000;
+            let mut writer = data_file_writer(&table, &schema, Codec::Zstd, "f", None)
+                .await
+                .unwrap();
+            writer.write(batch.clone()).await.unwrap();
+            let [file] = <[DataFile; 1]>::try_from(writer.close().await.unwrap()).unwrap();
+            let bytes = table
+                .file_io()
+                .new_input(file.file_path())
+                .unwrap()
+                .read()
+                .await
+                .unwrap();
+            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+            assert_eq!(file.record_count(), 3_000);
+            assert_eq!(reader.metadata().file_metadata().num_rows(), 3_000);
+            let chunks = reader.metadata().row_group(0).columns().to_vec();
+            let filter = chunks[0].bloom_filter_length().unwrap_or_default();
+            assert!(bounds.contains(&filter), "a bloom filter of {filter} bytes");
+            assert!(chunks[1].bloom_filter_length().is_none());
+            assert!(chunks.iter().all(|c| c.column_index_offset().is_some()));
+            let batches: Vec<RecordBatch> = reader.build().unwrap().map(Result::unwrap).collect();
+            let back: Vec<Option<i64>> = batches
+                .iter()
+                .flat_map(|b| b.column(0).as_primitive::<Int64Type>().iter())
+                .collect();
+            let mut expected: Vec<Option<i64>> = (0..3_000)
+                .map(|i| (i % 7 != 0).then_some(i * 37 % 1_000))
+                .collect();
+            expected.sort_by(|a, b| match (a, b) {
+                (None, None) => std::cmp::Ordering::Equal,
+                (None, _) => std::cmp::Ordering::Greater,
+                (_, None) => std::cmp::Ordering::Less,
+                (Some(a), Some(b)) => b.cmp(a),
+            });
+            assert!(back == expected, "not in the table's order");
+        }
     }
 }

@@ -3,8 +3,6 @@
 //! sorted by the columns that range filters bound (`sort_by`), so that each page's and row
 //! group's min/max are narrow.
 
-use std::collections::HashSet;
-
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, SortOptions};
@@ -131,31 +129,32 @@ impl Skipping {
         Ok(RecordBatch::try_new(batch.schema(), columns).expect("the same schema"))
     }
 
-    /// Each `bloom_filter_columns` leaf's path in `batches` (one schema), and how many
-    /// distinct non-null values it holds there (at least 1), which sizes its filter.
+    /// Each `bloom_filter_columns` leaf's path in `batches` (one schema), with the number of
+    /// rows: the most distinct values its filter can be asked to hold. parquet-rs sizes the
+    /// filter for that many, then folds it, once written, to the smallest size that keeps
+    /// [`BLOOM_FPP`] for the values it holds.
     ///
     /// # Errors
     /// `InvalidEvent` naming a column the rows do not have, or one that is not a leaf of
     /// strings, binary, numbers, dates or timestamps outside lists and maps.
     pub fn bloom_columns(&self, batches: &[RecordBatch]) -> Result<Vec<(ColumnPath, u64)>, Error> {
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         let invalid = |name: &str, why: &str| {
             Error::InvalidEvent(format!("`bloom_filter_columns`: `{name}` {why}"))
         };
         self.bloom_filter_columns
             .iter()
             .map(|name| {
-                let columns = batches
-                    .iter()
-                    .map(|batch| leaf(batch, name))
-                    .collect::<Option<Vec<_>>>()
-                    .filter(|c| !c.is_empty())
+                let column = batches
+                    .first()
+                    .and_then(|batch| leaf(batch, name))
                     .ok_or_else(|| invalid(name, "is not a column of the rows"))?;
-                let count = distinct(&columns).ok_or_else(|| {
-                    let kind = columns[0].data_type();
-                    invalid(name, &format!("is a {kind} column: only strings, binary, numbers, dates and timestamps outside lists and maps get a bloom filter"))
-                })?;
+                let kind = column.data_type();
+                if !has_bloom_filter(kind) {
+                    return Err(invalid(name, &format!("is a {kind} column: only strings, binary, numbers, dates and timestamps outside lists and maps get a bloom filter")));
+                }
                 let path = ColumnPath::new(name.split('.').map(str::to_owned).collect());
-                Ok((path, count))
+                Ok((path, rows.max(1) as u64))
             })
             .collect()
     }
@@ -221,36 +220,13 @@ fn leaf(batch: &RecordBatch, name: &str) -> Option<ArrayRef> {
     Some(column)
 }
 
-/// How many distinct non-null values `arrays` (one column's) hold together (at least 1: a
-/// filter of one block); `None` for a type without a filter here (booleans, nested types).
-fn distinct(arrays: &[ArrayRef]) -> Option<u64> {
-    let mut strings: HashSet<&[u8]> = HashSet::new();
-    // Fixed-width values (at most a 256-bit decimal), zero-padded.
-    let mut fixed: HashSet<[u8; 32]> = HashSet::new();
-    for array in arrays {
-        match array.data_type() {
-            DataType::Utf8 => {
-                strings.extend(array.as_string::<i32>().iter().flatten().map(str::as_bytes))
-            }
-            DataType::LargeUtf8 => {
-                strings.extend(array.as_string::<i64>().iter().flatten().map(str::as_bytes))
-            }
-            DataType::Binary => strings.extend(array.as_binary::<i32>().iter().flatten()),
-            DataType::LargeBinary => strings.extend(array.as_binary::<i64>().iter().flatten()),
-            DataType::Boolean => return None,
-            other => {
-                let width = other.primitive_width().filter(|&w| w <= 32)?;
-                let data = array.to_data();
-                let values = &data.buffers()[0].as_slice()[data.offset() * width..];
-                fixed.extend((0..data.len()).filter(|&i| data.is_valid(i)).map(|i| {
-                    let mut key = [0; 32];
-                    key[..width].copy_from_slice(&values[i * width..(i + 1) * width]);
-                    key
-                }));
-            }
-        }
-    }
-    Some((strings.len() + fixed.len()).max(1) as u64)
+/// Whether a column of `kind` gets a bloom filter here: not booleans (two values), nor
+/// nested types.
+fn has_bloom_filter(kind: &DataType) -> bool {
+    matches!(
+        kind,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Binary | DataType::LargeBinary
+    ) || (kind != &DataType::Boolean && kind.primitive_width().is_some())
 }
 
 #[cfg(test)]
@@ -352,7 +328,7 @@ mod tests {
     }
 
     #[test]
-    fn bloom_columns_count_distinct_values_over_every_batch() {
+    fn bloom_columns_are_leaves_sized_for_every_row() {
         let batches = [
             batches_of(r#"[{"id": 1, "s": "a", "u": {"k": "x"}, "ok": true, "l": [1]}, {"id": 2, "s": "a", "u": null}]"#),
             batches_of(r#"[{"id": 2, "s": "b", "u": {"k": "y"}, "ok": false, "l": []}, {"id": null, "s": null, "u": {"k": "x"}}]"#),
@@ -371,7 +347,7 @@ mod tests {
         let counts = bloom(r#"["id", "s", "u.k"]"#).unwrap();
         assert_eq!(
             counts,
-            [("id".into(), 2), ("s".into(), 2), ("u.k".into(), 2)]
+            [("id".into(), 4), ("s".into(), 4), ("u.k".into(), 4)]
         );
         for (names, says) in [
             (r#"["nope"]"#, "`nope` is not a column"),

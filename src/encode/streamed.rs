@@ -71,8 +71,8 @@ enum File {
 
 impl StreamWriter {
     /// Files for `codecs` (duplicates written once) of `first`'s schema; `first` (the first
-    /// batch) also decides which columns are written without a dictionary, and sizes the
-    /// bloom filters `skipping` asks for: its distinct values scaled to a row group's rows.
+    /// batch) also decides which columns are written without a dictionary; the bloom filters
+    /// `skipping` asks for are made for a row group's rows, then folded to what it holds.
     /// With `skipping.sort_by`, each row group's rows are sorted. `alone` says this is the
     /// only file being written per codec: it gets `PART_BUFFER` reserved, while the many
     /// small files of a partitioned stream grow theirs as they need.
@@ -88,10 +88,8 @@ impl StreamWriter {
         skipping: &Skipping,
     ) -> Result<StreamWriter, Error> {
         let mut choices = Columns::of(std::slice::from_ref(first), skipping)?;
-        let seen = first.num_rows().max(1) as u64;
-        for (_, distinct) in &mut choices.bloom {
-            let scaled = *distinct as u128 * row_group.rows as u128 / seen as u128;
-            *distinct = (scaled as u64).clamp(*distinct, row_group.rows as u64);
+        for (_, most) in &mut choices.bloom {
+            *most = row_group.rows as u64;
         }
         let reserve = if alone { PART_BUFFER } else { 0 };
         let schema = first.schema();
@@ -543,12 +541,17 @@ mod tests {
         let mut all = values.clone();
         all.sort_unstable();
         assert!(all.into_iter().eq(0..100_000));
-        // The first batch saw 5,000 distinct keys in 10,000 rows: filters sized for 12,500.
+        // 5,000 distinct keys in a row group of 25,000 rows: the filter folded to fit them.
         let filter = |column| Sbbf::read_from_column_chunk(meta.row_group(0).column(column), &file);
         let keys = filter(1).unwrap().expect("a bloom filter on `s`");
         assert!((0..5_000).all(|k| keys.check(&format!("key-{k}").as_str())));
         let misses = (0..10_000).filter(|k| keys.check(&format!("other-{k}").as_str()));
         assert!(misses.count() < 300, "far more than 1% false positives");
         assert!(filter(0).unwrap().is_none());
+        let length = meta.row_group(0).column(1).bloom_filter_length().unwrap();
+        assert!(
+            length < 16 << 10,
+            "{length} bytes: not folded from 25,000 values' 32 KiB"
+        );
     }
 }

@@ -13,7 +13,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::{
     ArrowColumnChunk, ArrowColumnWriter, ArrowLeafColumn, compute_leaves,
 };
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
 use parquet::file::writer::SerializedRowGroupWriter;
 use parquet::schema::types::ColumnPath;
 
@@ -197,7 +197,8 @@ pub(super) fn sorted(
 }
 
 /// What is chosen per column from the rows: the columns written without a dictionary (see
-/// [`crate::encode::dictionary`]), and those with a bloom filter, with their distinct values.
+/// [`crate::encode::dictionary`]), and those with a bloom filter, with the most distinct
+/// values it may hold (see [`Skipping::bloom_columns`]).
 #[derive(Debug, Default)]
 pub(super) struct Columns {
     pub plain: Vec<ColumnPath>,
@@ -225,8 +226,8 @@ pub const PAGE_ROWS: usize = 20_000;
 /// statistics per column chunk, and the page index (a column index of each page's min/max and
 /// an offset index of where each page starts), which DuckDB, Trino, Spark and Athena read to
 /// skip pages. Pages end at 1 MiB or 20,000 rows, as parquet-mr's do, so a column of a large
-/// file has pages to skip. The `columns.bloom` columns get a split-block bloom filter sized
-/// for their distinct values at [`BLOOM_FPP`].
+/// file has pages to skip. The `columns.bloom` columns get a split-block bloom filter at
+/// [`BLOOM_FPP`].
 pub(super) fn properties(
     codec: Codec,
     columns: &Columns,
@@ -244,24 +245,34 @@ pub(super) fn properties(
     for path in &columns.plain {
         builder = builder.set_column_dictionary_enabled(path.clone(), false);
     }
-    for (path, distinct) in &columns.bloom {
+    with_bloom_filters(builder, &columns.bloom).build()
+}
+
+/// Settings for an Iceberg table's data files: the same page index and pages, bloom filters
+/// on the `bloom` columns, and the row groups iceberg-rust's writer sizes.
+pub fn table_properties(codec: Codec, bloom: &[(ColumnPath, u64)]) -> WriterProperties {
+    let builder = WriterProperties::builder()
+        .set_compression(crate::encode::recompress::compression(codec))
+        .set_data_page_row_count_limit(PAGE_ROWS)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_created_by(CREATED_BY.into());
+    with_bloom_filters(builder, bloom).build()
+}
+
+/// `builder` with a split-block bloom filter on each `bloom` column: sized for at most that
+/// many distinct values at [`BLOOM_FPP`], and folded by parquet-rs, once the chunk is written,
+/// to the smallest size that keeps that rate for the values it holds.
+fn with_bloom_filters(
+    mut builder: WriterPropertiesBuilder,
+    bloom: &[(ColumnPath, u64)],
+) -> WriterPropertiesBuilder {
+    for (path, distinct) in bloom {
         builder = builder
             .set_column_bloom_filter_enabled(path.clone(), true)
             .set_column_bloom_filter_ndv(path.clone(), *distinct)
             .set_column_bloom_filter_fpp(path.clone(), BLOOM_FPP);
     }
-    builder.build()
-}
-
-/// Settings for an Iceberg table's data files: the same page index and pages, and the row
-/// groups iceberg-rust's writer sizes.
-pub fn table_properties(codec: Codec) -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(crate::encode::recompress::compression(codec))
-        .set_data_page_row_count_limit(PAGE_ROWS)
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .set_created_by(CREATED_BY.into())
-        .build()
+    builder
 }
 
 /// One complete Parquet file (a single row group up to 1 Mi rows) holding `batch`.
@@ -738,7 +749,7 @@ pub(crate) mod tests {
             .collect();
         let batches = batches_of(&format!("[{}]", json.join(",")));
         assert_eq!(batches.len(), 2, "built in two halves");
-        // With a bloom filter too, sized by the distinct values of both halves.
+        // With a bloom filter too, for the rows of both halves.
         let skipping = Skipping::parse(Some(r#"["id", "geo.zone"]"#), None).unwrap();
         let columns = Columns::of(&batches, &skipping).unwrap();
         assert!(!columns.plain.is_empty());
@@ -747,7 +758,10 @@ pub(crate) mod tests {
             .iter()
             .map(|(p, n)| (p.string(), *n))
             .collect();
-        assert_eq!(bloom, [("id".into(), rows as u64), ("geo.zone".into(), 3)]);
+        assert_eq!(
+            bloom,
+            [("id".into(), rows as u64), ("geo.zone".into(), rows as u64)]
+        );
         for codec in [Codec::Uncompressed, Codec::Snappy] {
             let props = properties(codec, &columns, RowGroupSize::WHOLE_EVENT);
             let mut writer =

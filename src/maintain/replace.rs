@@ -432,7 +432,6 @@ mod tests {
 
     use crate::catalog::append::data_file_writer;
     use crate::encode::codec::Codec;
-    use crate::encode::writer::table_properties;
 
     /// A table partitioned by `dt` in iceberg-rust's memory catalog (no network).
     async fn table() -> (MemoryCatalog, Table) {
@@ -475,8 +474,7 @@ mod tests {
         let ids = Int64Array::from_iter_values(rows.iter().map(|r| r.0));
         let days = StringArray::from_iter_values(rows.iter().map(|r| r.1));
         let batch = RecordBatch::try_new(arrow, vec![Arc::new(ids), Arc::new(days)]).unwrap();
-        let properties = table_properties(Codec::Zstd);
-        let mut writer = data_file_writer(table, &schema, properties, name, None)
+        let mut writer = data_file_writer(table, &schema, Codec::Zstd, name, None)
             .await
             .unwrap();
         writer.write(batch).await.unwrap();

@@ -19,7 +19,6 @@ use super::replace::{self, Change};
 use super::{Maintenance, StepReport};
 use crate::Error;
 use crate::catalog::append::{self, catalog_error, table_codec};
-use crate::encode::writer::table_properties;
 use crate::input::maintain::RewriteDataFiles;
 
 /// Without a table property or a parameter: Spark's and Athena's 512 MiB.
@@ -168,9 +167,8 @@ async fn rewrite(
         .read(futures::stream::iter(tasks).boxed())
         .map_err(failed)?
         .stream();
-    let properties = table_properties(table_codec(table, None));
-    let mut writer =
-        append::data_file_writer(table, &schema, properties, name, Some(target)).await?;
+    let codec = table_codec(table, None);
+    let mut writer = append::data_file_writer(table, &schema, codec, name, Some(target)).await?;
     let mut rows = 0;
     while let Some(batch) = batches.try_next().await.map_err(failed)? {
         rows += batch.num_rows() as u64;

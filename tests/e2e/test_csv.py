@@ -20,68 +20,21 @@ import datetime
 import decimal
 import gzip
 import json
-import os
 import pathlib
 import sys
-import tempfile
 
 import pyarrow.parquet as pq
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
-from emulator import Emulator, LocalS3  # noqa: E402
-from helpers import BOOTSTRAP, function as table_function, invoke as table_invoke  # noqa: E402
+from helpers import Function, function as table_function, invoke as table_invoke, s3  # noqa: E402,F401
 from iceberg_readers import duckdb_scan, pyiceberg_scan  # noqa: E402
 from local_catalog import Moto, environment  # noqa: E402
 
-TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target")))
 UTC = datetime.timezone.utc
 OUT = [{"prefix": "s3://my-bucket/csv/out/", "compression": "snappy"}]
 PEOPLE = ROOT / "events" / "objects" / "in-bucket" / "in" / "partners" / "people.csv"
-
-
-@pytest.fixture(scope="module")
-def s3():
-    with tempfile.TemporaryDirectory() as root:
-        server = LocalS3.with_samples(TARGET / "debug" / "examples" / "local-s3", root)
-        try:
-            yield server
-        finally:
-            server.stop()
-
-
-class Function:
-    """The bootstrap with `env`, against `s3`."""
-
-    def __init__(self, s3, **env):
-        self.s3 = s3
-        self.emulator = Emulator(BOOTSTRAP, {"AWS_ENDPOINT_URL_S3": s3.endpoint, **env}, timeout_s=600)
-        self.emulator.init_ms()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.emulator.stop()
-
-    def put(self, key, body):
-        path = self.s3.root / "in-bucket" / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(body)
-
-    def invoke(self, event):
-        kind, body, _ = self.emulator.invoke(json.dumps(event).encode(), deadline_s=600)
-        return kind, body
-
-    def rows(self, event):
-        """The rows every object written holds (the event must convert), and the schema."""
-        kind, body = self.invoke(event)
-        assert kind == "response", body
-        tables = [pq.read_table(self.s3.root / o["bucket"] / o["key"]) for o in body["objects"]]
-        assert tables, body
-        assert all(t.schema == tables[0].schema for t in tables)
-        return tables[0].schema, tables[0].to_pylist(), body
 
 
 def source(key, **fields):

@@ -113,8 +113,7 @@ impl Prepared {
 
     /// A writer of data files named `name-<n>.parquet`.
     async fn writer(&self, name: &str) -> Result<append::DataFiles, Error> {
-        let properties = crate::encode::writer::table_properties(self.codec);
-        append::data_file_writer(&self.table, &self.schema, properties, name, None).await
+        append::data_file_writer(&self.table, &self.schema, self.codec, name, None).await
     }
 }
 
@@ -531,6 +530,15 @@ impl Function {
         batches: Vec<RecordBatch>,
     ) -> Result<Vec<DataFile>, Error> {
         let mut writer = table.writer(&uuid::Uuid::now_v7().to_string()).await?;
+        // One batch, so that the table's order sorts all the rows (they are built in halves).
+        let batches = match batches.len() {
+            0 | 1 => batches,
+            _ => vec![
+                arrow_select::concat::concat_batches(&batches[0].schema(), &batches).map_err(
+                    |e| Error::InvalidEvent(format!("the rows could not be joined: {e}")),
+                )?,
+            ],
+        };
         for batch in batches {
             writer
                 .write(batch)

@@ -1,0 +1,134 @@
+"""Files that readers skip through, written by the built `bootstrap` (under the Runtime API
+emulator, with the embedded S3 server) and read back by pyarrow and DuckDB:
+
+- every file, uncompressed and Snappy, inline rows and a streamed source, carries the page
+  index (pyarrow's `has_column_index` and `has_offset_index`; the pages' bounds are checked
+  in src/encode/writer.rs's unit tests) and no bloom filter unless asked;
+- `bloom_filter_columns` (event) and BLOOM_FILTER_COLUMNS (configuration): DuckDB's
+  `parquet_metadata` shows a filter on exactly those columns, and `parquet_bloom_probe`
+  finds every value written and rules out nearly every value that was not;
+- `sort_by` (event) and SORT_BY (configuration): inline rows sorted whole, a streamed
+  source's rows sorted within each row group, every row kept;
+- a bad option or a column the rows lack: `InvalidEvent` naming it, nothing written.
+
+Run by scripts/test after the debug binaries are built."""
+import json
+import pathlib
+import sys
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+from helpers import Function, s3  # noqa: E402,F401
+
+OUT = [{"prefix": "s3://my-bucket/skip/raw/", "compression": "uncompressed"},
+       {"prefix": "s3://my-bucket/skip/snappy/", "compression": "snappy"}]
+
+
+def rows(n, first=0):
+    """`n` rows in a scrambled order: a unique `id`, a timestamp, a few cities."""
+    out = []
+    for i in range(first, first + n):
+        key = (i * 7919) % 1_000_003
+        out.append({"id": key, "ts": f"2024-05-01T{key % 24:02d}:{key % 60:02d}:00Z",
+                    "city": ["Paris", "Lyon", "Nice"][i % 3], "amount": i * 0.5})
+    return out
+
+
+def files(s3, reply):
+    return [s3.root / o["bucket"] / o["key"] for o in reply["objects"]]
+
+
+def bloom_columns(path):
+    """The columns of `path` whose chunks carry a bloom filter, by DuckDB's reading."""
+    found = duckdb.sql(f"SELECT DISTINCT path_in_schema FROM parquet_metadata('{path}') "
+                       "WHERE bloom_filter_offset IS NOT NULL AND bloom_filter_length > 0").fetchall()
+    return sorted(p for (p,) in found)
+
+
+def probe(path, column, value):
+    """Whether DuckDB's bloom probe says `value` may be in `column` of some row group."""
+    excluded = duckdb.sql(f"SELECT bloom_filter_excludes FROM parquet_bloom_probe('{path}', '{column}', {value})").fetchall()
+    return not all(e for (e,) in excluded)
+
+
+def page_index_everywhere(path):
+    meta = pq.ParquetFile(path).metadata
+    for g in range(meta.num_row_groups):
+        for c in range(meta.num_columns):
+            column = meta.row_group(g).column(c)
+            assert column.has_column_index and column.has_offset_index, (path, g, c)
+    return meta
+
+
+def test_inline_rows_with_the_page_index_bloom_filters_and_sort_by(s3):
+    written = rows(40_000)
+    with Function(s3) as f:
+        # The default: the page index, no bloom filter, rows in arrival order.
+        kind, reply = f.invoke({"rows": written, "targets": OUT})
+        assert kind == "response", reply
+        for path in files(s3, reply):
+            page_index_everywhere(path)
+            assert bloom_columns(path) == []
+            assert pq.read_table(path).column("id").to_pylist() == [r["id"] for r in written]
+        event = {"rows": written, "targets": OUT, "bloom_filter_columns": ["id", "city"],
+                 "sort_by": ["ts", "id DESC"]}
+        kind, reply = f.invoke(event)
+        assert kind == "response", reply
+        for path in files(s3, reply):
+            page_index_everywhere(path)
+            assert bloom_columns(path) == ["city", "id"]
+            back = pq.read_table(path).to_pylist()
+            assert sorted(r["id"] for r in back) == sorted(r["id"] for r in written)
+            keys = [(r["ts"], -r["id"]) for r in back]
+            assert keys == sorted(keys)
+            assert all(probe(path, "id", r["id"]) for r in written[:2_000])
+            absent = sum(probe(path, "id", 2_000_000 + k) for k in range(2_000))
+            assert absent < 80, f"{absent} of 2,000 absent ids not ruled out (1% expected)"
+
+
+def test_a_streamed_source_sorted_per_row_group_with_configured_filters(s3):
+    with Function(s3, BLOOM_FILTER_COLUMNS="id", SORT_BY="ts, id", ROW_GROUP_ROWS="30000",
+                  DEFAULT_TARGETS=json.dumps(OUT)) as f:
+        written = rows(100_000)
+        f.put("skip/big.ndjson", "\n".join(json.dumps(r) for r in written).encode())
+        notification = {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+                                     "s3": {"bucket": {"name": "in-bucket"},
+                                            "object": {"key": "skip/big.ndjson", "size": 1}}}]}
+        kind, reply = f.invoke(notification)
+        assert kind == "response" and reply["rows"] == 100_000, reply
+        for path in files(s3, reply):
+            meta = page_index_everywhere(path)
+            assert meta.num_row_groups == 4
+            assert bloom_columns(path) == ["id"]
+            file = pq.ParquetFile(path)
+            ids = []
+            for g in range(meta.num_row_groups):
+                group = file.read_row_group(g).to_pylist()
+                keys = [(r["ts"], r["id"]) for r in group]
+                assert keys == sorted(keys), f"row group {g} is not sorted"
+                ids += [r["id"] for r in group]
+            assert sorted(ids) == sorted(r["id"] for r in written)
+            assert all(probe(path, "id", r["id"]) for r in written[::50])
+
+
+def test_bad_options_name_what_is_wrong_and_write_nothing(s3):
+    with Function(s3) as f:
+        before = sorted(p for p in s3.root.rglob("*") if p.is_file())
+        for extra, says in [
+            ({"bloom_filter_columns": ["nope"]}, "`bloom_filter_columns`: `nope` is not a column of the rows"),
+            ({"bloom_filter_columns": ["flag"]}, "`flag` is a Boolean column"),
+            ({"sort_by": ["nope"]}, "`sort_by`: the rows have no column `nope`"),
+            ({"sort_by": ["id SIDEWAYS"]}, "`id SIDEWAYS` is not `column [ASC|DESC]"),
+            ({"sort_by": "id"}, "`sort_by`: must be an array"),
+        ]:
+            kind, reply = f.invoke({"rows": [{"id": 1, "flag": True}], "targets": OUT, **extra})
+            assert kind == "error" and reply["errorType"] == "InvalidEvent", reply
+            assert says in reply["errorMessage"], reply
+        assert sorted(p for p in s3.root.rglob("*") if p.is_file()) == before
+    # A bad configured value stops the function at start, naming the option.
+    with pytest.raises(RuntimeError, match="`sort_by`: `id DESC DESC` is not"):
+        Function(s3, SORT_BY="id DESC DESC")
