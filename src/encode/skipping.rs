@@ -93,7 +93,7 @@ impl Skipping {
     /// `InvalidEvent` naming a `sort_by` column the rows do not have, or one of a type with
     /// no order (a struct, a list, a map).
     pub fn sorted(&self, batch: RecordBatch) -> Result<RecordBatch, Error> {
-        if self.sort_by.is_empty() || batch.num_rows() < 2 {
+        if self.sort_by.is_empty() {
             return Ok(batch);
         }
         let columns = self
@@ -106,12 +106,22 @@ impl Skipping {
                         key.column
                     ))
                 })?;
+                if column.data_type().is_nested() {
+                    return Err(Error::InvalidEvent(format!(
+                        "`sort_by`: `{}` is a {} column, which files are not sorted by",
+                        key.column,
+                        column.data_type()
+                    )));
+                }
                 Ok(arrow_ord::sort::SortColumn {
                     values: column.clone(),
                     options: Some(key.options),
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
+        if batch.num_rows() < 2 {
+            return Ok(batch);
+        }
         let unorderable = |key: &SortKey, e: arrow_schema::ArrowError| {
             Error::InvalidEvent(format!(
                 "`sort_by`: the column `{}` cannot be sorted: {e}",
@@ -325,6 +335,17 @@ mod tests {
                 .contains("`sort_by`: the rows have no column `nope`"),
             "{e}"
         );
+        // Checked however few the rows.
+        let one = batches_of(r#"[{"g": 1, "l": [1], "u": {"k": 1}}]"#).remove(0);
+        for (key, says) in [
+            ("nope", "no column `nope`"),
+            ("l", "`l` is a List"),
+            ("u", "`u` is a Struct"),
+        ] {
+            let skipping = Skipping::parse(None, Some(&format!(r#"["{key}"]"#))).unwrap();
+            let e = skipping.sorted(one.clone()).unwrap_err().to_string();
+            assert!(e.contains("`sort_by`: ") && e.contains(says), "{key}: {e}");
+        }
     }
 
     #[test]

@@ -250,11 +250,9 @@ impl StreamWriter {
             let mut fit = self.row_group.rows - self.buffered;
             if let Some(max) = self.row_group.bytes.filter(|_| self.buffered > 0) {
                 let size = self.in_progress_size();
-                let row = size / self.buffered;
-                if size >= max {
-                    fit = 0;
-                } else if row > 0 {
-                    fit = fit.min((max - size) / row);
+                let room = max.saturating_sub(size);
+                if let Some(rows) = room.checked_div(size / self.buffered) {
+                    fit = fit.min(rows);
                 }
             }
             if fit == 0 {

@@ -13,16 +13,17 @@ emulator, with the embedded S3 server) and read back by pyarrow and DuckDB:
 
 Run by scripts/test after the debug binaries are built."""
 import json
+import os
 import pathlib
+import subprocess
 import sys
 
 import duckdb
 import pyarrow.parquet as pq
-import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
-from helpers import Function, s3  # noqa: E402,F401
+from helpers import BOOTSTRAP, Function, s3  # noqa: E402,F401
 
 OUT = [{"prefix": "s3://my-bucket/skip/raw/", "compression": "uncompressed"},
        {"prefix": "s3://my-bucket/skip/snappy/", "compression": "snappy"}]
@@ -130,5 +131,8 @@ def test_bad_options_name_what_is_wrong_and_write_nothing(s3):
             assert says in reply["errorMessage"], reply
         assert sorted(p for p in s3.root.rglob("*") if p.is_file()) == before
     # A bad configured value stops the function at start, naming the option.
-    with pytest.raises(RuntimeError, match="`sort_by`: `id DESC DESC` is not"):
-        Function(s3, SORT_BY="id DESC DESC")
+    for name, value, says in [("SORT_BY", "id DESC DESC", "`sort_by`: `id DESC DESC` is not"),
+                              ("BLOOM_FILTER_COLUMNS", "id,,ts", "`bloom_filter_columns`: entry 1 is empty")]:
+        done = subprocess.run([str(BOOTSTRAP)], env={**os.environ, name: value}, capture_output=True,
+                              text=True, timeout=30)
+        assert done.returncode != 0 and "InvalidConfig" in done.stderr and says in done.stderr, done.stderr
