@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Files that readers skip through: a 100 MB NDJSON source object converted by the release
 function (under the Runtime API emulator, with the embedded S3 server) with each of the
-reader-side options and without, then the same selective queries timed in DuckDB and pyarrow
-over each file, with the bytes each reader read (DuckDB's profiler `total_bytes_read`; for
-pyarrow, the bytes its file object handed out). Replaces the "Files that readers skip
-through" section of bench/RESULTS.md (and prints it).
+reader-side options and without, then the same selective queries timed in DuckDB, DataFusion
+(a reader that prunes pages by the page index, as Spark, Trino and Athena do) and pyarrow over
+each file, with the bytes each read where the reader says (DuckDB's profiler
+`total_bytes_read`, DataFusion's `bytes_scanned`; for pyarrow, the bytes a counting file system
+handed out). Replaces the "Files that readers skip through" section of bench/RESULTS.md (and
+prints it).
 
 usage: skipping.py BOOTSTRAP_BIN LOCAL_S3_BIN WORK_DIR
 
@@ -14,18 +16,23 @@ The files (Snappy) differ only in the option: `default` (page index, rows in arr
 pyarrow twice with the same row groups and page size, with and without the page index
 (our function always writes it). Queries: an equality filter on `id` (unique, scrambled), a
 value present and one absent; a range filter on `ts` (10 minutes of a year, about 20 rows).
-Times are the median of 7 runs each, warm (the file in the page cache), one thread."""
+Times are the median of 7 runs each, warm (the file in the page cache), one thread; the write
+cost is the median CPU time of 3 conversions per option, in alternating rounds."""
 import datetime
 import json
 import pathlib
+import re
 import statistics
 import sys
 import tempfile
 import time
 
+import datafusion
 import duckdb
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 from emulator import Emulator, LocalS3
 from run import cpu_model, replace_section, table
@@ -39,6 +46,7 @@ STEP_S = 30
 VARIANTS = {"default": {}, "bloom": {"bloom_filter_columns": ["id"]}, "sort": {"sort_by": ["ts"]},
             "bloom+sort": {"bloom_filter_columns": ["id"], "sort_by": ["ts"]}}
 RUNS = 7
+ROUNDS = 3
 
 
 def row_id(i):
@@ -87,8 +95,8 @@ def convert(bootstrap, s3, options):
 class Counting:
     """A file whose reads are counted: what pyarrow fetched."""
 
-    def __init__(self, path):
-        self.file = open(path, "rb")
+    def __init__(self, file):
+        self.file = file
         self.read_bytes = 0
 
     def read(self, n=-1):
@@ -96,18 +104,37 @@ class Counting:
         self.read_bytes += len(data)
         return data
 
+    def readinto(self, buffer):
+        n = self.file.readinto(buffer)
+        self.read_bytes += n
+        return n
+
     def __getattr__(self, name):
         return getattr(self.file, name)
 
 
-def duckdb_query(con, path, where):
-    """Median seconds, bytes read, rows, row groups scanned of `SELECT * ... WHERE where`."""
+class CountingFileSystem(LocalFileSystem):
+    """The local file system, each file it opens counted."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.opened = []
+
+    def _open(self, path, mode="rb", **kwargs):
+        file = Counting(super()._open(path, mode, **kwargs))
+        self.opened.append(file)
+        return file
+
+
+def duckdb_query(con, profile, path, where):
+    """Median seconds, bytes read, rows, row groups scanned of `SELECT * ... WHERE where`;
+    `profile` is where `con` writes its JSON profile."""
     times = []
     for _ in range(RUNS):
         started = time.perf_counter()
         found = con.execute(f"SELECT * FROM read_parquet('{path}') WHERE {where}").fetchall()
         times.append(time.perf_counter() - started)
-    profile = json.loads(pathlib.Path(con.profile_path).read_text())
+    profile = json.loads(profile.read_text())
     scan = next(iter(walk(profile, "TABLE_SCAN")))
     groups = f"{scan['row_groups_scanned']}/{scan['total_row_groups_to_scan']}"
     return statistics.median(times), profile["io"]["total_bytes_read"], len(found), groups
@@ -124,13 +151,35 @@ def pyarrow_query(path, expression):
     """Median seconds, bytes read and rows of reading `path` filtered by `expression`."""
     times, read = [], 0
     for _ in range(RUNS):
-        source = Counting(path)
+        counted = CountingFileSystem(skip_instance_cache=True)
+        files = pafs.PyFileSystem(pafs.FSSpecHandler(counted))
         started = time.perf_counter()
-        found = ds.dataset(source, format="parquet").to_table(filter=expression, use_threads=False)
+        found = ds.dataset(str(path), format="parquet", filesystem=files).to_table(
+            filter=expression, use_threads=False)
         times.append(time.perf_counter() - started)
-        read = source.read_bytes
-        source.file.close()
+        read = sum(f.read_bytes for f in counted.opened)
     return statistics.median(times), read, found.num_rows
+
+
+def datafusion_query(path, where):
+    """Median seconds, bytes scanned, rows, and pages kept of all pages (the page index's
+    pruning) of `SELECT * ... WHERE where`."""
+    config = datafusion.SessionConfig().with_target_partitions(1)
+    context = datafusion.SessionContext(config.set("datafusion.execution.parquet.pushdown_filters", "true"))
+    context.register_parquet("f", str(path))
+    query = f"SELECT * FROM f WHERE {where}"
+    times = []
+    for _ in range(RUNS):
+        started = time.perf_counter()
+        found = sum(batch.num_rows for batch in context.sql(query).collect())
+        times.append(time.perf_counter() - started)
+    plan = context.sql("EXPLAIN ANALYZE " + query).collect()[0].column(1)[0].as_py()
+    metric = lambda name: re.search(name + r"=([^,\]]+)", plan).group(1).strip()
+    scanned = metric("bytes_scanned")
+    number, unit = re.fullmatch(r"([0-9.]+)\s*([KMG]?)", scanned).groups()
+    scanned = float(number) * {"": 1, "K": 1e3, "M": 1e6, "G": 1e9}[unit]
+    total, kept = re.fullmatch(r"(\d+) total → (\d+) matched", metric("page_index_pages_pruned")).groups()
+    return statistics.median(times), scanned, found, f"{kept}/{total}" if int(total) else "no index"
 
 
 def main():
@@ -143,12 +192,14 @@ def main():
             source.parent.mkdir(parents=True)
             rows = generate(source, 100 * 10**6)
             size = source.stat().st_size
-            files, costs = {}, {}
-            for name, options in VARIANTS.items():
-                path, cpu = convert(bootstrap, s3, options)
-                files[name] = work / f"skip-{name}.parquet"
-                files[name].write_bytes(path.read_bytes())
-                costs[name] = cpu
+            files, costs = {}, {name: [] for name in VARIANTS}
+            for _ in range(ROUNDS):
+                for name, options in VARIANTS.items():
+                    path, cpu = convert(bootstrap, s3, options)
+                    files[name] = work / f"skip-{name}.parquet"
+                    files[name].write_bytes(path.read_bytes())
+                    costs[name].append(cpu)
+            costs = {name: statistics.median(cpus) for name, cpus in costs.items()}
         finally:
             s3.stop()
     # The page index alone: the same rows and row groups, pyarrow's writer both times.
@@ -169,42 +220,49 @@ def main():
     queries = {
         "id = present": (f"id = {present}", ds.field("id") == present),
         "id = absent": (f"id = {absent}", ds.field("id") == absent),
-        "ts in 10 min": (f"ts >= TIMESTAMPTZ '{stamp(middle)}+00' AND ts < TIMESTAMPTZ '{stamp(until)}+00'",
+        "ts in 10 min": (f"ts >= TIMESTAMP '{stamp(middle)}' AND ts < TIMESTAMP '{stamp(until)}'",
                          (ds.field("ts") >= middle) & (ds.field("ts") < until)),
     }
     con = duckdb.connect()
     con.execute("SET threads = 1")
-    con.profile_path = str(work / "skip-profile.json")
+    con.execute("SET TimeZone = 'UTC'")
+    profile = work / "skip-profile.json"
     con.execute("PRAGMA enable_profiling = 'json'")
-    con.execute(f"PRAGMA profiling_output = '{con.profile_path}'")
+    con.execute(f"PRAGMA profiling_output = '{profile}'")
     measured = {}
     for name, path in files.items():
         for query, (where, expression) in queries.items():
-            measured[name, query] = (duckdb_query(con, path, where), pyarrow_query(path, expression))
-            found = {measured[name, query][0][2], measured[name, query][1][2]}
+            measured[name, query] = (duckdb_query(con, profile, path, where),
+                                     datafusion_query(path, where), pyarrow_query(path, expression))
+            found = {reader[2] for reader in measured[name, query]}
             if len(found) != 1:
-                sys.exit(f"{name}, {query}: DuckDB and pyarrow found {found} rows")
+                sys.exit(f"{name}, {query}: the readers found {found} rows")
 
     base = costs["default"]
     size_rows = [[name, f"{files[name].stat().st_size:,}",
                   f"{costs[name]:.2f}" if name in costs else "",
                   f"{costs[name] / base:.2f}" if name in costs else ""] for name in files]
+    mb = lambda n: f"{n / 1e6:.1f}"
     query_rows = []
-    for (name, query), (duck, arrow) in measured.items():
-        query_rows.append([name, query, duck[2], f"{duck[0] * 1000:.1f}", f"{duck[1]:,}", duck[3],
-                           f"{arrow[0] * 1000:.1f}", f"{arrow[1]:,}"])
+    for (name, query), (duck, fusion, arrow) in measured.items():
+        query_rows.append([name, query, duck[2], f"{duck[0] * 1000:.1f}", mb(duck[1]), duck[3],
+                           f"{fusion[0] * 1000:.1f}", mb(fusion[1]), fusion[3],
+                           f"{arrow[0] * 1000:.1f}", mb(arrow[1])])
     lines = [SECTION, "",
              f"One run of `bench/skipping.py` (`scripts/bench`) on {datetime.date.today()}, CPU: {cpu_model()}. "
              f"Source: {size / 1e6:.0f} MB of NDJSON, {rows:,} rows (`{SCHEMA}`), ids unique and scrambled, "
              f"timestamps {STEP_S} s apart in a scrambled order; converted by the release function to Snappy "
              "with each option. The `pyarrow` files are the `default` file's rows rewritten by pyarrow in the "
              "same row groups with 1 MiB pages, without and with the page index, to isolate it.", "",
-             "Write cost and size (function CPU seconds for the whole conversion; ratio to `default`):", ""]
+             f"Write cost and size (function CPU seconds for the whole conversion, median of {ROUNDS}; ratio to "
+             "`default`):", ""]
     lines += table(["file", "bytes", "write CPU s", "× default"], size_rows)
-    lines += ["", f"Queries, `SELECT *` with the filter, median of {RUNS} warm runs on one thread; rows found; "
-              "DuckDB's row groups scanned and bytes read (its profiler); pyarrow's bytes read (its file object):", ""]
-    lines += table(["file", "filter", "rows", "DuckDB ms", "DuckDB bytes read", "row groups",
-                    "pyarrow ms", "pyarrow bytes read"], query_rows)
+    lines += ["", f"Queries, `SELECT *` with the filter, median of {RUNS} warm runs on one thread; rows found; MB "
+              "read as each reader says (DuckDB: its profiler's `total_bytes_read`; DataFusion: `bytes_scanned`; "
+              "pyarrow: bytes through a counting file system); DuckDB's row groups scanned of all; DataFusion's "
+              "pages kept of all by the page index:", ""]
+    lines += table(["file", "filter", "rows", "DuckDB ms", "DuckDB MB", "DuckDB row groups",
+                    "DataFusion ms", "DataFusion MB", "DataFusion pages", "pyarrow ms", "pyarrow MB"], query_rows)
     section = "\n".join(lines) + "\n"
     print(section)
     replace_section(SECTION, section)

@@ -13,6 +13,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::{
     ArrowColumnChunk, ArrowColumnWriter, ArrowLeafColumn, compute_leaves,
 };
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
 use parquet::file::writer::SerializedRowGroupWriter;
 use parquet::schema::types::ColumnPath;
@@ -224,8 +225,8 @@ pub const PAGE_ROWS: usize = 20_000;
 /// Writer settings every reader we target accepts: lists in the spec's three-level form, our
 /// `created_by`, Parquet 1.0 pages, dictionaries except for the `plain` columns, min/max
 /// statistics per column chunk, and the page index (a column index of each page's min/max and
-/// an offset index of where each page starts), which DuckDB, Trino, Spark and Athena read to
-/// skip pages. Pages end at 1 MiB or 20,000 rows, as parquet-mr's do, so a column of a large
+/// an offset index of where each page starts), which Trino, Spark and Athena read to skip
+/// pages (see [`append_chunks`] for the column indexes left out). Pages end at 1 MiB or 20,000 rows, as parquet-mr's do, so a column of a large
 /// file has pages to skip. The `columns.bloom` columns get a split-block bloom filter at
 /// [`BLOOM_FPP`].
 pub(super) fn properties(
@@ -367,19 +368,54 @@ fn write(
 }
 
 /// Appends `chunks` (a row group's leaf columns, in order) to `row_group`, keeping what each
-/// one's writer gathered.
+/// one's writer gathered. A column index whose pages all have the same min and max (a chunk of
+/// one page, a column of a few values spread over every page) is left out: it would only
+/// repeat the chunk's statistics. The offset index is always written.
 pub(super) fn append_chunks<W: std::io::Write + Send>(
     row_group: &mut SerializedRowGroupWriter<'_, W>,
     chunks: impl IntoIterator<Item = ArrowColumnChunk>,
 ) -> parquet::errors::Result<Vec<ChunkIndex>> {
     chunks
         .into_iter()
-        .map(|chunk| {
+        .map(|mut chunk| {
+            let close = chunk.close_mut();
+            if close.column_index.as_ref().is_some_and(repeats_the_chunk) {
+                close.column_index = None;
+            }
             let index = ChunkIndex::of(chunk.close());
             chunk.append_to_row_group(row_group)?;
             Ok(index)
         })
         .collect()
+}
+
+/// Whether every page in `index` has the same min and max, none of them all nulls.
+fn repeats_the_chunk(index: &ColumnIndexMetaData) -> bool {
+    fn same<T: PartialEq>(values: impl IntoIterator<Item = T>) -> bool {
+        let mut values = values.into_iter();
+        let first = values.next();
+        values.all(|v| Some(v) == first)
+    }
+    let pages = index.num_pages() as usize;
+    if (0..pages).any(|p| index.is_null_page(p)) {
+        return false;
+    }
+    macro_rules! bounds {
+        ($index:expr) => {
+            same($index.min_values_iter()) && same($index.max_values_iter())
+        };
+    }
+    match index {
+        ColumnIndexMetaData::NONE => false,
+        ColumnIndexMetaData::BOOLEAN(i) => bounds!(i),
+        ColumnIndexMetaData::INT32(i) => bounds!(i),
+        ColumnIndexMetaData::INT64(i) => bounds!(i),
+        ColumnIndexMetaData::INT96(i) => bounds!(i),
+        ColumnIndexMetaData::FLOAT(i) => bounds!(i),
+        ColumnIndexMetaData::DOUBLE(i) => bounds!(i),
+        ColumnIndexMetaData::BYTE_ARRAY(i) => bounds!(i),
+        ColumnIndexMetaData::FIXED_LEN_BYTE_ARRAY(i) => bounds!(i),
+    }
 }
 
 /// A leaf column's writer, and its values from each batch.
@@ -498,7 +534,6 @@ pub(crate) mod tests {
     use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
     use parquet::column::page::Page;
     use parquet::file::metadata::PageIndexPolicy;
-    use parquet::file::page_index::column_index::ColumnIndexMetaData;
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
     /// The batches built from `json` (an array of rows) with the inferred schema: one, or two
@@ -643,10 +678,11 @@ pub(crate) mod tests {
             logical(2)
         );
         assert_eq!(descr.column(4).path().string(), "m.key_value.key");
-        // Min/max statistics in every column chunk, and the page index.
+        // Min/max statistics in every column chunk and the offset index; no column index for
+        // chunks of one page, which would only repeat the statistics.
         assert!(meta.row_group(0).columns().iter().all(|c| {
             c.statistics().is_some_and(|s| s.min_bytes_opt().is_some())
-                && c.column_index_offset().is_some()
+                && c.column_index_offset().is_none()
                 && c.offset_index_offset().is_some()
         }));
         assert_eq!(
@@ -735,14 +771,16 @@ pub(crate) mod tests {
     fn columns_encoded_on_two_threads_make_arrow_writers_file() {
         // Enough rows for two threads, in two built halves; columns of unequal sizes, nested
         // ones among them (a struct's two leaves stay together), nulls and a plain column.
+        // Every column's pages have bounds of their own, so every chunk keeps its column
+        // index, as ArrowWriter's do (the ones left out are `many_rows_...`'s).
         let rows = 2 * crate::rows::PARALLEL_ROWS + 3;
         let json: Vec<String> = (0..rows)
             .map(|i| {
                 format!(
                     r#"{{"id": {i}, "city": "c{}", "note": {}, "geo": {{"lat": {i}.5, "zone": {}}}, "tags": [{i}, {}]}}"#,
-                    i % 7,
+                    i / 3_000,
                     if i % 5 == 0 { "null".to_owned() } else { format!(r#""a longer text {i}""#) },
-                    i % 3,
+                    i / 2_000,
                     i % 11
                 )
             })
@@ -778,7 +816,9 @@ pub(crate) mod tests {
     #[test]
     fn many_rows_are_built_in_two_halves_into_one_row_group_in_order() {
         let rows = 2 * crate::rows::PARALLEL_ROWS + 7;
-        let json: Vec<String> = (0..rows).map(|i| format!(r#"{{"i": {i}}}"#)).collect();
+        let json: Vec<String> = (0..rows)
+            .map(|i| format!(r#"{{"i": {i}, "c": {}}}"#, i % 3))
+            .collect();
         let array = format!("[{}]", json.join(","));
         let encoded = rows_to_parquet(
             crate::rows::rows_of(&array),
@@ -836,12 +876,22 @@ pub(crate) mod tests {
             })
             .collect();
         assert_eq!(bounds, [(0, second - 1), (second, rows as i64 - 1)]);
+        // `c` has the same min and max on every page: its column index is left out.
+        assert!(matches!(
+            meta.column_index().unwrap()[0][1],
+            ColumnIndexMetaData::NONE
+        ));
+        assert!(meta.row_group(0).column(1).column_index_offset().is_none());
+        assert_eq!(meta.offset_index().unwrap()[0][1].page_locations().len(), 2);
 
         // A bad value in each half: the first one is named, as one thread would.
         let mut json = json;
         json[3] = r#"{"i": "x"}"#.into();
         json[rows - 2] = r#"{"i": "x"}"#.into();
-        let event = format!(r#"{{"rows": [{}], "schema": "i BIGINT"}}"#, json.join(","));
+        let event = format!(
+            r#"{{"rows": [{}], "schema": "i BIGINT, c BIGINT"}}"#,
+            json.join(",")
+        );
         let event = crate::input::event::parse(event.as_bytes()).unwrap();
         let err = rows_to_parquet(
             event.input.rows().unwrap(),
