@@ -32,6 +32,7 @@ use super::marks::{Advance, MARKS, compare_positions};
 use crate::Error;
 use crate::encode::codec::Codec;
 use crate::encode::skipping::{BLOOM_FPP, Skipping, SortKey};
+use crate::encode::streamed::ROW_GROUP_ROWS;
 use crate::encode::writer::table_properties;
 use crate::store::budget::CLEANUP_RESERVE;
 use crate::store::table_files::TableFiles;
@@ -82,7 +83,7 @@ pub async fn data_file_writer(
     let names = DefaultFileNameGenerator::new(name.to_owned(), None, DataFileFormat::Parquet);
     let arrow = iceberg::arrow::schema_to_arrow_schema(schema).map_err(failed)?;
     let skipping = table_skipping(table, &arrow);
-    let capacity = bloom_capacity(table);
+    let capacity = bloom_capacity(table).min(ROW_GROUP_ROWS as u64);
     let bloom: Vec<(ColumnPath, u64)> = (skipping.bloom_filter_columns.iter())
         .map(|column| {
             (
@@ -513,8 +514,10 @@ pub fn table_skipping(table: &Table, arrow: &arrow_schema::Schema) -> Skipping {
 }
 
 /// The distinct values a bloom filter of `table`'s `write.parquet.bloom-filter-max-bytes`
-/// (default 1 MiB) holds at [`BLOOM_FPP`]: what its filters are made for, as Iceberg's
-/// writers make theirs (parquet-rs then folds each to what its column chunk holds).
+/// (default 1 MiB) holds at [`BLOOM_FPP`]: at most what its filters are made for, as
+/// Iceberg's writers make theirs. [`data_file_writer`] makes them for no more than a streamed
+/// row group's rows (256 KiB each, held by every partition's open file) and keeps the row
+/// groups to that many rows; parquet-rs folds each filter to what its chunk holds.
 fn bloom_capacity(table: &Table) -> u64 {
     let bytes = table
         .metadata()
@@ -638,44 +641,44 @@ mod tests {
         let ids = Int64Array::from_iter((0..3_000).map(|i| (i % 7 != 0).then_some(i * 37 % 1_000)));
         let cities = StringArray::from_iter_values((0..3_000).map(|i| format!("c{}", i % 3)));
         let batch = RecordBatch::try_new(arrow, vec![Arc::new(ids), Arc::new(cities)]).unwrap();
-        // Made for 1 MiB, folded to the 1,000 distinct ids' 2 KiB.
-        {
-            let bounds = 1_000..4_000;
-            let mut writer = data_file_writer(&table, &schema, Codec::Zstd, "f", None)
-                .await
-                .unwrap();
-            writer.write(batch.clone()).await.unwrap();
-            let [file] = <[DataFile; 1]>::try_from(writer.close().await.unwrap()).unwrap();
-            let bytes = table
-                .file_io()
-                .new_input(file.file_path())
-                .unwrap()
-                .read()
-                .await
-                .unwrap();
-            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
-            assert_eq!(file.record_count(), 3_000);
-            assert_eq!(reader.metadata().file_metadata().num_rows(), 3_000);
-            let chunks = reader.metadata().row_group(0).columns().to_vec();
-            let filter = chunks[0].bloom_filter_length().unwrap_or_default();
-            assert!(bounds.contains(&filter), "a bloom filter of {filter} bytes");
-            assert!(chunks[1].bloom_filter_length().is_none());
-            assert!(chunks.iter().all(|c| c.column_index_offset().is_some()));
-            let batches: Vec<RecordBatch> = reader.build().unwrap().map(Result::unwrap).collect();
-            let back: Vec<Option<i64>> = batches
-                .iter()
-                .flat_map(|b| b.column(0).as_primitive::<Int64Type>().iter())
-                .collect();
-            let mut expected: Vec<Option<i64>> = (0..3_000)
-                .map(|i| (i % 7 != 0).then_some(i * 37 % 1_000))
-                .collect();
-            expected.sort_by(|a, b| match (a, b) {
-                (None, None) => std::cmp::Ordering::Equal,
-                (None, _) => std::cmp::Ordering::Greater,
-                (_, None) => std::cmp::Ordering::Less,
-                (Some(a), Some(b)) => b.cmp(a),
-            });
-            assert!(back == expected, "not in the table's order");
-        }
+        // Made for a streamed row group's rows, folded to the 1,000 distinct ids' 2 KiB.
+        let mut writer = data_file_writer(&table, &schema, Codec::Zstd, "f", None)
+            .await
+            .unwrap();
+        writer.write(batch).await.unwrap();
+        let [file] = <[DataFile; 1]>::try_from(writer.close().await.unwrap()).unwrap();
+        let bytes = table
+            .file_io()
+            .new_input(file.file_path())
+            .unwrap()
+            .read()
+            .await
+            .unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+        assert_eq!(file.record_count(), 3_000);
+        assert_eq!(reader.metadata().file_metadata().num_rows(), 3_000);
+        let chunks = reader.metadata().row_group(0).columns().to_vec();
+        let filter = chunks[0].bloom_filter_length().unwrap_or_default();
+        assert!(
+            (1_000..4_000).contains(&filter),
+            "a bloom filter of {filter} bytes"
+        );
+        assert!(chunks[1].bloom_filter_length().is_none());
+        assert!(chunks.iter().all(|c| c.column_index_offset().is_some()));
+        let batches: Vec<RecordBatch> = reader.build().unwrap().map(Result::unwrap).collect();
+        let back: Vec<Option<i64>> = batches
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().iter())
+            .collect();
+        let mut expected: Vec<Option<i64>> = (0..3_000)
+            .map(|i| (i % 7 != 0).then_some(i * 37 % 1_000))
+            .collect();
+        expected.sort_by(|a, b| match (a, b) {
+            (None, None) => std::cmp::Ordering::Equal,
+            (None, _) => std::cmp::Ordering::Greater,
+            (_, None) => std::cmp::Ordering::Less,
+            (Some(a), Some(b)) => b.cmp(a),
+        });
+        assert!(back == expected, "not in the table's order");
     }
 }

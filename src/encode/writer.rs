@@ -250,13 +250,19 @@ pub(super) fn properties(
 }
 
 /// Settings for an Iceberg table's data files: the same page index and pages, bloom filters
-/// on the `bloom` columns, and the row groups iceberg-rust's writer sizes.
+/// on the `bloom` columns, and the row groups iceberg-rust's writer sizes; with filters, a row
+/// group holds no more rows than its filters are made for (each filter's memory is taken when
+/// its row group starts, and a filter given more values than it was made for loses its
+/// false-positive rate).
 pub fn table_properties(codec: Codec, bloom: &[(ColumnPath, u64)]) -> WriterProperties {
-    let builder = WriterProperties::builder()
+    let mut builder = WriterProperties::builder()
         .set_compression(crate::encode::recompress::compression(codec))
         .set_data_page_row_count_limit(PAGE_ROWS)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_created_by(CREATED_BY.into());
+    if let Some(most) = bloom.iter().map(|(_, most)| *most).min() {
+        builder = builder.set_max_row_group_row_count(Some(most.max(1) as usize));
+    }
     with_bloom_filters(builder, bloom).build()
 }
 
@@ -910,6 +916,21 @@ pub(crate) mod tests {
             .iter()
             .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
             .collect()
+    }
+
+    #[test]
+    fn table_row_groups_hold_no_more_rows_than_their_filters_are_made_for() {
+        let plain = table_properties(Codec::Zstd, &[]);
+        let bloom = [(ColumnPath::from("id"), 500), (ColumnPath::from("k"), 900)];
+        let filtered = table_properties(Codec::Zstd, &bloom);
+        assert_eq!(filtered.max_row_group_row_count(), Some(500));
+        assert!(plain.max_row_group_row_count() > Some(500));
+        let id = ColumnPath::from("id");
+        assert_eq!(
+            filtered.bloom_filter_properties(&id).map(|p| p.ndv),
+            Some(500)
+        );
+        assert!(plain.bloom_filter_properties(&id).is_none());
     }
 
     #[test]

@@ -11,6 +11,9 @@ reads them:
 - a table created before a failure (a bad line deep in a source) stays readable and empty;
 - every refusal (a missing table, a table outside ALLOWED_TABLES, a column the table lacks,
   a value its type cannot take, a partitioned table, a map batch) writes nothing anywhere;
+- a table's `write.parquet.bloom-filter-enabled.column.id` property and its sort order (`id`
+  descending) shape the data file: DuckDB finds a bloom filter on `id` alone, which holds
+  every id written and rules out absent ones, and the rows are in the table's order;
 - 8 writers appending to one table at once, through a proxy that makes moto's Glue refuse a
   stale VersionId as Glue does, all land once, and no file is left unreferenced.
 
@@ -405,6 +408,43 @@ def test_the_tables_partition_spec_decides_where_rows_land(moto):
         # A later event that names other partition columns disagrees with the table's spec.
         kind, answer = invoke(emulator, {**event, "partition_by": ["n"]})
         assert (kind, answer["errorType"]) == ("error", "InvalidEvent") and "identity(dt)" in answer["errorMessage"], answer
+    finally:
+        emulator.stop()
+
+
+def test_a_tables_bloom_properties_and_sort_order_shape_its_data_files(moto):
+    import tempfile
+
+    import duckdb
+    import pyarrow as pa
+    from pyiceberg.transforms import IdentityTransform
+    schema = pa.schema([pa.field("id", pa.int64()), pa.field("city", pa.string())])
+    properties = {"write.parquet.bloom-filter-enabled.column.id": "true"}
+    table = moto.catalog().create_table("analytics.sorted", schema=schema, properties=properties,
+                                        location=f"{WAREHOUSE}analytics.db/sorted")
+    with table.update_sort_order() as order:
+        order.desc("id", IdentityTransform())
+    emulator = function(moto, ALLOWED_TABLES="analytics.*")
+    try:
+        rows = [{"id": (i * 7919) % 10_007, "city": ["Paris", "Lyon"][i % 2]} for i in range(3_000)]
+        kind, reply = invoke(emulator, {"rows": rows, "targets": [{"table": "analytics.sorted"}]})
+        assert kind == "response", reply
+        [path] = reply["tables"][0]["data_files"]
+        bucket, key = path.removeprefix("s3://").split("/", 1)
+        with tempfile.NamedTemporaryFile(suffix=".parquet") as local:
+            local.write(moto.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+            local.flush()
+            ids = pq.read_table(local.name).column("id").to_pylist()
+            assert ids == sorted((r["id"] for r in rows), reverse=True)
+            filtered = duckdb.sql(f"SELECT DISTINCT path_in_schema FROM parquet_metadata('{local.name}') "
+                                  "WHERE bloom_filter_offset IS NOT NULL").fetchall()
+            assert filtered == [("id",)]
+            probe = lambda v: all(e for (e,) in duckdb.sql(
+                f"SELECT bloom_filter_excludes FROM parquet_bloom_probe('{local.name}', 'id', {v})").fetchall())
+            assert not any(probe(r["id"]) for r in rows[:300])
+            assert sum(probe(20_000 + v) for v in range(300)) > 280
+        read = moto.catalog().load_table("analytics.sorted").scan().to_arrow().to_pylist()
+        assert sorted(r["id"] for r in read) == sorted(r["id"] for r in rows)
     finally:
         emulator.stop()
 
