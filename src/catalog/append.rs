@@ -187,18 +187,29 @@ impl DataFiles {
     /// # Errors
     /// iceberg-rust's, when a file cannot be written or a partition value computed.
     pub async fn write(&mut self, batch: RecordBatch) -> iceberg::Result<()> {
-        let batch = self.order.sorted(batch).map_err(|e| {
+        self.write_all(vec![batch]).await
+    }
+
+    /// Writes `batches` (one schema: an event's rows, built in halves) as one run in the
+    /// table's sort order (joined only when the table has one).
+    ///
+    /// # Errors
+    /// As [`DataFiles::write`].
+    pub async fn write_all(&mut self, batches: Vec<RecordBatch>) -> iceberg::Result<()> {
+        let batches = self.order.sorted_batches(batches).map_err(|e| {
             iceberg::Error::new(ErrorKind::DataInvalid, format!("sorting the rows: {e}"))
         })?;
-        match &mut self.writers {
-            Writers::Unpartitioned(files) => files.write(batch).await,
-            Writers::Partitioned(fanout) => {
-                for (key, part) in fanout.splitter.split(&batch)? {
-                    fanout.files.write(key, part).await?;
+        for batch in batches {
+            match &mut self.writers {
+                Writers::Unpartitioned(files) => files.write(batch).await?,
+                Writers::Partitioned(fanout) => {
+                    for (key, part) in fanout.splitter.split(&batch)? {
+                        fanout.files.write(key, part).await?;
+                    }
                 }
-                Ok(())
             }
         }
+        Ok(())
     }
 
     /// The data files written.
@@ -553,8 +564,27 @@ pub fn catalog_error(ident: &TableIdent, e: iceberg::Error) -> Error {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use iceberg::memory::{MEMORY_CATALOG_WAREHOUSE, MemoryCatalogBuilder};
+    use iceberg::{CatalogBuilder, MemoryCatalog, NamespaceIdent, TableCreation};
+
+    /// `creation` made in the namespace `db` of a fresh iceberg-rust memory catalog (no
+    /// network); the catalog, which the table's files live in, is kept with it.
+    pub(crate) async fn memory_table(creation: TableCreation) -> (MemoryCatalog, Table) {
+        let warehouse = HashMap::from([(
+            MEMORY_CATALOG_WAREHOUSE.to_owned(),
+            "memory://warehouse".to_owned(),
+        )]);
+        let catalog = MemoryCatalogBuilder::default()
+            .load("memory", warehouse)
+            .await
+            .unwrap();
+        let db = NamespaceIdent::new("db".into());
+        catalog.create_namespace(&db, HashMap::new()).await.unwrap();
+        let table = catalog.create_table(&db, creation).await.unwrap();
+        (catalog, table)
+    }
 
     #[test]
     fn backoff_grows_to_a_ceiling_with_jitter() {
@@ -574,21 +604,10 @@ mod tests {
         use arrow_array::cast::AsArray;
         use arrow_array::types::Int64Type;
         use arrow_array::{Int64Array, StringArray};
-        use iceberg::memory::{MEMORY_CATALOG_WAREHOUSE, MemoryCatalogBuilder};
+        use iceberg::TableCreation;
         use iceberg::spec::{NestedField, PrimitiveType, Schema, SortField, SortOrder, Type};
-        use iceberg::{CatalogBuilder, NamespaceIdent, TableCreation};
         use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-        let warehouse = HashMap::from([(
-            MEMORY_CATALOG_WAREHOUSE.to_owned(),
-            "memory://warehouse".to_owned(),
-        )]);
-        let catalog = MemoryCatalogBuilder::default()
-            .load("memory", warehouse)
-            .await
-            .unwrap();
-        let db = NamespaceIdent::new("db".into());
-        catalog.create_namespace(&db, HashMap::new()).await.unwrap();
         let schema = Schema::builder()
             .with_fields(vec![
                 NestedField::optional(1, "id", Type::Primitive(PrimitiveType::Long)).into(),
@@ -622,7 +641,7 @@ mod tests {
             .sort_order(order)
             .properties(properties)
             .build();
-        let table = catalog.create_table(&db, creation).await.unwrap();
+        let (_catalog, table) = memory_table(creation).await;
         let schema = table.metadata().current_schema().clone();
         let arrow = Arc::new(iceberg::arrow::schema_to_arrow_schema(&schema).unwrap());
         let skipping = table_skipping(&table, &arrow);

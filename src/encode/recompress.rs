@@ -37,7 +37,7 @@ const BROTLI_LEVEL: u32 = 1;
 /// What a column chunk's writer gathered beside its pages, which the footer (not the pages)
 /// holds and a reader of the pages cannot see until the file is closed: every codec's copy of
 /// the chunk carries it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ChunkIndex {
     pub column_index: Option<ColumnIndexMetaData>,
     pub offset_index: Option<OffsetIndexMetaData>,

@@ -82,9 +82,19 @@ impl Skipping {
         }
     }
 
-    /// Whether either option is set.
-    pub fn is_empty(&self) -> bool {
-        self.bloom_filter_columns.is_empty() && self.sort_by.is_empty()
+    /// `batches` (one schema) as one batch in `sort_by`'s order; as they are without it.
+    ///
+    /// # Errors
+    /// As [`Skipping::sorted`].
+    pub fn sorted_batches(&self, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, Error> {
+        let one = match batches.len() {
+            _ if self.sort_by.is_empty() => return Ok(batches),
+            0 => return Ok(batches),
+            1 => batches.into_iter().next().expect("one"),
+            _ => arrow_select::concat::concat_batches(&batches[0].schema(), &batches)
+                .map_err(|e| Error::InvalidEvent(format!("the rows could not be sorted: {e}")))?,
+        };
+        Ok(vec![self.sorted(one)?])
     }
 
     /// `batch`'s rows in `sort_by`'s order (the batch itself without `sort_by`).

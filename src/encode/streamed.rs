@@ -16,7 +16,7 @@ use crate::encode::codec::Codec;
 use crate::encode::recompress::ChunkIndex;
 use crate::encode::skipping::Skipping;
 use crate::encode::writer::{
-    Columns, RowGroupSize, append_chunks, distinct, parquet_error, properties, sorted,
+    Columns, RowGroupSize, append_chunks, distinct, parquet_error, properties,
 };
 
 /// The room reserved for a streamed file's finished bytes until they are taken: a part and a
@@ -227,7 +227,7 @@ impl StreamWriter {
         }
         let skipping = skipping.clone();
         let failed = |e| parquet_error(Codec::Uncompressed, e);
-        let mut rows = sorted(std::mem::take(held), &skipping)?.remove(0);
+        let mut rows = skipping.sorted_batches(std::mem::take(held))?.remove(0);
         while rows.num_rows() >= self.row_group.rows || (all && rows.num_rows() > 0) {
             let take = rows.num_rows().min(self.row_group.rows);
             self.write_batch(rows.slice(0, take)).map_err(failed)?;

@@ -160,7 +160,7 @@ pub fn rows_to_parquet(
     let partitions = parts
         .into_iter()
         .map(|part| {
-            let batches = sorted(part.batches, skipping)?;
+            let batches = skipping.sorted_batches(part.batches)?;
             Ok(EncodedPartition {
                 rows: batches.iter().map(RecordBatch::num_rows).sum(),
                 files: to_parquet_all(&batches, codecs, skipping)?,
@@ -176,25 +176,6 @@ pub fn rows_to_parquet(
         build_time: built - started,
         encode_time: built.elapsed(),
     })
-}
-
-/// `batches` (one schema) as one batch in `sort_by`'s order; as they are without it.
-///
-/// # Errors
-/// As [`Skipping::sorted`].
-pub(super) fn sorted(
-    batches: Vec<RecordBatch>,
-    skipping: &Skipping,
-) -> Result<Vec<RecordBatch>, Error> {
-    if skipping.sort_by.is_empty() {
-        return Ok(batches);
-    }
-    let one = match batches.len() {
-        1 => batches.into_iter().next().expect("one"),
-        _ => arrow_select::concat::concat_batches(&batches[0].schema(), &batches)
-            .map_err(|e| Error::InvalidEvent(format!("the rows could not be sorted: {e}")))?,
-    };
-    Ok(vec![skipping.sorted(one)?])
 }
 
 /// What is chosen per column from the rows: the columns written without a dictionary (see

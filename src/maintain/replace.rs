@@ -423,28 +423,18 @@ mod tests {
 
     use arrow_array::{Int64Array, RecordBatch, StringArray};
     use futures::TryStreamExt;
-    use iceberg::memory::{MEMORY_CATALOG_WAREHOUSE, MemoryCatalogBuilder};
     use iceberg::spec::{
         ManifestStatus, NestedField, PrimitiveType, Schema, Transform, Type, UnboundPartitionSpec,
     };
     use iceberg::transaction::{ApplyTransactionAction, Transaction};
-    use iceberg::{CatalogBuilder, MemoryCatalog, NamespaceIdent, TableCreation};
+    use iceberg::{MemoryCatalog, TableCreation};
 
     use crate::catalog::append::data_file_writer;
+    use crate::catalog::append::tests::memory_table;
     use crate::encode::codec::Codec;
 
     /// A table partitioned by `dt` in iceberg-rust's memory catalog (no network).
     async fn table() -> (MemoryCatalog, Table) {
-        let warehouse = HashMap::from([(
-            MEMORY_CATALOG_WAREHOUSE.to_owned(),
-            "memory://warehouse".to_owned(),
-        )]);
-        let catalog = MemoryCatalogBuilder::default()
-            .load("memory", warehouse)
-            .await
-            .unwrap();
-        let db = NamespaceIdent::new("db".into());
-        catalog.create_namespace(&db, HashMap::new()).await.unwrap();
         let long = Type::Primitive(PrimitiveType::Long);
         let string = Type::Primitive(PrimitiveType::String);
         let schema = Schema::builder()
@@ -463,8 +453,7 @@ mod tests {
             .schema(schema)
             .partition_spec(spec)
             .build();
-        let table = catalog.create_table(&db, creation).await.unwrap();
-        (catalog, table)
+        memory_table(creation).await
     }
 
     /// The data files of `rows` (`(id, dt)`), as an append writes them.

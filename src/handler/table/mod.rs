@@ -530,21 +530,10 @@ impl Function {
         batches: Vec<RecordBatch>,
     ) -> Result<Vec<DataFile>, Error> {
         let mut writer = table.writer(&uuid::Uuid::now_v7().to_string()).await?;
-        // One batch, so that the table's order sorts all the rows (they are built in halves).
-        let batches = match batches.len() {
-            0 | 1 => batches,
-            _ => vec![
-                arrow_select::concat::concat_batches(&batches[0].schema(), &batches).map_err(
-                    |e| Error::InvalidEvent(format!("the rows could not be joined: {e}")),
-                )?,
-            ],
-        };
-        for batch in batches {
-            writer
-                .write(batch)
-                .await
-                .map_err(|e| write_error(table, e))?;
-        }
+        writer
+            .write_all(batches)
+            .await
+            .map_err(|e| write_error(table, e))?;
         writer.close().await.map_err(|e| write_error(table, e))
     }
 }
