@@ -18,6 +18,7 @@ use aws_sdk_glue::types::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::places::{normal, within};
 use crate::Error;
 use crate::input::target::{S3Prefix, TableTarget};
 use crate::schema::ddl::athena_type;
@@ -145,14 +146,9 @@ pub fn compare(
             "glue_table {table} is an Iceberg table: name it as a {{\"table\": \"{table}\"}} target instead; nothing was written"
         )));
     }
-    let folder = |uri: &str| {
-        let uri = uri.trim_end_matches('/');
-        ["s3a://", "s3n://"]
-            .iter()
-            .find_map(|scheme| uri.strip_prefix(scheme))
-            .map_or(uri.to_owned(), |rest| format!("s3://{rest}"))
-    };
-    if folder(&existing.location) != folder(&location.to_string()) {
+    // An unpartitioned table a compaction moved reads a folder inside the target's.
+    let home = normal(&location.to_string());
+    if within(&normal(&existing.location), &home).is_none() {
         return Err(Error::InvalidTarget(format!(
             "glue_table {table} is over {}, not over the target folder {location}: its partitions would name another folder; nothing was written",
             existing.location
@@ -261,7 +257,7 @@ pub struct Registered {
 
 /// The Glue calls of folder tables.
 pub struct HiveTables<'a> {
-    glue: &'a Client,
+    pub(super) glue: &'a Client,
 }
 
 impl HiveTables<'_> {
@@ -456,7 +452,7 @@ impl HiveTables<'_> {
     }
 
     /// The table, or `None` when Glue has none of that name.
-    async fn read(&self, table: &TableTarget) -> Result<Option<Table>, Error> {
+    pub(super) async fn read(&self, table: &TableTarget) -> Result<Option<Table>, Error> {
         let read = (self.glue.get_table())
             .database_name(&table.database)
             .name(&table.table)
@@ -470,7 +466,7 @@ impl HiveTables<'_> {
     }
 }
 
-fn failed<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
+pub(super) fn failed<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
     doing: &str,
     e: &E,
 ) -> Error {
@@ -555,7 +551,7 @@ fn table_input(
 }
 
 /// The table as it is, with `descriptor` (its columns added to).
-fn update_input(table: &Table, descriptor: StorageDescriptor) -> TableInput {
+pub(super) fn update_input(table: &Table, descriptor: StorageDescriptor) -> TableInput {
     TableInput::builder()
         .name(table.name())
         .set_description(table.description().map(str::to_owned))
@@ -652,6 +648,8 @@ mod tests {
         let c = written("n BIGINT", "");
         let mut existing = existing_of(c.clone());
         existing.location = "s3a://out/clicks/".into();
+        assert!(compare(&table(), &existing, &c, &folder(), false).is_ok());
+        existing.location = "s3://out/clicks/_compacted-0193/".into();
         assert!(compare(&table(), &existing, &c, &folder(), false).is_ok());
         existing.location = "s3://out/other/".into();
         let e = compare(&table(), &existing, &c, &folder(), false).unwrap_err();

@@ -9,6 +9,7 @@
 //! - [`marks`]: how far each stream shard has been committed to a table.
 //! - [`hive`]: a target folder's Hive table (`glue_table`): created or given new columns,
 //!   and the partitions written registered.
+//! - [`places`]: where such a table reads each partition, once a compaction moved it.
 //!
 //! Uses the store (the table's files go through the same S3 client) and the encoder's
 //! settings; the pipeline's other stages know nothing of it.
@@ -18,6 +19,7 @@ pub mod glue;
 pub mod hive;
 pub mod identity;
 pub mod marks;
+pub mod places;
 
 use tokio::sync::OnceCell;
 

@@ -269,7 +269,10 @@ impl Function {
         let made = make_visible(transaction, job.dry_run, deadline).await;
         phase.since(committing);
         let stored = made?;
-        let wrote = Wrote::of(job.targets.len(), outputs);
+        let mut wrote = Wrote::of(job.targets.len(), outputs);
+        if !job.dry_run {
+            self.follow(job.targets, &mut wrote).await?;
+        }
         let removed = (self.replace(job.targets, &wrote, job.mode, before, job.dry_run)).await?;
         Ok(Published {
             stored,

@@ -1,14 +1,17 @@
 //! The folders' Glue tables (`glue_table`, see [`crate::catalog::hive`]): once a conversion's
 //! objects are uploaded and before they become visible, each table is created or given the
 //! new columns, and the partitions written are registered. A map batch leaves this to the
-//! job's finish step, once for the whole job.
+//! job's finish step, once for the whole job. Once visible, what a write put in a partition
+//! that a compaction moved is copied where the table now reads it ([`Function::follow`]).
 
 use arrow_schema::{Field, Schema};
 
 use super::Function;
+use super::replace::Wrote;
 use super::reply::GlueTableKept;
 use crate::Error;
 use crate::catalog::hive::{Columns, HiveTables};
+use crate::catalog::places::{normal, within};
 use crate::encode::codec::Codec;
 use crate::encode::partition::Layout;
 use crate::input::event::Evolution;
@@ -122,5 +125,85 @@ impl Function {
             });
         }
         Ok(kept)
+    }
+}
+
+/// Rounds of [`Function::follow`] before it gives up on a partition that keeps moving.
+const FOLLOW_ROUNDS: usize = 4;
+
+impl Function {
+    /// Copies the files a write made visible in a partition folder (`wrote`, one per target)
+    /// into the compaction folder its Glue table reads that partition from, if a compaction
+    /// moved it (see [`crate::catalog::places`]), until the table reads each from where a
+    /// copy is; the copies' keys join `wrote` (a mode's removals leave them). The files in the
+    /// partition's own folder stay, for readers of the folder, until a later
+    /// `remove_orphan_files` of the folder. How many copies.
+    ///
+    /// # Errors
+    /// `CatalogFailed` when Glue fails; `S3WriteFailed` when a copy fails or a partition kept
+    /// moving.
+    pub(super) async fn follow(
+        &self,
+        targets: &[Target],
+        wrote: &mut [Wrote],
+    ) -> Result<usize, Error> {
+        let mut copies = 0;
+        for (target, wrote) in targets.iter().zip(wrote.iter_mut()) {
+            let Some(table) = &target.glue_table else {
+                continue;
+            };
+            if wrote.partitions.is_empty() {
+                continue;
+            }
+            let hive = HiveTables::new(self.glue.client().await);
+            let prefix = &target.prefix;
+            // Where each partition's files are known to be read from: first their own folder.
+            let mut placed: Vec<String> = (wrote.partitions.iter())
+                .map(|path| normal(&format!("{prefix}{path}")))
+                .collect();
+            for round in 0.. {
+                let paths: Vec<&str> = wrote.partitions.iter().map(String::as_str).collect();
+                let located = hive.locations(table, &paths).await?;
+                let mut moved = false;
+                for (path, at) in wrote.partitions.iter().zip(&mut placed) {
+                    let home = normal(&format!("{prefix}{path}"));
+                    let Some(location) = located.get(path) else {
+                        continue;
+                    };
+                    if location == at || within(location, &home).is_none() {
+                        continue;
+                    }
+                    if round == FOLLOW_ROUNDS {
+                        return Err(Error::S3WriteFailed(format!(
+                            "the write's objects are in place, but {table}'s partition {path} kept moving while they were copied where the table reads it (a retry copies them)"
+                        )));
+                    }
+                    let own = format!("{}{path}", prefix.key_prefix);
+                    let into = &location[format!("s3://{}/", prefix.bucket).len()..];
+                    let names: Vec<String> = (wrote.keys.iter())
+                        .filter_map(|key| key.strip_prefix(&own))
+                        .filter(|name| !name.contains('/') && !name.starts_with(['_', '.']))
+                        .map(str::to_owned)
+                        .collect();
+                    for name in names {
+                        let copy = format!("{into}{name}");
+                        self.store
+                            .copy(&prefix.bucket, &format!("{own}{name}"), &copy)
+                            .await?;
+                        wrote.keys.insert(copy);
+                        copies += 1;
+                    }
+                    location.clone_into(at);
+                    moved = true;
+                }
+                if !moved {
+                    break;
+                }
+            }
+            if copies > 0 {
+                tracing::info!(table = %table, copies, "files copied into compacted partitions");
+            }
+        }
+        Ok(copies)
     }
 }

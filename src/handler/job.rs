@@ -330,7 +330,7 @@ impl Function {
                     Some(arn) => format!("job {arn}"),
                     None => format!("job {}", run.uri()),
                 };
-                let wrote: Vec<Wrote> = (targets.iter().zip(&written))
+                let mut wrote: Vec<Wrote> = (targets.iter().zip(&written))
                     .map(|(target, written)| written.wrote(target))
                     .collect();
                 // Two finishes of one run take turns, and a finish that replaces takes the
@@ -368,6 +368,7 @@ impl Function {
                     }
                 }
                 make_visible(&mut transaction, false, deadline).await?;
+                self.follow(targets, &mut wrote).await?;
                 // The markers list the run's files: now what the run replaces can go.
                 removed = self.replace(targets, &wrote, mode, before, false).await?;
                 ("finish", written)

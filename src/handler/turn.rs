@@ -52,6 +52,21 @@ impl Turns {
         *self.by.lock().unwrap() = request_id.to_owned();
     }
 
+    /// The invocation in progress as the holder of leases for `works`.
+    pub(super) fn holder(
+        &self,
+        works: &[&str],
+        deadline: Option<SystemTime>,
+        now: SystemTime,
+    ) -> Holder {
+        Holder {
+            by: self.by.lock().unwrap().clone(),
+            sandbox: self.sandbox.clone(),
+            expires_ms: expiry(deadline, now),
+            works: works.iter().map(|w| (*w).to_owned()).collect(),
+        }
+    }
+
     /// How many turns are held: a mark for [`Turns::release_since`].
     pub(super) async fn mark(&self) -> usize {
         self.held.lock().await.len()
@@ -125,12 +140,7 @@ impl Function {
             return Ok(Vec::new());
         }
         let now = SystemTime::now();
-        let holder = Holder {
-            by: turns.by.lock().unwrap().clone(),
-            sandbox: turns.sandbox.clone(),
-            expires_ms: expiry(deadline, now),
-            works: works.iter().map(|w| (*w).to_owned()).collect(),
-        };
+        let holder = turns.holder(works, deadline, now);
         // A lease request that hangs must not outlast the invocation either.
         let taking = Turn::take(&self.store, claims, holder, turn_give_up(deadline));
         let turn = match write_budget(deadline, now)? {

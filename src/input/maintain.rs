@@ -33,8 +33,12 @@ pub struct Maintain {
 pub enum Maintained {
     /// An Iceberg table in the Glue Data Catalog.
     Table(TableTarget),
-    /// A folder target with a Hive table (`glue_table`).
-    Folder(S3Prefix),
+    /// A folder target with a Hive table (`glue_table`; `None`: the one `DEFAULT_TARGETS`
+    /// gives the folder).
+    Folder {
+        folder: S3Prefix,
+        glue_table: Option<TableTarget>,
+    },
 }
 
 /// The steps asked for, each `None` when not asked.
@@ -80,6 +84,7 @@ pub struct RemoveOrphanFiles {
 struct RawMaintain {
     table: Option<String>,
     folder: Option<String>,
+    glue_table: Option<String>,
     rewrite_data_files: Option<Value>,
     rewrite_manifests: Option<Value>,
     expire_snapshots: Option<Value>,
@@ -149,8 +154,19 @@ impl Maintain {
         let invalid = |why: String| Error::InvalidEvent(format!("`maintain`: {why}"));
         let raw: RawMaintain = serde_json::from_str(json).map_err(|e| invalid(e.to_string()))?;
         let what = match (&raw.table, &raw.folder) {
+            (Some(_), None) if raw.glue_table.is_some() => {
+                return Err(invalid(
+                    "`glue_table` names a folder's Hive table: an Iceberg `table` is its own"
+                        .into(),
+                ));
+            }
             (Some(table), None) => Maintained::Table(TableTarget::parse(table, "maintain.table")?),
-            (None, Some(folder)) => Maintained::Folder(S3Prefix::parse(folder, "maintain.folder")?),
+            (None, Some(folder)) => Maintained::Folder {
+                folder: S3Prefix::parse(folder, "maintain.folder")?,
+                glue_table: (raw.glue_table.as_deref())
+                    .map(|t| TableTarget::parse(t, "maintain.glue_table"))
+                    .transpose()?,
+            },
             _ => {
                 return Err(invalid(
                     "name one `table` (<database>.<table>) or one `folder` (s3://bucket/path/)"
@@ -165,10 +181,10 @@ impl Maintain {
             &raw.remove_orphan_files,
         ];
         let every = named.iter().all(|v| v.is_none());
-        let tables_only = named[1..].iter().any(|v| v.is_some());
-        if let (Maintained::Folder(folder), true) = (&what, tables_only) {
+        let tables_only = named[1..3].iter().any(|v| v.is_some());
+        if let (Maintained::Folder { folder, .. }, true) = (&what, tables_only) {
             return Err(invalid(format!(
-                "the folder {folder} has no snapshots or manifests: only `rewrite_data_files` applies to a folder"
+                "the folder {folder} has no snapshots or manifests: only `rewrite_data_files` and `remove_orphan_files` apply to a folder"
             )));
         }
         let every_table_step = every && matches!(what, Maintained::Table(_));
@@ -216,11 +232,8 @@ impl Maintain {
                 })
             })
             .transpose()?;
-        let orphans: Option<RawOrphans> = step(
-            "remove_orphan_files",
-            raw.remove_orphan_files,
-            every_table_step,
-        )?;
+        let orphans: Option<RawOrphans> =
+            step("remove_orphan_files", raw.remove_orphan_files, every)?;
         let steps = Steps {
             rewrite_data_files,
             rewrite_manifests: manifests.map(|_| RewriteManifests {}),
@@ -355,7 +368,7 @@ mod tests {
             ),
             (
                 r#"{"folder": "s3://my-bucket/x/", "expire_snapshots": {}}"#,
-                "only `rewrite_data_files`",
+                "only `rewrite_data_files` and `remove_orphan_files`",
             ),
             (
                 r#"{"table": "a.b", "vacuum": {}}"#,
@@ -376,11 +389,32 @@ mod tests {
     }
 
     #[test]
-    fn a_folder_alone_is_compacted() {
+    fn a_folder_alone_is_compacted_and_its_replaced_files_removed() {
         let m = Maintain::parse(r#"{"folder": "s3://my-bucket/out/x/"}"#, None).unwrap();
-        assert!(matches!(m.what, Maintained::Folder(_)));
+        assert!(matches!(
+            m.what,
+            Maintained::Folder {
+                glue_table: None,
+                ..
+            }
+        ));
         assert!(m.steps.rewrite_data_files.is_some());
         assert!(m.steps.rewrite_manifests.is_none() && m.steps.expire_snapshots.is_none());
-        assert!(m.steps.remove_orphan_files.is_none());
+        assert!(m.steps.remove_orphan_files.is_some());
+        let m = Maintain::parse(
+            r#"{"folder": "s3://my-bucket/out/x/", "glue_table": "a.b", "remove_orphan_files": {}}"#,
+            None,
+        )
+        .unwrap();
+        let Maintained::Folder { glue_table, .. } = m.what else {
+            panic!("a folder")
+        };
+        assert_eq!(glue_table.unwrap().to_string(), "a.b");
+        assert!(m.steps.rewrite_data_files.is_none());
+        let e = Maintain::parse(r#"{"table": "a.b", "glue_table": "a.c"}"#, None).unwrap_err();
+        assert!(
+            e.to_string().contains("an Iceberg `table` is its own"),
+            "{e}"
+        );
     }
 }

@@ -8,18 +8,22 @@
 //! - [`expire`]: `expire_snapshots`, old snapshots removed and the files only they reached
 //!   deleted, with the identities of the work they committed kept for exactly-once delivery.
 //! - `orphans`: `remove_orphan_files`, what nothing reaches under the table's location.
+//! - `folder`: the same for a folder's Hive dataset (`{"maintain": {"folder": …}}`):
+//!   partitions compacted into folders of their own and moved there in the Glue table, and
+//!   the files they replaced removed later.
 //! - [`replace`]: the `replace` snapshot built by hand (iceberg-rust 0.10.1 has none).
 //!
 //! Uses the catalog (tables, commits) and the store (listings, deletes); the handler only
 //! dispatches to it.
 
 pub mod expire;
+mod folder;
 mod manifests;
 mod orphans;
 pub mod replace;
 mod rewrite;
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use iceberg::{Catalog, TableIdent};
 use serde::Serialize;
@@ -27,8 +31,11 @@ use serde::Serialize;
 use crate::Error;
 use crate::catalog::append::catalog_error;
 use crate::catalog::glue::{GlueCatalog, table_ident};
-use crate::input::maintain::{Maintain, Maintained};
+use crate::input::maintain::Steps;
+use crate::input::target::TableTarget;
 use crate::store::budget::write_budget;
+use crate::store::lease::Holder;
+use crate::store::lease::turn::LONGEST_INVOCATION;
 use crate::store::s3::{S3Store, split_uri};
 
 /// A step's keys listed in its report, at most: the reply stays small whatever the count.
@@ -39,9 +46,16 @@ pub struct Maintenance<'a> {
     pub store: &'a S3Store,
     /// The invocation's catalog: its file IO logs what the run writes.
     pub catalog: &'a GlueCatalog,
+    /// The Glue client, for a folder's Hive table.
+    pub glue: &'a aws_sdk_glue::Client,
+    /// The invocation, as the holder of a folder partition's lease while it is compacted.
+    pub holder: Holder,
     pub deadline: Option<SystemTime>,
     pub dry_run: bool,
 }
+
+/// Added to the function's timeout: S3's clock and Lambda's may differ by this much.
+const CLOCK_MARGIN: Duration = Duration::from_secs(5);
 
 /// What a step did (or, in a dry run, would do).
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -79,6 +93,9 @@ fn is_zero(n: &usize) -> bool {
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
     pub table: String,
+    /// A Hive dataset's folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub folder: Option<String>,
     pub dry_run: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rewrite_data_files: Option<StepReport>,
@@ -120,6 +137,7 @@ struct Found {
     key: String,
     /// `s3://bucket/key`, as the table's metadata names its files.
     uri: String,
+    size: u64,
     last_modified: Option<SystemTime>,
 }
 
@@ -131,20 +149,14 @@ impl Found {
 }
 
 impl Maintenance<'_> {
-    /// Runs the steps `maintain` asks for on its table, in order, each on the table as the
-    /// previous one left it.
+    /// Runs the steps `steps` names on the Iceberg table `target`, in order, each on the
+    /// table as the previous one left it.
     ///
     /// # Errors
     /// `TableNotFound`; the first step's error (what it wrote is removed; the steps before
     /// it stay done).
-    pub async fn run(&self, maintain: &Maintain) -> Result<Report, Error> {
-        let Maintained::Table(target) = &maintain.what else {
-            return Err(Error::InvalidEvent(
-                "`maintain.folder`: compacting a folder's files is not offered: a reader that lists the folder would see the old files and the new together (a folder has no atomic swap), and moving a partition to a new location for its Glue table would hide it from such readers and from this function's later writes; compact Iceberg tables, or rewrite a folder with a job's overwrite".into(),
-            ));
-        };
+    pub async fn run(&self, target: &TableTarget, steps: &Steps) -> Result<Report, Error> {
         let ident = table_ident(target);
-        let steps = &maintain.steps;
         let mut report = Report {
             table: target.to_string(),
             dry_run: self.dry_run,
@@ -170,6 +182,16 @@ impl Maintenance<'_> {
             report.remove_orphan_files = Some(step?);
         }
         Ok(report)
+    }
+
+    /// `asked`, but never below the function's timeout and a margin (read from this
+    /// invocation's deadline, as the sweep reads it): a file an invocation in flight has just
+    /// written is never old.
+    fn older_than(&self, asked: Duration) -> Duration {
+        let timeout = self.deadline.map_or(LONGEST_INVOCATION, |d| {
+            d.duration_since(SystemTime::now()).unwrap_or_default()
+        });
+        asked.max(timeout + CLOCK_MARGIN)
     }
 
     async fn load(&self, ident: &TableIdent) -> Result<iceberg::table::Table, Error> {
@@ -208,6 +230,7 @@ impl Maintenance<'_> {
                 Ok(Some(page)) => found.extend(page.into_iter().map(|o| Found {
                     uri: format!("s3://{bucket}/{}", o.key),
                     key: o.key,
+                    size: o.size,
                     last_modified: o.last_modified,
                 })),
                 Ok(None) => return Ok(found),

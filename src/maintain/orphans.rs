@@ -4,7 +4,7 @@
 //! its commit will name), read from this invocation's deadline as the sweep reads it.
 
 use std::collections::HashSet;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use iceberg::TableIdent;
 use iceberg::spec::Snapshot;
@@ -15,10 +15,6 @@ use super::{Maintenance, StepReport};
 use crate::Error;
 use crate::catalog::append::catalog_error;
 use crate::input::maintain::RemoveOrphanFiles;
-use crate::store::lease::turn::LONGEST_INVOCATION;
-
-/// Added to the function's timeout: S3's clock and Lambda's may differ by this much.
-const CLOCK_MARGIN: Duration = Duration::from_secs(5);
 
 impl Maintenance<'_> {
     /// The step (see the module docs).
@@ -33,10 +29,7 @@ impl Maintenance<'_> {
         options: &RemoveOrphanFiles,
     ) -> Result<StepReport, Error> {
         let now = SystemTime::now();
-        let timeout = self.deadline.map_or(LONGEST_INVOCATION, |d| {
-            d.duration_since(now).unwrap_or_default()
-        });
-        let bound = options.older_than.max(timeout + CLOCK_MARGIN);
+        let bound = self.older_than(options.older_than);
         let metadata = table.metadata();
         let snapshots: Vec<&Snapshot> = metadata.snapshots().map(|s| s.as_ref()).collect();
         let mut kept: HashSet<String> = reached(table, &snapshots, true)

@@ -22,7 +22,7 @@ use crate::catalog::append::{self, catalog_error, table_codec};
 use crate::input::maintain::RewriteDataFiles;
 
 /// Without a table property or a parameter: Spark's and Athena's 512 MiB.
-const DEFAULT_TARGET: u64 = 512 << 20;
+pub(super) const DEFAULT_TARGET: u64 = 512 << 20;
 /// The table property that sets it, as Iceberg's writers read it.
 const TARGET_PROPERTY: &str = "write.target-file-size-bytes";
 
@@ -52,7 +52,7 @@ fn target(table: &Table, options: &RewriteDataFiles) -> u64 {
 }
 
 /// Whether a partition folder (`dt=2024-05-01/region=eu`) has every value `wanted` names.
-fn wanted(path: &str, partitions: Option<&Vec<Map<String, Value>>>) -> bool {
+pub(super) fn wanted(path: &str, partitions: Option<&Vec<Map<String, Value>>>) -> bool {
     let Some(partitions) = partitions else {
         return true;
     };
@@ -250,7 +250,7 @@ impl Maintenance<'_> {
 
     /// Whether another `bytes` of input can be rewritten and committed before the deadline,
     /// at the pace of what was rewritten so far (`done` bytes in `spent`).
-    fn time_for(&self, bytes: u64, done: u64, spent: Duration) -> bool {
+    pub(super) fn time_for(&self, bytes: u64, done: u64, spent: Duration) -> bool {
         let Some(deadline) = self.deadline else {
             return true;
         };

@@ -534,6 +534,43 @@ impl S3Store {
             ))
         })
     }
+
+    /// Copies `s3://bucket/from` to `s3://bucket/to` inside S3 (up to 5 GB, `CopyObject`'s
+    /// limit).
+    ///
+    /// # Errors
+    /// `S3WriteFailed` naming both objects.
+    pub async fn copy(&self, bucket: &str, from: &str, to: &str) -> Result<(), Error> {
+        self.client
+            .copy_object()
+            .bucket(bucket)
+            .key(to)
+            .copy_source(format!("{bucket}/{}", url_path(from)))
+            .set_expected_bucket_owner(self.expected_bucket_owner.clone())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                Error::S3WriteFailed(format!(
+                    "copying s3://{bucket}/{from} to {to} failed: {}",
+                    describe(&e)
+                ))
+            })
+    }
+}
+
+/// `key` URL-encoded as `CopyObject`'s source wants it (`/` kept).
+fn url_path(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for byte in key.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(byte as char);
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
 }
 
 /// S3's `DeleteObjects` takes at most this many keys a request.
@@ -601,5 +638,18 @@ where
             )
         }
         other => DisplayErrorContext(other).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_source_is_url_encoded_but_its_slashes() {
+        assert_eq!(
+            url_path("out/k=eu%2Fwest/a b+c.parquet"),
+            "out/k%3Deu%252Fwest/a%20b%2Bc.parquet"
+        );
     }
 }

@@ -361,33 +361,77 @@ impl Function {
         Ok((catalog, prepared))
     }
 
-    /// A catalog of this invocation's own (its file IO logs what it writes).
-    /// A table's maintenance (the maintain stage does it), once the table is allowed.
+    /// A table's or a folder's maintenance (the maintain stage does it), once the table (or
+    /// the folder and its Glue table) is allowed.
     ///
     /// # Errors
-    /// `TableNotAllowed` outside `ALLOWED_TABLES`; as [`Maintenance::run`].
+    /// `TableNotAllowed` outside `ALLOWED_TABLES`; `TargetNotAllowed` outside
+    /// `ALLOWED_PREFIXES`; `InvalidEvent` for a folder without a Glue table; as
+    /// [`Maintenance::run`] and [`Maintenance::run_folder`].
     pub(super) async fn maintain(
         &self,
         maintain: &Maintain,
         deadline: Option<SystemTime>,
     ) -> Result<Reply, Error> {
-        if let Maintained::Table(table) = &maintain.what {
-            self.check_tables(std::slice::from_ref(table))?;
-        }
+        let glued = match &maintain.what {
+            Maintained::Table(table) => {
+                self.check_tables(std::slice::from_ref(table))?;
+                None
+            }
+            Maintained::Folder { folder, glue_table } => {
+                let table = self.folder_table(folder, glue_table.as_ref())?;
+                self.check_tables(std::slice::from_ref(&table))?;
+                Some((folder, table))
+            }
+        };
         let catalog = self.catalog().await;
         let maintenance = Maintenance {
             store: &self.store,
             catalog: &catalog,
+            glue: self.glue.client().await,
+            holder: self.turns.holder(&[], deadline, SystemTime::now()),
             deadline,
             dry_run: maintain.dry_run,
         };
-        let report = maintenance.run(maintain).await?;
+        let report = match (&maintain.what, glued) {
+            (_, Some((folder, table))) => {
+                maintenance
+                    .run_folder(folder, &table, &maintain.steps)
+                    .await?
+            }
+            (Maintained::Table(table), None) => maintenance.run(table, &maintain.steps).await?,
+            (Maintained::Folder { .. }, None) => unreachable!("a folder has its table"),
+        };
         self.measures.maintained(report.counts());
         Ok(Reply::Maintained {
             maintained: Box::new(report),
         })
     }
 
+    /// The Glue table over `folder`: the event's, else the one `DEFAULT_TARGETS` gives it,
+    /// once the folder is allowed.
+    ///
+    /// # Errors
+    /// `TargetNotAllowed` outside `ALLOWED_PREFIXES`; `InvalidEvent` when neither names one.
+    fn folder_table(
+        &self,
+        folder: &S3Prefix,
+        named: Option<&TableTarget>,
+    ) -> Result<TableTarget, Error> {
+        if let Some(allowed) = &self.config.allowed {
+            allowed.check_folder(folder, "maintain.folder")?;
+        }
+        let configured = (self.config.default_targets.iter().flatten())
+            .find(|t| t.prefix == *folder)
+            .and_then(|t| t.glue_table.clone());
+        named.cloned().or(configured).ok_or_else(|| {
+            Error::InvalidEvent(format!(
+                "`maintain.folder` {folder} has no Glue table (name it with `glue_table`, or give the folder one in DEFAULT_TARGETS): readers that list a folder would meet the old files and the new together, or neither, since a folder has no atomic swap; through a Glue table a compacted partition moves in one call"
+            ))
+        })
+    }
+
+    /// A catalog of this invocation's own (its file IO logs what it writes).
     pub(super) async fn catalog(&self) -> GlueCatalog {
         GlueCatalog::new(
             self.glue.client().await.clone(),
