@@ -133,7 +133,8 @@ impl HiveTables<'_> {
     }
 
     /// Where `table` reads each partition of `paths` (Hive folders relative to its folder;
-    /// `[""]` for an unpartitioned table), [`normal`]; a partition Glue lacks is left out.
+    /// `[""]` for an unpartitioned table), [`normal`]; a partition (or a table) Glue lacks is
+    /// left out.
     ///
     /// # Errors
     /// `CatalogFailed` when Glue fails.
@@ -170,8 +171,13 @@ impl HiveTables<'_> {
                 .table_name(&table.table)
                 .set_partitions_to_get(Some(wanted))
                 .send()
-                .await
-                .map_err(|e| failed(&format!("reading {table}'s partitions"), &e))?;
+                .await;
+            let out = match out {
+                Ok(out) => out,
+                // No table yet: nothing of it moved.
+                Err(e) if e.code() == Some("EntityNotFoundException") => return Ok(located),
+                Err(e) => return Err(failed(&format!("reading {table}'s partitions"), &e)),
+            };
             for partition in out.partitions() {
                 let location = partition.storage_descriptor().and_then(|d| d.location());
                 if let (Some(path), Some(location)) = (by_values.get(partition.values()), location)

@@ -270,7 +270,8 @@ impl Function {
         phase.since(committing);
         let stored = made?;
         let mut wrote = Wrote::of(job.targets.len(), outputs);
-        if !job.dry_run {
+        // A map batch's files are followed at the job's finish, with the rest of the run's.
+        if !job.dry_run && !job.glue_at_finish {
             self.follow(job.targets, &mut wrote).await?;
         }
         let removed = (self.replace(job.targets, &wrote, job.mode, before, job.dry_run)).await?;

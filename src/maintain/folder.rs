@@ -216,10 +216,14 @@ impl Maintenance<'_> {
                     );
                     let give_up = turn_give_up(self.deadline);
                     let taken = Turn::take(self.store, vec![claim], self.holder.clone(), give_up);
-                    let Ok(mut turn) = taken.await else {
-                        // A partition overwrite held it until there was no time left.
-                        report.more = true;
-                        break;
+                    let mut turn = match taken.await {
+                        Ok(turn) => turn,
+                        // An overwrite held it until there was no time left.
+                        Err(Error::WriteConflict(_)) => {
+                            report.more = true;
+                            break;
+                        }
+                        Err(e) => return Err(e),
                     };
                     let compacted = self.compact(dataset, place, options, target, &run).await;
                     turn.release().await;

@@ -168,6 +168,48 @@ def test_a_compacted_dataset_reads_every_row_once_and_later_writes_follow(moto, 
         keeper.stop()
 
 
+def test_an_unpartitioned_dataset_moves_its_table(moto, glue):
+    folder, table = f"s3://{LAKE}/flat/", "analytics.flat"
+    emulator = start(moto, glue)
+    glue_client = moto.client("glue")
+
+    def table_location():
+        return glue_client.get_table(DatabaseName="analytics", Name="flat")["Table"]["StorageDescriptor"]["Location"]
+
+    def read_table():
+        s3 = moto.client("s3")
+        ids = collections.Counter()
+        for key in direct(moto, table_location()):
+            body = s3.get_object(Bucket=LAKE, Key=key)["Body"].read()
+            ids.update(pq.read_table(io.BytesIO(body)).column("id").to_pylist())
+        return ids
+
+    def write(first, request_id):
+        event = {"rows": [{"id": i} for i in range(first, first + 3)],
+                 "targets": [{"prefix": folder, "compression": "zstd", "glue_table": table}]}
+        kind, reply = invoke(emulator, event, request_id=request_id)
+        assert kind == "response", reply
+
+    try:
+        for n in range(5):
+            write(n * 3, f"flat-{n}")
+        time.sleep(YOUNG_S + 1)
+        kind, reply = maintain(emulator, {"folder": folder, "glue_table": table, "rewrite_data_files": {}})
+        assert kind == "response", reply
+        step = reply["maintained"]["rewrite_data_files"]
+        assert (step["partitions"], step["files_read"], step["files_written"]) == (1, 5, 1), step
+        assert table_location().startswith(f"{folder}_compacted-")
+        [compacted] = direct(moto, table_location())
+        assert compacted.endswith(".zstd.parquet")
+        body = moto.client("s3").get_object(Bucket=LAKE, Key=compacted)["Body"].read()
+        assert pq.ParquetFile(io.BytesIO(body)).metadata.row_group(0).column(0).compression == "ZSTD"
+        assert read_table() == collections.Counter(range(15))
+        write(15, "flat-after")
+        assert read_table() == collections.Counter(range(18))
+    finally:
+        emulator.stop()
+
+
 def test_appends_racing_a_compaction_land_once(moto, glue):
     folder, table = f"s3://{LAKE}/raced/", "analytics.raced"
     seed = start(moto, glue)
