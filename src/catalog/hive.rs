@@ -18,7 +18,6 @@ use aws_sdk_glue::types::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::places::{normal, within};
 use crate::Error;
 use crate::input::target::{S3Prefix, TableTarget};
 use crate::schema::ddl::athena_type;
@@ -190,6 +189,31 @@ pub fn compare(
         )));
     }
     Ok(adds)
+}
+
+/// The name a compaction's folder starts with.
+pub const COMPACTED: &str = "_compacted-";
+
+/// `uri` as `s3://bucket/path/`: S3A's and S3N's schemes read as S3's, one trailing slash.
+pub fn normal(uri: &str) -> String {
+    let uri = uri.trim_end_matches('/');
+    let plain = ["s3a://", "s3n://"]
+        .iter()
+        .find_map(|scheme| uri.strip_prefix(scheme))
+        .map_or(uri.to_owned(), |rest| format!("s3://{rest}"));
+    format!("{plain}/")
+}
+
+/// Where `location` lies for a partition whose own folder is `home` (both [`normal`]):
+/// `Some(None)` at home, `Some(Some("_compacted-<run>/"))` in a compaction's folder there,
+/// `None` anywhere else.
+pub fn within<'a>(location: &'a str, home: &str) -> Option<Option<&'a str>> {
+    let rest = location.strip_prefix(home)?;
+    if rest.is_empty() {
+        return Some(None);
+    }
+    let name = rest.strip_suffix('/')?;
+    (name.starts_with(COMPACTED) && !name.contains('/')).then_some(Some(rest))
 }
 
 /// A partition's values from its Hive folders (`dt=2024-01-01/region=eu%2Fwest/`), unescaped
@@ -686,5 +710,20 @@ mod tests {
             ["__HIVE_DEFAULT_PARTITION__"]
         );
         assert_eq!(partition_values("k=50%/"), ["50%"]);
+    }
+
+    #[test]
+    fn a_location_is_home_or_a_compaction_folder_inside_it() {
+        let home = normal("s3a://out/clicks/dt=1");
+        assert_eq!(home, "s3://out/clicks/dt=1/");
+        assert_eq!(within("s3://out/clicks/dt=1/", &home), Some(None));
+        assert_eq!(
+            within("s3://out/clicks/dt=1/_compacted-7/", &home),
+            Some(Some("_compacted-7/"))
+        );
+        assert_eq!(within("s3://out/clicks/dt=1/h=2/", &home), None);
+        assert_eq!(within("s3://out/clicks/dt=1/_compacted-7/x/", &home), None);
+        assert_eq!(within("s3://out/clicks/dt=10/", &home), None);
+        assert_eq!(within("s3://elsewhere/dt=1/", &home), None);
     }
 }
