@@ -341,6 +341,8 @@ async fn a_read_cut_midway_after_parts_went_up_leaves_nothing() {
     let event = json!({
         "source": {"uri": "s3://my-bucket/in/big.ndjson"},
         "schema": "id BIGINT, name STRING",
+        // Row groups of 2 MiB: parts go up long before the cut.
+        "row_group_bytes": 2_097_152,
         "targets": [{"prefix": "s3://my-bucket/out/first/", "compression": "uncompressed"}]
     });
     let err = run(&function, &event).await.unwrap_err();

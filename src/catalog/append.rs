@@ -31,8 +31,7 @@ use super::identity::{IDENTITY, Marked, committed, record};
 use super::marks::{Advance, MARKS, compare_positions};
 use crate::Error;
 use crate::encode::codec::Codec;
-use crate::encode::skipping::{BLOOM_FPP, Skipping, SortKey};
-use crate::encode::streamed::ROW_GROUP_ROWS;
+use crate::encode::skipping::{BLOOM_FPP, BLOOM_ROWS, Skipping, SortKey};
 use crate::encode::writer::table_properties;
 use crate::store::budget::CLEANUP_RESERVE;
 use crate::store::table_files::TableFiles;
@@ -83,7 +82,7 @@ pub async fn data_file_writer(
     let names = DefaultFileNameGenerator::new(name.to_owned(), None, DataFileFormat::Parquet);
     let arrow = iceberg::arrow::schema_to_arrow_schema(schema).map_err(failed)?;
     let skipping = table_skipping(table, &arrow);
-    let capacity = bloom_capacity(table).min(ROW_GROUP_ROWS as u64);
+    let capacity = bloom_capacity(table).min(BLOOM_ROWS as u64);
     let bloom: Vec<(ColumnPath, u64)> = (skipping.bloom_filter_columns.iter())
         .map(|column| {
             (
@@ -660,7 +659,7 @@ pub(crate) mod tests {
         let ids = Int64Array::from_iter((0..3_000).map(|i| (i % 7 != 0).then_some(i * 37 % 1_000)));
         let cities = StringArray::from_iter_values((0..3_000).map(|i| format!("c{}", i % 3)));
         let batch = RecordBatch::try_new(arrow, vec![Arc::new(ids), Arc::new(cities)]).unwrap();
-        // Made for a streamed row group's rows, folded to the 1,000 distinct ids' 2 KiB.
+        // Made for `BLOOM_ROWS` values, folded to the 1,000 distinct ids' 2 KiB.
         let mut writer = data_file_writer(&table, &schema, Codec::Zstd, "f", None)
             .await
             .unwrap();

@@ -14,6 +14,12 @@ use crate::Error;
 /// (`write.parquet.bloom-filter-fpp`), about 9.6 bits per distinct value.
 pub const BLOOM_FPP: f64 = 0.01;
 
+/// A bloom filter is made for at most this many values (256 KiB at [`BLOOM_FPP`]), and a file
+/// with filters keeps its row groups to that many rows: each open file holds its filters
+/// while its row group is built, and a filter given more values than it was made for loses
+/// its false-positive rate.
+pub const BLOOM_ROWS: usize = 122_880;
+
 /// The options, as an event or the configuration gives them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Skipping {

@@ -14,7 +14,7 @@ use parquet::file::writer::SerializedFileWriter;
 use crate::Error;
 use crate::encode::codec::Codec;
 use crate::encode::recompress::ChunkIndex;
-use crate::encode::skipping::Skipping;
+use crate::encode::skipping::{BLOOM_ROWS, Skipping};
 use crate::encode::writer::{
     Columns, RowGroupSize, append_chunks, distinct, parquet_error, properties,
 };
@@ -25,8 +25,9 @@ use crate::encode::writer::{
 /// the heap; only the pages written to are resident.
 const PART_BUFFER: usize = 33 << 20;
 
-/// The default `ROW_GROUP_ROWS`: DuckDB's row group size, about 6 MB of the seed rows' JSON.
-pub const ROW_GROUP_ROWS: usize = 122_880;
+/// The default `ROW_GROUP_ROWS`: parquet-rs's own bound; row groups are sized by their bytes
+/// (`ROW_GROUP_BYTES`) first, and by [`BLOOM_ROWS`] in a file with bloom filters.
+pub const ROW_GROUP_ROWS: usize = 1 << 20;
 
 /// One Parquet file per distinct codec, written a row group at a time from a stream of
 /// batches; whole row groups can be taken out as they are finished (a multipart upload's
@@ -88,6 +89,10 @@ impl StreamWriter {
         skipping: &Skipping,
     ) -> Result<StreamWriter, Error> {
         let mut choices = Columns::of(std::slice::from_ref(first), skipping)?;
+        let mut row_group = row_group;
+        if !choices.bloom.is_empty() {
+            row_group.rows = row_group.rows.min(BLOOM_ROWS);
+        }
         for (_, most) in &mut choices.bloom {
             *most = row_group.rows as u64;
         }
@@ -440,7 +445,7 @@ mod tests {
         let mut writer = StreamWriter::new(
             &batch_from(0),
             &codecs,
-            RowGroupSize::streamed(25_000),
+            RowGroupSize::streamed(25_000, 16 << 20),
             true,
             &Skipping::NONE,
         )
@@ -478,7 +483,7 @@ mod tests {
             assert!(i_values(&batches).into_iter().eq(0..100_000), "{codec:?}");
             // Encoded once, the Snappy file from the uncompressed row groups' pages: still
             // byte for byte what ArrowWriter makes with Snappy.
-            let props = properties(codec, &columns, RowGroupSize::streamed(25_000));
+            let props = properties(codec, &columns, RowGroupSize::streamed(25_000, 16 << 20));
             let mut direct =
                 ArrowWriter::try_new(Vec::new(), batch_from(0).schema(), Some(props)).unwrap();
             for first in (0..100_000).step_by(10_000) {
@@ -500,7 +505,7 @@ mod tests {
         let mut writer = StreamWriter::new(
             &batch_from(0),
             &[Codec::Snappy],
-            RowGroupSize::streamed(25_000),
+            RowGroupSize::streamed(25_000, 16 << 20),
             true,
             &skipping,
         )
@@ -550,6 +555,40 @@ mod tests {
         assert!(
             length < 16 << 10,
             "{length} bytes: not folded from 25,000 values' 32 KiB"
+        );
+    }
+
+    #[test]
+    fn a_file_with_bloom_filters_keeps_its_row_groups_to_what_they_are_made_for() {
+        let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+            "i",
+            arrow_schema::DataType::Int64,
+            false,
+        )]));
+        let batch = |first: i64| {
+            let values = arrow_array::Int64Array::from_iter_values(first..first + 65_000);
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap()
+        };
+        let rows_of = |skipping: &Skipping| {
+            let sized = RowGroupSize::streamed(ROW_GROUP_ROWS, 16 << 20);
+            let codecs = [Codec::Uncompressed];
+            let mut writer = StreamWriter::new(&batch(0), &codecs, sized, true, skipping).unwrap();
+            writer.write(&[batch(0), batch(65_000)]).unwrap();
+            let mut file = Vec::new();
+            for (_, part) in writer.take_ready(1).unwrap() {
+                file.extend_from_slice(&part);
+            }
+            file.extend_from_slice(&writer.finish().unwrap().remove(0).1);
+            let meta = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(file)).unwrap();
+            let groups = meta.metadata().row_groups().iter().map(|g| g.num_rows());
+            groups.collect::<Vec<_>>()
+        };
+        // Sized by bytes (1 MiB of integers is far below 16 MiB): one row group.
+        assert_eq!(rows_of(&Skipping::NONE), [130_000]);
+        let bloom = Skipping::parse(Some(r#"["i"]"#), None).unwrap();
+        assert_eq!(
+            rows_of(&bloom),
+            [BLOOM_ROWS as i64, 130_000 - BLOOM_ROWS as i64]
         );
     }
 }

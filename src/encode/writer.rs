@@ -92,8 +92,8 @@ impl Partitioning<'_> {
     };
 }
 
-/// The least `max_file_bytes`: a streamed row group's bound, which a file does not split. An
-/// event's inline rows (at most Lambda's 6 MB payload) never make a file this large.
+/// The least `max_file_bytes`: a streamed row group's bound in a 128 MB function. An event's
+/// inline rows (at most Lambda's 6 MB payload) never make a file this large.
 pub const MIN_FILE_BYTES: u64 = 16 << 20;
 
 /// Parses a `max_file_bytes` value (a JSON number or an environment variable's text).
@@ -114,7 +114,7 @@ pub fn parse_max_file_bytes(text: &str) -> Result<u64, String> {
     match bytes >= MIN_FILE_BYTES {
         true => Ok(bytes),
         false => Err(format!(
-            "must be at least {MIN_FILE_BYTES} (16 MiB, a streamed row group), not {bytes}"
+            "must be at least {MIN_FILE_BYTES} (16 MiB), not {bytes}"
         )),
     }
 }
@@ -452,15 +452,65 @@ impl RowGroupSize {
         bytes: None,
     };
 
-    /// A streamed source object: `ROW_GROUP_ROWS` rows, and at most 16 MiB encoded per codec
-    /// (wide rows reach it first), so that the row groups being built for every codec stay
-    /// within a 128 MB function.
-    pub fn streamed(rows: usize) -> RowGroupSize {
+    /// A streamed source object: at most `rows` rows (`ROW_GROUP_ROWS`) and about `bytes`
+    /// encoded per codec (`ROW_GROUP_BYTES`), whichever comes first.
+    pub fn streamed(rows: usize, bytes: usize) -> RowGroupSize {
         RowGroupSize {
             rows,
-            bytes: Some(16 << 20),
+            bytes: Some(bytes),
         }
     }
+}
+
+/// The row group size Athena advises and parquet-mr writes: a streamed row group's default
+/// where the function's memory allows it.
+pub const ROW_GROUP_BYTES: usize = 128 << 20;
+
+/// The least `row_group_bytes` may be.
+pub const MIN_ROW_GROUP_BYTES: usize = 1 << 20;
+
+/// The most a streamed row group may hold in a function of `memory_mb` MB: an eighth of it
+/// (16 MiB at 128 MB, 128 MiB from 1,024 MB). The row group in progress, its compressed
+/// copies, the open files of other partitions and the parts being uploaded fit beside it.
+///
+/// ```
+/// use rows_to_parquet::encode::writer::{ROW_GROUP_BYTES, row_group_bytes_most};
+/// assert_eq!(row_group_bytes_most(128), 16 << 20);
+/// assert_eq!(row_group_bytes_most(1024).min(ROW_GROUP_BYTES), 128 << 20);
+/// ```
+pub fn row_group_bytes_most(memory_mb: usize) -> usize {
+    (memory_mb << 20) / 8
+}
+
+/// `row_group_bytes` as an event or `ROW_GROUP_BYTES` gives it, for a function of `memory_mb`
+/// MB.
+///
+/// # Errors
+/// Why not, for the caller's message: not a whole number, under 1 MiB, or more than
+/// [`row_group_bytes_most`].
+///
+/// ```
+/// use rows_to_parquet::encode::writer::parse_row_group_bytes;
+/// assert_eq!(parse_row_group_bytes("8388608", 128), Ok(8 << 20));
+/// assert!(parse_row_group_bytes("134217728", 128).unwrap_err().contains("128 MB"));
+/// ```
+pub fn parse_row_group_bytes(text: &str, memory_mb: usize) -> Result<usize, String> {
+    let bytes: usize = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("must be a whole number of bytes, not `{}`", text.trim()))?;
+    let most = row_group_bytes_most(memory_mb);
+    if bytes < MIN_ROW_GROUP_BYTES {
+        return Err(format!(
+            "must be at least {MIN_ROW_GROUP_BYTES} (1 MiB), not {bytes}"
+        ));
+    }
+    if bytes > most {
+        return Err(format!(
+            "{bytes} is more than a function of {memory_mb} MB can build (at most {most}, an eighth of its memory): give it more memory or ask for less"
+        ));
+    }
+    Ok(bytes)
 }
 
 /// `codecs` without repeats, in the order first asked for.

@@ -13,7 +13,7 @@ use crate::Error;
 use crate::catalog::hive::Columns;
 use crate::encode::columns::UnknownKeys;
 use crate::encode::partition::Layout;
-use crate::encode::writer::{self, Partitioning};
+use crate::encode::writer::{self, Partitioning, RowGroupSize};
 use crate::input::event::{Evolution, WriteMode};
 use crate::input::source::Source;
 use crate::input::target::Target;
@@ -56,7 +56,7 @@ impl Function {
                     unknown_keys: job.unknown_keys,
                     partitioning: job.partitioning,
                     deadline,
-                    row_group_rows: self.config.row_group_rows,
+                    row_group: job.row_group,
                     measures: &self.measures,
                 },
                 (!job.dry_run).then_some(&mut transaction),
@@ -430,6 +430,8 @@ pub(super) struct Conversion<'a> {
     pub(super) glue_at_finish: bool,
     /// What the write replaces in its folders, once visible.
     pub(super) mode: WriteMode,
+    /// A streamed file's row groups.
+    pub(super) row_group: RowGroupSize,
 }
 
 impl Conversion<'_> {

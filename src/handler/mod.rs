@@ -393,6 +393,7 @@ impl Function {
             evolution: self.config.schema_evolution,
             glue_at_finish: false,
             mode: WriteMode::Append,
+            row_group: self.config.row_groups(),
         }
     }
 
@@ -432,6 +433,7 @@ impl Function {
                     }
                 ),
             mode,
+            row_group: self.config.row_group(event.row_group_bytes)?,
         };
         if mode != WriteMode::Append {
             let refused = match (&event.input, tables.first()) {

@@ -59,7 +59,7 @@ pub struct Job<'a> {
     pub unknown_keys: UnknownKeys,
     pub partitioning: Partitioning<'a>,
     pub deadline: Option<SystemTime>,
-    pub row_group_rows: usize,
+    pub row_group: RowGroupSize,
     /// The invocation's measures: reads, and time per phase.
     pub measures: &'a Measures,
 }
@@ -337,7 +337,7 @@ async fn one_read(
         settings: Arc::new(Settings {
             unknown_keys: job.unknown_keys,
             codecs: job.targets.iter().map(|t| t.codec).collect(),
-            row_group: RowGroupSize::streamed(job.row_group_rows),
+            row_group: job.row_group,
             partition_by: job.partitioning.by.cloned(),
             max_partitions: job.partitioning.max,
             partitions_memory: PARTITIONS_MEMORY,
@@ -863,7 +863,7 @@ mod tests {
         Settings {
             unknown_keys: UnknownKeys::default(),
             codecs: vec![Codec::Snappy, Codec::Uncompressed],
-            row_group: RowGroupSize::streamed(row_group_rows),
+            row_group: RowGroupSize::streamed(row_group_rows, 16 << 20),
             partition_by: partition_by.map(|p| PartitionBy::parse(p).unwrap()),
             max_partitions: 4,
             partitions_memory: 256 << 10,

@@ -19,7 +19,7 @@ use crate::rows::json::Scanner;
 use crate::schema::ddl;
 
 /// The optional top-level fields besides `rows` or `source`.
-const OPTIONAL_FIELDS: [&str; 10] = [
+const OPTIONAL_FIELDS: [&str; 11] = [
     "targets",
     "schema",
     "unknown_keys",
@@ -27,6 +27,7 @@ const OPTIONAL_FIELDS: [&str; 10] = [
     "partition_by",
     "schema_evolution",
     "max_file_bytes",
+    "row_group_bytes",
     "mode",
     "bloom_filter_columns",
     "sort_by",
@@ -137,6 +138,9 @@ pub struct Event<'a> {
     pub schema_evolution: Option<Evolution>,
     /// `max_file_bytes`; `None` leaves it to the function's `MAX_FILE_BYTES`.
     pub max_file_bytes: Option<u64>,
+    /// `row_group_bytes` as the event wrote it (the function's memory bounds it: see
+    /// [`crate::lambda::config::Config::row_group`]); `None` leaves it to `ROW_GROUP_BYTES`.
+    pub row_group_bytes: Option<&'a str>,
     /// `mode`: what the write does to what the folders held.
     pub mode: WriteMode,
     /// `bloom_filter_columns` and `sort_by`; `None` (neither given) leaves both to the
@@ -430,6 +434,7 @@ impl<'a> Fields<'a> {
             mode,
             skipping,
             max_file_bytes,
+            row_group_bytes: self.get("row_group_bytes"),
             input,
             targets,
             tables,

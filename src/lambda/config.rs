@@ -8,7 +8,10 @@ use crate::encode::partition::MAX_PARTITIONS;
 use crate::encode::partition::PartitionBy;
 use crate::encode::skipping::Skipping;
 use crate::encode::streamed::ROW_GROUP_ROWS;
-use crate::encode::writer::parse_max_file_bytes;
+use crate::encode::writer::{
+    ROW_GROUP_BYTES, RowGroupSize, parse_max_file_bytes, parse_row_group_bytes,
+    row_group_bytes_most,
+};
 use crate::input::event::Evolution;
 use crate::input::event::declared_schema;
 use crate::input::records::Metadata;
@@ -35,8 +38,15 @@ pub struct Config {
     pub expected_bucket_owner: Option<String>,
     /// `ALLOWED_SOURCES`: when set, the only folders source objects may be read from.
     pub allowed_sources: Option<AllowList>,
-    /// `ROW_GROUP_ROWS`: rows per row group of a file streamed from a source object.
+    /// `ROW_GROUP_ROWS`: rows per row group of a file streamed from a source object, at most.
     pub row_group_rows: usize,
+    /// `ROW_GROUP_BYTES`: about how many encoded bytes such a row group holds per codec (an
+    /// event's `row_group_bytes` decides for itself); default 128 MiB, or an eighth of the
+    /// function's memory when that is less.
+    pub row_group_bytes: usize,
+    /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, which Lambda sets (MB; 128 without it): what bounds
+    /// a row group.
+    pub memory_mb: usize,
     /// `MAX_PARTITIONS`: distinct `partition_by` partitions one event or object may write.
     pub max_partitions: usize,
     /// `MAX_FILE_BYTES`: a streamed file's size past which it continues in the next (an
@@ -159,6 +169,12 @@ impl Config {
                 })
         };
         let row_group_rows = whole("ROW_GROUP_ROWS", ROW_GROUP_ROWS, 1_000..=10_000_000)?;
+        let memory_mb = whole("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 128, 128..=10_240)?;
+        let row_group_bytes = match var("ROW_GROUP_BYTES") {
+            Some(v) => parse_row_group_bytes(&v, memory_mb)
+                .map_err(|why| Error::InvalidConfig(format!("ROW_GROUP_BYTES {why}")))?,
+            None => ROW_GROUP_BYTES.min(row_group_bytes_most(memory_mb)),
+        };
         let max_partitions = whole("MAX_PARTITIONS", MAX_PARTITIONS, 1..=100_000)?;
         let exactly_once_days = whole("EXACTLY_ONCE_DAYS", 14, 1..=3650)?;
         let max_file_bytes = var("MAX_FILE_BYTES")
@@ -273,10 +289,32 @@ impl Config {
             expected_bucket_owner,
             allowed_sources,
             row_group_rows,
+            row_group_bytes,
+            memory_mb,
             max_partitions,
             max_file_bytes,
             exactly_once: Duration::from_secs(exactly_once_days as u64 * 24 * 3600),
         })
+    }
+
+    /// A streamed file's row groups: `ROW_GROUP_ROWS`, and an event's `row_group_bytes` (as it
+    /// wrote it), else `ROW_GROUP_BYTES`.
+    ///
+    /// # Errors
+    /// `InvalidEvent` for an event's value that is not a whole number from 1 MiB to an eighth
+    /// of the function's memory.
+    pub fn row_group(&self, asked: Option<&str>) -> Result<RowGroupSize, Error> {
+        let Some(raw) = asked else {
+            return Ok(self.row_groups());
+        };
+        let bytes = parse_row_group_bytes(raw, self.memory_mb)
+            .map_err(|why| Error::InvalidEvent(format!("`row_group_bytes` {why}")))?;
+        Ok(RowGroupSize::streamed(self.row_group_rows, bytes))
+    }
+
+    /// A streamed file's row groups as the configuration sizes them.
+    pub fn row_groups(&self) -> RowGroupSize {
+        RowGroupSize::streamed(self.row_group_rows, self.row_group_bytes)
     }
 
     /// `source` with what its trigger left out from `DEFAULT_SOURCE_FORMAT` and `CSV_OPTIONS`.
@@ -395,6 +433,22 @@ mod tests {
     }
 
     #[test]
+    fn row_groups_are_sized_by_bytes_within_the_functions_memory() {
+        let small = config(&[]).unwrap();
+        assert_eq!(small.row_group(None).unwrap().bytes, Some(16 << 20));
+        let e = small.row_group(Some("33554432")).unwrap_err();
+        assert_eq!(e.error_type(), "InvalidEvent");
+        assert!(e.to_string().contains("`row_group_bytes`"), "{e}");
+        let large = config(&[("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "2048")]).unwrap();
+        assert_eq!(large.row_group(None).unwrap().bytes, Some(128 << 20));
+        let asked = large.row_group(Some("268435456")).unwrap();
+        assert_eq!((asked.rows, asked.bytes), (1 << 20, Some(256 << 20)));
+        let set = config(&[("ROW_GROUP_BYTES", "4194304"), ("ROW_GROUP_ROWS", "5000")]);
+        let set = set.unwrap().row_group(None).unwrap();
+        assert_eq!((set.rows, set.bytes), (5000, Some(4 << 20)));
+    }
+
+    #[test]
     fn bad_variables_fail_the_start() {
         for vars in [
             &[("DEFAULT_TARGETS", "not json")][..],
@@ -405,6 +459,9 @@ mod tests {
             &[("ALLOWED_SOURCES", "in-bucket/in/")],
             &[("ROW_GROUP_ROWS", "10")],
             &[("ROW_GROUP_ROWS", "many")],
+            &[("ROW_GROUP_BYTES", "1000")],
+            &[("ROW_GROUP_BYTES", "134217728")],
+            &[("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "64")],
             &[("MAX_PARTITIONS", "0")],
             &[("MAX_PARTITIONS", "-5")],
             &[("MAX_FILE_BYTES", "1000")],

@@ -36,8 +36,7 @@ use crate::catalog::places::Place;
 use crate::encode::codec::Codec;
 use crate::encode::recompress::compression;
 use crate::encode::skipping::Skipping;
-use crate::encode::streamed::{ROW_GROUP_ROWS, StreamWriter};
-use crate::encode::writer::RowGroupSize;
+use crate::encode::streamed::StreamWriter;
 use crate::input::maintain::{RemoveOrphanFiles, RewriteDataFiles, Steps};
 use crate::input::target::{S3Prefix, TableTarget};
 use crate::store::budget::{turn_give_up, write_budget};
@@ -429,11 +428,10 @@ impl Maintenance<'_> {
                             );
                             let index = transaction.add(bucket.clone(), key.clone());
                             files.push((key, 0));
-                            let row_group = RowGroupSize::streamed(ROW_GROUP_ROWS);
                             let writer = StreamWriter::new(
                                 &batch,
                                 &[codec],
-                                row_group,
+                                self.row_group,
                                 true,
                                 &Skipping::default(),
                             )?;

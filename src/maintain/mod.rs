@@ -31,6 +31,7 @@ use serde::Serialize;
 use crate::Error;
 use crate::catalog::append::catalog_error;
 use crate::catalog::glue::{GlueCatalog, table_ident};
+use crate::encode::writer::RowGroupSize;
 use crate::input::maintain::Steps;
 use crate::input::target::TableTarget;
 use crate::store::budget::write_budget;
@@ -50,6 +51,8 @@ pub struct Maintenance<'a> {
     pub glue: &'a aws_sdk_glue::Client,
     /// The invocation, as the holder of a folder partition's lease while it is compacted.
     pub holder: Holder,
+    /// The row groups of a folder's compacted files.
+    pub row_group: RowGroupSize,
     pub deadline: Option<SystemTime>,
     pub dry_run: bool,
 }

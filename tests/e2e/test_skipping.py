@@ -10,7 +10,10 @@ emulator, with the embedded S3 server) and read back by pyarrow and DuckDB:
   finds every value written and rules out nearly every value that was not;
 - `sort_by` (event) and SORT_BY (configuration): inline rows sorted whole, a streamed
   source's rows sorted within each row group, every row kept;
-- a bad option or a column the rows lack: `InvalidEvent` naming it, nothing written.
+- a bad option or a column the rows lack: `InvalidEvent` naming it, nothing written;
+- `row_group_bytes`: a streamed source's row groups close at about that many encoded bytes
+  (by default at an eighth of the function's memory, 16 MiB at 128 MB, rather than at a row
+  count); more than the function's memory allows is refused, nothing written.
 
 Run by scripts/test after the debug binaries are built."""
 import datetime
@@ -145,3 +148,33 @@ def test_bad_options_name_what_is_wrong_and_write_nothing(s3):
         done = subprocess.run([str(BOOTSTRAP)], env={**os.environ, name: value}, capture_output=True,
                               text=True, timeout=30)
         assert done.returncode != 0 and "InvalidConfig" in done.stderr and says in done.stderr, done.stderr
+
+
+def test_a_streamed_sources_row_groups_are_sized_by_bytes(s3):
+    with Function(s3) as f:
+        written = rows(100_000)
+        f.put("skip/sized.ndjson", "\n".join(json.dumps(r) for r in written).encode())
+        source = {"uri": "s3://in-bucket/skip/sized.ndjson"}
+        kind, reply = f.invoke({"source": source, "targets": OUT, "row_group_bytes": 1 << 20})
+        assert kind == "response" and reply["rows"] == 100_000, reply
+        raw, snappy = files(s3, reply)
+        meta = pq.ParquetFile(raw).metadata
+        sizes = [meta.row_group(g).total_byte_size for g in range(meta.num_row_groups)]
+        # About 4 MB of encoded rows: row groups of about 1 MiB, none much past it.
+        assert len(sizes) >= 3 and max(sizes) < 1.2 * (1 << 20), sizes
+        assert pq.ParquetFile(snappy).metadata.num_row_groups == len(sizes)
+        assert sorted(r["id"] for r in pq.read_table(raw).to_pylist()) == sorted(r["id"] for r in written)
+
+        # The default at 128 MB: 16 MiB, so this object's 100,000 rows make one row group
+        # (it made a row group per 122,880 rows before row groups were sized by bytes).
+        kind, reply = f.invoke({"source": source, "targets": OUT})
+        assert kind == "response", reply
+        assert all(pq.ParquetFile(p).metadata.num_row_groups == 1 for p in files(s3, reply))
+
+        before = sorted(p for p in s3.root.rglob("*") if p.is_file())
+        for asked, says in [(32 << 20, "more than a function of 128 MB can build"),
+                            (1000, "at least 1048576"), ("big", "whole number")]:
+            kind, reply = f.invoke({"source": source, "targets": OUT, "row_group_bytes": asked})
+            assert kind == "error" and reply["errorType"] == "InvalidEvent", reply
+            assert "`row_group_bytes`" in reply["errorMessage"] and says in reply["errorMessage"], reply
+        assert sorted(p for p in s3.root.rglob("*") if p.is_file()) == before

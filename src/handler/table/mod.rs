@@ -390,6 +390,7 @@ impl Function {
             catalog: &catalog,
             glue: self.glue.client().await,
             holder: self.turns.holder(&[], deadline, SystemTime::now()),
+            row_group: self.config.row_groups(),
             deadline,
             dry_run: maintain.dry_run,
         };
