@@ -53,8 +53,8 @@ impl Chunk {
     /// JSON, a row that is not an object, or a repeated key; for CSV, as
     /// [`Rows::parse_csv`].
     pub fn rows(&self) -> Result<Rows<'_>, Error> {
-        let text = std::str::from_utf8(&self.text).map_err(|e| {
-            let before = &self.text[..e.valid_up_to()];
+        let text = crate::rows::json::utf8(&self.text).map_err(|valid_up_to| {
+            let before = &self.text[..valid_up_to];
             let line = self.first_line + before.iter().filter(|&&b| b == b'\n').count();
             Error::InvalidEvent(format!("invalid UTF-8 at line {line}"))
         })?;
