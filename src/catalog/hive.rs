@@ -269,6 +269,21 @@ pub struct Ready {
     pub columns_added: Vec<String>,
     /// The table's storage descriptor, each partition's template.
     descriptor: StorageDescriptor,
+    /// The table is marked for compaction ([`COMPACTION_SINCE`]): a partition may have moved,
+    /// so a write looks where each partition it wrote is read.
+    pub watched: bool,
+}
+
+/// The Glue table parameter marking a dataset for compaction: the Unix second from which
+/// writes look where each partition is read. A compaction moves partitions only once every
+/// write that read the table before it has ended (the function's timeout later), so a write
+/// of an unmarked table never pays for the look-up.
+pub const COMPACTION_SINCE: &str = "rows_to_parquet.compaction_since";
+
+/// When `table` was marked for compaction, if it was.
+pub fn compaction_since(table: &Table) -> Option<u64> {
+    let value = table.parameters()?.get(COMPACTION_SINCE)?;
+    value.trim().parse().ok()
 }
 
 /// Partitions a write registered.
@@ -306,17 +321,18 @@ impl HiveTables<'_> {
         dry_run: bool,
     ) -> Result<Ready, Error> {
         for _ in 0..ATTEMPTS {
-            let ready = |created, columns_added, descriptor| Ready {
+            let ready = |created, columns_added, descriptor, watched| Ready {
                 table: table.clone(),
                 created,
                 columns_added,
                 descriptor,
+                watched,
             };
             let Some(found) = self.read(table).await? else {
                 let input = table_input(table, location, written, compressed);
                 let descriptor = input.storage_descriptor.clone().expect("built with one");
                 if dry_run {
-                    return Ok(ready(true, Vec::new(), descriptor));
+                    return Ok(ready(true, Vec::new(), descriptor, false));
                 }
                 let created = (self.glue.create_table())
                     .database_name(&table.database)
@@ -324,17 +340,18 @@ impl HiveTables<'_> {
                     .send()
                     .await;
                 match created {
-                    Ok(_) => return Ok(ready(true, Vec::new(), descriptor)),
+                    Ok(_) => return Ok(ready(true, Vec::new(), descriptor, false)),
                     Err(e) if e.code() == Some("AlreadyExistsException") => continue,
                     Err(e) => return Err(failed(&format!("creating {table}"), &e)),
                 }
             };
             let adds = compare(table, &existing(&found), written, location, evolution)?;
+            let watched = compaction_since(&found).is_some();
             let mut descriptor = (found.storage_descriptor.clone())
                 .unwrap_or_else(|| StorageDescriptor::builder().build());
             let names = adds.iter().map(|c| c.name.clone()).collect();
             if adds.is_empty() || dry_run {
-                return Ok(ready(false, names, descriptor));
+                return Ok(ready(false, names, descriptor, watched));
             }
             let mut columns = descriptor.columns.take().unwrap_or_default();
             columns.extend(adds.iter().map(glue_column));
@@ -346,7 +363,7 @@ impl HiveTables<'_> {
                 update = update.version_id(version);
             }
             match update.send().await {
-                Ok(_) => return Ok(ready(false, names, descriptor)),
+                Ok(_) => return Ok(ready(false, names, descriptor, watched)),
                 Err(e) if e.code() == Some("ConcurrentModificationException") => continue,
                 Err(e) => return Err(failed(&format!("adding columns to {table}"), &e)),
             }

@@ -15,7 +15,10 @@ use std::collections::HashMap;
 use aws_sdk_glue::error::ProvideErrorMetadata;
 use aws_sdk_glue::types::{PartitionInput, PartitionValueList};
 
-use super::hive::{COMPACTED, HiveTables, failed, normal, partition_values, update_input, within};
+use super::hive::{
+    COMPACTED, COMPACTION_SINCE, HiveTables, compaction_since, failed, normal, partition_values,
+    update_input, within,
+};
 use crate::Error;
 use crate::input::target::{S3Prefix, TableTarget};
 
@@ -37,8 +40,9 @@ pub struct Place {
 }
 
 impl HiveTables<'_> {
-    /// Each partition of `table` (over `folder`) and where it is read, or the table itself
-    /// when it has no partition keys; partitions read from outside `folder` are left out.
+    /// When `table` (over `folder`) was marked for compaction (if it was), and each of its
+    /// partitions and where it is read, or the table itself when it has no partition keys;
+    /// partitions read from outside `folder` are left out.
     ///
     /// # Errors
     /// `TableNotFound`; `InvalidTarget` for an Iceberg table or one over another folder;
@@ -47,7 +51,7 @@ impl HiveTables<'_> {
         &self,
         table: &TableTarget,
         folder: &S3Prefix,
-    ) -> Result<Vec<Place>, Error> {
+    ) -> Result<(Option<u64>, Vec<Place>), Error> {
         let home = normal(&folder.to_string());
         let found = self.read(table).await?.ok_or_else(|| {
             Error::TableNotFound(format!("the Glue table {table} does not exist"))
@@ -71,12 +75,14 @@ impl HiveTables<'_> {
                 "glue_table {table} is over {location}, not over the folder {folder}"
             )));
         }
+        let since = compaction_since(&found);
         if found.partition_keys().is_empty() {
-            return Ok(vec![Place {
+            let place = Place {
                 path: String::new(),
                 values: None,
                 location,
-            }]);
+            };
+            return Ok((since, vec![place]));
         }
         let mut places = Vec::new();
         let mut pages = (self.glue.get_partitions())
@@ -104,7 +110,46 @@ impl HiveTables<'_> {
                 });
             }
         }
-        Ok(places)
+        Ok((since, places))
+    }
+
+    /// Marks `table` for compaction ([`COMPACTION_SINCE`]) at `now` (Unix seconds), unless it
+    /// is marked already; when it is marked from.
+    ///
+    /// # Errors
+    /// `TableNotFound`; `CatalogFailed` when Glue fails; `CommitConflict` when other writers
+    /// kept changing the table.
+    pub async fn mark(&self, table: &TableTarget, now: u64) -> Result<u64, Error> {
+        for _ in 0..ATTEMPTS {
+            let found = self.read(table).await?.ok_or_else(|| {
+                Error::TableNotFound(format!("the Glue table {table} does not exist"))
+            })?;
+            if let Some(since) = compaction_since(&found) {
+                return Ok(since);
+            }
+            let descriptor = found
+                .storage_descriptor()
+                .cloned()
+                .unwrap_or_else(|| aws_sdk_glue::types::StorageDescriptor::builder().build());
+            let mut input = update_input(&found, descriptor);
+            let mut parameters = input.parameters.take().unwrap_or_default();
+            parameters.insert(COMPACTION_SINCE.to_owned(), now.to_string());
+            input.parameters = Some(parameters);
+            let mut update = (self.glue.update_table())
+                .database_name(&table.database)
+                .table_input(input);
+            if let Some(version) = found.version_id() {
+                update = update.version_id(version);
+            }
+            match update.send().await {
+                Ok(_) => return Ok(now),
+                Err(e) if e.code() == Some("ConcurrentModificationException") => continue,
+                Err(e) => return Err(failed(&format!("marking {table} for compaction"), &e)),
+            }
+        }
+        Err(Error::CommitConflict(format!(
+            "table {table} kept changing under {ATTEMPTS} attempts to mark it for compaction"
+        )))
     }
 
     /// Where `table` reads each partition of `paths` (Hive folders relative to its folder;

@@ -270,9 +270,9 @@ impl Function {
         phase.since(committing);
         let stored = made?;
         let mut wrote = Wrote::of(job.targets.len(), outputs);
-        // A map batch's files are followed at the job's finish, with the rest of the run's.
-        if !job.dry_run && !job.glue_at_finish {
-            self.follow(job.targets, &mut wrote).await?;
+        // A map batch's files are followed at the job's finish (its `kept` is empty).
+        if !job.dry_run {
+            self.follow(job.targets, &mut wrote, &kept).await?;
         }
         let removed = (self.replace(job.targets, &wrote, job.mode, before, job.dry_run)).await?;
         Ok(Published {

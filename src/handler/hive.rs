@@ -121,6 +121,7 @@ impl Function {
                 columns_added: ready.columns_added,
                 partitions: paths.len(),
                 partitions_added: added,
+                watched: ready.watched,
             });
         }
         Ok(kept)
@@ -134,7 +135,8 @@ impl Function {
     /// Copies the files a write made visible in a partition folder (`wrote`, one per target)
     /// into the compaction folder its Glue table reads that partition from, if a compaction
     /// moved it (see [`crate::catalog::places`]), until the table reads each from where a
-    /// copy is; the copies' keys join `wrote` (a mode's removals leave them). The files in the
+    /// copy is; the copies' keys join `wrote` (a mode's removals leave them). Only tables
+    /// marked for compaction (`kept`, as the write found them) are looked at. The files in the
     /// partition's own folder stay, for readers of the folder, until a later
     /// `remove_orphan_files` of the folder. How many copies.
     ///
@@ -145,13 +147,16 @@ impl Function {
         &self,
         targets: &[Target],
         wrote: &mut [Wrote],
+        kept: &[GlueTableKept],
     ) -> Result<usize, Error> {
         let mut copies = 0;
         for (target, wrote) in targets.iter().zip(wrote.iter_mut()) {
             let Some(table) = &target.glue_table else {
                 continue;
             };
-            if wrote.partitions.is_empty() {
+            let name = table.to_string();
+            let watched = kept.iter().any(|k| k.table == name && k.watched);
+            if !watched || wrote.partitions.is_empty() {
                 continue;
             }
             let hive = HiveTables::new(self.glue.client().await);

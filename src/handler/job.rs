@@ -368,7 +368,7 @@ impl Function {
                     }
                 }
                 make_visible(&mut transaction, false, deadline).await?;
-                self.follow(targets, &mut wrote).await?;
+                self.follow(targets, &mut wrote, &glue_tables).await?;
                 // The markers list the run's files: now what the run replaces can go.
                 removed = self.replace(targets, &wrote, mode, before, false).await?;
                 ("finish", written)

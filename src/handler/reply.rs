@@ -268,6 +268,9 @@ pub struct GlueTableKept {
     pub partitions: usize,
     /// Of those, the ones the table did not have; `None` in a dry run (not asked).
     pub partitions_added: Option<usize>,
+    /// The table is marked for compaction: the write follows moved partitions.
+    #[serde(skip)]
+    pub watched: bool,
 }
 
 /// One table target's append.

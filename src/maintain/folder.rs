@@ -1,7 +1,10 @@
 //! A Hive dataset maintained: `{"maintain": {"folder": …}}`, a target folder with a Glue table
 //! over it (`glue_table`), whose readers go through the table.
 //!
-//! - `rewrite_data_files`: in each partition (in its turn, as a partition overwrite takes it),
+//! - `rewrite_data_files`: the first run marks the table for compaction (a table parameter;
+//!   writes of a marked table look where each partition is read) and moves nothing until every
+//!   write that read the table before the mark has ended. Then, in each partition (in its
+//!   turn, as a partition overwrite takes it),
 //!   the small files older than the function's timeout written again as files of about the
 //!   target size into a compaction folder of their own inside the partition's
 //!   ([`crate::catalog::places`]); the younger ones (an append in flight may still be
@@ -16,7 +19,7 @@ use std::collections::HashSet;
 use std::mem::discriminant;
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arrow_array::{ArrayRef, RecordBatch, new_null_array};
 use arrow_schema::{Field, Schema, SchemaRef};
@@ -138,6 +141,15 @@ struct Compacted {
     keys: Vec<String>,
 }
 
+/// How a partition's compaction ended.
+enum Outcome {
+    /// Too few small old files.
+    Skipped,
+    /// Not enough time left for its files: the next run compacts it.
+    NoTime,
+    Done(Compacted),
+}
+
 /// The folder, its table and the Glue calls a run makes.
 struct Dataset<'a> {
     folder: &'a S3Prefix,
@@ -191,10 +203,32 @@ impl Maintenance<'_> {
         dataset: &Dataset<'_>,
         options: &RewriteDataFiles,
     ) -> Result<StepReport, Error> {
-        let places = dataset.hive.places(dataset.table, dataset.folder).await?;
+        let (since, places) = dataset.hive.places(dataset.table, dataset.folder).await?;
+        let mut report = StepReport::default();
+        if !self.dry_run {
+            // Writes that read the table before it was marked do not look where partitions
+            // are read: none may be running when a partition moves.
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            let since = match since {
+                Some(since) => since,
+                None => dataset.hive.mark(dataset.table, now.as_secs()).await?,
+            };
+            let wait = self.older_than(Duration::ZERO);
+            let ready = Duration::from_secs(since) + wait;
+            if now < ready {
+                report.skipped = Some(format!(
+                    "{} is marked for compaction: writes now look where each partition is read; partitions move once every write that did not look has ended, in {} s (the function's timeout and a margin after the mark): run it again then",
+                    dataset.table,
+                    (ready - now).as_secs() + 1
+                ));
+                report.more = true;
+                return Ok(report);
+            }
+        }
         let target = options.target_file_bytes.unwrap_or(DEFAULT_TARGET);
         let run = uuid::Uuid::now_v7().to_string();
-        let mut report = StepReport::default();
         let mut carried = 0;
         let started = Instant::now();
         let wanted_places = places
@@ -205,8 +239,15 @@ impl Maintenance<'_> {
                 report.more = true;
                 break;
             }
-            let compacted = match self.dry_run {
-                true => self.compact(dataset, place, options, target, &run).await?,
+            // Whether a partition of `bytes` can be compacted before the deadline, at the pace
+            // so far.
+            let done = report.bytes_read;
+            let fits = |bytes| self.time_for(bytes, done, started.elapsed());
+            let outcome = match self.dry_run {
+                true => {
+                    self.compact(dataset, place, options, target, &run, &fits)
+                        .await?
+                }
                 false => {
                     let claim = Claim::replace(
                         &dataset.folder.bucket,
@@ -224,13 +265,19 @@ impl Maintenance<'_> {
                         }
                         Err(e) => return Err(e),
                     };
-                    let compacted = self.compact(dataset, place, options, target, &run).await;
+                    let outcome =
+                        (self.compact(dataset, place, options, target, &run, &fits)).await;
                     turn.release().await;
-                    compacted?
+                    outcome?
                 }
             };
-            let Some(compacted) = compacted else {
-                continue;
+            let compacted = match outcome {
+                Outcome::Skipped => continue,
+                Outcome::NoTime => {
+                    report.more = true;
+                    break;
+                }
+                Outcome::Done(compacted) => compacted,
             };
             report.partitions += 1;
             report.files_read += compacted.files_read;
@@ -243,7 +290,7 @@ impl Maintenance<'_> {
         }
         report.note = Some(format!(
             "files younger than {} s are carried over as they are, compacted by a later run ({carried} this run)",
-            self.older_than(std::time::Duration::ZERO).as_secs()
+            self.older_than(Duration::ZERO).as_secs()
         ));
         Ok(report)
     }
@@ -261,8 +308,8 @@ impl Maintenance<'_> {
             .collect())
     }
 
-    /// One partition's compaction, holding its turn; `None` when it has too few small old
-    /// files.
+    /// One partition's compaction, holding its turn, once `fits` says its bytes can be
+    /// compacted in the time left.
     async fn compact(
         &self,
         dataset: &Dataset<'_>,
@@ -270,10 +317,11 @@ impl Maintenance<'_> {
         options: &RewriteDataFiles,
         target: u64,
         run: &str,
-    ) -> Result<Option<Compacted>, Error> {
+        fits: &dyn Fn(u64) -> bool,
+    ) -> Result<Outcome, Error> {
         let bucket = &dataset.folder.bucket;
         let listed = self.direct(dataset, place).await?;
-        let bound = self.older_than(std::time::Duration::ZERO);
+        let bound = self.older_than(Duration::ZERO);
         let now = SystemTime::now();
         let small = target / 4 * 3;
         let (inputs, carried): (Vec<&Found>, Vec<&Found>) = listed.iter().partition(|f| {
@@ -283,7 +331,7 @@ impl Maintenance<'_> {
             old && f.size < small && f.key.ends_with(".parquet")
         });
         if inputs.len() < options.min_input_files {
-            return Ok(None);
+            return Ok(Outcome::Skipped);
         }
         let mut compacted = Compacted {
             files_read: inputs.len(),
@@ -293,7 +341,10 @@ impl Maintenance<'_> {
         };
         if self.dry_run {
             compacted.keys = inputs.iter().map(|f| f.uri.clone()).collect();
-            return Ok(Some(compacted));
+            return Ok(Outcome::Done(compacted));
+        }
+        if !fits(compacted.bytes_read) {
+            return Ok(Outcome::NoTime);
         }
         let into = format!(
             "{}{}{COMPACTED}{run}/",
@@ -361,7 +412,7 @@ impl Maintenance<'_> {
             carried = compacted.carried,
             "partition compacted"
         );
-        Ok(Some(compacted))
+        Ok(Outcome::Done(compacted))
     }
 
     /// Reads `inputs` a row group at a time and writes their rows as files of about `target`
@@ -483,7 +534,7 @@ impl Maintenance<'_> {
         dataset: &Dataset<'_>,
         options: &RemoveOrphanFiles,
     ) -> Result<StepReport, Error> {
-        let places = dataset.hive.places(dataset.table, dataset.folder).await?;
+        let (_, places) = dataset.hive.places(dataset.table, dataset.folder).await?;
         let bound = self.older_than(options.older_than);
         let now = SystemTime::now();
         let bucket = &dataset.folder.bucket;

@@ -3,6 +3,8 @@ through the built `bootstrap` under the Runtime API emulator, against moto's Glu
 behind the proxy that holds moto to Glue's rules. The table is read as Athena reads it: each
 partition's files at the location Glue gives it, `_` and `.` names skipped.
 
+- the first run marks the table for compaction (writes then look where partitions are read)
+  and moves nothing until every write that did not look has ended;
 - small appends, then a dry run (nothing moves), then `rewrite_data_files`: each partition's
   old small files become one file in a compaction folder, the young ones are carried over
   as they are, the partition moves there, and the table reads every row once;
@@ -78,6 +80,15 @@ def maintain(emulator, maintain_event, dry_run=False, deadline_s=DEADLINE_S):
     return kind, body
 
 
+def mark(emulator, folder, table):
+    """The first run on a dataset: it marks the table and moves nothing yet."""
+    kind, reply = maintain(emulator, {"folder": folder, "glue_table": table, "rewrite_data_files": {}})
+    assert kind == "response", reply
+    step = reply["maintained"]["rewrite_data_files"]
+    assert step["more"] and "is marked for compaction" in step["skipped"], step
+    assert step["files_read"] == 0 and step["files_written"] == 0, step
+
+
 def locations(moto, name):
     pages = moto.client("glue").get_paginator("get_partitions").paginate(DatabaseName="analytics", TableName=name)
     return {p["Values"][0]: p["StorageDescriptor"]["Location"] for page in pages for p in page["Partitions"]}
@@ -110,7 +121,13 @@ def test_a_compacted_dataset_reads_every_row_once_and_later_writes_follow(moto, 
     folder, table = f"s3://{LAKE}/clicks/", "analytics.clicks"
     emulator = start(moto, glue)
     try:
-        for n in range(12):
+        append(emulator, folder, table, 0, 4, "old-0")
+        home = locations(moto, "clicks")
+        mark(emulator, folder, table)
+        parameters = moto.client("glue").get_table(DatabaseName="analytics", Name="clicks")["Table"]["Parameters"]
+        assert int(parameters["rows_to_parquet.compaction_since"]) <= time.time()
+        assert locations(moto, "clicks") == home, "a partition moved before the writes looked"
+        for n in range(1, 12):
             append(emulator, folder, table, n * 4, 4, f"old-{n}")
         assert read_through_catalog(moto, "clicks") == once(range(48))
         time.sleep(YOUNG_S + 1)
@@ -191,7 +208,9 @@ def test_an_unpartitioned_dataset_moves_its_table(moto, glue):
         assert kind == "response", reply
 
     try:
-        for n in range(5):
+        write(0, "flat-0")
+        mark(emulator, folder, table)
+        for n in range(1, 5):
             write(n * 3, f"flat-{n}")
         time.sleep(YOUNG_S + 1)
         kind, reply = maintain(emulator, {"folder": folder, "glue_table": table, "rewrite_data_files": {}})
@@ -214,7 +233,9 @@ def test_appends_racing_a_compaction_land_once(moto, glue):
     folder, table = f"s3://{LAKE}/raced/", "analytics.raced"
     seed = start(moto, glue)
     try:
-        for n in range(6):
+        append(seed, folder, table, 0, 2, "seed-0")
+        mark(seed, folder, table)
+        for n in range(1, 6):
             append(seed, folder, table, n * 2, 2, f"seed-{n}")
     finally:
         seed.stop()
