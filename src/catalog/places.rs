@@ -13,7 +13,9 @@
 use std::collections::HashMap;
 
 use aws_sdk_glue::error::ProvideErrorMetadata;
-use aws_sdk_glue::types::{PartitionInput, PartitionValueList};
+use aws_sdk_glue::types::{
+    PartitionInput, PartitionValueList, StorageDescriptor, Table, TableInput,
+};
 
 use super::hive::{
     COMPACTED, COMPACTION_SINCE, HiveTables, compaction_since, failed, normal, partition_values,
@@ -120,21 +122,45 @@ impl HiveTables<'_> {
     /// `TableNotFound`; `CatalogFailed` when Glue fails; `CommitConflict` when other writers
     /// kept changing the table.
     pub async fn mark(&self, table: &TableTarget, now: u64) -> Result<u64, Error> {
+        let mut marked = None;
+        let doing = format!("marking {table} for compaction");
+        self.swap_table(table, &doing, |found, descriptor| {
+            marked = compaction_since(found);
+            if marked.is_some() {
+                return Ok(None);
+            }
+            let mut input = update_input(found, descriptor);
+            let mut parameters = input.parameters.take().unwrap_or_default();
+            parameters.insert(COMPACTION_SINCE.to_owned(), now.to_string());
+            input.parameters = Some(parameters);
+            Ok(Some(input))
+        })
+        .await?;
+        Ok(marked.unwrap_or(now))
+    }
+
+    /// Reads `table` and puts what `change` makes of it (and of its storage descriptor) in
+    /// its place, on the `VersionId` read, reading again while other writers change it first;
+    /// `change` giving `None` leaves the table as it is. `doing` names the change in messages.
+    ///
+    /// # Errors
+    /// `TableNotFound`; `change`'s; `CatalogFailed` when Glue fails; `CommitConflict` when
+    /// other writers kept changing the table.
+    async fn swap_table(
+        &self,
+        table: &TableTarget,
+        doing: &str,
+        mut change: impl FnMut(&Table, StorageDescriptor) -> Result<Option<TableInput>, Error>,
+    ) -> Result<(), Error> {
         for _ in 0..ATTEMPTS {
             let found = self.read(table).await?.ok_or_else(|| {
                 Error::TableNotFound(format!("the Glue table {table} does not exist"))
             })?;
-            if let Some(since) = compaction_since(&found) {
-                return Ok(since);
-            }
-            let descriptor = found
-                .storage_descriptor()
-                .cloned()
-                .unwrap_or_else(|| aws_sdk_glue::types::StorageDescriptor::builder().build());
-            let mut input = update_input(&found, descriptor);
-            let mut parameters = input.parameters.take().unwrap_or_default();
-            parameters.insert(COMPACTION_SINCE.to_owned(), now.to_string());
-            input.parameters = Some(parameters);
+            let descriptor = (found.storage_descriptor().cloned())
+                .unwrap_or_else(|| StorageDescriptor::builder().build());
+            let Some(input) = change(&found, descriptor)? else {
+                return Ok(());
+            };
             let mut update = (self.glue.update_table())
                 .database_name(&table.database)
                 .table_input(input);
@@ -142,13 +168,13 @@ impl HiveTables<'_> {
                 update = update.version_id(version);
             }
             match update.send().await {
-                Ok(_) => return Ok(now),
+                Ok(_) => return Ok(()),
                 Err(e) if e.code() == Some("ConcurrentModificationException") => continue,
-                Err(e) => return Err(failed(&format!("marking {table} for compaction"), &e)),
+                Err(e) => return Err(failed(doing, &e)),
             }
         }
         Err(Error::CommitConflict(format!(
-            "table {table} kept changing under {ATTEMPTS} attempts to mark it for compaction"
+            "table {table} kept changing under {ATTEMPTS} attempts at {doing}; nothing was changed"
         )))
     }
 
@@ -228,34 +254,17 @@ impl HiveTables<'_> {
             ))
         };
         let Some(values) = &place.values else {
-            for _ in 0..ATTEMPTS {
-                let found = self.read(table).await?.ok_or_else(|| {
-                    Error::TableNotFound(format!("the Glue table {table} does not exist"))
-                })?;
-                let mut descriptor = found
-                    .storage_descriptor()
-                    .cloned()
-                    .unwrap_or_else(|| aws_sdk_glue::types::StorageDescriptor::builder().build());
-                let now = normal(descriptor.location().unwrap_or_default());
-                if now != place.location {
-                    return Err(moved_meanwhile(&now));
-                }
-                descriptor.location = Some(location.to_owned());
-                let mut update = (self.glue.update_table())
-                    .database_name(&table.database)
-                    .table_input(update_input(&found, descriptor));
-                if let Some(version) = found.version_id() {
-                    update = update.version_id(version);
-                }
-                match update.send().await {
-                    Ok(_) => return Ok(()),
-                    Err(e) if e.code() == Some("ConcurrentModificationException") => continue,
-                    Err(e) => return Err(failed(&format!("moving {table}"), &e)),
-                }
-            }
-            return Err(Error::CommitConflict(format!(
-                "table {table} kept changing under {ATTEMPTS} attempts to move it; nothing was changed"
-            )));
+            let doing = format!("moving {table}");
+            return self
+                .swap_table(table, &doing, |found, mut descriptor| {
+                    let now = normal(descriptor.location().unwrap_or_default());
+                    if now != place.location {
+                        return Err(moved_meanwhile(&now));
+                    }
+                    descriptor.location = Some(location.to_owned());
+                    Ok(Some(update_input(found, descriptor)))
+                })
+                .await;
         };
         let found = (self.glue.get_partition())
             .database_name(&table.database)
@@ -270,10 +279,8 @@ impl HiveTables<'_> {
                 place.path
             ))
         })?;
-        let mut descriptor = partition
-            .storage_descriptor()
-            .cloned()
-            .unwrap_or_else(|| aws_sdk_glue::types::StorageDescriptor::builder().build());
+        let mut descriptor = (partition.storage_descriptor().cloned())
+            .unwrap_or_else(|| StorageDescriptor::builder().build());
         let now = normal(descriptor.location().unwrap_or_default());
         if now != place.location {
             return Err(moved_meanwhile(&now));

@@ -325,10 +325,7 @@ impl Maintenance<'_> {
         let now = SystemTime::now();
         let small = target / 4 * 3;
         let (inputs, carried): (Vec<&Found>, Vec<&Found>) = listed.iter().partition(|f| {
-            let old = (f.last_modified)
-                .and_then(|at| now.duration_since(at).ok())
-                .is_some_and(|age| age >= bound);
-            old && f.size < small && f.key.ends_with(".parquet")
+            f.older_than(bound, now) && f.size < small && f.key.ends_with(".parquet")
         });
         if inputs.len() < options.min_input_files {
             return Ok(Outcome::Skipped);
@@ -551,9 +548,7 @@ impl Maintenance<'_> {
                     Some(_) => continue, // a deeper partition's, or the leases
                 };
                 let read_here = format!("s3://{bucket}/{home}{dir}") == place.location;
-                let old = (found.last_modified)
-                    .and_then(|at| now.duration_since(at).ok())
-                    .is_some_and(|age| age >= bound);
+                let old = found.older_than(bound, now);
                 if !read_here && old && !(dir.is_empty() && name.starts_with(['_', '.'])) {
                     doomed.push(found.uri);
                 }

@@ -149,6 +149,14 @@ impl Found {
     fn s3a(&self) -> String {
         format!("s3a://{}", &self.uri["s3://".len()..])
     }
+
+    /// Whether it was last written at least `bound` before `now` (an object without a date
+    /// never is).
+    fn older_than(&self, bound: Duration, now: SystemTime) -> bool {
+        (self.last_modified)
+            .and_then(|at| now.duration_since(at).ok())
+            .is_some_and(|age| age >= bound)
+    }
 }
 
 impl Maintenance<'_> {

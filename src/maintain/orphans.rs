@@ -51,11 +51,10 @@ impl Maintenance<'_> {
         let mut report = StepReport::default();
         let mut doomed = Vec::new();
         for listed in self.list(&folder).await? {
-            let old = listed
-                .last_modified
-                .and_then(|at| now.duration_since(at).ok())
-                .is_some_and(|age| age >= bound);
-            if old && !kept.contains(&listed.uri) && !kept.contains(&listed.s3a()) {
+            if listed.older_than(bound, now)
+                && !kept.contains(&listed.uri)
+                && !kept.contains(&listed.s3a())
+            {
                 doomed.push(listed.uri);
             }
         }

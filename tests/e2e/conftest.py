@@ -1,5 +1,6 @@
 """Shared by the end-to-end tests: one Spark session (with Hive support, so it parses Hive
-DDL, the dialect of Athena's CREATE EXTERNAL TABLE) for every module that reads with Spark."""
+DDL, the dialect of Athena's CREATE EXTERNAL TABLE) for every module that reads with Spark,
+and a module's moto Glue behind the proxy that holds it to Glue's own rules."""
 import pytest
 
 
@@ -19,3 +20,13 @@ def spark(tmp_path_factory):
                .getOrCreate())
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="module")
+def glue(moto):
+    """The module's `moto` as Glue behind a proxy that refuses a stale `VersionId` and a
+    `BatchCreatePartition` of more than 100 partitions (moto enforces neither)."""
+    from local_catalog import VersionedGlue
+    proxy = VersionedGlue(moto)
+    yield proxy
+    proxy.stop()

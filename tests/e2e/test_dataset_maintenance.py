@@ -31,7 +31,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 from emulator import Emulator  # noqa: E402
 from helpers import BOOTSTRAP, invoke  # noqa: E402
-from local_catalog import Moto, VersionedGlue, environment  # noqa: E402
+from local_catalog import Moto, environment  # noqa: E402
 
 LAKE = "hive-lake"
 DAYS = ["2024-05-01", "2024-05-02"]
@@ -46,13 +46,6 @@ def moto():
         server = Moto(buckets=[LAKE], databases=["analytics"])
         yield server
         server.stop()
-
-
-@pytest.fixture(scope="module")
-def glue(moto):
-    proxy = VersionedGlue(moto)
-    yield proxy
-    proxy.stop()
 
 
 def start(moto, glue, **env):

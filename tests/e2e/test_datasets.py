@@ -31,7 +31,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
-from local_catalog import Moto, VersionedGlue, environment  # noqa: E402
+from local_catalog import Moto, environment  # noqa: E402
 from helpers import function, invoke, map_run  # noqa: E402
 
 LAKE = "dataset-lake"
@@ -45,13 +45,6 @@ def moto():
         server = Moto(buckets=[LAKE], databases=["analytics"])
         yield server
         server.stop()
-
-
-@pytest.fixture(scope="module")
-def glue(moto):
-    proxy = VersionedGlue(moto)
-    yield proxy
-    proxy.stop()
 
 
 @pytest.fixture
