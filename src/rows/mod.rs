@@ -128,6 +128,9 @@ pub struct Rows<'a> {
     /// order (fewer in `PERMISSIVE`), and its strings fields to convert ([`Rows::is_text`]).
     /// Empty for JSON rows.
     names: Vec<Span>,
+    /// While parsing: the keys of the object being checked for repeats (tape index; length,
+    /// first and last byte), kept to be reused by the next.
+    keys: Vec<(u32, u32)>,
 }
 
 /// Reading the tape, as inference and building walk it (the tape is built in `parse.rs`).
@@ -348,6 +351,16 @@ mod tests {
                 r#"[{"x": {"b": 1, "c": 2, "b": 3}}]"#,
                 "key `b` appears twice",
             ),
+            // Keys of one length and first eight bytes differ only past them; a repeat of a
+            // long key; a key written once with an escape and once without.
+            (
+                r#"[{"customer_id": 1, "customer_ip": 2, "customer_id": 3}]"#,
+                "key `customer_id` appears twice",
+            ),
+            (
+                r#"[{"a": 1, "b": 2, "\u0061": 3}]"#,
+                "key `a` appears twice",
+            ),
         ] {
             let err = rows(json).expect_err(json).to_string();
             assert!(err.contains(word), "{json}: {err}");
@@ -361,6 +374,10 @@ mod tests {
                 .contains("`k7` appears twice")
         );
         assert_eq!(rows(&format!("[{{{}}}]", many.join(","))).unwrap().len(), 1);
+        // Distinct keys whose first bytes or lengths match are not taken for repeats.
+        let similar =
+            r#"[{"customer_id": 1, "customer_ip": 2, "customer": 3, "a": 4, "a\u0000": 5, "": 6}]"#;
+        assert_eq!(rows(similar).unwrap().len(), 1);
         // Each size of object: compared pairwise up to SMALL_OBJECT keys, hashed past it.
         for size in [2, SMALL_OBJECT - 1, SMALL_OBJECT, SMALL_OBJECT + 1] {
             let json = format!("[{{{}, \"k0\": 0}}]", many[..size - 1].join(","));

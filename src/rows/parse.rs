@@ -320,31 +320,53 @@ impl<'a> Rows<'a> {
 
     /// A key that appears twice in the object at `object` (small objects compare pairwise,
     /// without allocating).
-    fn duplicate_key(&self, object: usize) -> Option<&str> {
-        // The keys walked once into a small array, then compared pairwise from there (walking
-        // the tape again for each key made this the costliest part of parsing wide rows).
-        let mut keys = [""; SMALL_OBJECT];
-        let mut count = 0;
-        for (key, _) in self.members(object) {
-            if count == SMALL_OBJECT {
-                count = usize::MAX;
-                break;
-            }
-            keys[count] = key;
-            count += 1;
-        }
-        if count != usize::MAX {
-            let keys = &keys[..count];
-            return (1..count).find_map(|i| {
+    fn duplicate_key(&mut self, object: usize) -> Option<&str> {
+        // The keys walked once into a list kept from object to object (walking the tape again
+        // for each key made this the costliest part of parsing wide rows; a fresh array per
+        // object cost its zeroing), then compared pairwise from there. Each key's length and
+        // end bytes in one word, compared before the key itself: keys of one object mostly
+        // differ there, and short keys of one length (`a`, `b`, …) would otherwise each take
+        // a byte comparison with every other.
+        let mut keys = std::mem::take(&mut self.keys);
+        keys.clear();
+        keys.extend(
+            self.members(object)
+                .map(|(key, value)| (value as u32 - 1, head(key))),
+        );
+        let repeated = if keys.len() <= SMALL_OBJECT {
+            (1..keys.len()).find_map(|i| {
+                let (at, word) = keys[i];
                 keys[..i]
                     .iter()
-                    .any(|earlier| same_key(earlier, keys[i]))
-                    .then_some(keys[i])
-            });
+                    .any(|&(earlier, other)| {
+                        other == word && same_key(self.key(earlier), self.key(at))
+                    })
+                    .then_some(at)
+            })
+        } else {
+            let mut seen = HashSet::new();
+            keys.iter()
+                .map(|&(at, _)| at)
+                .find(|&at| !seen.insert(self.key(at)))
+        };
+        self.keys = keys;
+        repeated.map(|at| self.key(at))
+    }
+
+    /// The text of the key slot at `at`.
+    fn key(&self, at: u32) -> &str {
+        self.text(self.slots[at as usize].span())
+    }
+}
+
+/// A key's length, first and last byte in one word: equal keys have equal heads, so unequal
+/// heads settle a comparison without reading the keys.
+fn head(key: &str) -> u32 {
+    let bytes = key.as_bytes();
+    match (bytes.first(), bytes.last()) {
+        (Some(&first), Some(&last)) => {
+            (bytes.len() as u32) << 16 | u32::from(first) << 8 | u32::from(last)
         }
-        let mut seen = HashSet::new();
-        self.members(object)
-            .map(|(k, _)| k)
-            .find(|k| !seen.insert(*k))
+        _ => 0,
     }
 }
