@@ -240,7 +240,7 @@ def main():
         "(about 150 bytes each); every run writes an uncompressed and a Snappy Parquet file. "
         "Ours: the release `bootstrap` under the Runtime API emulator, reading the object from and "
         "writing the two objects (multipart) to the embedded S3 server over HTTP, default "
-        "settings (row groups of 16 MiB, an eighth of the emulator's 128 MB, 8 MiB parts). Anchors: DuckDB `COPY (SELECT * FROM "
+        "settings (row groups of 8 MiB, a sixteenth of the emulator's 128 MB, 8 MiB parts). Anchors: DuckDB `COPY (SELECT * FROM "
         "read_json(...)) TO ...` once per codec, pyarrow `read_json` + `write_table` twice, polars "
         "`scan_ndjson(...).sink_parquet(...)` once per codec, PySpark 3.5 (what Glue runs; 100 MB "
         "only) `spark.read.json` + two writes (for CSV: `read_csv`, `pyarrow.csv.read_csv`, "

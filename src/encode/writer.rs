@@ -482,6 +482,21 @@ pub fn row_group_bytes_most(memory_mb: usize) -> usize {
     (memory_mb << 20) / 8
 }
 
+/// A streamed row group's size when neither the event nor `ROW_GROUP_BYTES` gives one:
+/// [`ROW_GROUP_BYTES`], or a sixteenth of the function's memory when that is less (8 MiB at
+/// 128 MB, 64 MiB at 1,024 MB, 128 MiB from 2,048 MB). Half the most: at 128 MB, row groups of
+/// 16 MiB raised a streamed file's peak RSS from about 60 to 72-81 MiB (`bench/stream.py`)
+/// for no less CPU.
+///
+/// ```
+/// use rows_to_parquet::encode::writer::row_group_bytes_default;
+/// assert_eq!(row_group_bytes_default(128), 8 << 20);
+/// assert_eq!(row_group_bytes_default(10_240), 128 << 20);
+/// ```
+pub fn row_group_bytes_default(memory_mb: usize) -> usize {
+    ROW_GROUP_BYTES.min(row_group_bytes_most(memory_mb) / 2)
+}
+
 /// `row_group_bytes` as an event or `ROW_GROUP_BYTES` gives it, for a function of `memory_mb`
 /// MB.
 ///

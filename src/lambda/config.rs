@@ -9,8 +9,7 @@ use crate::encode::partition::PartitionBy;
 use crate::encode::skipping::Skipping;
 use crate::encode::streamed::ROW_GROUP_ROWS;
 use crate::encode::writer::{
-    ROW_GROUP_BYTES, RowGroupSize, parse_max_file_bytes, parse_row_group_bytes,
-    row_group_bytes_most,
+    RowGroupSize, parse_max_file_bytes, parse_row_group_bytes, row_group_bytes_default,
 };
 use crate::input::event::Evolution;
 use crate::input::event::declared_schema;
@@ -41,7 +40,7 @@ pub struct Config {
     /// `ROW_GROUP_ROWS`: rows per row group of a file streamed from a source object, at most.
     pub row_group_rows: usize,
     /// `ROW_GROUP_BYTES`: about how many encoded bytes such a row group holds per codec (an
-    /// event's `row_group_bytes` decides for itself); default 128 MiB, or an eighth of the
+    /// event's `row_group_bytes` decides for itself); default 128 MiB, or a sixteenth of the
     /// function's memory when that is less.
     pub row_group_bytes: usize,
     /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, which Lambda sets (MB; 128 without it): what bounds
@@ -173,7 +172,7 @@ impl Config {
         let row_group_bytes = match var("ROW_GROUP_BYTES") {
             Some(v) => parse_row_group_bytes(&v, memory_mb)
                 .map_err(|why| Error::InvalidConfig(format!("ROW_GROUP_BYTES {why}")))?,
-            None => ROW_GROUP_BYTES.min(row_group_bytes_most(memory_mb)),
+            None => row_group_bytes_default(memory_mb),
         };
         let max_partitions = whole("MAX_PARTITIONS", MAX_PARTITIONS, 1..=100_000)?;
         let exactly_once_days = whole("EXACTLY_ONCE_DAYS", 14, 1..=3650)?;
@@ -435,10 +434,16 @@ mod tests {
     #[test]
     fn row_groups_are_sized_by_bytes_within_the_functions_memory() {
         let small = config(&[]).unwrap();
-        assert_eq!(small.row_group(None).unwrap().bytes, Some(16 << 20));
+        assert_eq!(small.row_group(None).unwrap().bytes, Some(8 << 20));
+        assert_eq!(
+            small.row_group(Some("16777216")).unwrap().bytes,
+            Some(16 << 20)
+        );
         let e = small.row_group(Some("33554432")).unwrap_err();
         assert_eq!(e.error_type(), "InvalidEvent");
         assert!(e.to_string().contains("`row_group_bytes`"), "{e}");
+        let middle = config(&[("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")]).unwrap();
+        assert_eq!(middle.row_group(None).unwrap().bytes, Some(64 << 20));
         let large = config(&[("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "2048")]).unwrap();
         assert_eq!(large.row_group(None).unwrap().bytes, Some(128 << 20));
         let asked = large.row_group(Some("268435456")).unwrap();

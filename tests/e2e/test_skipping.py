@@ -165,7 +165,7 @@ def test_a_streamed_sources_row_groups_are_sized_by_bytes(s3):
         assert pq.ParquetFile(snappy).metadata.num_row_groups == len(sizes)
         assert sorted(r["id"] for r in pq.read_table(raw).to_pylist()) == sorted(r["id"] for r in written)
 
-        # The default at 128 MB: 16 MiB, so this object's 100,000 rows make one row group
+        # The default at 128 MB: 8 MiB, so this object's 100,000 rows make one row group
         # (it made a row group per 122,880 rows before row groups were sized by bytes).
         kind, reply = f.invoke({"source": source, "targets": OUT})
         assert kind == "response", reply
