@@ -96,7 +96,8 @@ def replace_section(title, section):
     if title in text:
         before, rest = text.split(title, 1)
         after = rest[rest.find("\n## "):] if "\n## " in rest else ""
-        text = before + section + after.lstrip("\n")
+        after = after.lstrip("\n")
+        text = before + section.rstrip("\n") + "\n" + ("\n" + after if after else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     results.write_text(text)
