@@ -12,7 +12,7 @@ emulator, with the embedded S3 server) and read back by pyarrow and DuckDB:
   source's rows sorted within each row group, every row kept;
 - a bad option or a column the rows lack: `InvalidEvent` naming it, nothing written;
 - `row_group_bytes`: a streamed source's row groups close at about that many encoded bytes
-  (by default at an eighth of the function's memory, 16 MiB at 128 MB, rather than at a row
+  (by default at a sixteenth of the function's memory, 8 MiB at 128 MB, rather than at a row
   count); more than the function's memory allows is refused, nothing written.
 
 Run by scripts/test after the debug binaries are built."""
