@@ -351,11 +351,12 @@ mod tests {
                 r#"[{"x": {"b": 1, "c": 2, "b": 3}}]"#,
                 "key `b` appears twice",
             ),
-            // Keys of one length and first eight bytes differ only past them; a repeat of a
-            // long key; a key written once with an escape and once without.
+            // A repeat among keys of one length, first and last byte (`c01`, `c11`: one word
+            // for the quick comparison, told apart by the bytes between); a key written once
+            // with an escape and once without.
             (
-                r#"[{"customer_id": 1, "customer_ip": 2, "customer_id": 3}]"#,
-                "key `customer_id` appears twice",
+                r#"[{"c01": 1, "c11": 2, "customer_id": 3, "c01": 4}]"#,
+                "key `c01` appears twice",
             ),
             (
                 r#"[{"a": 1, "b": 2, "\u0061": 3}]"#,
@@ -374,9 +375,10 @@ mod tests {
                 .contains("`k7` appears twice")
         );
         assert_eq!(rows(&format!("[{{{}}}]", many.join(","))).unwrap().len(), 1);
-        // Distinct keys whose first bytes or lengths match are not taken for repeats.
-        let similar =
-            r#"[{"customer_id": 1, "customer_ip": 2, "customer": 3, "a": 4, "a\u0000": 5, "": 6}]"#;
+        // Distinct keys that share their length, first and last byte, or some of them, are
+        // not taken for repeats.
+        let similar = r#"[{"c01": 1, "c11": 2, "customer_id": 3, "customer_ip": 4, "a": 5,
+            "a\u0000": 6, "": 7}]"#;
         assert_eq!(rows(similar).unwrap().len(), 1);
         // Each size of object: compared pairwise up to SMALL_OBJECT keys, hashed past it.
         for size in [2, SMALL_OBJECT - 1, SMALL_OBJECT, SMALL_OBJECT + 1] {
