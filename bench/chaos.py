@@ -28,7 +28,7 @@ import sys
 import time
 
 from emulator import Emulator, LocalS3
-from run import cpu_model, report, table
+from run import arg, cpu_model, report, table
 
 SECTION = "## Chaos: kills and redelivery"
 IN, OUT = "in-bucket", "my-bucket"
@@ -41,10 +41,6 @@ BATCH_TARGETS = [{"prefix": f"s3://{OUT}/out/chaos-batch/", "compression": "zstd
 ROW_GROUP_ROWS = 20_000
 # Attempts after which the work is left alone (so every piece of work ends).
 WILD_ATTEMPTS = 5
-
-
-def arg(name, default):
-    return int(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else default
 
 
 def generate(root, name, first_id, rows, rng):

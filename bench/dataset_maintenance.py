@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from emulator import Emulator
 from local_catalog import Moto, environment
-from run import cpu_model, report, table
+from run import arg, cpu_model, report, table
 
 SECTION = "## Dataset maintenance"
 LAKE = "lake"
@@ -35,10 +35,6 @@ FOLDER = f"s3://{LAKE}/clicks/"
 TABLE = "bench.clicks"
 # The maintenance invocations' deadline: files younger than it plus 5 s are carried over.
 DEADLINE_S = 90
-
-
-def arg(name, default):
-    return int(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else default
 
 
 def append(function, n):

@@ -36,7 +36,7 @@ import time
 import uuid
 
 from emulator import ACCESS_KEY, SECRET_KEY, Emulator, LocalS3
-from run import cpu_model, report, table
+from run import arg, cpu_model, report, table
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SECTION = "## Fan-out over a prefix"
@@ -51,10 +51,6 @@ DAYS = [f"2024-01-{d:02d}" for d in range(1, 9)]
 # Step Functions fails a state whose output (a batch's reply is its child execution's) passes this.
 STATE_OUTPUT_LIMIT = 256 * 1024
 CITIES = ["New York", "Los Angeles", "Chicago", "Houston"]
-
-
-def arg(name, default):
-    return int(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else default
 
 
 def day_of(row_id):

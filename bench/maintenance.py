@@ -22,7 +22,7 @@ import time
 from emulator import Emulator
 from iceberg_readers import duckdb_scan, pyiceberg_scan
 from local_catalog import Moto, environment
-from run import cpu_model, percentile, report, table
+from run import arg, cpu_model, percentile, report, table
 
 SECTION = "## Table maintenance"
 LAKE = "lake"
@@ -32,10 +32,6 @@ DAYS = ["2024-05-01", "2024-05-02"]
 # memory that buys one full vCPU.
 GB_SECOND_USD = 0.0000133334
 ONE_VCPU_GB = 1.769
-
-
-def arg(name, default):
-    return int(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else default
 
 
 def append(function, name, n):

@@ -32,7 +32,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from emulator import Emulator, LocalS3
-from run import cpu_model, report, table
+from run import arg, cpu_model, report, table
 
 SECTION = "## Races: concurrent overwrites"
 IN, OUT = "in-bucket", "my-bucket"
@@ -41,10 +41,6 @@ DAY, OTHER_DAY = "2024-05-01", "2024-04-30"
 RETRIABLE = {"WriteConflict", "S3WriteFailed"}
 LONG_DEADLINE_S, SHORT_DEADLINE_S = 60.0, 5.0
 TWIN_DEFAULT = "out/twins"
-
-
-def arg(name, default):
-    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else default
 
 
 def folders(round_name):
@@ -276,11 +272,11 @@ class Races:
 def main():
     bootstrap, local_s3, work = map(pathlib.Path, sys.argv[1:4])
     work.mkdir(parents=True, exist_ok=True)
-    rounds, kills = int(arg("--rounds", 10)), int(arg("--kills", 4))
+    rounds, kills = arg("--rounds", 10), arg("--kills", 4)
     writer_counts = [int(w) for w in arg("--writers", "2,4").split(",")]
-    rows, source_rows = int(arg("--rows", 2000)), int(arg("--source-rows", 60000))
-    twin_rows = int(arg("--twin-rows", source_rows))
-    seed = int(arg("--seed", 1))
+    rows, source_rows = arg("--rows", 2000), arg("--source-rows", 60000)
+    twin_rows = arg("--twin-rows", source_rows)
+    seed = arg("--seed", 1)
     races = Races(bootstrap, local_s3, work, seed)
     results, failures = [], []
     started = time.perf_counter()

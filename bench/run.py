@@ -111,6 +111,11 @@ def report(lines):
         replace_section(lines[0], section)
 
 
+def arg(name, default):
+    """The command-line value after `name`, of `default`'s type, or `default`."""
+    return type(default)(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else default
+
+
 def option(name):
     return pathlib.Path(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else None
 

@@ -24,7 +24,7 @@ import sys
 
 from emulator import Emulator, LocalS3
 from local_catalog import Moto, environment
-from run import cpu_model, report, table
+from run import arg, cpu_model, report, table
 
 SECTION = "## Stream batches"
 PAYLOAD_LIMIT = 6 * 1024 * 1024
@@ -35,10 +35,6 @@ ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/clicks"
 GB_SECOND_USD = 0.0000133334
 REQUEST_USD = 0.20 / 1e6
 ONE_VCPU_GB = 1.769
-
-
-def arg(name, default):
-    return int(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else default
 
 
 def batch(number, records_per_batch=RECORDS, note=""):
